@@ -1,0 +1,1 @@
+"""Twitter sentiment pipeline: data, models and training for TweetEval's 3-class task."""

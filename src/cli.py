@@ -1,0 +1,27 @@
+"""Entry point shared by every stage script: load + validate params, run, turn errors into exit codes."""
+from __future__ import annotations
+
+import logging
+import sys
+from typing import Callable
+
+from src.errors import PipelineError
+from src.params import load_params
+
+
+def run_stage(main: Callable[[dict], None], params_path: str = "params.yaml") -> None:
+    """Validate params.yaml, then call ``main(params)``.
+
+    A PipelineError (bad params, bad data, failed download) prints one clear message and exits 1:
+    no traceback for problems the user fixes. Ctrl-C exits 130.
+    """
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    try:
+        params = load_params(params_path)
+        main(params)
+    except PipelineError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(1)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        sys.exit(130)

@@ -1,0 +1,127 @@
+"""JSON Schema for params.yaml. Every key is declared: an unknown key is an error, not a silent no-op."""
+
+HEX64 = {"type": "string", "pattern": "^[0-9a-fA-F]{64}$"}
+PROBABILITY = {"type": "number", "minimum": 0, "maximum": 1}
+POSITIVE_INT = {"type": "integer", "minimum": 1}
+SEED = {"type": "integer", "minimum": 0, "maximum": 2**32 - 1}
+
+
+def _section(properties: dict, required: list[str] | None = None) -> dict:
+    return {
+        "type": "object",
+        "properties": properties,
+        "required": list(properties) if required is None else required,
+        "additionalProperties": False,
+    }
+
+
+DATA = _section(
+    {
+        "base_url": {"type": "string", "pattern": "^(https?|file)://.+/$"},
+        "files": {"type": "array", "items": {"type": "string", "minLength": 1}, "minItems": 1, "uniqueItems": True},
+        "sha256": {"type": "object", "additionalProperties": HEX64},
+        "input": {"type": "string", "minLength": 1},
+        "label_names": {"type": "array", "items": {"type": "string", "minLength": 1}, "minItems": 2, "uniqueItems": True},
+        "csv": _section(
+            {
+                "text_column": {"type": "string", "minLength": 1},
+                "label_column": {"type": "string", "minLength": 1},
+                "split_column": {"type": ["string", "null"]},
+                "val_size": {"type": "number", "exclusiveMinimum": 0, "exclusiveMaximum": 1},
+                "test_size": {"type": "number", "exclusiveMinimum": 0, "exclusiveMaximum": 1},
+            }
+        ),
+        "max_train_samples": {"type": ["integer", "null"], "minimum": 1},
+        "seed": SEED,
+    }
+)
+
+GLOVE = _section(
+    {
+        "base_url": {"type": "string", "pattern": "^(https?|file)://.+/$"},
+        "corpus": {"enum": ["6B", "42B", "840B", "twitter.27B"]},
+        "dimension": {"type": "string", "pattern": "^[0-9]+d$"},
+        "sha256": {"anyOf": [HEX64, {"type": "null"}]},
+    }
+)
+
+VOCAB = _section(
+    {
+        "min_freq": POSITIVE_INT,
+        "max_size": {"type": ["integer", "null"], "minimum": 3},
+    }
+)
+
+LSTM = _section(
+    {
+        "embedding_dim": POSITIVE_INT,
+        "hidden_dim": POSITIVE_INT,
+        "n_layers": POSITIVE_INT,
+        "dropout": {"type": "number", "minimum": 0, "exclusiveMaximum": 1},
+        "bidirectional": {"type": "boolean"},
+        "batch_size": POSITIVE_INT,
+        "learning_rate": {"type": "number", "exclusiveMinimum": 0, "maximum": 10},
+        "epochs": POSITIVE_INT,
+        "weight_decay": {"type": "number", "minimum": 0},
+        "gradient_clip": {"type": ["number", "null"], "exclusiveMinimum": 0},
+        "early_stopping_patience": {"type": ["integer", "null"], "minimum": 1},
+        "scheduler": {"enum": ["plateau", "step", "cosine", None]},
+        "use_glove": {"type": "boolean"},
+        "freeze_embeddings": {"type": "boolean"},
+        "seed": SEED,
+    }
+)
+
+HYPERPARAMETER_VALUES = {"type": "array", "minItems": 1}
+TUNE = _section(
+    {
+        "method": {"enum": ["grid", "random"]},
+        "n_trials": POSITIVE_INT,
+        "train_fraction": {"type": "number", "exclusiveMinimum": 0, "maximum": 1},
+        "seed": SEED,
+        "search_space": {
+            "type": "object",
+            "minProperties": 1,
+            "additionalProperties": False,
+            "properties": {
+                "learning_rate": {**HYPERPARAMETER_VALUES, "items": {"type": "number", "exclusiveMinimum": 0}},
+                "num_epochs": {**HYPERPARAMETER_VALUES, "items": POSITIVE_INT},
+                "batch_size": {**HYPERPARAMETER_VALUES, "items": POSITIVE_INT},
+                "weight_decay": {**HYPERPARAMETER_VALUES, "items": {"type": "number", "minimum": 0}},
+                "warmup_ratio": {**HYPERPARAMETER_VALUES, "items": PROBABILITY},
+                "dropout_prob": {**HYPERPARAMETER_VALUES, "items": {"type": "number", "minimum": 0, "exclusiveMaximum": 1}},
+            },
+        },
+    }
+)
+
+EVALUATE = _section({"batch_size": POSITIVE_INT})
+
+PARAMS_SCHEMA = {
+    "$schema": "https://json-schema.org/draft/2020-12/schema",
+    "title": "params.yaml",
+    "type": "object",
+    "properties": {
+        # BERT fine-tuning (seed 000): top level, so `dvc exp run -S learning_rate=3e-5` works as written.
+        "model_name": {"type": "string", "minLength": 1},
+        "num_epochs": POSITIVE_INT,
+        "learning_rate": {"type": "number", "exclusiveMinimum": 0, "maximum": 1},
+        "batch_size": POSITIVE_INT,
+        "weight_decay": {"type": "number", "minimum": 0},
+        "warmup_ratio": PROBABILITY,
+        "dropout_prob": {"type": "number", "minimum": 0, "exclusiveMaximum": 1},
+        "max_length": {"type": "integer", "minimum": 8, "maximum": 4096},
+        "seed": SEED,
+        "data": DATA,
+        "glove": GLOVE,
+        "vocab": VOCAB,
+        "lstm": LSTM,
+        "tune": TUNE,
+        "evaluate": EVALUATE,
+    },
+    "required": [
+        "model_name", "num_epochs", "learning_rate", "batch_size", "weight_decay",
+        "warmup_ratio", "dropout_prob", "max_length", "seed", "data", "glove", "vocab",
+    ],
+    "additionalProperties": False,
+}

@@ -1,0 +1,244 @@
+"""Read raw splits (TweetEval layout or one CSV/TSV), validate, normalise, de-duplicate, subset."""
+from __future__ import annotations
+
+import csv
+import html
+import json
+import os
+import re
+import unicodedata
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from src.atomic import atomic_open
+from src.errors import DataError
+
+SPLITS = ("train", "val", "test")
+_WHITESPACE = re.compile(r"\s+")
+
+
+def normalize_tweet(text: str) -> str:
+    """TweetEval's rule plus what the models need.
+
+    TweetEval: tokens split on spaces; ``@mention`` tokens become ``@user``; tokens starting
+    with ``http`` are dropped. Added: HTML entities unescaped (``&amp;`` -> ``&``), Unicode NFC,
+    all whitespace (tabs, newlines, U+2028...) collapsed to one space, ends stripped.
+    """
+    text = unicodedata.normalize("NFC", html.unescape(text))
+    tokens = []
+    for token in _WHITESPACE.split(text):
+        if not token or token.startswith("http"):
+            continue
+        tokens.append("@user" if token.startswith("@") and len(token) > 1 else token)
+    return " ".join(tokens)
+
+
+@dataclass
+class Split:
+    texts: list[str] = field(default_factory=list)
+    labels: list[int] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.texts)
+
+
+def _read_lines(path: Path) -> list[str]:
+    """UTF-8 lines split on ``\\n`` only (tweets may hold U+2028 or \\r); errors name file and line."""
+    if not path.is_file():
+        raise DataError(f"{path}: file not found")
+    data = path.read_bytes()
+    if not data.strip():
+        raise DataError(f"{path}: file is empty")
+    raw_lines = data.split(b"\n")
+    if raw_lines[-1] == b"":
+        raw_lines.pop()
+    lines = []
+    for line_no, raw in enumerate(raw_lines, 1):
+        try:
+            lines.append(raw.decode("utf-8").rstrip("\r"))
+        except UnicodeDecodeError as exc:
+            raise DataError(f"{path}:{line_no}: not valid UTF-8 ({exc.reason} at byte {exc.start})") from None
+    return lines
+
+
+def parse_label(value: str, label_names: list[str], where: str) -> int:
+    """A label id 0..K-1, or a label name from ``label_names``; anything else names ``where``."""
+    value = value.strip()
+    if value in label_names:
+        return label_names.index(value)
+    try:
+        label = int(value)
+    except ValueError:
+        label = -1
+    if not 0 <= label < len(label_names) or str(label) != value.lstrip("+"):
+        raise DataError(
+            f"{where}: label {value!r} is not one of 0..{len(label_names) - 1} ({', '.join(label_names)})"
+        )
+    return label
+
+
+def read_mapping(path: Path, label_names: list[str]) -> None:
+    """TweetEval's mapping.txt (``id<TAB>name``) must agree with ``data.label_names``."""
+    found = {}
+    for line_no, line in enumerate(_read_lines(path), 1):
+        parts = line.split("\t")
+        if len(parts) != 2 or not parts[0].strip().isdigit():
+            raise DataError(f"{path}:{line_no}: expected 'id<TAB>name', got {line!r}")
+        found[int(parts[0])] = parts[1].strip()
+    expected = dict(enumerate(label_names))
+    if found != expected:
+        raise DataError(f"{path}: labels {found} differ from params data.label_names {expected}")
+
+
+def read_tweeteval_split(raw_dir: str | os.PathLike, split: str, label_names: list[str]) -> Split:
+    """``{split}_text.txt`` and ``{split}_labels.txt``: one tweet and one label id per line."""
+    raw_dir = Path(raw_dir)
+    text_path, label_path = raw_dir / f"{split}_text.txt", raw_dir / f"{split}_labels.txt"
+    texts, label_lines = _read_lines(text_path), _read_lines(label_path)
+    if len(texts) != len(label_lines):
+        raise DataError(
+            f"{text_path} has {len(texts)} lines but {label_path} has {len(label_lines)}: "
+            "expected one label per tweet"
+        )
+    labels = [parse_label(v, label_names, f"{label_path}:{i}") for i, v in enumerate(label_lines, 1)]
+    return Split(texts, labels)
+
+
+def read_tweeteval(raw_dir: str | os.PathLike, label_names: list[str]) -> dict[str, Split]:
+    raw_dir = Path(raw_dir)
+    if (raw_dir / "mapping.txt").exists():
+        read_mapping(raw_dir / "mapping.txt", label_names)
+    return {split: read_tweeteval_split(raw_dir, split, label_names) for split in SPLITS}
+
+
+def read_csv_dataset(path: str | os.PathLike, csv_params: dict, label_names: list[str], seed: int) -> dict[str, Split]:
+    """One CSV (``,``) or TSV (``.tsv``/``.tab``: tab) file with text and label columns.
+
+    Rows go to splits by ``csv.split_column`` (values train/val/test) when set, otherwise by a
+    stratified random split of ``csv.val_size`` and ``csv.test_size``.
+    """
+    path = Path(path)
+    lines = _read_lines(path)  # validates existence, emptiness and encoding with line numbers
+    delimiter = "\t" if path.suffix.lower() in {".tsv", ".tab"} else ","
+    reader = csv.DictReader(lines, delimiter=delimiter)
+    columns = reader.fieldnames or []
+    wanted = [csv_params["text_column"], csv_params["label_column"]]
+    if csv_params["split_column"]:
+        wanted.append(csv_params["split_column"])
+    missing = [c for c in wanted if c not in columns]
+    if missing:
+        raise DataError(
+            f"{path}:1: missing column(s) {', '.join(missing)} (header has: {', '.join(columns)}); "
+            "set data.csv.text_column / label_column / split_column"
+        )
+    splits = {s: Split() for s in SPLITS}
+    unsplit = Split()
+    for row_no, row in enumerate(reader, 2):
+        where = f"{path}:{reader.line_num if reader.line_num else row_no}"
+        text, label = row[csv_params["text_column"]], row[csv_params["label_column"]]
+        if text is None or label is None:
+            raise DataError(f"{where}: row has fewer columns than the header")
+        label_id = parse_label(label, label_names, where)
+        if csv_params["split_column"]:
+            split = (row[csv_params["split_column"]] or "").strip()
+            if split not in splits:
+                raise DataError(f"{where}: split {split!r} is not one of {', '.join(SPLITS)}")
+            target = splits[split]
+        else:
+            target = unsplit
+        target.texts.append(text)
+        target.labels.append(label_id)
+    if not csv_params["split_column"]:
+        splits = _random_split(unsplit, csv_params["val_size"], csv_params["test_size"], seed, path)
+    for split, rows in splits.items():
+        if not rows:
+            raise DataError(f"{path}: no rows for the {split} split")
+    return splits
+
+
+def _random_split(rows: Split, val_size: float, test_size: float, seed: int, path: Path) -> dict[str, Split]:
+    from sklearn.model_selection import train_test_split
+
+    if val_size + test_size >= 1:
+        raise DataError("data.csv.val_size + data.csv.test_size must be < 1")
+    idx = list(range(len(rows)))
+    try:
+        rest, test = train_test_split(idx, test_size=test_size, stratify=rows.labels, random_state=seed)
+        rest_labels = [rows.labels[i] for i in rest]
+        train, val = train_test_split(
+            rest, test_size=val_size / (1 - test_size), stratify=rest_labels, random_state=seed
+        )
+    except ValueError as exc:
+        raise DataError(f"{path}: cannot make a stratified split: {exc}") from None
+    pick = lambda ids: Split([rows.texts[i] for i in ids], [rows.labels[i] for i in ids])  # noqa: E731
+    return {"train": pick(sorted(train)), "val": pick(sorted(val)), "test": pick(sorted(test))}
+
+
+def clean_splits(splits: dict[str, Split]) -> tuple[dict[str, Split], dict[str, int]]:
+    """Normalise every split; drop from train only: empty tweets, exact duplicates, val/test leaks.
+
+    Val and test are kept whole, so their row counts stay comparable with published results.
+    Returns the cleaned splits and the number of train rows dropped per reason.
+    """
+    normalized = {s: Split([normalize_tweet(t) for t in sp.texts], list(sp.labels)) for s, sp in splits.items()}
+    held_out = {t for s in ("val", "test") for t in normalized[s].texts}
+    dropped = Counter({"empty_after_normalization": 0, "duplicate_in_train": 0, "in_val_or_test": 0})
+    conflicting = 0
+    seen: dict[str, int] = {}
+    train = Split()
+    for text, label in zip(normalized["train"].texts, normalized["train"].labels):
+        if not text:
+            dropped["empty_after_normalization"] += 1
+        elif text in held_out:
+            dropped["in_val_or_test"] += 1
+        elif text in seen:
+            dropped["duplicate_in_train"] += 1
+            conflicting += seen[text] != label
+        else:
+            seen[text] = label
+            train.texts.append(text)
+            train.labels.append(label)
+    normalized["train"] = train
+    report = dict(dropped)
+    report["duplicates_with_different_label"] = conflicting  # a subset of duplicate_in_train
+    return normalized, report
+
+
+def stratified_subset(split: Split, max_samples: int | None, seed: int) -> Split:
+    """At most ``max_samples`` rows with the class balance kept (original order preserved)."""
+    if max_samples is None or max_samples >= len(split):
+        return split
+    from sklearn.model_selection import train_test_split
+
+    idx, _ = train_test_split(
+        list(range(len(split))), train_size=max_samples, stratify=split.labels, random_state=seed
+    )
+    idx.sort()
+    return Split([split.texts[i] for i in idx], [split.labels[i] for i in idx])
+
+
+def write_split(path: str | os.PathLike, split: Split) -> None:
+    """JSON lines, ``{"text": ..., "label": ...}``: unambiguous for any character a tweet holds."""
+    with atomic_open(path, "w") as handle:
+        for text, label in zip(split.texts, split.labels):
+            handle.write(json.dumps({"text": text, "label": label}, ensure_ascii=False) + "\n")
+
+
+def read_split(path: str | os.PathLike) -> Split:
+    """Read a processed split written by ``write_split``."""
+    path = Path(path)
+    split = Split()
+    for line_no, line in enumerate(_read_lines(path), 1):
+        try:
+            row = json.loads(line)
+            split.texts.append(row["text"])
+            split.labels.append(int(row["label"]))
+        except (ValueError, KeyError, TypeError):
+            raise DataError(f"{path}:{line_no}: expected a JSON object with 'text' and 'label'") from None
+    return split
+
+
+def class_counts(split: Split, label_names: list[str]) -> dict[str, int]:
+    counts = Counter(split.labels)
+    return {name: counts.get(i, 0) for i, name in enumerate(label_names)}

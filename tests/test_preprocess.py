@@ -1,0 +1,152 @@
+import pytest
+
+from src import preprocess as pp
+from src.errors import DataError
+from tests.fixtures import LABEL_NAMES, write_tweeteval
+
+
+@pytest.mark.parametrize(
+    "raw, expected",
+    [
+        ("@bob hello @alice", "@user hello @user"),  # TweetEval: mentions become @user
+        ("look http://t.co/abc https://x.y now", "look now"),  # tokens starting http are dropped
+        ("fish &amp; chips &lt;3", "fish & chips <3"),  # HTML entities unescaped
+        ("  tabs\tand\nnew\u2028lines   ", "tabs and new lines"),  # all whitespace collapsed
+        ("@ alone", "@ alone"),  # a bare @ is not a mention
+        ("Cafe\u0301", "Café"),  # NFC
+        ("http://only.link", ""),
+    ],
+)
+def test_normalize_tweet(raw, expected):
+    assert pp.normalize_tweet(raw) == expected
+
+
+def test_normalisation_is_idempotent_on_tweeteval_text():
+    once = pp.normalize_tweet("@user @user I'm going too!! did you go? ")
+    assert pp.normalize_tweet(once) == once
+
+
+def test_duplicates_leaks_and_empties_are_dropped_from_train_only():
+    splits = {
+        "train": pp.Split(
+            ["good day", "good  day", "good day", "http://x", "seen in test", "fine", "@a hi"],
+            [2, 2, 0, 1, 1, 1, 1],
+        ),
+        "val": pp.Split(["@b hi", "good day"], [1, 2]),
+        "test": pp.Split(["seen in test", "seen in test"], [1, 1]),
+    }
+    cleaned, dropped = pp.clean_splits(splits)
+    assert cleaned["train"].texts == ["fine"]
+    assert dropped == {"empty_after_normalization": 1, "duplicate_in_train": 0, "in_val_or_test": 5,
+                       "duplicates_with_different_label": 0}
+    assert len(cleaned["val"]) == 2 and len(cleaned["test"]) == 2  # held-out splits are never thinned
+
+
+def test_duplicates_inside_train_keep_the_first_and_count_label_conflicts():
+    splits = {"train": pp.Split(["a b", "a  b", "a b", "c"], [2, 2, 0, 1]),
+              "val": pp.Split(["x"], [0]), "test": pp.Split(["y"], [0])}
+    cleaned, dropped = pp.clean_splits(splits)
+    assert cleaned["train"].texts == ["a b", "c"] and cleaned["train"].labels == [2, 1]
+    assert dropped["duplicate_in_train"] == 2 and dropped["duplicates_with_different_label"] == 1
+
+
+def test_stratified_subset_keeps_class_balance_and_is_seeded():
+    split = pp.Split([f"t{i}" for i in range(300)], [0] * 60 + [1] * 120 + [2] * 120)
+    sub = pp.stratified_subset(split, 100, seed=3)
+    assert len(sub) == 100
+    assert pp.class_counts(sub, LABEL_NAMES) == {"negative": 20, "neutral": 40, "positive": 40}
+    assert sub.texts == pp.stratified_subset(split, 100, seed=3).texts
+    assert pp.stratified_subset(split, None, seed=3) is split
+
+
+def _raw_dir(tmp_path):
+    return write_tweeteval(tmp_path / "raw", {s: [("a tweet", 0), ("another", 2)] for s in pp.SPLITS})
+
+
+def test_reads_tweeteval_layout(tmp_path):
+    splits = pp.read_tweeteval(_raw_dir(tmp_path), LABEL_NAMES)
+    assert splits["val"].texts == ["a tweet ", "another "] and splits["val"].labels == [0, 2]
+
+
+def test_line_counts_that_differ_name_both_files(tmp_path):
+    raw = _raw_dir(tmp_path)
+    (raw / "val_labels.txt").write_text("0\n2\n1\n")
+    with pytest.raises(DataError, match=r"val_text.txt has 2 lines but .*val_labels.txt has 3"):
+        pp.read_tweeteval(raw, LABEL_NAMES)
+
+
+@pytest.mark.parametrize("bad", ["3", "-1", "pos", "1.0"])
+def test_label_outside_range_names_file_and_line(tmp_path, bad):
+    raw = _raw_dir(tmp_path)
+    (raw / "test_labels.txt").write_text(f"0\n{bad}\n")
+    with pytest.raises(DataError, match=r"test_labels.txt:2: label .* is not one of 0..2"):
+        pp.read_tweeteval(raw, LABEL_NAMES)
+
+
+def test_empty_file_is_named(tmp_path):
+    raw = _raw_dir(tmp_path)
+    (raw / "train_text.txt").write_text("")
+    with pytest.raises(DataError, match=r"train_text.txt: file is empty"):
+        pp.read_tweeteval(raw, LABEL_NAMES)
+
+
+def test_undecodable_bytes_name_file_and_line(tmp_path):
+    raw = _raw_dir(tmp_path)
+    (raw / "train_text.txt").write_bytes(b"fine\nbad \xff\xfe bytes\n")
+    with pytest.raises(DataError, match=r"train_text.txt:2: not valid UTF-8"):
+        pp.read_tweeteval(raw, LABEL_NAMES)
+
+
+def test_missing_file_is_named(tmp_path):
+    raw = _raw_dir(tmp_path)
+    (raw / "val_text.txt").unlink()
+    with pytest.raises(DataError, match=r"val_text.txt: file not found"):
+        pp.read_tweeteval(raw, LABEL_NAMES)
+
+
+def test_mapping_must_agree_with_label_names(tmp_path):
+    raw = _raw_dir(tmp_path)
+    (raw / "mapping.txt").write_text("0\tnegative\n1\tpositive\n2\tneutral\n")
+    with pytest.raises(DataError, match="mapping.txt: labels .* differ from params data.label_names"):
+        pp.read_tweeteval(raw, LABEL_NAMES)
+
+
+CSV_PARAMS = {"text_column": "tweet", "label_column": "sentiment", "split_column": None,
+              "val_size": 0.2, "test_size": 0.2}
+
+
+def test_csv_with_names_or_ids_and_a_stratified_split(tmp_path):
+    rows = [f'"tweet {i}, with comma",{["negative", "1", "positive"][i % 3]}' for i in range(30)]
+    path = tmp_path / "own.csv"
+    path.write_text("tweet,sentiment\n" + "\n".join(rows) + "\n")
+    splits = pp.read_csv_dataset(path, CSV_PARAMS, LABEL_NAMES, seed=0)
+    assert {s: len(v) for s, v in splits.items()} == {"train": 18, "val": 6, "test": 6}
+    assert sorted(splits["test"].labels) == [0, 0, 1, 1, 2, 2]
+    assert all(", with comma" in t for t in splits["train"].texts)
+
+
+def test_tsv_with_a_split_column(tmp_path):
+    path = tmp_path / "own.tsv"
+    path.write_text("tweet\tsentiment\tfold\nhi\t2\ttrain\nmeh\t1\tval\nugh\t0\ttest\n")
+    splits = pp.read_csv_dataset(path, {**CSV_PARAMS, "split_column": "fold"}, LABEL_NAMES, seed=0)
+    assert splits["val"].texts == ["meh"] and splits["test"].labels == [0]
+
+
+def test_csv_without_the_named_columns_says_which(tmp_path):
+    path = tmp_path / "own.csv"
+    path.write_text("text,label\nhi,2\n")
+    with pytest.raises(DataError, match=r"own.csv:1: missing column\(s\) tweet, sentiment \(header has: text, label\)"):
+        pp.read_csv_dataset(path, CSV_PARAMS, LABEL_NAMES, seed=0)
+
+
+def test_csv_bad_label_names_the_line(tmp_path):
+    path = tmp_path / "own.csv"
+    path.write_text("tweet,sentiment\nhi,2\nyo,happy\n")
+    with pytest.raises(DataError, match=r"own.csv:3: label 'happy' is not one of 0..2"):
+        pp.read_csv_dataset(path, CSV_PARAMS, LABEL_NAMES, seed=0)
+
+
+def test_processed_split_round_trips(tmp_path):
+    split = pp.Split(['quote " tab\\t emoji 😀', "plain"], [2, 0])
+    pp.write_split(tmp_path / "s.jsonl", split)
+    assert pp.read_split(tmp_path / "s.jsonl") == split
