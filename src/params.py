@@ -54,7 +54,6 @@ def _describe(error: jsonschema.ValidationError) -> str:
         "minItems": lambda v: f"expected at least {v} item(s)",
         "minLength": lambda v: "expected a non-empty string",
         "uniqueItems": lambda v: "expected unique items",
-        "minProperties": lambda v: f"expected at least {v} entry",
     }.get(error.validator)
     detail = expected(error.validator_value) if expected else error.message
     return f"{_dotted(where)} = {error.instance!r}: {detail}"

@@ -68,6 +68,7 @@ LSTM = _section(
         "scheduler": {"enum": ["plateau", "step", "cosine", None]},
         "use_glove": {"type": "boolean"},
         "freeze_embeddings": {"type": "boolean"},
+        "class_weights": {"enum": ["balanced", None]},
         "seed": SEED,
     }
 )
@@ -81,7 +82,7 @@ TUNE = _section(
         "seed": SEED,
         "search_space": {
             "type": "object",
-            "minProperties": 1,
+            "required": ["learning_rate"],  # so `-S learning_rate=...` never re-runs the search
             "additionalProperties": False,
             "properties": {
                 "learning_rate": {**HYPERPARAMETER_VALUES, "items": {"type": "number", "exclusiveMinimum": 0}},
@@ -92,6 +93,19 @@ TUNE = _section(
                 "dropout_prob": {**HYPERPARAMETER_VALUES, "items": {"type": "number", "minimum": 0, "exclusiveMaximum": 1}},
             },
         },
+    }
+)
+
+BERT = _section(
+    {
+        "device": {"enum": ["auto", "cuda", "cpu"]},
+        "monitor": {"enum": ["val_loss", "val_accuracy", "val_macro_recall", "val_macro_f1"]},
+        "gradient_clip": {"type": ["number", "null"], "exclusiveMinimum": 0},
+        "early_stopping_patience": {"type": ["integer", "null"], "minimum": 1},
+        "mixed_precision": {"type": "boolean"},
+        "compile": {"type": "boolean"},
+        "eval_batch_size": POSITIVE_INT,
+        "num_workers": {"type": "integer", "minimum": 0},
     }
 )
 
@@ -112,6 +126,7 @@ PARAMS_SCHEMA = {
         "dropout_prob": {"type": "number", "minimum": 0, "exclusiveMaximum": 1},
         "max_length": {"type": "integer", "minimum": 8, "maximum": 4096},
         "seed": SEED,
+        "bert": BERT,
         "data": DATA,
         "glove": GLOVE,
         "vocab": VOCAB,
@@ -121,7 +136,7 @@ PARAMS_SCHEMA = {
     },
     "required": [
         "model_name", "num_epochs", "learning_rate", "batch_size", "weight_decay",
-        "warmup_ratio", "dropout_prob", "max_length", "seed", "data", "glove", "vocab",
+        "warmup_ratio", "dropout_prob", "max_length", "seed", "bert", "data", "glove", "vocab",
     ],
     "additionalProperties": False,
 }

@@ -1,0 +1,227 @@
+"""BERT fine-tuning (seed 000): train_epoch, evaluate, train_model, hyperparameter_tuning.
+
+Every function runs on the project's one training engine (``src.training.Trainer``): the loop,
+checkpointing and early stopping live there, not here. This module adds what is BERT-specific:
+AdamW without weight decay on biases and LayerNorm weights, linear warmup then linear decay
+stepped per batch, and the pretrained model's export.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from src.atomic import write_json
+from src.errors import PipelineError
+from src.metrics import is_improvement
+from src.runtime import seed_everything
+from src.models.bert_data import with_batch_size
+from src.models.bert_model import LABEL_NAMES, BertSentimentClassifier
+from src.training import Trainer
+from src.training.checkpoint_manager import load_checkpoint_file
+from src.training.trainer import evaluate as run_evaluation
+from src.training.trainer import resolve_device
+
+log = logging.getLogger(__name__)
+
+TUNABLE = ("learning_rate", "num_epochs", "batch_size", "weight_decay", "warmup_ratio", "dropout_prob")
+NO_DECAY = ("bias", "LayerNorm.weight", "layer_norm.weight", "LayerNorm.bias")
+
+
+def build_optimizer(model: nn.Module, learning_rate: float, weight_decay: float,
+                    device: torch.device | str = "cpu") -> torch.optim.AdamW:
+    """AdamW with weight decay on weight matrices only: biases and LayerNorm weights are not decayed."""
+    decay, no_decay = [], []
+    for name, parameter in model.named_parameters():
+        if parameter.requires_grad:
+            (no_decay if any(nd in name for nd in NO_DECAY) else decay).append(parameter)
+    groups = [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    fused = torch.device(device).type == "cuda"  # one fused kernel per step on the GPU
+    return torch.optim.AdamW(groups, lr=learning_rate, fused=fused or None)
+
+
+def build_scheduler(optimizer: torch.optim.Optimizer, total_steps: int, warmup_ratio: float):
+    """Linear warmup over ``warmup_ratio`` of the steps, then linear decay to zero (stepped per batch)."""
+    from transformers import get_linear_schedule_with_warmup
+
+    return get_linear_schedule_with_warmup(optimizer, int(round(warmup_ratio * total_steps)), total_steps)
+
+
+def _engine(model, train_loader, val_loader, optimizer, scheduler, device, checkpoint_dir=None, **kwargs) -> Trainer:
+    return Trainer(model, train_loader, val_loader, optimizer, nn.CrossEntropyLoss(), scheduler,
+                   kwargs.pop("gradient_clip", 1.0), checkpoint_dir or "checkpoints",
+                   scheduler_interval="step", device=device, **kwargs)
+
+
+def train_epoch(model, data_loader, optimizer, scheduler, device) -> float:
+    """Train ``model`` for one epoch; returns the average training loss."""
+    return _engine(model, data_loader, None, optimizer, scheduler, device, progress=False).train_epoch()
+
+
+def evaluate(model, data_loader, device) -> tuple[float, float, list[int]]:
+    """Returns (average loss, accuracy, predictions) of ``model`` on ``data_loader``."""
+    result = run_evaluation(model, data_loader, resolve_device(device), nn.CrossEntropyLoss())
+    return result["loss"], result["accuracy"], result["predictions"]
+
+
+def seed_history(history: dict) -> dict:
+    """The engine's history under the seed's key names (plus learning rate and macro recall)."""
+    return {
+        "train_loss": history["train_losses"],
+        "val_loss": history["val_losses"],
+        "val_accuracy": history["val_accuracies"],
+        "val_macro_recall": history["val_macro_recalls"],
+        "val_macro_f1": history["val_macro_f1s"],
+        "learning_rate": history["learning_rates"],
+        "epoch_time": history["epoch_times"],
+        "monitor": history["monitor"],
+        "best_epoch": history["best_epoch"],
+        "best_value": history["best_value"],
+        "total_time": history["total_time"],
+    }
+
+
+def _export(model: BertSentimentClassifier, tokenizer, directory: Path) -> None:
+    """save_pretrained into a temp directory, then swap it in: a kill never leaves half an export."""
+    tmp = directory.with_name(f".{directory.name}.tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    model.save_pretrained(tmp, tokenizer)
+    shutil.rmtree(directory, ignore_errors=True)
+    os.replace(tmp, directory)
+
+
+def train_model(
+    train_loader,
+    val_loader,
+    model_save_dir: str | os.PathLike,
+    num_epochs: int = 4,
+    learning_rate: float = 2e-5,
+    weight_decay: float = 0.01,
+    warmup_ratio: float = 0.1,
+    device: str = "auto",
+    model_name: str = "bert-base-uncased",
+    num_classes: int = 3,
+    *,
+    dropout_prob: float = 0.1,
+    gradient_clip: float | None = 1.0,
+    monitor: str = "val_macro_recall",
+    early_stopping_patience: int | None = None,
+    seed: int = 42,
+    tokenizer=None,
+    label_names=LABEL_NAMES,
+    mixed_precision: bool = True,
+    compile_model: bool = False,
+    max_checkpoints: int | None = None,
+    keep_checkpoints: bool = True,
+    progress: bool = True,
+) -> tuple[BertSentimentClassifier, dict]:
+    """Fine-tune ``model_name`` and return (the best epoch's model, history).
+
+    Writes into ``model_save_dir``: ``checkpoint_epoch_X.pt`` after each epoch, ``best_model.pt``
+    (best ``monitor`` on validation), ``training_history.json``, and ``model/`` (save_pretrained
+    weights, config with label names, tokenizer) for inference without this code. With
+    ``keep_checkpoints=False`` (tuning trials) the ``.pt`` files are removed once the best weights
+    are exported: each holds the optimizer state too, about 3x the model.
+    """
+    seed_everything(seed)  # the head's init and dropout are reproducible
+    model_save_dir = Path(model_save_dir)
+    device = resolve_device(device)
+    if device.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+    model = BertSentimentClassifier(model_name, num_classes, dropout_prob, label_names)
+    if compile_model:
+        model.compile()  # in place: state_dict keys stay the same
+    optimizer = build_optimizer(model, learning_rate, weight_decay, device)
+    scheduler = build_scheduler(optimizer, num_epochs * len(train_loader), warmup_ratio)
+    trainer = _engine(model, train_loader, val_loader, optimizer, scheduler, device, model_save_dir,
+                      gradient_clip=gradient_clip, monitor=monitor, mixed_precision=mixed_precision,
+                      max_checkpoints=max_checkpoints or num_epochs, progress=progress)
+    history = seed_history(trainer.train(num_epochs, early_stopping_patience, save_best=True, save_every=1))
+
+    best = load_checkpoint_file(model_save_dir / "best_model.pt", map_location=device)
+    model.load_state_dict(best["model_state_dict"])
+    write_json(model_save_dir / "training_history.json", history)
+    _export(model, tokenizer, model_save_dir / "model")
+    if not keep_checkpoints:
+        for checkpoint in [*model_save_dir.glob("*.pt"), model_save_dir / "checkpoint_registry.json"]:
+            checkpoint.unlink(missing_ok=True)
+    return model, history
+
+
+def _trials(space: dict[str, list], method: str, n_trials: int | None, seed: int) -> list[dict]:
+    from sklearn.model_selection import ParameterGrid, ParameterSampler
+
+    unknown = sorted(set(space) - set(TUNABLE))
+    if unknown:
+        raise PipelineError(f"tune.search_space: cannot tune {', '.join(unknown)} (tunable: {', '.join(TUNABLE)})")
+    grid = ParameterGrid(space)
+    budget = len(grid) if n_trials is None else min(n_trials, len(grid))
+    if method == "grid":
+        return list(grid)[:budget]
+    if method == "random":  # lists only: sampled without replacement
+        return list(ParameterSampler(space, n_iter=budget, random_state=seed))
+    raise PipelineError(f"tune.method = {method!r}: expected grid or random")
+
+
+def hyperparameter_tuning(
+    train_loader,
+    val_loader,
+    test_loader,
+    output_dir: str | os.PathLike,
+    hyperparameters: dict[str, list],
+    device: str = "auto",
+    *,
+    base_hyperparameters: dict[str, Any] | None = None,
+    method: str = "grid",
+    n_trials: int | None = None,
+    seed: int = 42,
+    **train_kwargs: Any,
+) -> tuple[BertSentimentClassifier, dict]:
+    """Train one model per configuration and return (best model, best hyperparameters).
+
+    ``hyperparameters`` maps each tuned name to the values to try; ``method`` ``grid`` tries them
+    all (scikit-learn's ParameterGrid), ``random`` samples ``n_trials`` (ParameterSampler).
+    Untuned values come from ``base_hyperparameters``. Trials are scored on ``val_loader`` only:
+    ``test_loader`` is accepted for the seed's signature and never read, so nothing is selected
+    on test. Writes ``config_X/`` per trial and ``tuning_results.json``.
+    """
+    del test_loader  # see docstring: selection never sees test data
+    output_dir = Path(output_dir)
+    base = {"num_epochs": 4, "learning_rate": 2e-5, "batch_size": 16, "weight_decay": 0.01,
+            "warmup_ratio": 0.1, "dropout_prob": 0.1, **(base_hyperparameters or {})}
+    monitor = train_kwargs.setdefault("monitor", "val_macro_recall")
+    trials, best_model, best_index, best_value = [], None, None, None
+    for index, sampled in enumerate(_trials(hyperparameters, method, n_trials, seed)):
+        config = {**base, **sampled}
+        log.info("trial %d: %s", index, sampled)
+        loader = train_loader
+        if config["batch_size"] != getattr(train_loader, "batch_size", None) and hasattr(train_loader, "dataset"):
+            loader = with_batch_size(train_loader, config["batch_size"], seed)
+        started = time.perf_counter()
+        model, history = train_model(
+            loader, val_loader, output_dir / f"config_{index}", config["num_epochs"], config["learning_rate"],
+            config["weight_decay"], config["warmup_ratio"], device, dropout_prob=config["dropout_prob"],
+            seed=seed, **train_kwargs,
+        )
+        at_best = history["best_epoch"] - 1
+        trial = {"trial": index, "params": sampled, "hyperparameters": config, "best_epoch": history["best_epoch"],
+                 "val_loss": history["val_loss"][at_best], "val_accuracy": history["val_accuracy"][at_best],
+                 "val_macro_recall": history["val_macro_recall"][at_best],
+                 "val_macro_f1": history["val_macro_f1"][at_best], "time_s": round(time.perf_counter() - started, 2)}
+        write_json(output_dir / f"config_{index}" / "trial.json", trial)
+        trials.append(trial)
+        if is_improvement(history["best_value"], best_value, monitor):
+            best_model, best_index, best_value = model, index, history["best_value"]
+    best_trial = trials[best_index]
+    write_json(output_dir / "tuning_results.json", {
+        "monitor": monitor, "method": method, "search_space": hyperparameters, "trials": trials,
+        "best_trial": best_trial["trial"], "best_hyperparameters": best_trial["hyperparameters"],
+    })
+    return best_model, best_trial["hyperparameters"]

@@ -1,0 +1,406 @@
+"""The one training engine (LSTM and BERT): train / validate / checkpoint / early-stop / resume.
+
+Batches are dicts: ``labels`` plus the model's keyword inputs (``input_ids`` + ``lengths`` for the
+LSTM; ``input_ids`` + ``attention_mask`` for BERT). The model's output is a logits tensor or an
+object with ``.logits`` (Hugging Face models).
+"""
+from __future__ import annotations
+
+import logging
+import os
+import random
+import time
+from pathlib import Path
+from typing import Any, Iterable
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from src.errors import PipelineError
+from src.metrics import MONITORABLE, classification_metrics, higher_is_better, is_improvement
+from src.training.checkpoint_manager import (
+    DEFAULT_BEST_BY, CheckpointManager, EarlyStopping, load_checkpoint_file,
+)
+
+log = logging.getLogger(__name__)
+
+SCHEDULER_INTERVALS = ("epoch", "step")
+
+
+# ---- helpers shared by training and stand-alone evaluation ----------------------------------------
+def resolve_device(device: str | torch.device = "auto") -> torch.device:
+    """'auto' picks CUDA when present; asking for CUDA without one is an error, not a silent CPU run."""
+    if str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise PipelineError(f"device = {device}: CUDA is not available on this machine (use 'auto' or 'cpu')")
+    return device
+
+
+def move_batch(batch: dict[str, Any], device: torch.device) -> dict[str, Any]:
+    non_blocking = device.type == "cuda"  # overlaps host->GPU copies with compute (pinned memory)
+    return {k: v.to(device, non_blocking=non_blocking) if torch.is_tensor(v) else v for k, v in batch.items()}
+
+
+def forward_logits(model: nn.Module, batch: dict[str, Any]) -> torch.Tensor:
+    """``model(**inputs)`` for every key but ``labels``; accepts a tensor or an output with ``.logits``."""
+    output = model(**{k: v for k, v in batch.items() if k != "labels"})
+    return output.logits if hasattr(output, "logits") else output
+
+
+def autocast_context(device: torch.device, mixed_precision: bool):
+    """bf16 autocast on CUDA (no loss scaling needed); a no-op elsewhere."""
+    return torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=mixed_precision and device.type == "cuda")
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, data_loader: Iterable, device: torch.device, criterion: nn.Module | None = None,
+             mixed_precision: bool = False, progress: bool = False) -> dict[str, Any]:
+    """Loss (when ``criterion``), accuracy, macro recall, macro F1 and the predictions over a loader."""
+    model.eval()
+    total_loss, n_seen, predictions, labels = 0.0, 0, [], []
+    for batch in tqdm(data_loader, desc="eval", leave=False, disable=not progress):
+        batch = move_batch(batch, device)
+        with autocast_context(device, mixed_precision):
+            logits = forward_logits(model, batch)
+        logits = logits.float()
+        if criterion is not None:
+            total_loss += criterion(logits, batch["labels"]).item() * len(batch["labels"])
+        n_seen += len(batch["labels"])
+        predictions.append(logits.argmax(dim=1).cpu())
+        labels.append(batch["labels"].cpu())
+    if n_seen == 0:
+        raise PipelineError("evaluation data is empty")
+    predictions, labels = torch.cat(predictions).tolist(), torch.cat(labels).tolist()
+    result = {"loss": total_loss / n_seen if criterion is not None else None,
+              **classification_metrics(labels, predictions)}
+    result["predictions"] = predictions
+    return result
+
+
+def rng_state() -> dict:
+    """Python, NumPy and torch RNG states as tensors / plain types (loadable with weights_only=True)."""
+    np_name, np_keys, np_pos, np_has_gauss, np_gauss = np.random.get_state()
+    state = {"python": random.getstate(), "numpy": (np_name, torch.from_numpy(np_keys.astype(np.int64)),
+                                                   int(np_pos), int(np_has_gauss), float(np_gauss)),
+             "torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict) -> None:
+    random.setstate(_as_tuples(state["python"]))
+    name, keys, pos, has_gauss, gauss = state["numpy"]
+    np.random.set_state((name, keys.numpy().astype(np.uint32), pos, has_gauss, gauss))
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def _as_tuples(value):
+    # random.setstate insists on tuples; serialisation may hand back lists.
+    return tuple(_as_tuples(v) for v in value) if isinstance(value, (list, tuple)) else value
+
+
+def count_parameters(model: nn.Module) -> tuple[int, int]:
+    total = sum(p.numel() for p in model.parameters())
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    return total, trainable
+
+
+# ---- the trainer ------------------------------------------------------------------------------------
+class Trainer:
+    """Trains ``model`` on ``train_loader``, validates on ``val_loader`` every epoch, checkpoints.
+
+    scheduler_interval: 'step' steps the scheduler after every optimizer step (linear warmup for
+    BERT); 'epoch' steps it after validation (StepLR, cosine), and ReduceLROnPlateau gets the
+    monitored validation value. ``monitor`` (val_loss | val_accuracy | val_macro_recall |
+    val_macro_f1) picks the best checkpoint, drives early stopping and ReduceLROnPlateau.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        train_loader: Iterable,
+        val_loader: Iterable,
+        optimizer: torch.optim.Optimizer,
+        criterion: nn.Module | None = None,
+        scheduler: Any = None,
+        gradient_clip: float | None = 1.0,
+        checkpoint_dir: str | os.PathLike = "checkpoints",
+        *,
+        scheduler_interval: str = "epoch",
+        monitor: str = "val_loss",
+        device: str | torch.device = "auto",
+        mixed_precision: bool = False,
+        max_checkpoints: int = 5,
+        save_best_n: int = 3,
+        checkpoint_name: str = "checkpoint_epoch_{epoch}.pt",
+        best_model_name: str = "best_model.pt",
+        early_stopping_min_delta: float = 0.0,
+        progress: bool = True,
+    ):
+        if scheduler_interval not in SCHEDULER_INTERVALS:
+            raise PipelineError(f"scheduler_interval = {scheduler_interval!r}: expected 'epoch' or 'step'")
+        if monitor not in MONITORABLE:
+            raise PipelineError(f"monitor = {monitor!r}: expected one of {', '.join(MONITORABLE)}")
+        self.device = resolve_device(device)
+        self.model = model.to(self.device)
+        self.train_loader, self.val_loader = train_loader, val_loader
+        self.optimizer = optimizer
+        self.criterion = criterion if criterion is not None else nn.CrossEntropyLoss()
+        self.criterion.to(self.device)
+        self.scheduler = scheduler
+        self.scheduler_interval = scheduler_interval
+        self.gradient_clip = gradient_clip
+        self.monitor = monitor
+        self.mixed_precision = mixed_precision
+        self.early_stopping_min_delta = early_stopping_min_delta
+        self.progress = progress
+        best_by = dict(DEFAULT_BEST_BY)
+        best_by.setdefault(monitor.removeprefix("val_"), monitor)
+        self.checkpoints = CheckpointManager(checkpoint_dir, max_checkpoints=max_checkpoints, save_best_n=save_best_n,
+                                             checkpoint_name=checkpoint_name, best_model_name=best_model_name,
+                                             best_by=best_by)
+        self.checkpoint_dir = self.checkpoints.checkpoint_dir
+        self.early_stopping: EarlyStopping | None = None
+        self.epoch = 0                # epochs completed
+        self.global_step = 0          # optimizer steps taken
+        self.best_value: float | None = None
+        self.best_epoch: int | None = None
+        self.history = self._empty_history()
+
+    @staticmethod
+    def _empty_history() -> dict:
+        return {"train_losses": [], "val_losses": [], "val_accuracies": [], "val_macro_recalls": [],
+                "val_macro_f1s": [], "learning_rates": [], "epoch_times": [], "best_val_loss": None,
+                "best_epoch": None, "monitor": None, "best_value": None, "total_time": 0.0}
+
+    # ---- one epoch -------------------------------------------------------------------------------
+    def train_epoch(self) -> float:
+        """One pass over the training data; returns the mean training loss per example."""
+        self.model.train()
+        sampler = getattr(self.train_loader, "batch_sampler", None)
+        for source in (sampler, getattr(self.train_loader, "sampler", None)):
+            if hasattr(source, "set_epoch"):  # epoch-seeded shuffling: resume sees the same batches
+                source.set_epoch(self.epoch)
+        total_loss, n_seen = 0.0, 0
+        # disable=None: a bar on a terminal only, so logs and `dvc repro` output stay readable
+        bar = tqdm(self.train_loader, desc=f"epoch {self.epoch + 1}", leave=False, disable=None if self.progress else True)
+        for batch in bar:
+            batch = move_batch(batch, self.device)
+            with autocast_context(self.device, self.mixed_precision):
+                logits = forward_logits(self.model, batch)
+            loss = self.criterion(logits.float(), batch["labels"])
+
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if self.gradient_clip:
+                nn.utils.clip_grad_norm_(self.model.parameters(), self.gradient_clip)
+            self.optimizer.step()
+            if self.scheduler is not None and self.scheduler_interval == "step":
+                self.scheduler.step()
+            self.global_step += 1
+
+            total_loss += loss.item() * len(batch["labels"])
+            n_seen += len(batch["labels"])
+            bar.set_postfix(loss=f"{total_loss / n_seen:.4f}")
+        if n_seen == 0:
+            raise PipelineError("training data is empty")
+        return total_loss / n_seen
+
+    def evaluate_model(self, data_loader: Iterable) -> dict[str, Any]:
+        """loss, accuracy, macro_recall, macro_f1 and predictions of the current model on a loader."""
+        return evaluate(self.model, data_loader, self.device, self.criterion, self.mixed_precision)
+
+    # ---- the loop ----------------------------------------------------------------------------------
+    def train(self, epochs: int, early_stopping_patience: int | None = None, save_best: bool = True,
+              save_every: int | None = 1) -> dict:
+        """Train until ``epochs`` epochs are completed in total (a resumed trainer continues its count).
+
+        Each epoch: train, validate, step an epoch-level scheduler, track the best ``monitor`` value,
+        checkpoint (every ``save_every`` epochs and whenever the model is the best so far when
+        ``save_best``), then ask early stopping, which restores the best weights when it stops.
+        """
+        if early_stopping_patience is not None and (
+                self.early_stopping is None or self.early_stopping.patience != early_stopping_patience):
+            self.early_stopping = EarlyStopping(early_stopping_patience, self.early_stopping_min_delta, self.monitor)
+        self.history["monitor"] = self.monitor
+        while self.epoch < epochs:
+            started = time.perf_counter()
+            train_loss = self.train_epoch()
+            learning_rate = self.optimizer.param_groups[0]["lr"]  # the rate this epoch ended with
+            val = self.evaluate_model(self.val_loader)
+            self.epoch += 1
+            metrics = {"train_loss": train_loss, "val_loss": val["loss"], "val_accuracy": val["accuracy"],
+                       "val_macro_recall": val["macro_recall"], "val_macro_f1": val["macro_f1"],
+                       "learning_rate": learning_rate}
+            monitored = metrics[self.monitor]
+
+            if self.scheduler is not None and self.scheduler_interval == "epoch":
+                if isinstance(self.scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
+                    self.scheduler.step(monitored)
+                else:
+                    self.scheduler.step()
+
+            is_best = is_improvement(monitored, self.best_value, self.monitor)
+            if is_best:
+                self.best_value, self.best_epoch = float(monitored), self.epoch
+            self._record(metrics, time.perf_counter() - started)
+            log.info("epoch %d/%d  train_loss %.4f  val_loss %.4f  val_acc %.4f  val_macro_recall %.4f  "
+                     "lr %.2e  %.1fs%s", self.epoch, epochs, train_loss, val["loss"], val["accuracy"],
+                     val["macro_recall"], learning_rate, self.history["epoch_times"][-1], "  *best*" if is_best else "")
+
+            should_stop = self.early_stopping is not None and self.early_stopping.update(monitored, self.model, self.epoch)
+            periodic = bool(save_every) and self.epoch % save_every == 0
+            if periodic or (save_best and is_best) or should_stop:
+                # this epoch's own weights, before early stopping swaps the best ones back in
+                self.save_checkpoint(None, is_best=save_best and is_best, metrics=metrics)
+            if should_stop:
+                log.info("early stopping: no %s improvement for %d epochs", self.monitor, self.early_stopping.patience)
+                self.early_stopping.restore(self.model)
+                break
+        return self.history
+
+    def _record(self, metrics: dict, seconds: float) -> None:
+        h = self.history
+        h["train_losses"].append(metrics["train_loss"])
+        h["val_losses"].append(metrics["val_loss"])
+        h["val_accuracies"].append(metrics["val_accuracy"])
+        h["val_macro_recalls"].append(metrics["val_macro_recall"])
+        h["val_macro_f1s"].append(metrics["val_macro_f1"])
+        h["learning_rates"].append(metrics["learning_rate"])
+        h["epoch_times"].append(seconds)
+        h["total_time"] += seconds
+        h["best_val_loss"] = min(h["val_losses"])
+        h["best_epoch"], h["best_value"] = self.best_epoch, self.best_value
+
+    # ---- checkpoints -------------------------------------------------------------------------------
+    def save_checkpoint(self, filename: str | None = None, is_best: bool = False,
+                        metrics: dict | None = None) -> Path:
+        """Everything needed to continue identically: weights, optimizer, scheduler, counters,
+        history, early stopping and RNG states. ``filename`` defaults to the epoch pattern."""
+        state = {
+            "epoch": self.epoch,
+            "global_step": self.global_step,
+            "model_state_dict": self.model.state_dict(),
+            "optimizer_state_dict": self.optimizer.state_dict(),
+            "scheduler_state_dict": self.scheduler.state_dict() if self.scheduler is not None else None,
+            "history": self.history,
+            "monitor": self.monitor,
+            "best_value": self.best_value,
+            "best_epoch": self.best_epoch,
+            "early_stopping": self.early_stopping.state_dict() if self.early_stopping is not None else None,
+            "rng_state": rng_state(),
+            "model_config": getattr(self.model, "config", None),
+        }
+        return self.checkpoints.save_state(state, self.epoch, metrics or {}, is_best=is_best, filename=filename)
+
+    def load_checkpoint(self, path: str | os.PathLike, load_optimizer: bool = True) -> dict:
+        """Restore a checkpoint written by ``save_checkpoint``; returns the raw checkpoint dict."""
+        checkpoint = load_checkpoint_file(path, map_location=self.device)
+        self.model.load_state_dict(checkpoint["model_state_dict"])
+        if load_optimizer:
+            self.optimizer.load_state_dict(checkpoint["optimizer_state_dict"])
+            if self.scheduler is not None and checkpoint.get("scheduler_state_dict") is not None:
+                self.scheduler.load_state_dict(checkpoint["scheduler_state_dict"])
+        self.epoch = checkpoint["epoch"]
+        self.global_step = checkpoint.get("global_step", 0)
+        self.history = checkpoint.get("history") or self._empty_history()
+        self.best_value, self.best_epoch = checkpoint.get("best_value"), checkpoint.get("best_epoch")
+        if checkpoint.get("early_stopping") is not None:
+            self.early_stopping = EarlyStopping()
+            self.early_stopping.load_state_dict(checkpoint["early_stopping"])
+        if checkpoint.get("rng_state") is not None:
+            set_rng_state(checkpoint["rng_state"])
+        log.info("loaded checkpoint %s (epoch %d)", path, self.epoch)
+        return checkpoint
+
+    def resume_training(self, checkpoint_path: str | os.PathLike, additional_epochs: int,
+                        early_stopping_patience: int | None = None, save_best: bool = True,
+                        save_every: int | None = 1) -> dict:
+        """Load a checkpoint and train ``additional_epochs`` more; early stopping continues its count."""
+        self.load_checkpoint(checkpoint_path, load_optimizer=True)
+        return self.train(self.epoch + additional_epochs, early_stopping_patience, save_best, save_every)
+
+    # ---- reporting -----------------------------------------------------------------------------------
+    def get_training_summary(self) -> dict:
+        h = self.history
+        total, trainable = count_parameters(self.model)
+        best = (self.best_epoch - 1) if self.best_epoch else None
+        return {
+            "training_status": {
+                "epochs_completed": self.epoch,
+                "best_epoch": self.best_epoch,
+                "global_step": self.global_step,
+                "early_stopped": bool(self.early_stopping and self.early_stopping.stopped_epoch),
+            },
+            "performance_metrics": {
+                "monitor": self.monitor,
+                "best_value": self.best_value,
+                "best_val_loss": h["best_val_loss"],
+                "best_val_accuracy": max(h["val_accuracies"]) if h["val_accuracies"] else None,
+                "best_epoch_val_accuracy": h["val_accuracies"][best] if best is not None else None,
+                "best_epoch_val_macro_recall": h["val_macro_recalls"][best] if best is not None else None,
+                "best_epoch_val_macro_f1": h["val_macro_f1s"][best] if best is not None else None,
+                "final_train_loss": h["train_losses"][-1] if h["train_losses"] else None,
+                "final_val_loss": h["val_losses"][-1] if h["val_losses"] else None,
+            },
+            "timing": {
+                "total_time": h["total_time"],
+                "mean_epoch_time": float(np.mean(h["epoch_times"])) if h["epoch_times"] else None,
+            },
+            "model_info": {
+                "total_parameters": total,
+                "trainable_parameters": trainable,
+                "device": str(self.device),
+                "model_class": type(self.model).__name__,
+            },
+        }
+
+
+# ---- factory ----------------------------------------------------------------------------------------
+def build_scheduler(optimizer: torch.optim.Optimizer, scheduler_type: str | None, epochs: int, monitor: str,
+                    step_size: int | None = None, gamma: float = 0.5, patience: int = 2):
+    """The epoch-level schedulers create_trainer offers: plateau, step, cosine, or None."""
+    if scheduler_type is None:
+        return None
+    if scheduler_type == "plateau":
+        return torch.optim.lr_scheduler.ReduceLROnPlateau(
+            optimizer, mode="max" if higher_is_better(monitor) else "min", factor=gamma, patience=patience)
+    if scheduler_type == "step":
+        return torch.optim.lr_scheduler.StepLR(optimizer, step_size=step_size or max(1, epochs // 3), gamma=gamma)
+    if scheduler_type == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(1, epochs))
+    raise PipelineError(f"scheduler = {scheduler_type!r}: expected plateau, step, cosine or null")
+
+
+def create_trainer(
+    model: nn.Module,
+    train_loader: Iterable,
+    val_loader: Iterable,
+    learning_rate: float = 1e-3,
+    scheduler_type: str | None = "plateau",
+    weight_decay: float = 0.0,
+    gradient_clip: float | None = 1.0,
+    checkpoint_dir: str | os.PathLike = "checkpoints",
+    epochs: int = 20,
+    monitor: str = "val_loss",
+    criterion: nn.Module | None = None,
+    scheduler_kwargs: dict | None = None,
+    **trainer_kwargs: Any,
+) -> Trainer:
+    """Adam(W) over the trainable parameters + an epoch-level scheduler, wrapped in a Trainer.
+
+    ``epochs`` sizes the cosine/step schedules. Extra keyword arguments go to Trainer (device,
+    mixed_precision, max_checkpoints, checkpoint_name, progress, ...).
+    """
+    parameters = [p for p in model.parameters() if p.requires_grad]  # frozen embeddings stay out
+    optimizer = torch.optim.AdamW(parameters, lr=learning_rate, weight_decay=weight_decay)
+    scheduler = build_scheduler(optimizer, scheduler_type, epochs, monitor, **(scheduler_kwargs or {}))
+    return Trainer(model, train_loader, val_loader, optimizer, criterion, scheduler, gradient_clip, checkpoint_dir,
+                   scheduler_interval="epoch", monitor=monitor, **trainer_kwargs)

@@ -1,0 +1,34 @@
+"""train_bert: fine-tune model_name with the top-level hyperparameters -> models/bert/, metrics/train_bert.json."""
+from pathlib import Path
+
+from src.atomic import write_json
+from src.cli import run_stage
+from src.models.bert_run import load_bert_data, make_loaders, run_options
+from src.runtime import use_all_cpu_cores
+from src.models.training import train_model
+
+MODEL_DIR = Path("models/bert")
+METRICS_PATH = Path("metrics/train_bert.json")
+
+
+def main(params: dict) -> None:
+    use_all_cpu_cores()
+    data = load_bert_data(params)
+    train_loader, val_loader = make_loaders(data, params, params["batch_size"])
+    _, history = train_model(
+        train_loader, val_loader, MODEL_DIR, params["num_epochs"], params["learning_rate"], params["weight_decay"],
+        params["warmup_ratio"], params["bert"]["device"], num_classes=len(params["data"]["label_names"]),
+        dropout_prob=params["dropout_prob"], seed=params["seed"], label_names=params["data"]["label_names"],
+        **run_options(params, data),
+    )
+    best = history["best_epoch"] - 1
+    write_json(METRICS_PATH, {
+        "best_epoch": history["best_epoch"],
+        "val": {key: history[f"val_{key}"][best] for key in ("loss", "accuracy", "macro_recall", "macro_f1")},
+        "train_time_s": round(history["total_time"], 1),
+        "train_samples_per_s": round(len(data.train) * len(history["train_loss"]) / history["total_time"], 1),
+    })
+
+
+if __name__ == "__main__":
+    run_stage(main)

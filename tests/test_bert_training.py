@@ -1,0 +1,136 @@
+"""BERT fine-tuning on a tiny BERT the test builds, loaded through the production from_pretrained path."""
+import inspect
+import json
+
+import pytest
+import torch
+
+from src.models import training
+from src.models.bert_data import TokenizedTweets, make_bert_loader
+from src.models.bert_model import BertSentimentClassifier, load_tokenizer
+from src.preprocess import normalize_tweet
+from tests.fixtures import tiny_splits
+
+
+@pytest.fixture(scope="module")
+def tiny_bert(tmp_path_factory):
+    """A 2-layer, 32-wide BERT and a WordPiece vocabulary of the fixture words, saved as a model directory."""
+    from transformers import BertConfig, BertModel, BertTokenizerFast
+
+    directory = tmp_path_factory.mktemp("tiny-bert")
+    words = sorted({w for rows in tiny_splits().values() for t, _ in rows for w in normalize_tweet(t).split()})
+    (directory / "vocab.txt").write_text("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *words]) + "\n")
+    BertTokenizerFast(vocab=str(directory / "vocab.txt"), do_lower_case=True).save_pretrained(directory)
+    torch.manual_seed(0)
+    config = BertConfig(vocab_size=5 + len(words), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                        intermediate_size=64, max_position_embeddings=64)
+    BertModel(config).save_pretrained(directory)
+    return str(directory)
+
+
+def _loaders(model_dir, batch_size=8):
+    tokenizer = load_tokenizer(model_dir)
+    splits = {s: TokenizedTweets([normalize_tweet(t) for t, _ in rows], [y for _, y in rows], tokenizer, 32)
+              for s, rows in tiny_splits().items()}
+    return (tokenizer, make_bert_loader(splits["train"], batch_size, shuffle=True, seed=0),
+            make_bert_loader(splits["val"], 16, shuffle=False))
+
+
+def test_seed_signatures_hold():
+    names = lambda f: list(inspect.signature(f).parameters)[: len(expected[f.__name__])]  # noqa: E731
+    expected = {
+        "train_epoch": ["model", "data_loader", "optimizer", "scheduler", "device"],
+        "evaluate": ["model", "data_loader", "device"],
+        "train_model": ["train_loader", "val_loader", "model_save_dir", "num_epochs", "learning_rate",
+                        "weight_decay", "warmup_ratio", "device", "model_name", "num_classes"],
+        "hyperparameter_tuning": ["train_loader", "val_loader", "test_loader", "output_dir", "hyperparameters",
+                                  "device"],
+    }
+    for name in expected:
+        assert names(getattr(training, name)) == expected[name]
+
+
+def test_batches_are_padded_to_their_longest_tweet_only(tiny_bert):
+    _, train_loader, _ = _loaders(tiny_bert)
+    for batch in train_loader:
+        lengths = batch["attention_mask"].sum(dim=1)
+        assert batch["input_ids"].shape[1] == int(lengths.max()) < 32
+
+
+def test_no_weight_decay_on_bias_and_layernorm(tiny_bert):
+    model = BertSentimentClassifier(tiny_bert, 3, 0.1)
+    optimizer = training.build_optimizer(model, 1e-3, 0.01)
+    decayed = {id(p) for p in optimizer.param_groups[0]["params"]}
+    for name, parameter in model.named_parameters():
+        assert (id(parameter) in decayed) == ("bias" not in name and "LayerNorm" not in name), name
+
+
+def test_train_epoch_and_evaluate_follow_the_seed(tiny_bert):
+    _, train_loader, val_loader = _loaders(tiny_bert)
+    torch.manual_seed(0)
+    model = BertSentimentClassifier(tiny_bert, 3, 0.1)
+    optimizer = training.build_optimizer(model, 1e-3, 0.0)
+    scheduler = training.build_scheduler(optimizer, 2 * len(train_loader), 0.1)
+    losses = [training.train_epoch(model, train_loader, optimizer, scheduler, "cpu") for _ in range(2)]
+    assert all(isinstance(x, float) for x in losses)
+    loss, accuracy, predictions = training.evaluate(model, val_loader, "cpu")
+    assert loss > 0 and 0 <= accuracy <= 1 and len(predictions) == len(val_loader.dataset)
+
+
+def test_train_model_learns_writes_every_file_and_keeps_the_best_epoch(tiny_bert, tmp_path):
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    tokenizer, train_loader, val_loader = _loaders(tiny_bert)
+    model, history = training.train_model(train_loader, val_loader, tmp_path, num_epochs=10, learning_rate=3e-3,
+                                          weight_decay=0.01, warmup_ratio=0.1, device="cpu", model_name=tiny_bert,
+                                          num_classes=3, tokenizer=tokenizer, seed=1, progress=False)
+    assert history["train_loss"][-1] < history["train_loss"][0]
+    assert history["train_loss"][-1] < 0.8 * history["train_loss"][0]
+    assert max(history["val_accuracy"]) >= 0.6  # well above chance (1/3) on held-out toy tweets
+    for key in ("train_loss", "val_loss", "val_accuracy", "val_macro_recall", "learning_rate"):
+        assert len(history[key]) == 10
+    assert json.loads((tmp_path / "training_history.json").read_text()) == history
+    assert {p.name for p in tmp_path.glob("checkpoint_epoch_*.pt")} == {f"checkpoint_epoch_{i}.pt" for i in range(1, 11)}
+
+    best_epoch = max(range(10), key=lambda i: (history["val_macro_recall"][i], -i)) + 1
+    best = torch.load(tmp_path / "best_model.pt", weights_only=True)
+    assert best["epoch"] == history["best_epoch"] == best_epoch
+    assert history["learning_rate"][-1] < max(history["learning_rate"])  # warmup then decay
+
+    # the exported directory loads with plain transformers and gives the returned model's predictions
+    exported = AutoModelForSequenceClassification.from_pretrained(tmp_path / "model").eval()
+    assert exported.config.id2label == {0: "negative", 1: "neutral", 2: "positive"}
+    exported_tokenizer = AutoTokenizer.from_pretrained(tmp_path / "model")
+    inputs = exported_tokenizer(["what a great day", "i hate this"], return_tensors="pt", padding=True)
+    model.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(exported(**inputs).logits, model(inputs["input_ids"], inputs["attention_mask"]))
+
+
+class _ForbiddenLoader:
+    def __iter__(self):
+        raise AssertionError("tuning must never read the test set")
+
+
+def test_tuning_scores_on_validation_only_and_writes_its_files(tiny_bert, tmp_path):
+    _, train_loader, val_loader = _loaders(tiny_bert)
+    space = {"learning_rate": [1e-5, 3e-3], "batch_size": [8, 16]}
+    best_model, best = training.hyperparameter_tuning(
+        train_loader, val_loader, _ForbiddenLoader(), tmp_path, space, "cpu", method="random", n_trials=3,
+        base_hyperparameters={"num_epochs": 2}, model_name=tiny_bert, progress=False)
+    results = json.loads((tmp_path / "tuning_results.json").read_text())
+    assert len(results["trials"]) == 3 and sorted(p.name for p in tmp_path.glob("config_*")) == [
+        "config_0", "config_1", "config_2"]
+    scores = [t["val_macro_recall"] for t in results["trials"]]
+    assert results["trials"][results["best_trial"]]["val_macro_recall"] == max(scores)
+    assert best == results["best_hyperparameters"] and best["num_epochs"] == 2
+    assert isinstance(best_model, BertSentimentClassifier)
+
+
+def test_unloadable_model_name_says_how_to_fix(monkeypatch, tmp_path):
+    from src.errors import PipelineError
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HOME", str(tmp_path))
+    with pytest.raises(PipelineError, match="model_name = 'no-such/model' cannot be loaded.*HF_HOME"):
+        load_tokenizer("no-such/model")
