@@ -42,7 +42,9 @@ def build_optimizer(model: nn.Module, learning_rate: float, weight_decay: float,
         if parameter.requires_grad:
             (no_decay if any(nd in name for nd in NO_DECAY) else decay).append(parameter)
     groups = [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-    fused = torch.device(device).type == "cuda"  # one fused kernel per step on the GPU
+    # Fused: one kernel per step instead of a pass per tensor; on 2 CPU cores it cut MiniLM's
+    # optimizer step from 0.10 s to 0.02 s (the forward and backward take 0.16 s).
+    fused = torch.device(device).type in ("cuda", "cpu")
     return torch.optim.AdamW(groups, lr=learning_rate, fused=fused or None)
 
 
@@ -59,14 +61,15 @@ def _engine(model, train_loader, val_loader, optimizer, scheduler, device, check
                    scheduler_interval="step", device=device, **kwargs)
 
 
-def train_epoch(model, data_loader, optimizer, scheduler, device) -> float:
+def train_epoch(model, data_loader, optimizer, scheduler, device, *, mixed_precision: bool = True) -> float:
     """Train ``model`` for one epoch; returns the average training loss."""
-    return _engine(model, data_loader, None, optimizer, scheduler, device, progress=False).train_epoch()
+    return _engine(model, data_loader, None, optimizer, scheduler, device, mixed_precision=mixed_precision,
+                   progress=False).train_epoch()
 
 
-def evaluate(model, data_loader, device) -> tuple[float, float, list[int]]:
+def evaluate(model, data_loader, device, *, mixed_precision: bool = True) -> tuple[float, float, list[int]]:
     """Returns (average loss, accuracy, predictions) of ``model`` on ``data_loader``."""
-    result = run_evaluation(model, data_loader, resolve_device(device), nn.CrossEntropyLoss())
+    result = run_evaluation(model, data_loader, resolve_device(device), nn.CrossEntropyLoss(), mixed_precision)
     return result["loss"], result["accuracy"], result["predictions"]
 
 

@@ -6,6 +6,7 @@ object with ``.logits`` (Hugging Face models).
 """
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import random
@@ -51,9 +52,21 @@ def forward_logits(model: nn.Module, batch: dict[str, Any]) -> torch.Tensor:
     return output.logits if hasattr(output, "logits") else output
 
 
+@functools.cache
+def cpu_has_native_bf16() -> bool:
+    """AVX512-BF16 or AMX: bf16 matmuls run natively (elsewhere they are emulated, and slower than fp32)."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as handle:
+            flags = next((line for line in handle if line.startswith("flags")), "").split()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
 def autocast_context(device: torch.device, mixed_precision: bool):
-    """bf16 autocast on CUDA (no loss scaling needed); a no-op elsewhere."""
-    return torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=mixed_precision and device.type == "cuda")
+    """bf16 autocast (no loss scaling needed) on CUDA and on CPUs with native bf16; a no-op elsewhere."""
+    enabled = mixed_precision and (device.type == "cuda" or (device.type == "cpu" and cpu_has_native_bf16()))
+    return torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=enabled)
 
 
 @torch.no_grad()
