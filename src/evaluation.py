@@ -1,6 +1,7 @@
-"""Score a trained LSTM on one processed split (no selection happens here: test stays untouched).
+"""Score a trained model (LSTM or BERT) on one processed split; no selection happens here.
 
     python -m src.evaluation --model-dir models/lstm --split test
+    python -m src.evaluation --model-dir models/bert --split test   # the save_pretrained export
 prints JSON: accuracy, macro_recall (TweetEval's metric), macro_f1, n.
 """
 from __future__ import annotations
@@ -37,13 +38,32 @@ def load_lstm(model_dir: str | os.PathLike, device: torch.device) -> tuple[LSTMC
     return model.to(device), vocab
 
 
+def bert_loader(model_dir: Path, split, batch_size: int, device: torch.device):
+    """The exported BERT (``model_dir/model``: weights, config, tokenizer) and a padded-per-batch loader."""
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    from src.models.bert_data import TokenizedTweets, make_bert_loader
+
+    export = model_dir / "model"
+    model = AutoModelForSequenceClassification.from_pretrained(export).to(device)
+    tokenizer = AutoTokenizer.from_pretrained(export)
+    # train_bert stores its max_length as the tokenizer's model_max_length
+    dataset = TokenizedTweets(split.texts, split.labels, tokenizer, min(tokenizer.model_max_length, 512))
+    return model, make_bert_loader(dataset, batch_size, shuffle=False)
+
+
 def score_split(model_dir: str | os.PathLike, split_path: str | os.PathLike, batch_size: int = 256,
                 device: str = "auto") -> dict:
-    device = resolve_device(device)
-    model, vocab = load_lstm(model_dir, device)
+    device, model_dir = resolve_device(device), Path(model_dir)
     split = read_split(split_path)
-    loader = make_loader(split.texts, split.labels, vocab, batch_size, shuffle=False)
-    result = evaluate(model, loader, device)
+    is_bert = (model_dir / "model" / "config.json").is_file()  # train_bert's save_pretrained export
+    if is_bert:
+        model, loader = bert_loader(model_dir, split, batch_size, device)
+    else:
+        model, vocab = load_lstm(model_dir, device)
+        loader = make_loader(split.texts, split.labels, vocab, batch_size, shuffle=False)
+    # the precision each model was validated in during training (train_bert: bf16 where native)
+    result = evaluate(model, loader, device, mixed_precision=is_bert)
     return {"split": str(split_path), "n": len(split), "accuracy": result["accuracy"],
             "macro_recall": result["macro_recall"], "macro_f1": result["macro_f1"]}
 

@@ -8,7 +8,8 @@ import torch
 from src.models import training
 from src.models.bert_data import TokenizedTweets, make_bert_loader
 from src.models.bert_model import BertSentimentClassifier, load_tokenizer
-from src.preprocess import normalize_tweet
+from src.evaluation import score_split
+from src.preprocess import Split, normalize_tweet, write_split
 from tests.fixtures import tiny_splits
 
 
@@ -105,6 +106,13 @@ def test_train_model_learns_writes_every_file_and_keeps_the_best_epoch(tiny_bert
     model.eval()
     with torch.no_grad():
         torch.testing.assert_close(exported(**inputs).logits, model(inputs["input_ids"], inputs["attention_mask"]))
+
+    # src.evaluation scores the export on its own and reproduces the best epoch's validation figures
+    val_rows = tiny_splits()["val"]
+    write_split(tmp_path / "val.jsonl", Split([normalize_tweet(t) for t, _ in val_rows], [y for _, y in val_rows]))
+    scores = score_split(tmp_path, tmp_path / "val.jsonl", device="cpu")
+    assert scores["accuracy"] == pytest.approx(history["val_accuracy"][best_epoch - 1])
+    assert scores["macro_recall"] == pytest.approx(history["val_macro_recall"][best_epoch - 1])
 
 
 class _ForbiddenLoader:

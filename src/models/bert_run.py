@@ -22,6 +22,7 @@ class BertData:
 def load_bert_data(params: dict, train_split: Split | None = None) -> BertData:
     """Tokenise train (or ``train_split``) and val once, with the fast tokenizer of ``model_name``."""
     tokenizer = load_tokenizer(params["model_name"])
+    tokenizer.model_max_length = params["max_length"]  # saved with the export, so inference truncates alike
     train = train_split if train_split is not None else read_split(f"{PROCESSED_DIR}/train.jsonl")
     val = read_split(f"{PROCESSED_DIR}/val.jsonl")
     return BertData(tokenizer, TokenizedTweets(train.texts, train.labels, tokenizer, params["max_length"]),
