@@ -142,3 +142,18 @@ def test_unloadable_model_name_says_how_to_fix(monkeypatch, tmp_path):
     monkeypatch.setenv("HF_HOME", str(tmp_path))
     with pytest.raises(PipelineError, match="model_name = 'no-such/model' cannot be loaded.*HF_HOME"):
         load_tokenizer("no-such/model")
+
+
+def test_mixed_precision_picks_bf16_where_native_fp16_with_scaling_on_older_gpus(monkeypatch):
+    from src.training import trainer as engine
+
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    assert engine.autocast_dtype(cpu, False) is None
+    monkeypatch.setattr(engine, "cpu_has_native_bf16", lambda: False)
+    assert engine.autocast_dtype(cpu, True) is None  # emulated bf16 would be slower than fp32
+    monkeypatch.setattr(engine, "cpu_has_native_bf16", lambda: True)
+    assert engine.autocast_dtype(cpu, True) == torch.bfloat16
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: False)
+    assert engine.autocast_dtype(cuda, True) == torch.float16
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
+    assert engine.autocast_dtype(cuda, True) == torch.bfloat16

@@ -63,10 +63,19 @@ def cpu_has_native_bf16() -> bool:
     return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
+def autocast_dtype(device: torch.device, mixed_precision: bool) -> torch.dtype | None:
+    """bf16 where the hardware runs it natively (recent GPUs; CPUs with AVX512-BF16/AMX), fp16 on
+    GPUs without bf16 (needs loss scaling), None (full precision) otherwise."""
+    if not mixed_precision:
+        return None
+    if device.type == "cuda":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return torch.bfloat16 if device.type == "cpu" and cpu_has_native_bf16() else None
+
+
 def autocast_context(device: torch.device, mixed_precision: bool):
-    """bf16 autocast (no loss scaling needed) on CUDA and on CPUs with native bf16; a no-op elsewhere."""
-    enabled = mixed_precision and (device.type == "cuda" or (device.type == "cpu" and cpu_has_native_bf16()))
-    return torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=enabled)
+    dtype = autocast_dtype(device, mixed_precision)
+    return torch.autocast(device_type=device.type, dtype=dtype or torch.bfloat16, enabled=dtype is not None)
 
 
 @torch.no_grad()
@@ -172,6 +181,9 @@ class Trainer:
         self.gradient_clip = gradient_clip
         self.monitor = monitor
         self.mixed_precision = mixed_precision
+        # fp16 gradients underflow without loss scaling; for bf16 and fp32 the scaler is a pass-through
+        self.grad_scaler = torch.amp.GradScaler(
+            "cuda", enabled=autocast_dtype(self.device, mixed_precision) == torch.float16)
         self.early_stopping_min_delta = early_stopping_min_delta
         self.progress = progress
         best_by = dict(DEFAULT_BEST_BY)
@@ -211,10 +223,12 @@ class Trainer:
             loss = self.criterion(logits.float(), batch["labels"])
 
             self.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
+            self.grad_scaler.scale(loss).backward()
             if self.gradient_clip:
+                self.grad_scaler.unscale_(self.optimizer)  # clip the true gradients, not the scaled ones
                 nn.utils.clip_grad_norm_(self.model.parameters(), self.gradient_clip)
-            self.optimizer.step()
+            self.grad_scaler.step(self.optimizer)
+            self.grad_scaler.update()
             if self.scheduler is not None and self.scheduler_interval == "step":
                 self.scheduler.step()
             self.global_step += 1
@@ -309,6 +323,7 @@ class Trainer:
             "best_epoch": self.best_epoch,
             "early_stopping": self.early_stopping.state_dict() if self.early_stopping is not None else None,
             "rng_state": rng_state(),
+            "grad_scaler_state_dict": self.grad_scaler.state_dict(),
             "model_config": getattr(self.model, "config", None),
         }
         return self.checkpoints.save_state(state, self.epoch, metrics or {}, is_best=is_best, filename=filename)
@@ -328,6 +343,8 @@ class Trainer:
         if checkpoint.get("early_stopping") is not None:
             self.early_stopping = EarlyStopping()
             self.early_stopping.load_state_dict(checkpoint["early_stopping"])
+        if checkpoint.get("grad_scaler_state_dict"):
+            self.grad_scaler.load_state_dict(checkpoint["grad_scaler_state_dict"])
         if checkpoint.get("rng_state") is not None:
             set_rng_state(checkpoint["rng_state"])
         log.info("loaded checkpoint %s (epoch %d)", path, self.epoch)
