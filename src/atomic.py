@@ -43,13 +43,6 @@ def write_json(path: str | os.PathLike, obj: Any) -> None:
         handle.write("\n")
 
 
-def write_lines(path: str | os.PathLike, lines) -> None:
-    """Write one item per line, atomically."""
-    with atomic_open(path, "w") as handle:
-        for line in lines:
-            handle.write(f"{line}\n")
-
-
 def save_numpy(path: str | os.PathLike, array) -> None:
     """``numpy.save`` atomically."""
     import numpy as np

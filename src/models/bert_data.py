@@ -27,14 +27,6 @@ class TokenizedTweets(Dataset):
     def lengths(self) -> list[int]:
         return [len(ids) for ids in self.input_ids]
 
-    def subset(self, indices: Sequence[int]) -> "TokenizedTweets":
-        """The same tokenised tweets, restricted to ``indices`` (no re-tokenising)."""
-        part = TokenizedTweets.__new__(TokenizedTweets)
-        part.input_ids = [self.input_ids[i] for i in indices]
-        part.labels = [self.labels[i] for i in indices]
-        part.pad_token_id = self.pad_token_id
-        return part
-
 
 class PadToLongest:
     """Collate: pad each batch to its own longest tweet, never to ``max_length``."""
