@@ -22,7 +22,7 @@ def main(params: dict) -> None:
     # Untuned values come from the top level; learning_rate is always searched (schema), so a
     # `-S learning_rate=...` experiment does not re-run the search.
     base = {name: params[name] for name in TUNABLE if name not in tune["search_space"]}
-    train_loader, val_loader = make_loaders(data, params, base.get("batch_size", params["batch_size"]))
+    train_loader, val_loader = make_loaders(data, params, params["batch_size"])  # re-batched per trial when searched
     _, best = hyperparameter_tuning(
         train_loader, val_loader, None, OUTPUT_DIR, tune["search_space"], params["bert"]["device"],
         base_hyperparameters=base, method=tune["method"], n_trials=tune["n_trials"], seed=tune["seed"],

@@ -59,8 +59,13 @@ def make_bert_loader(dataset: TokenizedTweets, batch_size: int, shuffle: bool, s
 
 
 def with_batch_size(loader: DataLoader, batch_size: int, seed: int = 0) -> DataLoader:
-    """The same dataset and kind of loader (shuffled or not) with another batch size (tuning)."""
+    """The same dataset and kind of loader (shuffled or not) with ``batch_size`` (tuning); the loader
+    itself when it already has that batch size."""
     shuffled = isinstance(loader.batch_sampler, BucketBatchSampler)
+    # a batch_sampler loader reports batch_size None: its sampler holds the size
+    current = loader.batch_sampler.batch_size if shuffled else loader.batch_size
+    if current == batch_size:
+        return loader
     seed = loader.batch_sampler.seed if shuffled else seed
     return make_bert_loader(loader.dataset, batch_size, shuffle=shuffled, seed=seed,
                             num_workers=loader.num_workers, pin_memory=loader.pin_memory)

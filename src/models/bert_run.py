@@ -3,7 +3,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-
 from src.models.bert_data import TokenizedTweets, make_bert_loader
 from src.models.bert_model import load_tokenizer
 from src.preprocess import Split, read_split

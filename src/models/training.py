@@ -55,10 +55,11 @@ def build_scheduler(optimizer: torch.optim.Optimizer, total_steps: int, warmup_r
     return get_linear_schedule_with_warmup(optimizer, int(round(warmup_ratio * total_steps)), total_steps)
 
 
-def _engine(model, train_loader, val_loader, optimizer, scheduler, device, checkpoint_dir=None, **kwargs) -> Trainer:
-    return Trainer(model, train_loader, val_loader, optimizer, nn.CrossEntropyLoss(), scheduler,
-                   kwargs.pop("gradient_clip", 1.0), checkpoint_dir or "checkpoints",
-                   scheduler_interval="step", device=device, **kwargs)
+def _engine(model, train_loader, val_loader, optimizer, scheduler, device, checkpoint_dir="checkpoints",
+            gradient_clip: float | None = 1.0, **trainer_kwargs) -> Trainer:
+    """The shared Trainer, with BERT's per-step scheduler and cross-entropy loss."""
+    return Trainer(model, train_loader, val_loader, optimizer, nn.CrossEntropyLoss(), scheduler, gradient_clip,
+                   checkpoint_dir, scheduler_interval="step", device=device, **trainer_kwargs)
 
 
 def train_epoch(model, data_loader, optimizer, scheduler, device, *, mixed_precision: bool = True) -> float:
@@ -204,9 +205,8 @@ def hyperparameter_tuning(
     for index, sampled in enumerate(_trials(hyperparameters, method, n_trials, seed)):
         config = {**base, **sampled}
         log.info("trial %d: %s", index, sampled)
-        loader = train_loader
-        if config["batch_size"] != getattr(train_loader, "batch_size", None) and hasattr(train_loader, "dataset"):
-            loader = with_batch_size(train_loader, config["batch_size"], seed)
+        loader = with_batch_size(train_loader, config["batch_size"], seed) if hasattr(train_loader, "dataset") \
+            else train_loader
         started = time.perf_counter()
         model, history = train_model(
             loader, val_loader, output_dir / f"config_{index}", config["num_epochs"], config["learning_rate"],
