@@ -1,8 +1,9 @@
-"""Score a trained model (LSTM or BERT) on one processed split; no selection happens here.
+"""Load a trained model directory (the LSTM's or a BERT export) and predict or score with it.
 
     python -m src.evaluation --model-dir models/lstm --split test
-    python -m src.evaluation --model-dir models/bert --split test   # the save_pretrained export
-prints JSON: accuracy, macro_recall (TweetEval's metric), macro_f1, n.
+    python -m src.evaluation --model-dir models/bert --split val    # the save_pretrained export
+prints the test report as JSON (accuracy, macro_recall: TweetEval's metric, macro_f1, f1_pn,
+per-class figures, confusion matrix). Nothing selects a model here.
 """
 from __future__ import annotations
 
@@ -10,22 +11,45 @@ import argparse
 import json
 import os
 import sys
+import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable, Sequence
 
+import numpy as np
 import torch
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
 
 from src.errors import PipelineError
-from src.models.lstm_data import make_loader
-from src.models.lstm_model import LSTMClassifier
+from src.metrics import test_report
 from src.preprocess import read_split
 from src.runtime import use_all_cpu_cores
 from src.training.checkpoint_manager import load_checkpoint_file
-from src.training.trainer import evaluate, resolve_device
-from src.vocab import Vocabulary
+from src.training.trainer import autocast_context, forward_logits, move_batch, resolve_device
 
 
-def load_lstm(model_dir: str | os.PathLike, device: torch.device) -> tuple[LSTMClassifier, Vocabulary]:
-    """The model and vocabulary that stages/train_lstm.py wrote to ``model_dir``."""
+@dataclass
+class TrainedModel:
+    """A model ready for inference and how to turn texts into its batches."""
+
+    kind: str                                          # "bert" | "lstm"
+    model: nn.Module
+    label_names: list[str]
+    encode: Callable[[Sequence[str]], Dataset]         # normalised texts -> dataset with .lengths()
+    collate: Callable
+    mixed_precision: bool                              # the precision it was validated in while training
+
+
+def is_bert_dir(model_dir: str | os.PathLike) -> bool:
+    return (Path(model_dir) / "model" / "config.json").is_file()  # train_bert's save_pretrained export
+
+
+def load_lstm(model_dir: str | os.PathLike, device: torch.device):
+    """The LSTM, vocabulary and label names that stages/train_lstm.py wrote to ``model_dir``."""
+    from src.models.lstm_model import LSTMClassifier
+    from src.vocab import Vocabulary
+
     model_dir = Path(model_dir)
     config_path = model_dir / "model_config.json"
     if not config_path.is_file():
@@ -33,39 +57,85 @@ def load_lstm(model_dir: str | os.PathLike, device: torch.device) -> tuple[LSTMC
     config = json.loads(config_path.read_text(encoding="utf-8"))
     vocab = Vocabulary.load(model_dir / config.pop("vocab"))
     checkpoint = load_checkpoint_file(model_dir / config.pop("weights"), map_location=device)
+    label_names = config.pop("label_names")
     model = LSTMClassifier(**config)
     model.load_state_dict(checkpoint["model_state_dict"])
-    return model.to(device), vocab
+    return model.to(device).eval(), vocab, label_names
 
 
-def bert_loader(model_dir: Path, split, batch_size: int, device: torch.device):
-    """The exported BERT (``model_dir/model``: weights, config, tokenizer) and a padded-per-batch loader."""
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+def load_model(model_dir: str | os.PathLike, device: str | torch.device = "auto") -> TrainedModel:
+    """``models/bert`` (or a tune trial directory) holding a ``model/`` export, or ``models/lstm``."""
+    device, model_dir = resolve_device(device), Path(model_dir)
+    if is_bert_dir(model_dir):
+        from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-    from src.models.bert_data import TokenizedTweets, make_bert_loader
+        from src.models.bert_data import PadToLongest, TokenizedTweets
 
-    export = model_dir / "model"
-    model = AutoModelForSequenceClassification.from_pretrained(export).to(device)
-    tokenizer = AutoTokenizer.from_pretrained(export)
-    # train_bert stores its max_length as the tokenizer's model_max_length
-    dataset = TokenizedTweets(split.texts, split.labels, tokenizer, min(tokenizer.model_max_length, 512))
-    return model, make_bert_loader(dataset, batch_size, shuffle=False)
+        export = model_dir / "model"
+        model = AutoModelForSequenceClassification.from_pretrained(export).to(device).eval()
+        tokenizer = AutoTokenizer.from_pretrained(export)
+        label_names = [model.config.id2label[i] for i in range(model.config.num_labels)]
+        # train_bert stores its max_length as the tokenizer's model_max_length
+        max_length = min(tokenizer.model_max_length, getattr(model.config, "max_position_embeddings", 512))
+        return TrainedModel("bert", model, label_names,
+                            lambda texts: TokenizedTweets(texts, [0] * len(texts), tokenizer, max_length),
+                            PadToLongest(tokenizer.pad_token_id or 0), mixed_precision=True)
+    if (model_dir / "model_config.json").is_file():
+        from src.models.lstm_data import EncodedTweets, collate_padded
+
+        model, vocab, label_names = load_lstm(model_dir, device)
+        return TrainedModel("lstm", model, label_names, lambda texts: EncodedTweets(texts, [0] * len(texts), vocab),
+                            collate_padded, mixed_precision=False)
+    raise PipelineError(f"{model_dir}: not a trained model directory (expected model/config.json from train_bert "
+                        "or model_config.json from train_lstm)")
+
+
+@torch.inference_mode()
+def predict_proba(trained: TrainedModel, texts: Sequence[str], batch_size: int = 128,
+                  device: str | torch.device = "auto") -> np.ndarray:
+    """Class probabilities, one row per text in input order. Texts must already be normalised.
+
+    Batches are formed from length-sorted texts and padded to their longest member, so little
+    compute goes to padding; the rows are put back in input order at the end.
+    """
+    device = resolve_device(device)
+    dataset = trained.encode(list(texts))
+    order = np.argsort(dataset.lengths(), kind="stable")
+    loader = DataLoader(dataset, batch_size=batch_size, sampler=order.tolist(), collate_fn=trained.collate,
+                        pin_memory=device.type == "cuda")
+    chunks = []
+    for batch in loader:
+        batch = move_batch(batch, device)
+        with autocast_context(device, trained.mixed_precision):
+            logits = forward_logits(trained.model, batch)
+        chunks.append(torch.softmax(logits.float(), dim=-1).cpu())
+    probabilities = np.empty((len(dataset), len(trained.label_names)), dtype=np.float32)
+    if chunks:
+        probabilities[order] = torch.cat(chunks).numpy()
+    return probabilities
+
+
+def score_texts(trained: TrainedModel, texts: Sequence[str], labels: Sequence[int], batch_size: int,
+                device: str | torch.device = "auto") -> tuple[dict, list[int]]:
+    """(test report + inference speed, predicted label ids in input order)."""
+    device = resolve_device(device)
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    started = time.perf_counter()
+    predictions = predict_proba(trained, texts, batch_size, device).argmax(axis=1).tolist()
+    seconds = time.perf_counter() - started  # tokenisation included: what a user of the model waits for
+    report = test_report(labels, predictions, trained.label_names)
+    report["inference"] = {"tweets_per_s": round(len(texts) / seconds, 1), "seconds": round(seconds, 2),
+                           "batch_size": batch_size, "device": str(device)}
+    return report, predictions
 
 
 def score_split(model_dir: str | os.PathLike, split_path: str | os.PathLike, batch_size: int = 256,
                 device: str = "auto") -> dict:
-    device, model_dir = resolve_device(device), Path(model_dir)
+    """The test report of a trained model on one processed split (``data/processed/*.jsonl``)."""
     split = read_split(split_path)
-    is_bert = (model_dir / "model" / "config.json").is_file()  # train_bert's save_pretrained export
-    if is_bert:
-        model, loader = bert_loader(model_dir, split, batch_size, device)
-    else:
-        model, vocab = load_lstm(model_dir, device)
-        loader = make_loader(split.texts, split.labels, vocab, batch_size, shuffle=False)
-    # the precision each model was validated in during training (train_bert: bf16 where native)
-    result = evaluate(model, loader, device, mixed_precision=is_bert)
-    return {"split": str(split_path), "n": len(split), "accuracy": result["accuracy"],
-            "macro_recall": result["macro_recall"], "macro_f1": result["macro_f1"]}
+    report, _ = score_texts(load_model(model_dir, device), split.texts, split.labels, batch_size, device)
+    return {"split": str(split_path), **report}
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -109,7 +109,7 @@ BERT = _section(
     }
 )
 
-EVALUATE = _section({"batch_size": POSITIVE_INT})
+EVALUATE = _section({"batch_size": POSITIVE_INT, "device": {"enum": ["auto", "cuda", "cpu"]}})
 
 PARAMS_SCHEMA = {
     "$schema": "https://json-schema.org/draft/2020-12/schema",

@@ -1,4 +1,5 @@
-"""train_bert: fine-tune model_name with the top-level hyperparameters -> models/bert/, metrics/train_bert.json."""
+"""train_bert: fine-tune model_name with the top-level hyperparameters -> models/bert/, metrics/train_bert.json,
+plots/train_bert.json (per-epoch curves)."""
 from pathlib import Path
 
 from src.atomic import write_json
@@ -6,9 +7,11 @@ from src.cli import run_stage
 from src.models.bert_run import load_bert_data, make_loaders, run_options
 from src.runtime import use_all_cpu_cores
 from src.models.training import train_model
+from src.training.history import epoch_rows
 
 MODEL_DIR = Path("models/bert")
 METRICS_PATH = Path("metrics/train_bert.json")
+PLOTS_PATH = Path("plots/train_bert.json")
 
 
 def main(params: dict) -> None:
@@ -29,6 +32,7 @@ def main(params: dict) -> None:
         # epoch times include the validation pass after each epoch
         "samples_per_s_with_validation": round(len(data.train) * len(history["train_loss"]) / history["total_time"], 1),
     })
+    write_json(PLOTS_PATH, epoch_rows(history))
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@ from src.models.lstm_model import LSTMClassifier
 from src.preprocess import read_split
 from src.runtime import seed_everything, use_all_cpu_cores
 from src.training import create_trainer
+from src.training.history import epoch_rows, seed_history
 from src.vocab import Vocabulary
 
 DATA_DIR = Path("data/processed")
@@ -21,21 +22,20 @@ MODEL_DIR = Path("models/lstm")
 METRICS_PATH = Path("metrics/train_lstm.json")
 PLOTS_PATH = Path("plots/train_lstm.json")
 MONITOR = "val_macro_recall"  # TweetEval's official metric picks the best epoch
-N_CLASSES = 3
 
 
-def class_weights(labels: list[int], mode: str | None) -> torch.Tensor | None:
+def class_weights(labels: list[int], mode: str | None, n_classes: int) -> torch.Tensor | None:
     """'balanced': n / (k * count_c), so every class weighs the same in the loss (macro recall)."""
     if mode is None:
         return None
-    counts = np.bincount(labels, minlength=N_CLASSES).astype(np.float64)
+    counts = np.bincount(labels, minlength=n_classes).astype(np.float64)
     if (counts == 0).any():
-        raise DataError(f"{DATA_DIR / 'train.jsonl'}: a class has no examples; lstm.class_weights needs all {N_CLASSES}")
-    return torch.tensor(counts.sum() / (N_CLASSES * counts), dtype=torch.float32)
+        raise DataError(f"{DATA_DIR / 'train.jsonl'}: a class has no examples; lstm.class_weights needs all {n_classes}")
+    return torch.tensor(counts.sum() / (n_classes * counts), dtype=torch.float32)
 
 
 def main(params: dict) -> None:
-    cfg = params["lstm"]
+    cfg, label_names = params["lstm"], params["data"]["label_names"]
     use_all_cpu_cores()
     seed_everything(cfg["seed"])
 
@@ -44,14 +44,14 @@ def main(params: dict) -> None:
     train_loader = make_loader(train.texts, train.labels, vocab, cfg["batch_size"], shuffle=True, seed=cfg["seed"])
     val_loader = make_loader(val.texts, val.labels, vocab, 256, shuffle=False)
 
-    model = LSTMClassifier(len(vocab), cfg["embedding_dim"], cfg["hidden_dim"], N_CLASSES, cfg["n_layers"],
+    model = LSTMClassifier(len(vocab), cfg["embedding_dim"], cfg["hidden_dim"], len(label_names), cfg["n_layers"],
                            cfg["dropout"], cfg["bidirectional"])
     if cfg["use_glove"]:
         model.load_pretrained_embeddings(np.load(VOCAB_DIR / "embeddings.npy"), freeze=cfg["freeze_embeddings"])
 
     # Start from an empty output directory: checkpoints of an earlier run must not be mistaken for ours.
     shutil.rmtree(MODEL_DIR, ignore_errors=True)
-    weights = class_weights(train.labels, cfg["class_weights"])
+    weights = class_weights(train.labels, cfg["class_weights"], len(label_names))
     trainer = create_trainer(
         model, train_loader, val_loader, learning_rate=cfg["learning_rate"], scheduler_type=cfg["scheduler"],
         weight_decay=cfg["weight_decay"], gradient_clip=cfg["gradient_clip"], checkpoint_dir=MODEL_DIR,
@@ -62,7 +62,8 @@ def main(params: dict) -> None:
     summary = trainer.get_training_summary()
 
     best = trainer.best_epoch - 1
-    write_json(MODEL_DIR / "model_config.json", {**model.config, "vocab": "vocab.json", "weights": "best_model.pt"})
+    write_json(MODEL_DIR / "model_config.json", {**model.config, "label_names": label_names, "vocab": "vocab.json",
+                                                    "weights": "best_model.pt"})
     vocab.save(MODEL_DIR / "vocab.json")  # the model directory is self-contained for evaluation
     write_json(MODEL_DIR / "training_history.json", history)
     write_json(METRICS_PATH, {
@@ -81,12 +82,7 @@ def main(params: dict) -> None:
         "trainable_parameters": summary["model_info"]["trainable_parameters"],
         "use_glove": cfg["use_glove"],
     })
-    write_json(PLOTS_PATH, [
-        {"epoch": i + 1, "train_loss": history["train_losses"][i], "val_loss": history["val_losses"][i],
-         "val_accuracy": history["val_accuracies"][i], "val_macro_recall": history["val_macro_recalls"][i],
-         "val_macro_f1": history["val_macro_f1s"][i], "learning_rate": history["learning_rates"][i]}
-        for i in range(len(history["train_losses"]))
-    ])
+    write_json(PLOTS_PATH, epoch_rows(seed_history(history)))
 
 
 if __name__ == "__main__":

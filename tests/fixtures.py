@@ -59,3 +59,22 @@ def write_mirror(root: Path, words: list[str] | None = None, dims=(25,)) -> Path
     members = {f"glove.twitter.27B.{d}d.txt": glove_lines(words, d) for d in dims}
     write_glove_zip(root / GLOVE_HOST_PATH / "glove.twitter.27B.zip", members)
     return root
+
+
+def write_tiny_bert(directory: Path) -> Path:
+    """A 2-layer, 32-wide BERT and a WordPiece vocabulary of the fixture words, saved as a model directory
+    that ``model_name`` can name (loaded through the same from_pretrained path as a hub model)."""
+    import torch
+    from transformers import BertConfig, BertModel, BertTokenizerFast
+
+    from src.preprocess import normalize_tweet
+
+    directory.mkdir(parents=True, exist_ok=True)
+    words = sorted({w for rows in tiny_splits().values() for t, _ in rows for w in normalize_tweet(t).split()})
+    (directory / "vocab.txt").write_text("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *words]) + "\n")
+    BertTokenizerFast(vocab=str(directory / "vocab.txt"), do_lower_case=True).save_pretrained(directory)
+    torch.manual_seed(0)
+    config = BertConfig(vocab_size=5 + len(words), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                        intermediate_size=64, max_position_embeddings=64)
+    BertModel(config).save_pretrained(directory)
+    return directory

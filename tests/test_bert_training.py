@@ -10,23 +10,12 @@ from src.models.bert_data import TokenizedTweets, make_bert_loader
 from src.models.bert_model import BertSentimentClassifier, load_tokenizer
 from src.evaluation import score_split
 from src.preprocess import Split, normalize_tweet, write_split
-from tests.fixtures import tiny_splits
+from tests.fixtures import tiny_splits, write_tiny_bert
 
 
 @pytest.fixture(scope="module")
 def tiny_bert(tmp_path_factory):
-    """A 2-layer, 32-wide BERT and a WordPiece vocabulary of the fixture words, saved as a model directory."""
-    from transformers import BertConfig, BertModel, BertTokenizerFast
-
-    directory = tmp_path_factory.mktemp("tiny-bert")
-    words = sorted({w for rows in tiny_splits().values() for t, _ in rows for w in normalize_tweet(t).split()})
-    (directory / "vocab.txt").write_text("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *words]) + "\n")
-    BertTokenizerFast(vocab=str(directory / "vocab.txt"), do_lower_case=True).save_pretrained(directory)
-    torch.manual_seed(0)
-    config = BertConfig(vocab_size=5 + len(words), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                        intermediate_size=64, max_position_embeddings=64)
-    BertModel(config).save_pretrained(directory)
-    return str(directory)
+    return str(write_tiny_bert(tmp_path_factory.mktemp("tiny-bert")))
 
 
 def _loaders(model_dir, batch_size=8):

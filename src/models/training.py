@@ -25,6 +25,7 @@ from src.models.bert_data import with_batch_size
 from src.models.bert_model import LABEL_NAMES, BertSentimentClassifier
 from src.training import Trainer
 from src.training.checkpoint_manager import load_checkpoint_file
+from src.training.history import seed_history
 from src.training.trainer import evaluate as run_evaluation
 from src.training.trainer import resolve_device
 
@@ -72,23 +73,6 @@ def evaluate(model, data_loader, device, *, mixed_precision: bool = True) -> tup
     """Returns (average loss, accuracy, predictions) of ``model`` on ``data_loader``."""
     result = run_evaluation(model, data_loader, resolve_device(device), nn.CrossEntropyLoss(), mixed_precision)
     return result["loss"], result["accuracy"], result["predictions"]
-
-
-def seed_history(history: dict) -> dict:
-    """The engine's history under the seed's key names (plus learning rate and macro recall)."""
-    return {
-        "train_loss": history["train_losses"],
-        "val_loss": history["val_losses"],
-        "val_accuracy": history["val_accuracies"],
-        "val_macro_recall": history["val_macro_recalls"],
-        "val_macro_f1": history["val_macro_f1s"],
-        "learning_rate": history["learning_rates"],
-        "epoch_time": history["epoch_times"],
-        "monitor": history["monitor"],
-        "best_epoch": history["best_epoch"],
-        "best_value": history["best_value"],
-        "total_time": history["total_time"],
-    }
 
 
 def _export(model: BertSentimentClassifier, tokenizer, directory: Path) -> None:

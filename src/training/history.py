@@ -1,0 +1,28 @@
+"""The engine's training history as the seed's per-epoch lists and as rows for DVC plots."""
+from __future__ import annotations
+
+# Per-epoch curves: the seed's key names (training_history.json) and the plots' columns.
+CURVES = ("train_loss", "val_loss", "val_accuracy", "val_macro_recall", "val_macro_f1", "learning_rate")
+
+
+def seed_history(history: dict) -> dict:
+    """The engine's history under the seed's key names (plus learning rate and macro recall)."""
+    return {
+        "train_loss": history["train_losses"],
+        "val_loss": history["val_losses"],
+        "val_accuracy": history["val_accuracies"],
+        "val_macro_recall": history["val_macro_recalls"],
+        "val_macro_f1": history["val_macro_f1s"],
+        "learning_rate": history["learning_rates"],
+        "epoch_time": history["epoch_times"],
+        "monitor": history["monitor"],
+        "best_epoch": history["best_epoch"],
+        "best_value": history["best_value"],
+        "total_time": history["total_time"],
+    }
+
+
+def epoch_rows(history: dict) -> list[dict]:
+    """One row per epoch of a ``seed_history``: ``{"epoch": 1, "train_loss": ..., ...}`` (DVC plot data)."""
+    return [{"epoch": epoch, **{name: history[name][epoch - 1] for name in CURVES}}
+            for epoch in range(1, len(history["train_loss"]) + 1)]
