@@ -1,16 +1,19 @@
 """Atomic file writes: a temp file in the target's directory, fsync, then rename.
 
 A process killed at any moment leaves either the old file or the complete new one, never a
-truncated file that looks complete.
+truncated file that looks complete. A full disk is a PipelineError naming the file.
 """
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import tempfile
 from pathlib import Path
 from typing import IO, Any, Iterator
+
+from src.errors import PipelineError
 
 _UMASK = os.umask(0)
 os.umask(_UMASK)
@@ -22,18 +25,25 @@ def atomic_open(path: str | os.PathLike, mode: str = "w", encoding: str | None =
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     binary = "b" in mode
-    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    existed = path.exists()
     try:
-        with os.fdopen(fd, mode, encoding=None if binary else encoding) as handle:
-            yield handle
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(tmp_name, 0o666 & ~_UMASK)  # mkstemp makes 0600; give the file normal permissions
-        os.replace(tmp_name, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp_name)
-        raise
+        fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        try:
+            with os.fdopen(fd, mode, encoding=None if binary else encoding) as handle:
+                yield handle
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.chmod(tmp_name, 0o666 & ~_UMASK)  # mkstemp makes 0600; give the file normal permissions
+            os.replace(tmp_name, path)
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp_name)
+            raise
+    except OSError as exc:
+        if exc.errno != errno.ENOSPC:
+            raise
+        kept = "the previous file is intact" if existed else "nothing was written"
+        raise PipelineError(f"{path}: no space left on device while writing; {kept}. Free space and run again") from None
 
 
 def write_json(path: str | os.PathLike, obj: Any) -> None:

@@ -2,9 +2,13 @@
 
 Offline mirror: when ``$SENTIMENT_MIRROR`` names a directory, ``https://HOST/PATH`` is read from
 ``$SENTIMENT_MIRROR/HOST/PATH`` (the layout ``wget -x`` writes) when that file exists.
+
+A full disk is a DownloadError: an HTTP download keeps its ``.part`` file, so the next run resumes
+once space is freed; a mirror copy is removed (copying starts over anyway).
 """
 from __future__ import annotations
 
+import errno
 import hashlib
 import logging
 import os
@@ -51,6 +55,11 @@ def _verify(path: Path, sha256: str | None, url: str) -> None:
     if actual.lower() != sha256.lower():
         path.unlink(missing_ok=True)
         raise DownloadError(f"{url}: sha256 mismatch (expected {sha256.lower()}, got {actual}); the file was removed")
+
+
+def _raise_if_disk_full(exc: OSError, dest: Path, kept: str) -> None:
+    if exc.errno == errno.ENOSPC:
+        raise DownloadError(f"{dest}: no space left on device while downloading; {kept}. Free space and run again") from None
 
 
 class _TransferBroken(Exception):
@@ -112,7 +121,12 @@ def download(
     local = mirror_path(url, mirror)
     if local is not None and local.is_file():
         log.info("mirror hit: %s -> %s", local, dest)
-        shutil.copyfile(local, part)
+        try:
+            shutil.copyfile(local, part)
+        except OSError as exc:
+            part.unlink(missing_ok=True)
+            _raise_if_disk_full(exc, dest, "the partial copy was removed")
+            raise
         _verify(part, sha256, url)
         os.replace(part, dest)
         return dest
@@ -138,6 +152,9 @@ def download(
             wait = backoff * 2**attempt
             log.warning("%s: %s; retry %d/%d in %.1fs", url, exc, attempt + 1, retries, wait)
             time.sleep(wait)
+        except OSError as exc:
+            _raise_if_disk_full(exc, dest, f"{part} is kept and the next run resumes it (delete it to start over)")
+            raise
     _verify(part, sha256, url)
     os.replace(part, dest)
     log.info("downloaded %s -> %s (%d bytes)", url, dest, dest.stat().st_size)
