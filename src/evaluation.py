@@ -18,7 +18,7 @@ from src.errors import PipelineError
 from src.models.lstm_data import make_loader
 from src.models.lstm_model import LSTMClassifier
 from src.preprocess import read_split
-from src.runtime import use_all_cpu_cores
+from src.runtime import explain_out_of_memory, use_all_cpu_cores
 from src.training.checkpoint_manager import load_checkpoint_file
 from src.training.trainer import evaluate, resolve_device
 from src.vocab import Vocabulary
@@ -78,7 +78,9 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     use_all_cpu_cores()
     try:
-        scores = score_split(args.model_dir, Path(args.data_dir) / f"{args.split}.jsonl", args.batch_size, args.device)
+        with explain_out_of_memory("--batch-size", args.batch_size):
+            split_path = Path(args.data_dir) / f"{args.split}.jsonl"
+            scores = score_split(args.model_dir, split_path, args.batch_size, args.device)
     except PipelineError as exc:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(1)

@@ -4,13 +4,14 @@ from pathlib import Path
 from src.atomic import write_json
 from src.cli import run_stage
 from src.models.bert_run import load_bert_data, make_loaders, run_options
-from src.runtime import use_all_cpu_cores
+from src.runtime import out_of_memory_names, use_all_cpu_cores
 from src.models.training import train_model
 
 MODEL_DIR = Path("models/bert")
 METRICS_PATH = Path("metrics/train_bert.json")
 
 
+@out_of_memory_names(("batch_size",), eval_key="bert.eval_batch_size")
 def main(params: dict) -> None:
     use_all_cpu_cores()
     data = load_bert_data(params)
