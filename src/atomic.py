@@ -9,6 +9,7 @@ import contextlib
 import errno
 import json
 import os
+import shutil
 import tempfile
 from pathlib import Path
 from typing import IO, Any, Iterator
@@ -19,31 +20,45 @@ _UMASK = os.umask(0)
 os.umask(_UMASK)
 
 
+# Below this much free space a failed write is taken for a full disk: numpy reports a short write
+# and torch.save a position mismatch, neither with errno ENOSPC.
+_NEARLY_FULL_BYTES = 1 << 20
+
+
+def no_space_error(exc: BaseException, path: Path, kept: str) -> PipelineError | None:
+    """A PipelineError naming ``path`` when ``exc`` comes from a full disk, else None.
+
+    Call it before removing the partial file: that frees the space it looks for.
+    """
+    full = (isinstance(exc, OSError) and exc.errno == errno.ENOSPC) or "No space left on device" in str(exc) or (
+        isinstance(exc, (OSError, RuntimeError)) and shutil.disk_usage(path.parent).free < _NEARLY_FULL_BYTES)
+    if not full:
+        return None
+    return PipelineError(f"{path}: no space left on device while writing; {kept}. Free space and run again")
+
+
 @contextlib.contextmanager
 def atomic_open(path: str | os.PathLike, mode: str = "w", encoding: str | None = "utf-8") -> Iterator[IO]:
     """Open a temp file beside ``path``; on a clean exit it is fsynced and renamed onto ``path``."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     binary = "b" in mode
-    existed = path.exists()
+    kept = "the previous file is intact" if path.exists() else "nothing was written"
+    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, mode, encoding=None if binary else encoding) as handle:
-                yield handle
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.chmod(tmp_name, 0o666 & ~_UMASK)  # mkstemp makes 0600; give the file normal permissions
-            os.replace(tmp_name, path)
-        except BaseException:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(tmp_name)
-            raise
-    except OSError as exc:
-        if exc.errno != errno.ENOSPC:
-            raise
-        kept = "the previous file is intact" if existed else "nothing was written"
-        raise PipelineError(f"{path}: no space left on device while writing; {kept}. Free space and run again") from None
+        with os.fdopen(fd, mode, encoding=None if binary else encoding) as handle:
+            yield handle
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(tmp_name, 0o666 & ~_UMASK)  # mkstemp makes 0600; give the file normal permissions
+        os.replace(tmp_name, path)
+    except BaseException as exc:
+        disk_full = no_space_error(exc, path, kept)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp_name)
+        if disk_full is not None:
+            raise disk_full from None
+        raise
 
 
 def write_json(path: str | os.PathLike, obj: Any) -> None:

@@ -3,12 +3,11 @@
 Offline mirror: when ``$SENTIMENT_MIRROR`` names a directory, ``https://HOST/PATH`` is read from
 ``$SENTIMENT_MIRROR/HOST/PATH`` (the layout ``wget -x`` writes) when that file exists.
 
-A full disk is a DownloadError: an HTTP download keeps its ``.part`` file, so the next run resumes
-once space is freed; a mirror copy is removed (copying starts over anyway).
+A full disk is an error naming the file: an HTTP download keeps its ``.part`` file, so the next
+run resumes it once space is freed; a partial mirror copy is removed (copying starts over anyway).
 """
 from __future__ import annotations
 
-import errno
 import hashlib
 import logging
 import os
@@ -20,6 +19,7 @@ from urllib.parse import urlsplit
 import requests
 from tqdm import tqdm
 
+from src.atomic import no_space_error
 from src.errors import DownloadError
 
 log = logging.getLogger(__name__)
@@ -55,11 +55,6 @@ def _verify(path: Path, sha256: str | None, url: str) -> None:
     if actual.lower() != sha256.lower():
         path.unlink(missing_ok=True)
         raise DownloadError(f"{url}: sha256 mismatch (expected {sha256.lower()}, got {actual}); the file was removed")
-
-
-def _raise_if_disk_full(exc: OSError, dest: Path, kept: str) -> None:
-    if exc.errno == errno.ENOSPC:
-        raise DownloadError(f"{dest}: no space left on device while downloading; {kept}. Free space and run again") from None
 
 
 class _TransferBroken(Exception):
@@ -124,8 +119,10 @@ def download(
         try:
             shutil.copyfile(local, part)
         except OSError as exc:
+            disk_full = no_space_error(exc, dest, "the partial copy was removed")
             part.unlink(missing_ok=True)
-            _raise_if_disk_full(exc, dest, "the partial copy was removed")
+            if disk_full is not None:
+                raise disk_full from None
             raise
         _verify(part, sha256, url)
         os.replace(part, dest)
@@ -153,7 +150,9 @@ def download(
             log.warning("%s: %s; retry %d/%d in %.1fs", url, exc, attempt + 1, retries, wait)
             time.sleep(wait)
         except OSError as exc:
-            _raise_if_disk_full(exc, dest, f"{part} is kept and the next run resumes it (delete it to start over)")
+            disk_full = no_space_error(exc, dest, f"{part} is kept and the next run resumes it (delete it to start over)")
+            if disk_full is not None:
+                raise disk_full from None
             raise
     _verify(part, sha256, url)
     os.replace(part, dest)

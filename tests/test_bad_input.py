@@ -28,18 +28,21 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
 from torch import nn
 
+from src import atomic
 from src import download as download_module
 from src.atomic import atomic_open, write_json
 from src.cli import run_stage
 from src.download import MIRROR_ENV, download
-from src.errors import DownloadError, ParamsError, PipelineError
+from src.errors import ParamsError, PipelineError
 from src.evaluation import main as evaluation_main
 from src.models.bert_model import BertSentimentClassifier
+from src.models.training import _export
 from src.params import load_params, validate_params
 from src.preprocess import Split, write_split
 from src.runtime import explain_out_of_memory
@@ -326,6 +329,33 @@ def test_disk_full_while_writing_leaves_no_partial_file(tmp_path, monkeypatch, h
         assert json.loads(target.read_text()) == {"old": True}
 
 
+@pytest.mark.parametrize("free_bytes, disk_full", [(4096, True), (10**9, False)])
+def test_writer_error_without_enospc_on_a_full_disk_is_still_named(tmp_path, monkeypatch, free_bytes, disk_full):
+    # Measured on a full tmpfs: numpy reports a short write, torch.save a position mismatch; no errno.
+    monkeypatch.setattr(atomic.shutil, "disk_usage", lambda path: SimpleNamespace(free=free_bytes))
+    torch_error = RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 704 vs 598")
+    with pytest.raises(PipelineError if disk_full else RuntimeError, match="no space left" if disk_full else "pos"):
+        with atomic_open(tmp_path / "model.pt", "wb") as handle:
+            handle.write(b"partial")
+            raise torch_error
+    assert os.listdir(tmp_path) == []
+
+
+def test_disk_full_while_exporting_bert_removes_the_partial_export(tmp_path):
+    class FillsTheDisk:
+        def save_pretrained(self, directory, tokenizer):
+            Path(directory).mkdir()
+            (Path(directory) / "config.json").write_text("{}")
+            raise Exception("Error while serializing: I/O error: No space left on device (os error 28)")  # safetensors
+
+    (tmp_path / "model").mkdir()
+    (tmp_path / "model" / "model.safetensors").write_bytes(b"the previous export")
+    with pytest.raises(PipelineError, match=r"model: no space left on device while writing; the partial export was removed"):
+        _export(FillsTheDisk(), None, tmp_path / "model")
+    assert os.listdir(tmp_path) == ["model"]
+    assert (tmp_path / "model" / "model.safetensors").read_bytes() == b"the previous export"
+
+
 class _FillsUp:
     """A binary file that takes ``room`` bytes, then fails like a full disk."""
 
@@ -354,7 +384,7 @@ def test_disk_full_while_downloading_keeps_the_part_file_and_the_next_run_resume
     monkeypatch.delenv(MIRROR_ENV, raising=False)
     dest, url, sha256 = tmp_path / "file.bin", f"{server}/file.bin", hashlib.sha256(BODY).hexdigest()
     monkeypatch.setattr(download_module, "open", lambda path, mode: _FillsUp(path, mode, 40_000), raising=False)
-    with pytest.raises(DownloadError, match=r"file.bin: no space left on device while downloading; .*file.bin.part "
+    with pytest.raises(PipelineError, match=r"file.bin: no space left on device while writing; .*file.bin.part "
                                             r"is kept and the next run resumes it \(delete it to start over\)"):
         download(url, dest, sha256=sha256, progress=False)
     assert not dest.exists() and (tmp_path / "file.bin.part").stat().st_size == 40_000
@@ -376,6 +406,6 @@ def test_disk_full_while_copying_from_the_mirror_removes_the_partial_copy(tmp_pa
         _disk_full()
 
     monkeypatch.setattr(download_module.shutil, "copyfile", copy_half)
-    with pytest.raises(DownloadError, match="data.txt: no space left on device while downloading; the partial copy"):
+    with pytest.raises(PipelineError, match="data.txt: no space left on device while writing; the partial copy"):
         download("https://example.invalid/data.txt", tmp_path / "out" / "data.txt")
     assert os.listdir(tmp_path / "out") == []
