@@ -15,6 +15,7 @@ Cases tested elsewhere (not repeated here):
                                                       test_pipeline_e2e.py::test_missing_glove_dimension_fails_clearly
   use_glove with a differing lstm.embedding_dim       test_train_lstm_stage.py::test_embedding_dim_mismatch_is_a_clear_stage_error
   device cuda without a GPU (engine)                  test_training_integration.py::test_cuda_requested_without_cuda_is_an_error
+  model_name not loadable (tokenizer)                 test_bert_training.py::test_unloadable_model_name_says_how_to_fix
 Here: the same cases through the stages, the nested params keys, model_name, bert.device, out of
 memory and a full disk.
 """
