@@ -1,19 +1,40 @@
 """Atomic file writes: a temp file in the target's directory, fsync, then rename.
 
 A process killed at any moment leaves either the old file or the complete new one, never a
-truncated file that looks complete.
+truncated file that looks complete. A full disk is a PipelineError naming the file.
 """
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
+import shutil
 import tempfile
 from pathlib import Path
 from typing import IO, Any, Iterator
 
+from src.errors import PipelineError
+
 _UMASK = os.umask(0)
 os.umask(_UMASK)
+
+
+# Below this much free space a failed write is taken for a full disk: numpy reports a short write
+# and torch.save a position mismatch, neither with errno ENOSPC.
+_NEARLY_FULL_BYTES = 1 << 20
+
+
+def no_space_error(exc: BaseException, path: Path, kept: str) -> PipelineError | None:
+    """A PipelineError naming ``path`` when ``exc`` comes from a full disk, else None.
+
+    Call it before removing the partial file: that frees the space it looks for.
+    """
+    full = (isinstance(exc, OSError) and exc.errno == errno.ENOSPC) or "No space left on device" in str(exc) or (
+        isinstance(exc, (OSError, RuntimeError)) and shutil.disk_usage(path.parent).free < _NEARLY_FULL_BYTES)
+    if not full:
+        return None
+    return PipelineError(f"{path}: no space left on device while writing; {kept}. Free space and run again")
 
 
 @contextlib.contextmanager
@@ -22,6 +43,7 @@ def atomic_open(path: str | os.PathLike, mode: str = "w", encoding: str | None =
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     binary = "b" in mode
+    kept = "the previous file is intact" if path.exists() else "nothing was written"
     fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, mode, encoding=None if binary else encoding) as handle:
@@ -30,9 +52,12 @@ def atomic_open(path: str | os.PathLike, mode: str = "w", encoding: str | None =
             os.fsync(handle.fileno())
         os.chmod(tmp_name, 0o666 & ~_UMASK)  # mkstemp makes 0600; give the file normal permissions
         os.replace(tmp_name, path)
-    except BaseException:
+    except BaseException as exc:
+        disk_full = no_space_error(exc, path, kept)
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp_name)
+        if disk_full is not None:
+            raise disk_full from None
         raise
 
 

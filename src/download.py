@@ -2,6 +2,9 @@
 
 Offline mirror: when ``$SENTIMENT_MIRROR`` names a directory, ``https://HOST/PATH`` is read from
 ``$SENTIMENT_MIRROR/HOST/PATH`` (the layout ``wget -x`` writes) when that file exists.
+
+A full disk is an error naming the file: an HTTP download keeps its ``.part`` file, so the next
+run resumes it once space is freed; a partial mirror copy is removed (copying starts over anyway).
 """
 from __future__ import annotations
 
@@ -16,6 +19,7 @@ from urllib.parse import urlsplit
 import requests
 from tqdm import tqdm
 
+from src.atomic import no_space_error
 from src.errors import DownloadError
 
 log = logging.getLogger(__name__)
@@ -112,7 +116,14 @@ def download(
     local = mirror_path(url, mirror)
     if local is not None and local.is_file():
         log.info("mirror hit: %s -> %s", local, dest)
-        shutil.copyfile(local, part)
+        try:
+            shutil.copyfile(local, part)
+        except OSError as exc:
+            disk_full = no_space_error(exc, dest, "the partial copy was removed")
+            part.unlink(missing_ok=True)
+            if disk_full is not None:
+                raise disk_full from None
+            raise
         _verify(part, sha256, url)
         os.replace(part, dest)
         return dest
@@ -138,6 +149,11 @@ def download(
             wait = backoff * 2**attempt
             log.warning("%s: %s; retry %d/%d in %.1fs", url, exc, attempt + 1, retries, wait)
             time.sleep(wait)
+        except OSError as exc:
+            disk_full = no_space_error(exc, dest, f"{part} is kept and the next run resumes it (delete it to start over)")
+            if disk_full is not None:
+                raise disk_full from None
+            raise
     _verify(part, sha256, url)
     os.replace(part, dest)
     log.info("downloaded %s -> %s (%d bytes)", url, dest, dest.stat().st_size)

@@ -24,7 +24,7 @@ from torch.utils.data import DataLoader, Dataset
 from src.errors import PipelineError
 from src.metrics import test_report
 from src.preprocess import read_split
-from src.runtime import use_all_cpu_cores
+from src.runtime import explain_out_of_memory, use_all_cpu_cores
 from src.training.checkpoint_manager import load_checkpoint_file
 from src.training.trainer import autocast_context, forward_logits, move_batch, resolve_device
 
@@ -148,7 +148,9 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     use_all_cpu_cores()
     try:
-        scores = score_split(args.model_dir, Path(args.data_dir) / f"{args.split}.jsonl", args.batch_size, args.device)
+        with explain_out_of_memory("--batch-size", args.batch_size):
+            split_path = Path(args.data_dir) / f"{args.split}.jsonl"
+            scores = score_split(args.model_dir, split_path, args.batch_size, args.device)
     except PipelineError as exc:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(1)

@@ -5,7 +5,7 @@ from pathlib import Path
 from src.atomic import write_json
 from src.cli import run_stage
 from src.models.bert_run import load_bert_data, make_loaders, run_options
-from src.runtime import use_all_cpu_cores
+from src.runtime import out_of_memory_names, use_all_cpu_cores
 from src.models.training import train_model
 from src.training.history import epoch_rows
 
@@ -14,6 +14,7 @@ METRICS_PATH = Path("metrics/train_bert.json")
 PLOTS_PATH = Path("plots/train_bert.json")
 
 
+@out_of_memory_names(("batch_size",), eval_key="bert.eval_batch_size")
 def main(params: dict) -> None:
     use_all_cpu_cores()
     data = load_bert_data(params)

@@ -11,7 +11,7 @@ from src.errors import DataError
 from src.models.lstm_data import make_loader
 from src.models.lstm_model import LSTMClassifier
 from src.preprocess import read_split
-from src.runtime import seed_everything, use_all_cpu_cores
+from src.runtime import out_of_memory_names, seed_everything, use_all_cpu_cores
 from src.training import create_trainer
 from src.training.history import epoch_rows, seed_history
 from src.vocab import Vocabulary
@@ -34,6 +34,7 @@ def class_weights(labels: list[int], mode: str | None, n_classes: int) -> torch.
     return torch.tensor(counts.sum() / (n_classes * counts), dtype=torch.float32)
 
 
+@out_of_memory_names(("lstm.batch_size",))
 def main(params: dict) -> None:
     cfg, label_names = params["lstm"], params["data"]["label_names"]
     use_all_cpu_cores()

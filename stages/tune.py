@@ -5,7 +5,7 @@ from pathlib import Path
 from src.atomic import write_json
 from src.cli import run_stage
 from src.models.bert_run import load_bert_data, make_loaders, run_options
-from src.runtime import use_all_cpu_cores
+from src.runtime import out_of_memory_names, use_all_cpu_cores
 from src.models.training import TUNABLE, hyperparameter_tuning
 from src.preprocess import read_split, stratified_subset
 
@@ -13,6 +13,7 @@ OUTPUT_DIR = Path("models/tune")
 METRICS_PATH = Path("metrics/tune.json")
 
 
+@out_of_memory_names(("tune.search_space.batch_size", "batch_size"), eval_key="bert.eval_batch_size")
 def main(params: dict) -> None:
     tune = params["tune"]
     use_all_cpu_cores()

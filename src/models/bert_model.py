@@ -18,15 +18,18 @@ def load_tokenizer(model_name: str):
 
     try:
         return AutoTokenizer.from_pretrained(model_name, use_fast=True)
-    except OSError as exc:
+    except (OSError, ValueError) as exc:  # ValueError: a local directory that holds no model
         raise _not_loadable(model_name, exc) from None
 
 
 def _not_loadable(model_name: str, exc: Exception) -> PipelineError:
+    reason = str(exc).splitlines()[0].rstrip(".")
     return PipelineError(
-        f"model_name = {model_name!r} cannot be loaded ({str(exc).splitlines()[0]}). Offline, it must be in "
-        "the Hugging Face cache: set HF_HOME to the cache (e.g. HF_HOME=../shared/hf HF_HUB_OFFLINE=1) and "
-        "use a cached model such as sentence-transformers/all-MiniLM-L6-v2, or give a local directory"
+        f"model_name = {model_name!r} cannot be loaded ({reason}). Offline, the model must "
+        "be in the Hugging Face cache: point HF_HOME at a cache that holds it (e.g. HF_HOME=../shared/hf "
+        "HF_HUB_OFFLINE=1 holds sentence-transformers/all-MiniLM-L6-v2: "
+        "dvc exp run -S model_name=sentence-transformers/all-MiniLM-L6-v2), go online so that it is downloaded, "
+        "or set model_name to a local model directory"
     )
 
 
@@ -51,7 +54,7 @@ class BertSentimentClassifier(nn.Module):
                 model_name, num_labels=num_classes, classifier_dropout=dropout_prob,
                 id2label=dict(enumerate(label_names)), label2id={n: i for i, n in enumerate(label_names)},
             )
-        except OSError as exc:
+        except (OSError, ValueError) as exc:
             raise _not_loadable(model_name, exc) from None
         self.model_name = model_name
         self.num_classes = num_classes

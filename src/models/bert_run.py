@@ -20,6 +20,7 @@ class BertData:
 
 def load_bert_data(params: dict, train_split: Split | None = None) -> BertData:
     """Tokenise train (or ``train_split``) and val once, with the fast tokenizer of ``model_name``."""
+    resolve_device(params["bert"]["device"], key="bert.device")  # no GPU for `cuda`: fail before any work
     tokenizer = load_tokenizer(params["model_name"])
     tokenizer.model_max_length = params["max_length"]  # saved with the export, so inference truncates alike
     train = train_split if train_split is not None else read_split(f"{PROCESSED_DIR}/train.jsonl")
@@ -30,7 +31,7 @@ def load_bert_data(params: dict, train_split: Split | None = None) -> BertData:
 
 def make_loaders(data: BertData, params: dict, batch_size: int):
     bert = params["bert"]
-    pin = resolve_device(bert["device"]).type == "cuda"
+    pin = resolve_device(bert["device"], key="bert.device").type == "cuda"
     train = make_bert_loader(data.train, batch_size, shuffle=True, seed=params["seed"],
                              num_workers=bert["num_workers"], pin_memory=pin)
     val = make_bert_loader(data.val, bert["eval_batch_size"], shuffle=False, num_workers=bert["num_workers"],

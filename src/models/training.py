@@ -17,7 +17,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from src.atomic import write_json
+from src.atomic import no_space_error, write_json
 from src.errors import PipelineError
 from src.metrics import is_improvement
 from src.runtime import seed_everything
@@ -79,7 +79,14 @@ def _export(model: BertSentimentClassifier, tokenizer, directory: Path) -> None:
     """save_pretrained into a temp directory, then swap it in: a kill never leaves half an export."""
     tmp = directory.with_name(f".{directory.name}.tmp")
     shutil.rmtree(tmp, ignore_errors=True)
-    model.save_pretrained(tmp, tokenizer)
+    try:
+        model.save_pretrained(tmp, tokenizer)
+    except Exception as exc:
+        disk_full = no_space_error(exc, directory, "the partial export was removed")
+        shutil.rmtree(tmp, ignore_errors=True)
+        if disk_full is not None:
+            raise disk_full from None
+        raise
     shutil.rmtree(directory, ignore_errors=True)
     os.replace(tmp, directory)
 

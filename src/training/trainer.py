@@ -31,13 +31,13 @@ SCHEDULER_INTERVALS = ("epoch", "step")
 
 
 # ---- helpers shared by training and stand-alone evaluation ----------------------------------------
-def resolve_device(device: str | torch.device = "auto") -> torch.device:
+def resolve_device(device: str | torch.device = "auto", key: str = "device") -> torch.device:
     """'auto' picks CUDA when present; asking for CUDA without one is an error, not a silent CPU run."""
     if str(device) == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     device = torch.device(device)
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise PipelineError(f"device = {device}: CUDA is not available on this machine (use 'auto' or 'cpu')")
+        raise PipelineError(f"{key} = {device}: CUDA is not available on this machine (use 'auto' or 'cpu')")
     return device
 
 
