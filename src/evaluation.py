@@ -22,7 +22,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from src.errors import PipelineError
-from src.metrics import test_report
+from src.metrics import detailed_metrics
 from src.preprocess import read_split
 from src.runtime import explain_out_of_memory, use_all_cpu_cores
 from src.training.checkpoint_manager import load_checkpoint_file
@@ -124,7 +124,7 @@ def score_texts(trained: TrainedModel, texts: Sequence[str], labels: Sequence[in
     started = time.perf_counter()
     predictions = predict_proba(trained, texts, batch_size, device).argmax(axis=1).tolist()
     seconds = time.perf_counter() - started  # tokenisation included: what a user of the model waits for
-    report = test_report(labels, predictions, trained.label_names)
+    report = detailed_metrics(labels, predictions, trained.label_names)
     report["inference"] = {"tweets_per_s": round(len(texts) / seconds, 1), "seconds": round(seconds, 2),
                            "batch_size": batch_size, "device": str(device)}
     return report, predictions

@@ -21,7 +21,7 @@ def classification_metrics(labels: Sequence[int], predictions: Sequence[int]) ->
     }
 
 
-def test_report(labels: Sequence[int], predictions: Sequence[int], label_names: Sequence[str]) -> dict:
+def detailed_metrics(labels: Sequence[int], predictions: Sequence[int], label_names: Sequence[str]) -> dict:
     """Everything the evaluate stage reports for one model on one split.
 
     ``f1_pn`` is SemEval-2017 Task 4A's measure: the mean F1 of the positive and negative classes

@@ -17,7 +17,7 @@ from typing import Iterator, Sequence
 from src.errors import PipelineError
 from src.evaluation import TrainedModel, load_model, predict_proba
 from src.preprocess import normalize_tweet
-from src.runtime import use_all_cpu_cores
+from src.runtime import explain_out_of_memory, use_all_cpu_cores
 
 
 def read_texts(path: str) -> list[str]:
@@ -62,11 +62,13 @@ def main(argv: list[str] | None = None) -> None:
     try:
         texts = read_texts(args.input) if args.input else args.texts
         trained = load_model(args.model, args.device)
-        for result in classify(trained, texts, args.batch_size, args.device):
-            print(json.dumps(result, ensure_ascii=False))
+        with explain_out_of_memory("--batch-size", args.batch_size):
+            results = list(classify(trained, texts, args.batch_size, args.device))
     except PipelineError as exc:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(1)
+    for result in results:
+        print(json.dumps(result, ensure_ascii=False))
 
 
 if __name__ == "__main__":

@@ -10,9 +10,9 @@ from src.atomic import atomic_open, write_json
 from src.cli import run_stage
 from src.errors import DataError
 from src.evaluation import load_model, score_texts
-from src.metrics import test_report
+from src.metrics import detailed_metrics
 from src.preprocess import read_split
-from src.runtime import use_all_cpu_cores
+from src.runtime import out_of_memory_names, use_all_cpu_cores
 
 DATA_DIR = Path("data/processed")
 TUNE_DIR = Path("models/tune")
@@ -33,7 +33,7 @@ def trained_models() -> dict[str, Path]:
 def majority_baseline(train_labels: list[int], test_labels: list[int], label_names: list[str]) -> dict:
     """Always the most frequent class in train: the floor every model must clear."""
     majority = Counter(train_labels).most_common(1)[0][0]
-    return {"predicts": label_names[majority], **test_report(test_labels, [majority] * len(test_labels), label_names)}
+    return {"predicts": label_names[majority], **detailed_metrics(test_labels, [majority] * len(test_labels), label_names)}
 
 
 def write_predictions(name: str, predictions: list[int], labels: list[int], label_names: list[str]) -> None:
@@ -44,6 +44,7 @@ def write_predictions(name: str, predictions: list[int], labels: list[int], labe
         handle.writelines(f"{label_names[a]},{label_names[p]}\n" for a, p in zip(labels, predictions))
 
 
+@out_of_memory_names(("evaluate.batch_size",))
 def main(params: dict) -> None:
     use_all_cpu_cores()
     cfg, label_names = params["evaluate"], params["data"]["label_names"]

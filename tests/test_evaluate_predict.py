@@ -1,0 +1,90 @@
+"""The test report, the evaluate stage's pieces and `python -m src.predict` on tiny trained models."""
+import json
+
+import numpy as np
+import pytest
+import torch
+from sklearn.metrics import f1_score
+
+from src.evaluation import load_model, predict_proba
+from src.metrics import detailed_metrics
+from src.models import training
+from src.models.bert_data import TokenizedTweets, make_bert_loader
+from src.models.bert_model import load_tokenizer
+from src.predict import main as predict_main
+from src.preprocess import normalize_tweet
+from stages import train_lstm
+from stages.evaluate import majority_baseline
+from tests.fixtures import tiny_splits, write_tiny_bert
+from tests.test_train_lstm_stage import workdir  # noqa: F401  (fixture)
+
+LABELS = ["negative", "neutral", "positive"]
+
+
+def test_report_has_f1_pn_per_class_and_confusion_matrix():
+    labels = [0, 0, 1, 1, 2, 2, 2, 1]
+    predictions = [0, 1, 1, 1, 2, 0, 2, 2]
+    report = detailed_metrics(labels, predictions, LABELS)
+    # SemEval-2017 4A: the mean F1 of positive and negative only
+    assert report["f1_pn"] == pytest.approx(np.mean(f1_score(labels, predictions, labels=[0, 2], average=None)))
+    assert report["per_class"]["neutral"]["recall"] == pytest.approx(2 / 3)
+    assert report["per_class"]["positive"]["support"] == 3
+    assert report["confusion_matrix"]["positive"] == {"negative": 1, "neutral": 0, "positive": 2}
+    assert report["n"] == 8
+
+
+def test_report_without_positive_and_negative_classes_has_no_f1_pn():
+    assert "f1_pn" not in detailed_metrics([0, 1], [0, 1], ["spam", "ham"])
+
+
+def test_majority_baseline_predicts_the_most_frequent_train_class():
+    baseline = majority_baseline([1, 1, 2, 0, 1], [0, 1, 2, 1], LABELS)
+    assert baseline["predicts"] == "neutral"
+    assert baseline["accuracy"] == 0.5 and baseline["macro_recall"] == pytest.approx(1 / 3)
+
+
+def test_length_sorted_batches_give_each_text_its_own_row(workdir):  # noqa: F811
+    train_lstm.main(workdir)
+    trained = load_model("models/lstm", "cpu")
+    texts = ["so happy right now", "bad", "the game is on friday at the stadium with everyone", "love it", ""]
+    batched = predict_proba(trained, texts, batch_size=2, device="cpu")
+    one_by_one = np.concatenate([predict_proba(trained, [t], batch_size=1, device="cpu") for t in texts])
+    np.testing.assert_allclose(batched, one_by_one, atol=1e-6)
+    np.testing.assert_allclose(batched.sum(axis=1), 1.0, atol=1e-5)
+
+
+def test_predict_cli_normalises_like_training_and_keeps_input_lines(workdir, tmp_path, capsys):  # noqa: F811
+    train_lstm.main(workdir)
+    predict_main(["--model", "models/lstm", "@someone so happy http://t.co/x", "@user so happy"])
+    first, second = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert first["text"] == "@someone so happy http://t.co/x"  # the input as given...
+    assert first["probabilities"] == second["probabilities"]  # ...classified as the training data was
+    assert first["label"] == LABELS[first["label_id"]]
+    assert sum(first["probabilities"].values()) == pytest.approx(1.0, abs=1e-3)
+
+    (tmp_path / "tweets.txt").write_text("what a great day\n\nworst day ever\n", encoding="utf-8")
+    predict_main(["--model", "models/lstm", "--input", str(tmp_path / "tweets.txt")])
+    assert [json.loads(line)["text"] for line in capsys.readouterr().out.splitlines()] == \
+        ["what a great day", "", "worst day ever"]
+
+
+def test_predict_cli_with_the_bert_export(tmp_path, capsys):
+    model_dir = str(write_tiny_bert(tmp_path / "tiny-bert"))
+    tokenizer = load_tokenizer(model_dir)
+    splits = {s: TokenizedTweets([normalize_tweet(t) for t, _ in rows], [y for _, y in rows], tokenizer, 32)
+              for s, rows in tiny_splits().items()}
+    training.train_model(make_bert_loader(splits["train"], 8, shuffle=True), make_bert_loader(splits["val"], 16,
+                         shuffle=False), tmp_path / "bert", num_epochs=1, device="cpu", model_name=model_dir,
+                         tokenizer=tokenizer, progress=False)
+    predict_main(["--model", str(tmp_path / "bert"), "what a great day", "i hate this"])
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert len(rows) == 2 and all(set(row["probabilities"]) == set(LABELS) for row in rows)
+    exported = torch.load(tmp_path / "bert" / "best_model.pt", weights_only=True)
+    assert exported["epoch"] == 1
+
+
+def test_predict_cli_on_a_directory_without_a_model_is_a_clear_error(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        predict_main(["--model", str(tmp_path), "hello"])
+    assert exit_info.value.code == 1
+    assert "not a trained model directory" in capsys.readouterr().err
