@@ -5,6 +5,7 @@ epoch lasts long enough (a few tenths of a second) for a kill to land inside one
 """
 from __future__ import annotations
 
+import csv
 import json
 import logging
 import os
@@ -29,6 +30,7 @@ from src.training.resume import describe_change, run_fingerprint, source_files
 from src.vocab import Vocabulary
 from stages import train_lstm
 from tests.test_bert_training import _loaders, tiny_bert  # noqa: F401 (tiny_bert is a fixture)
+from tests.test_pipeline_e2e import project  # noqa: F401 (a fixture)
 from tests.test_train_lstm_stage import TINY_LSTM, workdir  # noqa: F401 (workdir is a fixture)
 from tests.test_training_integration import synthetic_split
 
@@ -303,3 +305,43 @@ def yaml_stages() -> dict:
     from ruamel.yaml import YAML
 
     return YAML(typ="safe", pure=True).load((REPO / "dvc.yaml").read_text())["stages"]
+
+
+def test_dvc_repro_resumes_train_lstm_after_the_stage_was_killed(project):  # noqa: F811
+    work, env = project
+    env = {**env, "OMP_NUM_THREADS": "1"}
+    with open(work / "tweets.csv", "w", encoding="utf-8", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["text", "label", "split"])
+        for split, (n, seed) in {"train": (SLOW_TRAIN_ROWS, 1), "val": (60, 2), "test": (60, 3)}.items():
+            writer.writerows((text, label, split) for text, label in zip(*synthetic_split(n, seed)))
+    params = load_params(work / "params.yaml")
+    params["data"].update(input="tweets.csv", csv={**params["data"]["csv"], "split_column": "split"})
+    params["lstm"] = {**SLOW_LSTM, "embedding_dim": 25}  # the mirror's GloVe is 25-d
+    (work / "params.yaml").write_text(json.dumps(params), encoding="utf-8")
+    dvc = [sys.executable, "-m", "dvc", "repro", "train_lstm"]
+
+    repro = subprocess.Popen(dvc, cwd=work, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    wait_for(work / "models/lstm/checkpoint_epoch_1.pt", repro)
+    time.sleep(0.1)
+    os.kill(stage_process_id(work), signal.SIGKILL)  # the training process only, as the OOM killer would
+    output, _ = repro.communicate(timeout=60)
+    assert repro.returncode != 0 and not (work / "metrics/train_lstm.json").exists(), output
+
+    again = subprocess.run(dvc, cwd=work, env=env, capture_output=True, text=True, timeout=120)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert "Running stage 'train_lstm'" in again.stdout and "Running stage 'preprocess'" not in again.stdout
+    assert "resuming from models/lstm/checkpoint_epoch_" in again.stdout + again.stderr
+    assert json.loads((work / "metrics/train_lstm.json").read_text())["epochs_completed"] == SLOW_LSTM["epochs"]
+
+
+def stage_process_id(work: Path) -> int:
+    """The ``python -m stages.train_lstm`` process that ``dvc repro`` started in ``work``."""
+    for entry in Path("/proc").iterdir():
+        try:
+            command = (entry / "cmdline").read_bytes().split(b"\0")
+            if b"stages.train_lstm" in command and Path(os.readlink(entry / "cwd")) == work:
+                return int(entry.name)
+        except (OSError, ValueError):
+            continue
+    raise AssertionError("the train_lstm process was not found")
