@@ -5,10 +5,12 @@ epoch lasts long enough (a few tenths of a second) for a kill to land inside one
 """
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import logging
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -96,8 +98,9 @@ def best_weights(directory: Path) -> dict:
     return load_checkpoint_file(directory / "models/lstm/best_model.pt")["model_state_dict"]
 
 
-def crash_in_epoch(monkeypatch, epoch: int):
-    """A context in which Trainer.train_epoch raises when it starts epoch ``epoch`` (an in-process "kill")."""
+@contextlib.contextmanager
+def crash_in_epoch(epoch: int):
+    """Trainer.train_epoch raises when it starts epoch ``epoch``: an in-process stand-in for a kill."""
     original = Trainer.train_epoch
 
     def train_epoch(self):
@@ -105,18 +108,9 @@ def crash_in_epoch(monkeypatch, epoch: int):
             raise RuntimeError("simulated crash")
         return original(self)
 
-    context = monkeypatch.context()
-    context.__enter__().setattr(Trainer, "train_epoch", train_epoch)
-    return context
-
-
-def crashed_run(params: dict, monkeypatch, epoch: int) -> None:
-    context = crash_in_epoch(monkeypatch, epoch)
-    try:
-        with pytest.raises(RuntimeError, match="simulated crash"):
-            train_lstm.main(params)
-    finally:
-        context.__exit__(None, None, None)
+    with pytest.MonkeyPatch.context() as patch, pytest.raises(RuntimeError, match="simulated crash"):
+        patch.setattr(Trainer, "train_epoch", train_epoch)
+        yield
 
 
 # ---- (a) SIGKILL mid-epoch, then rerun -------------------------------------------------------------
@@ -148,14 +142,16 @@ def test_killed_stage_resumes_and_ends_like_an_uninterrupted_run(tmp_path):
 
 
 # ---- (b) a changed run starts fresh, and says why ------------------------------------------------------
-def test_changed_params_data_or_a_finished_run_start_fresh_and_say_why(workdir, monkeypatch, caplog):
+def test_changed_params_data_or_a_finished_run_start_fresh_and_say_why(workdir, caplog):
     caplog.set_level(logging.INFO)
     workdir["lstm"].update(epochs=4, early_stopping_patience=None)
-    crashed_run(workdir, monkeypatch, epoch=3)
+    with crash_in_epoch(3):
+        train_lstm.main(workdir)
 
     workdir["lstm"]["hidden_dim"] = 10
     caplog.clear()
-    crashed_run(workdir, monkeypatch, epoch=3)
+    with crash_in_epoch(3):
+        train_lstm.main(workdir)
     assert ("not resuming from models/lstm/checkpoint_epoch_2.pt: params changed: lstm.hidden_dim 12 -> 10; "
             "training from scratch") in caplog.text
     assert "epoch 1/4" in caplog.text
@@ -193,13 +189,14 @@ def test_the_fingerprint_covers_params_data_and_the_code_the_stage_runs(tmp_path
 
 
 # ---- (c) an unreadable newest checkpoint falls back to the one before ------------------------------------
-def test_an_unreadable_checkpoint_is_named_and_the_previous_one_used(workdir, monkeypatch, caplog):
+def test_an_unreadable_checkpoint_is_named_and_the_previous_one_used(workdir, caplog):
     caplog.set_level(logging.INFO)
     workdir["lstm"].update(epochs=4, early_stopping_patience=None)
     train_lstm.main(workdir)
     uninterrupted = quality(Path("."))
 
-    crashed_run(workdir, monkeypatch, epoch=4)  # leaves checkpoints 2 and 3 (two are kept)
+    with crash_in_epoch(4):
+        train_lstm.main(workdir)  # leaves checkpoints 2 and 3 (two are kept)
     newest = Path("models/lstm/checkpoint_epoch_3.pt")
     newest.write_bytes(newest.read_bytes()[: newest.stat().st_size // 2])  # truncated
     caplog.clear()
@@ -209,7 +206,8 @@ def test_an_unreadable_checkpoint_is_named_and_the_previous_one_used(workdir, mo
     assert "resuming from models/lstm/checkpoint_epoch_2.pt (epoch 2 done)" in caplog.text
     assert quality(Path(".")) == uninterrupted
 
-    crashed_run(workdir, monkeypatch, epoch=4)
+    with crash_in_epoch(4):
+        train_lstm.main(workdir)
     for name in ("checkpoint_epoch_2.pt", "checkpoint_epoch_3.pt"):
         Path("models/lstm", name).write_text("not a checkpoint")
     caplog.clear()
@@ -219,6 +217,32 @@ def test_an_unreadable_checkpoint_is_named_and_the_previous_one_used(workdir, mo
     assert "checkpoint_epoch_2.pt: not a readable checkpoint" in warnings[1]
     assert "no readable checkpoint left in models/lstm; training from scratch" in warnings[2]
     assert quality(Path(".")) == uninterrupted
+
+
+def test_a_kill_between_a_checkpoint_and_its_best_model_copy_is_made_good(workdir, caplog):
+    workdir["lstm"].update(epochs=8, early_stopping_patience=None)
+    train_lstm.main(workdir)
+    uninterrupted, uninterrupted_weights = quality(Path(".")), best_weights(Path("."))
+    best = uninterrupted["best_epoch"]
+    assert 1 < best < 8  # later epochs do not improve, so only the resume can rewrite best_model.pt
+
+    with crash_in_epoch(best + 1):
+        train_lstm.main(workdir)
+    # as if killed right after the best epoch's checkpoint was renamed into place: the best model and
+    # the registry are one save behind
+    shutil.copy(f"models/lstm/checkpoint_epoch_{best - 1}.pt", "models/lstm/best_model.pt")
+    registry = json.loads(Path("models/lstm/checkpoint_registry.json").read_text())
+    registry["checkpoints"] = [e for e in registry["checkpoints"] if e["epoch"] != best]
+    Path("models/lstm/checkpoint_registry.json").write_text(json.dumps(registry))
+    caplog.set_level(logging.INFO)
+    train_lstm.main(workdir)
+
+    assert f"resuming from models/lstm/checkpoint_epoch_{best}.pt (epoch {best} done)" in caplog.text
+    assert quality(Path(".")) == uninterrupted
+    for name, tensor in best_weights(Path(".")).items():
+        assert torch.equal(tensor, uninterrupted_weights[name]), name
+    registry = json.loads(Path("models/lstm/checkpoint_registry.json").read_text())
+    assert f"checkpoint_epoch_{best}.pt" in {e["file"] for e in registry["checkpoints"]}
 
 
 # ---- (d) SIGTERM: the save in progress completes, the exit code and message say so -------------------
@@ -264,7 +288,7 @@ def test_a_signal_during_a_save_waits_until_the_save_is_complete(tmp_path, monke
 
 
 # ---- (e) train_model (BERT) resumes to the same result --------------------------------------------------
-def test_bert_train_model_resumes_to_the_same_result(tiny_bert, tmp_path, monkeypatch, caplog):  # noqa: F811
+def test_bert_train_model_resumes_to_the_same_result(tiny_bert, tmp_path, caplog):  # noqa: F811
     caplog.set_level(logging.INFO)
 
     def train(directory):
@@ -274,12 +298,8 @@ def test_bert_train_model_resumes_to_the_same_result(tiny_bert, tmp_path, monkey
                                     progress=False, resume=True)
 
     _, uninterrupted = train(tmp_path / "uninterrupted")
-    context = crash_in_epoch(monkeypatch, 2)
-    try:
-        with pytest.raises(RuntimeError, match="simulated crash"):
-            train(tmp_path / "crashed")
-    finally:
-        context.__exit__(None, None, None)
+    with crash_in_epoch(2):
+        train(tmp_path / "crashed")
     caplog.clear()
     _, resumed = train(tmp_path / "crashed")
 

@@ -91,16 +91,25 @@ class CheckpointManager:
         path = self.checkpoint_dir / filename
         with deferred_interrupts():
             save_torch({**state, "metadata": metadata}, path)
-            self.entries = [e for e in self.entries if e["file"] != filename] + [metadata]
-            if is_best:
-                best_path = self.checkpoint_dir / self.best_model_name
-                with open(path, "rb") as src, atomic_open(best_path, "wb") as dst:
-                    shutil.copyfileobj(src, dst, 1 << 20)
-                self.best_model = {**metadata, "file": self.best_model_name, "source": filename}
+            self._track(path, metadata, is_best)
             self._rotate()
             self.training_complete = False
             self._write_registry()
         return path
+
+    def adopt(self, path: Path, metadata: dict, is_best: bool) -> None:
+        """Bring the registry and the best model up to date with a checkpoint resumed from: a SIGKILL
+        between writing a checkpoint and updating them leaves them one save behind."""
+        with deferred_interrupts():
+            self._track(path, metadata, is_best)
+            self._write_registry()
+
+    def _track(self, path: Path, metadata: dict, is_best: bool) -> None:
+        self.entries = [e for e in self.entries if e["file"] != path.name] + [metadata]
+        if is_best:
+            with open(path, "rb") as src, atomic_open(self.checkpoint_dir / self.best_model_name, "wb") as dst:
+                shutil.copyfileobj(src, dst, 1 << 20)
+            self.best_model = {**metadata, "file": self.best_model_name, "source": path.name}
 
     def mark_complete(self) -> None:
         """Record that training finished: a rerun must train again, not resume into doing nothing."""

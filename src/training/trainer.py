@@ -405,6 +405,7 @@ class Trainer:
                 reason = "the run that wrote it had finished"
             if reason is None:
                 self._restore(checkpoint)
+                self.checkpoints.adopt(path, checkpoint["metadata"], is_best=self.best_epoch == self.epoch)
                 log.info("resuming from %s (epoch %d done)", path, self.epoch)
                 return True
             log.info("not resuming from %s: %s; training from scratch", path, reason)
