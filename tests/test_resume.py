@@ -38,8 +38,8 @@ from tests.test_training_integration import synthetic_split
 
 REPO = Path(__file__).resolve().parents[1]
 QUALITY = ("val_loss", "val_accuracy", "val_macro_recall", "val_macro_f1", "best_epoch", "epochs_completed")
-# no early stopping: every run trains all epochs, so a kill in a later epoch always has one to land in
-# a low learning rate keeps val scores improving past epoch 2, so the best epoch comes after the kill
+# No early stopping: every run trains all epochs, so a kill after epoch 1 always lands in a later one.
+# A low learning rate keeps val scores improving past epoch 2: the best epoch comes after the kill.
 SLOW_LSTM = {**TINY_LSTM, "hidden_dim": 32, "epochs": 4, "early_stopping_patience": None, "learning_rate": 5e-4}
 SLOW_TRAIN_ROWS = 2500
 
@@ -79,7 +79,9 @@ def run_stage_to_end(directory: Path) -> str:
 def wait_for(path: Path, process: subprocess.Popen, timeout: float = 60.0) -> None:
     deadline = time.monotonic() + timeout
     while not path.exists():
-        assert process.poll() is None, f"the stage ended before {path} appeared:\n{process.communicate()[1]}"
+        if process.poll() is not None:
+            output = "".join(filter(None, process.communicate()))
+            raise AssertionError(f"it ended before {path} appeared:\n{output}")
         assert time.monotonic() < deadline, f"{path} did not appear in {timeout} s"
         time.sleep(0.02)
 
@@ -348,10 +350,12 @@ def test_dvc_repro_resumes_train_lstm_after_the_stage_was_killed(project):  # no
     output, _ = repro.communicate(timeout=60)
     assert repro.returncode != 0 and not (work / "metrics/train_lstm.json").exists(), output
 
-    again = subprocess.run(dvc, cwd=work, env=env, capture_output=True, text=True, timeout=120)
-    assert again.returncode == 0, again.stdout + again.stderr
-    assert "Running stage 'train_lstm'" in again.stdout and "Running stage 'preprocess'" not in again.stdout
-    assert "resuming from models/lstm/checkpoint_epoch_" in again.stdout + again.stderr
+    again = subprocess.run(dvc, cwd=work, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                           timeout=120)
+    assert again.returncode == 0, again.stdout
+    assert "Running stage 'train_lstm'" in again.stdout, again.stdout
+    assert "Running stage 'preprocess'" not in again.stdout, again.stdout
+    assert "resuming from models/lstm/checkpoint_epoch_" in again.stdout, again.stdout
     assert json.loads((work / "metrics/train_lstm.json").read_text())["epochs_completed"] == SLOW_LSTM["epochs"]
 
 

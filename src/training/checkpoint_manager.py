@@ -113,8 +113,9 @@ class CheckpointManager:
 
     def mark_complete(self) -> None:
         """Record that training finished: a rerun must train again, not resume into doing nothing."""
-        self.training_complete = True
-        self._write_registry()
+        if self.entries:  # nothing saved, nothing to resume (and no directory to create)
+            self.training_complete = True
+            self._write_registry()
 
     def save_checkpoint(self, model: torch.nn.Module, optimizer: torch.optim.Optimizer, epoch: int,
                         train_loss: float, val_loss: float, val_accuracy: float, is_best: bool = False,
