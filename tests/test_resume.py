@@ -210,8 +210,8 @@ def test_an_unreadable_checkpoint_is_named_and_the_previous_one_used(workdir, ca
 
     with crash_in_epoch(4):
         train_lstm.main(workdir)
-    for name in ("checkpoint_epoch_2.pt", "checkpoint_epoch_3.pt"):
-        Path("models/lstm", name).write_text("not a checkpoint")
+    Path("models/lstm/checkpoint_epoch_3.pt").write_text("not a checkpoint")
+    torch.save({"weights": torch.zeros(2)}, "models/lstm/checkpoint_epoch_2.pt")  # a torch file, not ours
     caplog.clear()
     train_lstm.main(workdir)
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]

@@ -29,9 +29,12 @@ def load_checkpoint_file(path: str | os.PathLike, map_location: Any = "cpu") -> 
     if not path.is_file():
         raise PipelineError(f"{path}: checkpoint not found")
     try:
-        return torch.load(path, map_location=map_location, weights_only=True)
+        checkpoint = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as exc:  # torch raises several types for truncated or foreign files
         raise PipelineError(f"{path}: not a readable checkpoint ({exc.__class__.__name__}: {exc})") from None
+    if not isinstance(checkpoint, dict) or not {"epoch", "model_state_dict"} <= checkpoint.keys():
+        raise PipelineError(f"{path}: not a readable checkpoint (a torch file without epoch and model_state_dict)")
+    return checkpoint
 
 
 class CheckpointManager:
