@@ -61,6 +61,17 @@ def atomic_open(path: str | os.PathLike, mode: str = "w", encoding: str | None =
         raise
 
 
+def fsync_tree(directory: str | os.PathLike) -> None:
+    """fsync every file under ``directory`` and the directory itself (before renaming it into place)."""
+    directory = Path(directory)
+    for path in [*sorted(p for p in directory.rglob("*") if p.is_file()), directory]:
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
 def write_json(path: str | os.PathLike, obj: Any) -> None:
     """Write ``obj`` as indented JSON, atomically."""
     with atomic_open(path, "w") as handle:

@@ -8,10 +8,15 @@ from src.models.bert_run import load_bert_data, make_loaders, run_options
 from src.runtime import out_of_memory_names, use_all_cpu_cores
 from src.models.training import train_model
 from src.training.history import epoch_rows
+from src.training.resume import run_fingerprint, source_files
 
 MODEL_DIR = Path("models/bert")
 METRICS_PATH = Path("metrics/train_bert.json")
 PLOTS_PATH = Path("plots/train_bert.json")
+# what shapes training, as listed for this stage in dvc.yaml
+TRAINING_PARAMS = ("model_name", "num_epochs", "learning_rate", "batch_size", "weight_decay", "warmup_ratio",
+                   "dropout_prob", "max_length", "seed", "bert")
+INPUTS = (Path("data/processed/train.jsonl"), Path("data/processed/val.jsonl"))
 
 
 @out_of_memory_names(("batch_size",), eval_key="bert.eval_batch_size")
@@ -19,10 +24,14 @@ def main(params: dict) -> None:
     use_all_cpu_cores()
     data = load_bert_data(params)
     train_loader, val_loader = make_loaders(data, params, params["batch_size"])
+    training_params = {**{key: params[key] for key in TRAINING_PARAMS},
+                       "data": {"label_names": params["data"]["label_names"]}}
+    # MODEL_DIR is a persisted DVC output: a rerun after a kill resumes from its checkpoints
     _, history = train_model(
         train_loader, val_loader, MODEL_DIR, params["num_epochs"], params["learning_rate"], params["weight_decay"],
         params["warmup_ratio"], params["bert"]["device"], num_classes=len(params["data"]["label_names"]),
         dropout_prob=params["dropout_prob"], seed=params["seed"], label_names=params["data"]["label_names"],
+        resume=True, fingerprint=run_fingerprint(training_params, INPUTS, source_files(__file__)),
         **run_options(params, data),
     )
     best = history["best_epoch"] - 1

@@ -1,5 +1,4 @@
 """train_lstm: the (Bi)LSTM on data/processed with the data/vocab vocabulary (+ GloVe), via src.training."""
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +13,7 @@ from src.preprocess import read_split
 from src.runtime import out_of_memory_names, seed_everything, use_all_cpu_cores
 from src.training import create_trainer
 from src.training.history import epoch_rows, seed_history
+from src.training.resume import run_fingerprint, source_files
 from src.vocab import Vocabulary
 
 DATA_DIR = Path("data/processed")
@@ -50,15 +50,22 @@ def main(params: dict) -> None:
     if cfg["use_glove"]:
         model.load_pretrained_embeddings(np.load(VOCAB_DIR / "embeddings.npy"), freeze=cfg["freeze_embeddings"])
 
-    # Start from an empty output directory: checkpoints of an earlier run must not be mistaken for ours.
-    shutil.rmtree(MODEL_DIR, ignore_errors=True)
     weights = class_weights(train.labels, cfg["class_weights"], len(label_names))
+    inputs = [DATA_DIR / "train.jsonl", DATA_DIR / "val.jsonl", VOCAB_DIR / "vocab.json"]
+    if cfg["use_glove"]:
+        inputs.append(VOCAB_DIR / "embeddings.npy")
     trainer = create_trainer(
         model, train_loader, val_loader, learning_rate=cfg["learning_rate"], scheduler_type=cfg["scheduler"],
         weight_decay=cfg["weight_decay"], gradient_clip=cfg["gradient_clip"], checkpoint_dir=MODEL_DIR,
         epochs=cfg["epochs"], monitor=MONITOR, criterion=torch.nn.CrossEntropyLoss(weight=weights),
-        max_checkpoints=1, save_best_n=1,
+        # two epoch checkpoints: if the newest is unreadable, resume falls back to the one before
+        max_checkpoints=2, save_best_n=1,
+        fingerprint=run_fingerprint({"lstm": cfg, "data": {"label_names": label_names}}, inputs,
+                                    source_files(__file__)),
     )
+    # MODEL_DIR is a persisted DVC output: after a kill, its checkpoints let this run resume;
+    # resume() clears them instead when params, data or code changed or that run finished.
+    trainer.resume()
     history = trainer.train(cfg["epochs"], early_stopping_patience=cfg["early_stopping_patience"])
     summary = trainer.get_training_summary()
 

@@ -17,7 +17,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from src.atomic import no_space_error, write_json
+from src.atomic import fsync_tree, no_space_error, write_json
 from src.errors import PipelineError
 from src.metrics import is_improvement
 from src.runtime import seed_everything
@@ -26,6 +26,7 @@ from src.models.bert_model import LABEL_NAMES, BertSentimentClassifier
 from src.training import Trainer
 from src.training.checkpoint_manager import load_checkpoint_file
 from src.training.history import seed_history
+from src.training.resume import run_fingerprint
 from src.training.trainer import evaluate as run_evaluation
 from src.training.trainer import resolve_device
 
@@ -76,19 +77,24 @@ def evaluate(model, data_loader, device, *, mixed_precision: bool = True) -> tup
 
 
 def _export(model: BertSentimentClassifier, tokenizer, directory: Path) -> None:
-    """save_pretrained into a temp directory, then swap it in: a kill never leaves half an export."""
-    tmp = directory.with_name(f".{directory.name}.tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
+    """save_pretrained into a temp directory, synced to disk, then swapped in by two renames: a kill
+    never leaves half an export (between the renames there is none, and the stage has not finished)."""
+    tmp, old = directory.with_name(f".{directory.name}.tmp"), directory.with_name(f".{directory.name}.old")
+    for leftover in (tmp, old):  # from a run killed while exporting
+        shutil.rmtree(leftover, ignore_errors=True)
     try:
         model.save_pretrained(tmp, tokenizer)
+        fsync_tree(tmp)
     except Exception as exc:
         disk_full = no_space_error(exc, directory, "the partial export was removed")
         shutil.rmtree(tmp, ignore_errors=True)
         if disk_full is not None:
             raise disk_full from None
         raise
-    shutil.rmtree(directory, ignore_errors=True)
+    if directory.exists():
+        os.replace(directory, old)
     os.replace(tmp, directory)
+    shutil.rmtree(old, ignore_errors=True)
 
 
 def train_model(
@@ -115,6 +121,8 @@ def train_model(
     max_checkpoints: int | None = None,
     keep_checkpoints: bool = True,
     progress: bool = True,
+    resume: bool = False,
+    fingerprint: dict | None = None,
 ) -> tuple[BertSentimentClassifier, dict]:
     """Fine-tune ``model_name`` and return (the best epoch's model, history).
 
@@ -123,6 +131,11 @@ def train_model(
     weights, config with label names, tokenizer) for inference without this code. With
     ``keep_checkpoints=False`` (tuning trials) the ``.pt`` files are removed once the best weights
     are exported: each holds the optimizer state too, about 3x the model.
+
+    ``resume=True`` continues from the newest good checkpoint in ``model_save_dir`` when it was
+    written by an unfinished run with the same ``fingerprint``, and otherwise clears the old
+    checkpoints and starts fresh (see ``Trainer.resume``). ``fingerprint`` defaults to this call's
+    training arguments; a stage passes ``run_fingerprint`` of its params, input files and code.
     """
     seed_everything(seed)  # the head's init and dropout are reproducible
     model_save_dir = Path(model_save_dir)
@@ -135,9 +148,18 @@ def train_model(
         model.compile()  # in place: state_dict keys stay the same
     optimizer = build_optimizer(model, learning_rate, weight_decay, device)
     scheduler = build_scheduler(optimizer, num_epochs * len(train_loader), warmup_ratio)
+    if fingerprint is None:
+        fingerprint = run_fingerprint({
+            "num_epochs": num_epochs, "learning_rate": learning_rate, "weight_decay": weight_decay,
+            "warmup_ratio": warmup_ratio, "model_name": str(model_name), "num_classes": num_classes,
+            "dropout_prob": dropout_prob, "gradient_clip": gradient_clip, "monitor": monitor,
+            "early_stopping_patience": early_stopping_patience, "seed": seed, "label_names": list(label_names),
+            "mixed_precision": mixed_precision, "batches_per_epoch": len(train_loader)})
     trainer = _engine(model, train_loader, val_loader, optimizer, scheduler, device, model_save_dir,
                       gradient_clip=gradient_clip, monitor=monitor, mixed_precision=mixed_precision,
-                      max_checkpoints=max_checkpoints or num_epochs, progress=progress)
+                      max_checkpoints=max_checkpoints or num_epochs, progress=progress, fingerprint=fingerprint)
+    if resume:
+        trainer.resume()
     history = seed_history(trainer.train(num_epochs, early_stopping_patience, save_best=True, save_every=1))
 
     best = load_checkpoint_file(model_save_dir / "best_model.pt", map_location=device)

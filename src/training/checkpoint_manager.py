@@ -14,6 +14,7 @@ import torch
 
 from src.atomic import atomic_open, save_torch, write_json
 from src.errors import PipelineError
+from src.interrupts import deferred_interrupts
 from src.metrics import higher_is_better, is_improvement
 
 log = logging.getLogger(__name__)
@@ -28,9 +29,12 @@ def load_checkpoint_file(path: str | os.PathLike, map_location: Any = "cpu") -> 
     if not path.is_file():
         raise PipelineError(f"{path}: checkpoint not found")
     try:
-        return torch.load(path, map_location=map_location, weights_only=True)
+        checkpoint = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as exc:  # torch raises several types for truncated or foreign files
         raise PipelineError(f"{path}: not a readable checkpoint ({exc.__class__.__name__}: {exc})") from None
+    if not isinstance(checkpoint, dict) or not {"epoch", "model_state_dict"} <= checkpoint.keys():
+        raise PipelineError(f"{path}: not a readable checkpoint (a torch file without epoch and model_state_dict)")
+    return checkpoint
 
 
 class CheckpointManager:
@@ -39,7 +43,8 @@ class CheckpointManager:
     Kept on disk: the ``max_checkpoints`` most recent epoch checkpoints, plus the ``save_best_n``
     best by each ranking in ``best_by`` (loss and accuracy by default), plus ``best_model_name``
     (a copy of the checkpoint the caller marked best). ``registry_name`` is a JSON file describing
-    every kept checkpoint and the rankings, rewritten atomically after each save.
+    every kept checkpoint and the rankings, rewritten atomically after each save; it also records
+    whether the training that wrote them finished (``mark_complete``).
     """
 
     def __init__(
@@ -63,30 +68,57 @@ class CheckpointManager:
         self.best_by = dict(DEFAULT_BEST_BY if best_by is None else best_by)
         self.entries: list[dict] = []  # metadata of every checkpoint still on disk, oldest first
         self.best_model: dict | None = None
+        self.training_complete = False
         if self.registry_path.is_file():  # pick up where an earlier run in this directory left off
-            registry = json.loads(self.registry_path.read_text(encoding="utf-8"))
+            try:
+                registry = json.loads(self.registry_path.read_text(encoding="utf-8"))
+            except ValueError as exc:
+                log.warning("%s: unreadable registry (%s), ignored", self.registry_path, exc)
+                registry = {}
             self.entries = [e for e in registry.get("checkpoints", []) if (self.checkpoint_dir / e["file"]).is_file()]
             self.best_model = registry.get("best_model")
+            self.training_complete = registry.get("training_complete", False)
 
     # ---- writing -------------------------------------------------------------------------------
     def save_state(self, state: dict, epoch: int, metrics: dict[str, float], is_best: bool = False,
                    filename: str | None = None) -> Path:
-        """Write ``state`` (with a metadata block added) as this epoch's checkpoint, then rotate."""
+        """Write ``state`` (with a metadata block added) as this epoch's checkpoint, then rotate.
+
+        SIGINT / SIGTERM wait until the checkpoint, the best-model copy and the registry are all
+        written: a stopped run leaves a consistent directory to resume from.
+        """
         filename = filename or self.checkpoint_name.format(epoch=epoch)
         metadata = {"file": filename, "epoch": epoch, "time": time.strftime("%Y-%m-%dT%H:%M:%S"),
                     "torch_version": str(torch.__version__),
                     "metrics": {k: float(v) for k, v in metrics.items() if isinstance(v, (int, float))}}
         path = self.checkpoint_dir / filename
-        save_torch({**state, "metadata": metadata}, path)
-        self.entries = [e for e in self.entries if e["file"] != filename] + [metadata]
-        if is_best:
-            best_path = self.checkpoint_dir / self.best_model_name
-            with open(path, "rb") as src, atomic_open(best_path, "wb") as dst:
-                shutil.copyfileobj(src, dst, 1 << 20)
-            self.best_model = {**metadata, "file": self.best_model_name, "source": filename}
-        self._rotate()
-        self._write_registry()
+        with deferred_interrupts():
+            save_torch({**state, "metadata": metadata}, path)
+            self._track(path, metadata, is_best)
+            self._rotate()
+            self.training_complete = False
+            self._write_registry()
         return path
+
+    def adopt(self, path: Path, metadata: dict, is_best: bool) -> None:
+        """Bring the registry and the best model up to date with a checkpoint resumed from: a SIGKILL
+        between writing a checkpoint and updating them leaves them one save behind."""
+        with deferred_interrupts():
+            self._track(path, metadata, is_best)
+            self._write_registry()
+
+    def _track(self, path: Path, metadata: dict, is_best: bool) -> None:
+        self.entries = [e for e in self.entries if e["file"] != path.name] + [metadata]
+        if is_best:
+            with open(path, "rb") as src, atomic_open(self.checkpoint_dir / self.best_model_name, "wb") as dst:
+                shutil.copyfileobj(src, dst, 1 << 20)
+            self.best_model = {**metadata, "file": self.best_model_name, "source": path.name}
+
+    def mark_complete(self) -> None:
+        """Record that training finished: a rerun must train again, not resume into doing nothing."""
+        if self.entries:  # nothing saved, nothing to resume (and no directory to create)
+            self.training_complete = True
+            self._write_registry()
 
     def save_checkpoint(self, model: torch.nn.Module, optimizer: torch.optim.Optimizer, epoch: int,
                         train_loss: float, val_loss: float, val_accuracy: float, is_best: bool = False,
@@ -122,11 +154,42 @@ class CheckpointManager:
                             for e in self.ranking(name)[: self.save_best_n]]
                      for name, metric in self.best_by.items()},
             "checkpoints": self.entries,
+            "training_complete": self.training_complete,
         })
+
+    def clear(self) -> None:
+        """Remove every checkpoint, the best model and the registry: nothing stale mixes into a fresh run."""
+        for path in [*self.epoch_checkpoints(), *self.list_checkpoints(), self.checkpoint_dir / self.best_model_name,
+                     self.registry_path]:
+            path.unlink(missing_ok=True)
+        self.remove_partial_writes()
+        self.entries, self.best_model, self.training_complete = [], None, False
+
+    def discard(self, path: Path) -> None:
+        """Remove one checkpoint file (an unreadable one) and forget it."""
+        path.unlink(missing_ok=True)
+        self.entries = [e for e in self.entries if e["file"] != path.name]
+
+    def remove_partial_writes(self) -> None:
+        """Temp files of atomic writes cut short by SIGKILL (complete files are never temp files)."""
+        for path in self.checkpoint_dir.glob(".*.tmp"):
+            if path.is_file():
+                path.unlink()
 
     # ---- reading -------------------------------------------------------------------------------
     def list_checkpoints(self) -> list[Path]:
         return [self.checkpoint_dir / e["file"] for e in self.entries]
+
+    def epoch_checkpoints(self) -> list[Path]:
+        """Files named like ``checkpoint_name`` on disk, newest epoch first (the registry may lag
+        behind the files by one save when the process was killed in between)."""
+        prefix, _, suffix = self.checkpoint_name.partition("{epoch}")
+        found = []
+        for path in self.checkpoint_dir.glob(f"{prefix}*{suffix}"):
+            epoch = path.name[len(prefix): len(path.name) - len(suffix)]
+            if epoch.isdigit():
+                found.append((int(epoch), path))
+        return [path for _, path in sorted(found, reverse=True)]
 
     def get_checkpoint_info(self, path: str | os.PathLike) -> dict:
         """The metadata block of a checkpoint file (epoch, metrics, time, torch version)."""

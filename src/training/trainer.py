@@ -10,6 +10,7 @@ import functools
 import logging
 import os
 import random
+import signal
 import time
 from pathlib import Path
 from typing import Any, Iterable
@@ -20,10 +21,12 @@ from torch import nn
 from tqdm import tqdm
 
 from src.errors import PipelineError
+from src.interrupts import Interrupted
 from src.metrics import MONITORABLE, classification_metrics, higher_is_better, is_improvement
 from src.training.checkpoint_manager import (
     DEFAULT_BEST_BY, CheckpointManager, EarlyStopping, load_checkpoint_file,
 )
+from src.training.resume import describe_change
 
 log = logging.getLogger(__name__)
 
@@ -142,6 +145,8 @@ class Trainer:
     BERT); 'epoch' steps it after validation (StepLR, cosine), and ReduceLROnPlateau gets the
     monitored validation value. ``monitor`` (val_loss | val_accuracy | val_macro_recall |
     val_macro_f1) picks the best checkpoint, drives early stopping and ReduceLROnPlateau.
+    ``fingerprint`` (see src.training.resume) identifies the run in every checkpoint; ``resume()``
+    continues only from checkpoints that carry the same one.
     """
 
     def __init__(
@@ -165,6 +170,7 @@ class Trainer:
         best_model_name: str = "best_model.pt",
         early_stopping_min_delta: float = 0.0,
         progress: bool = True,
+        fingerprint: dict | None = None,
     ):
         if scheduler_interval not in SCHEDULER_INTERVALS:
             raise PipelineError(f"scheduler_interval = {scheduler_interval!r}: expected 'epoch' or 'step'")
@@ -186,6 +192,7 @@ class Trainer:
             "cuda", enabled=autocast_dtype(self.device, mixed_precision) == torch.float16)
         self.early_stopping_min_delta = early_stopping_min_delta
         self.progress = progress
+        self.fingerprint = fingerprint
         best_by = dict(DEFAULT_BEST_BY)
         best_by.setdefault(monitor.removeprefix("val_"), monitor)
         self.checkpoints = CheckpointManager(checkpoint_dir, max_checkpoints=max_checkpoints, save_best_n=save_best_n,
@@ -252,46 +259,67 @@ class Trainer:
         Each epoch: train, validate, step an epoch-level scheduler, track the best ``monitor`` value,
         checkpoint (every ``save_every`` epochs and whenever the model is the best so far when
         ``save_best``), then ask early stopping, which restores the best weights when it stops.
+        On return the checkpoint registry records that training finished. SIGINT / SIGTERM raise
+        ``Interrupted`` naming the last checkpoint (a save in progress completes first).
         """
         if early_stopping_patience is not None and (
                 self.early_stopping is None or self.early_stopping.patience != early_stopping_patience):
             self.early_stopping = EarlyStopping(early_stopping_patience, self.early_stopping_min_delta, self.monitor)
         self.history["monitor"] = self.monitor
-        while self.epoch < epochs:
-            started = time.perf_counter()
-            train_loss = self.train_epoch()
-            learning_rate = self.optimizer.param_groups[0]["lr"]  # the rate this epoch ended with
-            val = self.evaluate_model(self.val_loader)
-            self.epoch += 1
-            metrics = {"train_loss": train_loss, "val_loss": val["loss"], "val_accuracy": val["accuracy"],
-                       "val_macro_recall": val["macro_recall"], "val_macro_f1": val["macro_f1"],
-                       "learning_rate": learning_rate}
-            monitored = metrics[self.monitor]
-
-            if self.scheduler is not None and self.scheduler_interval == "epoch":
-                if isinstance(self.scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
-                    self.scheduler.step(monitored)
-                else:
-                    self.scheduler.step()
-
-            is_best = is_improvement(monitored, self.best_value, self.monitor)
-            if is_best:
-                self.best_value, self.best_epoch = float(monitored), self.epoch
-            self._record(metrics, time.perf_counter() - started)
-            log.info("epoch %d/%d  train_loss %.4f  val_loss %.4f  val_acc %.4f  val_macro_recall %.4f  "
-                     "lr %.2e  %.1fs%s", self.epoch, epochs, train_loss, val["loss"], val["accuracy"],
-                     val["macro_recall"], learning_rate, self.history["epoch_times"][-1], "  *best*" if is_best else "")
-
-            should_stop = self.early_stopping is not None and self.early_stopping.update(monitored, self.model, self.epoch)
-            periodic = bool(save_every) and self.epoch % save_every == 0
-            if periodic or (save_best and is_best) or should_stop:
-                # this epoch's own weights, before early stopping swaps the best ones back in
-                self.save_checkpoint(None, is_best=save_best and is_best, metrics=metrics)
-            if should_stop:
-                log.info("early stopping: no %s improvement for %d epochs", self.monitor, self.early_stopping.patience)
-                self.early_stopping.restore(self.model)
-                break
+        try:
+            while self.epoch < epochs and not self.stopped_early:
+                self._run_epoch(epochs, save_best, save_every)
+        except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM via src.interrupts: say what is saved
+            raise Interrupted(getattr(exc, "signum", signal.SIGINT), self._last_checkpoint_note()) from None
+        if self.stopped_early:
+            self.early_stopping.restore(self.model)
+        self.checkpoints.mark_complete()
         return self.history
+
+    @property
+    def stopped_early(self) -> bool:
+        return self.early_stopping is not None and self.early_stopping.stopped_epoch is not None
+
+    def _run_epoch(self, epochs: int, save_best: bool, save_every: int | None) -> None:
+        """Train, validate, step the scheduler, track the best, checkpoint, update early stopping."""
+        started = time.perf_counter()
+        train_loss = self.train_epoch()
+        learning_rate = self.optimizer.param_groups[0]["lr"]  # the rate this epoch ended with
+        val = self.evaluate_model(self.val_loader)
+        self.epoch += 1
+        metrics = {"train_loss": train_loss, "val_loss": val["loss"], "val_accuracy": val["accuracy"],
+                   "val_macro_recall": val["macro_recall"], "val_macro_f1": val["macro_f1"],
+                   "learning_rate": learning_rate}
+        monitored = metrics[self.monitor]
+
+        if self.scheduler is not None and self.scheduler_interval == "epoch":
+            if isinstance(self.scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
+                self.scheduler.step(monitored)
+            else:
+                self.scheduler.step()
+
+        is_best = is_improvement(monitored, self.best_value, self.monitor)
+        if is_best:
+            self.best_value, self.best_epoch = float(monitored), self.epoch
+        self._record(metrics, time.perf_counter() - started)
+        log.info("epoch %d/%d  train_loss %.4f  val_loss %.4f  val_acc %.4f  val_macro_recall %.4f  "
+                 "lr %.2e  %.1fs%s", self.epoch, epochs, train_loss, val["loss"], val["accuracy"],
+                 val["macro_recall"], learning_rate, self.history["epoch_times"][-1], "  *best*" if is_best else "")
+
+        should_stop = self.early_stopping is not None and self.early_stopping.update(monitored, self.model, self.epoch)
+        periodic = bool(save_every) and self.epoch % save_every == 0
+        if periodic or (save_best and is_best) or should_stop:
+            # this epoch's own weights, before early stopping swaps the best ones back in; a run
+            # resumed from this checkpoint sees stopped_early and only restores them
+            self.save_checkpoint(None, is_best=save_best and is_best, metrics=metrics)
+        if should_stop:
+            log.info("early stopping: no %s improvement for %d epochs", self.monitor, self.early_stopping.patience)
+
+    def _last_checkpoint_note(self) -> str:
+        if not self.checkpoints.entries:
+            return "no checkpoint written yet"
+        last = self.checkpoints.entries[-1]
+        return f"last checkpoint {self.checkpoint_dir / last['file']} (epoch {last['epoch']})"
 
     def _record(self, metrics: dict, seconds: float) -> None:
         h = self.history
@@ -325,12 +353,18 @@ class Trainer:
             "rng_state": rng_state(),
             "grad_scaler_state_dict": self.grad_scaler.state_dict(),
             "model_config": getattr(self.model, "config", None),
+            "fingerprint": self.fingerprint,
         }
         return self.checkpoints.save_state(state, self.epoch, metrics or {}, is_best=is_best, filename=filename)
 
     def load_checkpoint(self, path: str | os.PathLike, load_optimizer: bool = True) -> dict:
         """Restore a checkpoint written by ``save_checkpoint``; returns the raw checkpoint dict."""
         checkpoint = load_checkpoint_file(path, map_location=self.device)
+        self._restore(checkpoint, load_optimizer)
+        log.info("loaded checkpoint %s (epoch %d)", path, self.epoch)
+        return checkpoint
+
+    def _restore(self, checkpoint: dict, load_optimizer: bool = True) -> None:
         self.model.load_state_dict(checkpoint["model_state_dict"])
         if load_optimizer:
             self.optimizer.load_state_dict(checkpoint["optimizer_state_dict"])
@@ -347,8 +381,40 @@ class Trainer:
             self.grad_scaler.load_state_dict(checkpoint["grad_scaler_state_dict"])
         if checkpoint.get("rng_state") is not None:
             set_rng_state(checkpoint["rng_state"])
-        log.info("loaded checkpoint %s (epoch %d)", path, self.epoch)
-        return checkpoint
+
+    def resume(self) -> bool:
+        """Continue from the newest good checkpoint in the checkpoint directory, or start fresh.
+
+        Resumes when that checkpoint carries this trainer's fingerprint and the run that wrote it
+        did not finish. An unreadable checkpoint (truncated, not a checkpoint) is reported and
+        removed, and the one before it tried. Otherwise every checkpoint there is cleared, so that
+        nothing stale mixes into the new run. Logs which it did and why; True when it resumed.
+        """
+        self.checkpoints.remove_partial_writes()
+        found_unreadable = False
+        for path in self.checkpoints.epoch_checkpoints():
+            try:
+                checkpoint = load_checkpoint_file(path, map_location=self.device)
+            except PipelineError as exc:
+                log.warning("%s; removed it, trying the previous checkpoint", exc)
+                self.checkpoints.discard(path)
+                found_unreadable = True
+                continue
+            reason = describe_change(checkpoint.get("fingerprint"), self.fingerprint)
+            if reason is None and self.checkpoints.training_complete:
+                reason = "the run that wrote it had finished"
+            if reason is None:
+                self._restore(checkpoint)
+                self.checkpoints.adopt(path, checkpoint["metadata"], is_best=self.best_epoch == self.epoch)
+                log.info("resuming from %s (epoch %d done)", path, self.epoch)
+                return True
+            log.info("not resuming from %s: %s; training from scratch", path, reason)
+            break
+        else:
+            if found_unreadable:
+                log.warning("no readable checkpoint left in %s; training from scratch", self.checkpoint_dir)
+        self.checkpoints.clear()
+        return False
 
     def resume_training(self, checkpoint_path: str | os.PathLike, additional_epochs: int,
                         early_stopping_patience: int | None = None, save_best: bool = True,
