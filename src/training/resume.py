@@ -6,21 +6,14 @@ The Trainer stores it in every checkpoint and resumes only when it is equal.
 """
 from __future__ import annotations
 
-import hashlib
 import os
 from pathlib import Path
 from typing import Any, Iterable
 
+from src.download import sha256_of
+
 SOURCE_DIR = Path(__file__).resolve().parents[1]  # src/
 REPO_DIR = SOURCE_DIR.parent
-
-
-def file_sha256(path: str | os.PathLike) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def source_files(stage_file: str | os.PathLike) -> list[Path]:
@@ -48,8 +41,8 @@ def run_fingerprint(params: dict, data_files: Iterable[str | os.PathLike] = (),
     """{params: {dotted name: value}, data: {file: sha256}, code: {file: sha256}} (plain types only,
     so it loads with ``torch.load(weights_only=True)``)."""
     return {"params": _flatten(params),
-            "data": {str(path): file_sha256(path) for path in data_files},
-            "code": {_display_name(path): file_sha256(path) for path in code_files}}
+            "data": {str(path): sha256_of(path) for path in data_files},
+            "code": {_display_name(path): sha256_of(path) for path in code_files}}
 
 
 def describe_change(recorded: dict | None, current: dict | None) -> str | None:
