@@ -55,6 +55,10 @@ def load_lstm(model_dir: str | os.PathLike, device: torch.device):
     if not config_path.is_file():
         raise PipelineError(f"{config_path}: not found (run `dvc repro train_lstm` first)")
     config = json.loads(config_path.read_text(encoding="utf-8"))
+    missing = {"vocab", "weights", "label_names"} - set(config)
+    if missing:
+        raise PipelineError(f"{config_path}: no {', '.join(sorted(missing))} (written by an older train_lstm: "
+                            "run `dvc repro train_lstm` again)")
     vocab = Vocabulary.load(model_dir / config.pop("vocab"))
     checkpoint = load_checkpoint_file(model_dir / config.pop("weights"), map_location=device)
     label_names = config.pop("label_names")

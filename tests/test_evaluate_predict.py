@@ -6,6 +6,7 @@ import pytest
 import torch
 from sklearn.metrics import f1_score
 
+from src.errors import PipelineError
 from src.evaluation import load_model, predict_proba
 from src.metrics import detailed_metrics
 from src.models import training
@@ -88,3 +89,13 @@ def test_predict_cli_on_a_directory_without_a_model_is_a_clear_error(tmp_path, c
         predict_main(["--model", str(tmp_path), "hello"])
     assert exit_info.value.code == 1
     assert "not a trained model directory" in capsys.readouterr().err
+
+
+def test_an_lstm_directory_from_an_older_train_lstm_is_a_clear_error(workdir):  # noqa: F811
+    train_lstm.main(workdir)
+    config_path = train_lstm.MODEL_DIR / "model_config.json"
+    config = json.loads(config_path.read_text())
+    del config["label_names"]
+    config_path.write_text(json.dumps(config))
+    with pytest.raises(PipelineError, match=r"model_config.json: no label_names .*dvc repro train_lstm"):
+        load_model("models/lstm", "cpu")
