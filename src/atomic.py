@@ -12,7 +12,7 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import IO, Any, Iterator
+from typing import IO, Any, Callable, Iterator
 
 from src.errors import PipelineError
 
@@ -38,6 +38,21 @@ def no_space_error(exc: BaseException, path: Path, kept: str) -> PipelineError |
 
 
 @contextlib.contextmanager
+def full_disk_reported(path: Path, kept: str, cleanup: Callable[[], None] | None = None) -> Iterator[None]:
+    """Re-raise a failure caused by a full disk as a PipelineError naming ``path`` and saying what
+    was ``kept``. ``cleanup`` (removing the partial output) runs on any failure, after the check."""
+    try:
+        yield
+    except BaseException as exc:
+        disk_full = no_space_error(exc, path, kept)
+        if cleanup is not None:
+            cleanup()
+        if disk_full is not None:
+            raise disk_full from None
+        raise
+
+
+@contextlib.contextmanager
 def atomic_open(path: str | os.PathLike, mode: str = "w", encoding: str | None = "utf-8") -> Iterator[IO]:
     """Open a temp file beside ``path``; on a clean exit it is fsynced and renamed onto ``path``."""
     path = Path(path)
@@ -45,20 +60,13 @@ def atomic_open(path: str | os.PathLike, mode: str = "w", encoding: str | None =
     binary = "b" in mode
     kept = "the previous file is intact" if path.exists() else "nothing was written"
     fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
+    with full_disk_reported(path, kept, cleanup=lambda: Path(tmp_name).unlink(missing_ok=True)):
         with os.fdopen(fd, mode, encoding=None if binary else encoding) as handle:
             yield handle
             handle.flush()
             os.fsync(handle.fileno())
         os.chmod(tmp_name, 0o666 & ~_UMASK)  # mkstemp makes 0600; give the file normal permissions
         os.replace(tmp_name, path)
-    except BaseException as exc:
-        disk_full = no_space_error(exc, path, kept)
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp_name)
-        if disk_full is not None:
-            raise disk_full from None
-        raise
 
 
 def fsync_tree(directory: str | os.PathLike) -> None:

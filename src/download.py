@@ -19,7 +19,7 @@ from urllib.parse import urlsplit
 import requests
 from tqdm import tqdm
 
-from src.atomic import no_space_error
+from src.atomic import full_disk_reported
 from src.errors import DownloadError
 
 log = logging.getLogger(__name__)
@@ -116,14 +116,8 @@ def download(
     local = mirror_path(url, mirror)
     if local is not None and local.is_file():
         log.info("mirror hit: %s -> %s", local, dest)
-        try:
+        with full_disk_reported(dest, "the partial copy was removed", cleanup=lambda: part.unlink(missing_ok=True)):
             shutil.copyfile(local, part)
-        except OSError as exc:
-            disk_full = no_space_error(exc, dest, "the partial copy was removed")
-            part.unlink(missing_ok=True)
-            if disk_full is not None:
-                raise disk_full from None
-            raise
         _verify(part, sha256, url)
         os.replace(part, dest)
         return dest
@@ -134,7 +128,8 @@ def download(
     session = requests.Session()
     for attempt in range(retries + 1):
         try:
-            _fetch_once(session, url, part, timeout, progress)
+            with full_disk_reported(dest, f"{part} is kept and the next run resumes it (delete it to start over)"):
+                _fetch_once(session, url, part, timeout, progress)
             break
         except _TransferBroken as exc:
             if attempt == retries:
@@ -149,11 +144,6 @@ def download(
             wait = backoff * 2**attempt
             log.warning("%s: %s; retry %d/%d in %.1fs", url, exc, attempt + 1, retries, wait)
             time.sleep(wait)
-        except OSError as exc:
-            disk_full = no_space_error(exc, dest, f"{part} is kept and the next run resumes it (delete it to start over)")
-            if disk_full is not None:
-                raise disk_full from None
-            raise
     _verify(part, sha256, url)
     os.replace(part, dest)
     log.info("downloaded %s -> %s (%d bytes)", url, dest, dest.stat().st_size)

@@ -17,7 +17,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from src.atomic import fsync_tree, no_space_error, write_json
+from src.atomic import fsync_tree, full_disk_reported, write_json
 from src.errors import PipelineError
 from src.metrics import is_improvement
 from src.runtime import seed_everything
@@ -82,15 +82,10 @@ def _export(model: BertSentimentClassifier, tokenizer, directory: Path) -> None:
     tmp, old = directory.with_name(f".{directory.name}.tmp"), directory.with_name(f".{directory.name}.old")
     for leftover in (tmp, old):  # from a run killed while exporting
         shutil.rmtree(leftover, ignore_errors=True)
-    try:
+    with full_disk_reported(directory, "the partial export was removed",
+                            cleanup=lambda: shutil.rmtree(tmp, ignore_errors=True)):
         model.save_pretrained(tmp, tokenizer)
         fsync_tree(tmp)
-    except Exception as exc:
-        disk_full = no_space_error(exc, directory, "the partial export was removed")
-        shutil.rmtree(tmp, ignore_errors=True)
-        if disk_full is not None:
-            raise disk_full from None
-        raise
     if directory.exists():
         os.replace(directory, old)
     os.replace(tmp, directory)
