@@ -16,7 +16,7 @@ from typing import Iterator, Sequence
 
 from src.errors import PipelineError
 from src.evaluation import TrainedModel, load_model, predict_proba
-from src.preprocess import normalize_tweet
+from src.preprocess import normalize_tweet, read_lines
 from src.runtime import explain_out_of_memory, use_all_cpu_cores
 
 
@@ -24,17 +24,7 @@ def read_texts(path: str) -> list[str]:
     """One text per line from ``path`` (``-``: stdin); undecodable bytes are an error naming the line."""
     if path == "-":
         return sys.stdin.read().splitlines()
-    source = Path(path)
-    if not source.is_file():
-        raise PipelineError(f"{source}: input file not found")
-    texts = []
-    with open(source, "rb") as handle:
-        for line_no, raw in enumerate(handle, 1):
-            try:
-                texts.append(raw.decode("utf-8").rstrip("\r\n"))
-            except UnicodeDecodeError:
-                raise PipelineError(f"{source}:{line_no}: not valid UTF-8") from None
-    return texts
+    return read_lines(Path(path))  # as preprocess reads its files: missing, empty, bad bytes are errors
 
 
 def classify(trained: TrainedModel, texts: Sequence[str], batch_size: int = 128,

@@ -43,7 +43,7 @@ class Split:
         return len(self.texts)
 
 
-def _read_lines(path: Path) -> list[str]:
+def read_lines(path: Path) -> list[str]:
     """UTF-8 lines split on ``\\n`` only (tweets may hold U+2028 or \\r); errors name file and line."""
     if not path.is_file():
         raise DataError(f"{path}: file not found")
@@ -81,7 +81,7 @@ def parse_label(value: str, label_names: list[str], where: str) -> int:
 def read_mapping(path: Path, label_names: list[str]) -> None:
     """TweetEval's mapping.txt (``id<TAB>name``) must agree with ``data.label_names``."""
     found = {}
-    for line_no, line in enumerate(_read_lines(path), 1):
+    for line_no, line in enumerate(read_lines(path), 1):
         parts = line.split("\t")
         if len(parts) != 2 or not parts[0].strip().isdigit():
             raise DataError(f"{path}:{line_no}: expected 'id<TAB>name', got {line!r}")
@@ -95,7 +95,7 @@ def read_tweeteval_split(raw_dir: str | os.PathLike, split: str, label_names: li
     """``{split}_text.txt`` and ``{split}_labels.txt``: one tweet and one label id per line."""
     raw_dir = Path(raw_dir)
     text_path, label_path = raw_dir / f"{split}_text.txt", raw_dir / f"{split}_labels.txt"
-    texts, label_lines = _read_lines(text_path), _read_lines(label_path)
+    texts, label_lines = read_lines(text_path), read_lines(label_path)
     if len(texts) != len(label_lines):
         raise DataError(
             f"{text_path} has {len(texts)} lines but {label_path} has {len(label_lines)}: "
@@ -119,7 +119,7 @@ def read_csv_dataset(path: str | os.PathLike, csv_params: dict, label_names: lis
     stratified random split of ``csv.val_size`` and ``csv.test_size``.
     """
     path = Path(path)
-    lines = _read_lines(path)  # validates existence, emptiness and encoding with line numbers
+    lines = read_lines(path)  # validates existence, emptiness and encoding with line numbers
     delimiter = "\t" if path.suffix.lower() in {".tsv", ".tab"} else ","
     reader = csv.DictReader(lines, delimiter=delimiter)
     columns = reader.fieldnames or []
@@ -229,7 +229,7 @@ def read_split(path: str | os.PathLike) -> Split:
     """Read a processed split written by ``write_split``."""
     path = Path(path)
     split = Split()
-    for line_no, line in enumerate(_read_lines(path), 1):
+    for line_no, line in enumerate(read_lines(path), 1):
         try:
             row = json.loads(line)
             split.texts.append(row["text"])
