@@ -1,14 +1,26 @@
 """Entry point shared by every stage script: load + validate params, run, turn errors into exit codes."""
 from __future__ import annotations
 
+import contextlib
 import logging
 import signal
 import sys
-from typing import Callable
+from typing import Callable, Iterator
 
 from src.errors import PipelineError
 from src.interrupts import install_interrupt_handlers
 from src.params import load_params
+
+
+@contextlib.contextmanager
+def pipeline_errors_exit() -> Iterator[None]:
+    """A PipelineError (bad params, bad data, failed download) prints one ``error: …`` line and
+    exits 1: no traceback for problems the user fixes. Shared by the stages and the CLIs."""
+    try:
+        yield
+    except PipelineError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(1)
 
 
 def run_stage(main: Callable[[dict], None], params_path: str = "params.yaml") -> None:
@@ -21,11 +33,9 @@ def run_stage(main: Callable[[dict], None], params_path: str = "params.yaml") ->
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
     install_interrupt_handlers()
     try:
-        params = load_params(params_path)
-        main(params)
-    except PipelineError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        sys.exit(1)
+        with pipeline_errors_exit():
+            params = load_params(params_path)
+            main(params)
     except KeyboardInterrupt as exc:
         signum = getattr(exc, "signum", signal.SIGINT)
         detail = f": {exc}" if str(exc) else ""

@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +20,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
+from src.cli import pipeline_errors_exit
 from src.errors import PipelineError
 from src.metrics import detailed_metrics
 from src.preprocess import read_split
@@ -151,13 +151,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--device", default="auto")
     args = parser.parse_args(argv)
     use_all_cpu_cores()
-    try:
-        with explain_out_of_memory("--batch-size", args.batch_size):
-            split_path = Path(args.data_dir) / f"{args.split}.jsonl"
-            scores = score_split(args.model_dir, split_path, args.batch_size, args.device)
-    except PipelineError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        sys.exit(1)
+    with pipeline_errors_exit(), explain_out_of_memory("--batch-size", args.batch_size):
+        scores = score_split(args.model_dir, Path(args.data_dir) / f"{args.split}.jsonl", args.batch_size,
+                             args.device)
     print(json.dumps(scores, indent=2))
 
 

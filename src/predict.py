@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 from typing import Iterator, Sequence
 
-from src.errors import PipelineError
+from src.cli import pipeline_errors_exit
 from src.evaluation import TrainedModel, load_model, predict_proba
 from src.preprocess import normalize_tweet, read_lines
 from src.runtime import explain_out_of_memory, use_all_cpu_cores
@@ -49,14 +49,11 @@ def main(argv: list[str] | None = None) -> None:
     if bool(args.texts) == bool(args.input):
         parser.error("give texts as arguments or --input FILE (one of them)")
     use_all_cpu_cores()
-    try:
+    with pipeline_errors_exit():
         texts = read_texts(args.input) if args.input else args.texts
         trained = load_model(args.model, args.device)
         with explain_out_of_memory("--batch-size", args.batch_size):
             results = list(classify(trained, texts, args.batch_size, args.device))
-    except PipelineError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        sys.exit(1)
     for result in results:
         print(json.dumps(result, ensure_ascii=False))
 
