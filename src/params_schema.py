@@ -96,9 +96,11 @@ TUNE = _section(
     }
 )
 
+DEVICE = {"enum": ["auto", "cuda", "cpu"]}  # cuda without a GPU is an error, never a silent CPU run
+
 BERT = _section(
     {
-        "device": {"enum": ["auto", "cuda", "cpu"]},
+        "device": DEVICE,
         "monitor": {"enum": ["val_loss", "val_accuracy", "val_macro_recall", "val_macro_f1"]},
         "gradient_clip": {"type": ["number", "null"], "exclusiveMinimum": 0},
         "early_stopping_patience": {"type": ["integer", "null"], "minimum": 1},
@@ -109,7 +111,7 @@ BERT = _section(
     }
 )
 
-EVALUATE = _section({"batch_size": POSITIVE_INT, "device": {"enum": ["auto", "cuda", "cpu"]}})
+EVALUATE = _section({"batch_size": POSITIVE_INT, "device": DEVICE})
 
 PARAMS_SCHEMA = {
     "$schema": "https://json-schema.org/draft/2020-12/schema",
