@@ -2,9 +2,11 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import logging
 import signal
 import sys
+from pathlib import Path
 from typing import Callable, Iterator
 
 from src.errors import PipelineError
@@ -12,14 +14,41 @@ from src.interrupts import install_interrupt_handlers
 from src.params import load_params
 
 
+# OSErrors that mean "this path cannot be written (or read) as it stands": a user fixes them
+# (permissions, a read-only mount, a file where a directory belongs), so one line, not a traceback.
+_PATH_ERRNOS = {errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOTDIR, errno.EISDIR, errno.EEXIST,
+                errno.ENOSPC, errno.EDQUOT, errno.ENAMETOOLONG, errno.ELOOP}
+
+
+def path_error_message(exc: OSError) -> str | None:
+    """``PATH: what went wrong`` for an OSError about a path the user can fix, else None."""
+    if exc.errno not in _PATH_ERRNOS or exc.filename is None:
+        return None
+    path = Path(str(exc.filename))
+    if path.name.startswith(".") and path.name.endswith(".tmp"):  # atomic_open's temp file: name the directory
+        path = path.parent
+    hint = {errno.EACCES: "check its permissions", errno.EPERM: "check its permissions",
+            errno.EROFS: "it is on a read-only file system", errno.EEXIST: "a file is where a directory belongs",
+            errno.ENOTDIR: "a file is where a directory belongs"}.get(exc.errno)
+    return f"{path}: {exc.strerror}" + (f" ({hint})" if hint else "")
+
+
 @contextlib.contextmanager
 def pipeline_errors_exit() -> Iterator[None]:
     """A PipelineError (bad params, bad data, failed download) prints one ``error: …`` line and
-    exits 1: no traceback for problems the user fixes. Shared by the stages and the CLIs."""
+    exits 1: no traceback for problems the user fixes. So does an OSError naming a path that cannot
+    be written (permissions, a read-only file system, a file where a directory should be).
+    Shared by the stages and the CLIs."""
     try:
         yield
     except PipelineError as exc:
         print(f"error: {exc}", file=sys.stderr)
+        sys.exit(1)
+    except OSError as exc:
+        message = path_error_message(exc)
+        if message is None:
+            raise
+        print(f"error: {message}", file=sys.stderr)
         sys.exit(1)
 
 

@@ -1,7 +1,13 @@
 """The project's one downloader: retries, resume, sha256 pinning, atomic writes, offline mirror.
 
 Offline mirror: when ``$SENTIMENT_MIRROR`` names a directory, ``https://HOST/PATH`` is read from
-``$SENTIMENT_MIRROR/HOST/PATH`` (the layout ``wget -x`` writes) when that file exists.
+``$SENTIMENT_MIRROR/HOST/PATH`` (the layout ``wget -x`` writes) when that file exists. A URL whose
+host or path would lead out of the mirror (``..`` segments, percent-encoded or not) is refused.
+A ``file://`` URL is a local file, copied like a mirror hit.
+
+Containment: with ``within``, the destination must lie inside that directory (the stage's output).
+With ``reuse``, a destination already downloaded from the same URL (and matching the pinned sha256)
+is kept: switching ``glove.dimension`` extracts again without downloading the archive again.
 
 A full disk is an error naming the file: an HTTP download keeps its ``.part`` file, so the next
 run resumes it once space is freed; a partial mirror copy is removed (copying starts over anyway).
@@ -14,13 +20,15 @@ import os
 import shutil
 import time
 from pathlib import Path
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
+from urllib.request import url2pathname
 
 import requests
 from tqdm import tqdm
 
-from src.atomic import full_disk_reported
-from src.errors import DownloadError
+from src.atomic import atomic_open, full_disk_reported
+from src.errors import DownloadError, PipelineError
+from src.paths import ensure_inside
 
 log = logging.getLogger(__name__)
 
@@ -39,13 +47,45 @@ def sha256_of(path: str | os.PathLike) -> str:
     return digest.hexdigest()
 
 
+def _url_segments(url: str) -> list[str]:
+    """The host and the percent-decoded path segments of ``url``; one that could leave a directory
+    (``..``, ``.``, a decoded ``/`` or ``\\``, NUL) is a DownloadError naming the URL."""
+    parts = urlsplit(url)
+    segments = [unquote(s) for s in parts.path.split("/") if s]
+    for segment in [parts.netloc, *segments]:
+        if segment in {".", ".."} or any(c in segment for c in "/\\\0"):
+            raise DownloadError(f"{url}: the URL has a segment {segment!r} that would lead outside the mirror "
+                                "or destination; refusing it")
+    return [parts.netloc, *segments]
+
+
 def mirror_path(url: str, mirror: str | os.PathLike | None = None) -> Path | None:
-    """Where ``url`` lives in the mirror (``MIRROR/HOST/PATH``), or None when no mirror is set."""
+    """Where ``url`` lives in the mirror (``MIRROR/HOST/PATH``), or None when no mirror is set.
+
+    The path never leaves the mirror: ``..`` segments (also as ``%2e%2e``) are refused, and so is a
+    mirror file whose symlinks resolve outside it.
+    """
     mirror = mirror if mirror is not None else os.environ.get(MIRROR_ENV)
     if not mirror:
         return None
+    path = Path(mirror).joinpath(*_url_segments(url))
+    if path.exists():
+        try:
+            ensure_inside(path, mirror, MIRROR_ENV)
+        except PipelineError as exc:
+            raise DownloadError(f"{url}: {exc}") from None
+    return path
+
+
+def local_file(url: str) -> Path | None:
+    """The local path of a ``file://`` URL (``file:///abs/path`` or ``file://localhost/...``), else None."""
     parts = urlsplit(url)
-    return Path(mirror) / parts.netloc / parts.path.lstrip("/")
+    if parts.scheme != "file":
+        return None
+    if parts.netloc not in {"", "localhost"}:
+        raise DownloadError(f"{url}: a file:// URL must name a local file (file:///path), not host {parts.netloc!r}")
+    _url_segments(url)  # no '..' segments: the base URL is the directory files are read from
+    return Path(url2pathname(parts.path))
 
 
 def _verify(path: Path, sha256: str | None, url: str) -> None:
@@ -94,6 +134,37 @@ def _fetch_once(session: requests.Session, url: str, part: Path, timeout: float,
         raise _TransferBroken(str(exc)) from exc
 
 
+def _source_record(dest: Path) -> Path:
+    return dest.with_name(dest.name + ".source")
+
+
+def _reusable(dest: Path, url: str, sha256: str | None) -> bool:
+    """``dest`` was downloaded whole from ``url`` (its ``.source`` record says so) and matches ``sha256``."""
+    record = _source_record(dest)
+    if not dest.is_file() or not record.is_file():
+        return False
+    if record.read_text(encoding="utf-8", errors="replace").strip() != url:
+        log.info("%s came from another URL: downloading %s", dest, url)
+        return False
+    if sha256 is not None and sha256_of(dest).lower() != sha256.lower():
+        log.info("%s does not match the pinned sha256: downloading again", dest)
+        return False
+    return True
+
+
+def _copy_local(source: Path, url: str, dest: Path, part: Path, sha256: str | None) -> Path:
+    """A mirror hit or a file:// URL: copy to ``part``, verify, rename onto ``dest``."""
+    log.info("copying %s -> %s", source, dest)
+    with full_disk_reported(dest, "the partial copy was removed", cleanup=lambda: part.unlink(missing_ok=True)):
+        try:
+            shutil.copyfile(source, part)
+        except (IsADirectoryError, PermissionError) as exc:
+            raise DownloadError(f"{url}: cannot read {source} ({exc.strerror})") from None
+    _verify(part, sha256, url)
+    os.replace(part, dest)
+    return dest
+
+
 def download(
     url: str,
     dest: str | os.PathLike,
@@ -103,27 +174,48 @@ def download(
     backoff: float = 1.0,
     mirror: str | os.PathLike | None = None,
     progress: bool = True,
+    within: str | os.PathLike | None = None,
+    reuse: bool = False,
 ) -> Path:
     """Fetch ``url`` to ``dest`` and return ``dest``.
 
     The body goes to ``dest.part`` and is renamed onto ``dest`` only when complete and verified,
     so an interrupted download never leaves a file that looks complete; a later call resumes it.
+    ``dest`` never has a ``..`` component; with ``within`` it must resolve inside that directory.
+    With ``reuse``, a ``dest`` already downloaded whole from the same ``url`` (and matching ``sha256``,
+    when pinned) is returned as it is; ``dest.source`` records the URL it came from.
     """
     dest = Path(dest)
+    try:
+        ensure_inside(dest, within if within is not None else dest.parent, "download destination")
+    except PipelineError as exc:
+        raise DownloadError(f"{url}: {exc}") from None
     dest.parent.mkdir(parents=True, exist_ok=True)
     part = dest.with_name(dest.name + ".part")
+    if reuse and _reusable(dest, url, sha256):
+        log.info("already downloaded: %s (from %s)", dest, url)
+        return dest
+    _source_record(dest).unlink(missing_ok=True)
+    fetched = _fetch(url, dest, part, sha256, retries, timeout, backoff, mirror, progress)
+    if reuse:
+        with atomic_open(_source_record(dest)) as handle:
+            handle.write(url + "\n")
+    return fetched
 
+
+def _fetch(url: str, dest: Path, part: Path, sha256: str | None, retries: int, timeout: float, backoff: float,
+           mirror: str | os.PathLike | None, progress: bool) -> Path:
     local = mirror_path(url, mirror)
     if local is not None and local.is_file():
-        log.info("mirror hit: %s -> %s", local, dest)
-        with full_disk_reported(dest, "the partial copy was removed", cleanup=lambda: part.unlink(missing_ok=True)):
-            shutil.copyfile(local, part)
-        _verify(part, sha256, url)
-        os.replace(part, dest)
-        return dest
+        log.info("mirror hit: %s", local)
+        return _copy_local(local, url, dest, part, sha256)
 
-    if urlsplit(url).scheme == "file":
-        raise DownloadError(f"{url}: no such file")
+    source = local_file(url)
+    if source is not None:
+        if not source.is_file():
+            where = f" (nor at {local} in {MIRROR_ENV})" if local is not None else ""
+            raise DownloadError(f"{url}: no such file {source}{where}")
+        return _copy_local(source, url, dest, part, sha256)
 
     session = requests.Session()
     for attempt in range(retries + 1):

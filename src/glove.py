@@ -5,12 +5,14 @@ import logging
 import os
 import shutil
 import zipfile
+import zlib
 from pathlib import Path
 
 import numpy as np
 
 from src.atomic import atomic_open
 from src.errors import DataError, PipelineError
+from src.paths import ensure_inside, plain_file_name
 
 log = logging.getLogger(__name__)
 
@@ -50,9 +52,16 @@ def dimension_size(dimension: str) -> int:
     return int(dimension.rstrip("d"))
 
 
-def extract_member(archive: str | os.PathLike, member: str, dest: str | os.PathLike) -> Path:
-    """Extract one member of a zip archive to ``dest`` atomically; a missing member names what is there."""
+def extract_member(archive: str | os.PathLike, member: str, dest: str | os.PathLike,
+                   within: str | os.PathLike | None = None) -> Path:
+    """Extract one member of a zip archive to ``dest`` atomically; a missing member names what is there.
+
+    Only the one member asked for is read, and only ``dest`` is written (inside ``within`` when given):
+    the names the archive holds never become paths.
+    """
     archive, dest = Path(archive), Path(dest)
+    plain_file_name(member, f"{archive}: member")
+    ensure_inside(dest, within if within is not None else dest.parent, "GloVe extraction")
     try:
         with zipfile.ZipFile(archive) as zf:
             names = zf.namelist()
@@ -63,8 +72,10 @@ def extract_member(archive: str | os.PathLike, member: str, dest: str | os.PathL
                 )
             with zf.open(member) as src, atomic_open(dest, "wb") as out:
                 shutil.copyfileobj(src, out, 1 << 20)
-    except zipfile.BadZipFile:
-        raise DataError(f"{archive}: not a valid zip archive (truncated or corrupt download?)") from None
+    except (zipfile.BadZipFile, zlib.error, EOFError) as exc:
+        raise DataError(f"{archive}: not a valid zip archive (truncated or corrupt download? {exc})") from None
+    except (RuntimeError, NotImplementedError) as exc:  # an encrypted member, an unknown compression method
+        raise DataError(f"{archive}: cannot extract {member}: {exc}") from None
     return dest
 
 

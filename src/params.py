@@ -2,9 +2,14 @@
 
 YAML 1.2 matters: `dvc exp run -S learning_rate=3e-5` writes `3e-05`, which YAML 1.1 (PyYAML's
 safe_load) reads as a string; YAML 1.2's core schema reads it as a float.
+
+Types are strict, stricter than JSON Schema's defaults: an integer key takes an int only (``300.0``
+is refused: jsonschema would take it and a later ``range(300.0)`` would crash); a number key takes
+a finite int or float (no ``.nan``/``.inf``, which pass every ``minimum``); booleans are neither.
 """
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 from typing import Any
@@ -19,13 +24,36 @@ from src.params_schema import PARAMS_SCHEMA
 DEFAULT_PARAMS_PATH = Path("params.yaml")
 
 
-def _plain(value: Any) -> Any:
-    """ruamel's safe loader already yields dict/list/str/int/float/bool/None; copy to plain types."""
-    if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_plain(v) for v in value]
+def _plain(value: Any, _seen: tuple[int, ...] = ()) -> Any:
+    """ruamel's safe loader already yields dict/list/str/int/float/bool/None; copy to plain types.
+
+    A recursive alias (``&a [*a]``) is an error rather than endless recursion."""
+    if isinstance(value, (dict, list)):
+        if id(value) in _seen:
+            raise ParamsError("a YAML alias refers to itself (a recursive structure)")
+        seen = (*_seen, id(value))
+        if isinstance(value, dict):
+            return {str(k): _plain(v, seen) for k, v in value.items()}
+        return [_plain(v, seen) for v in value]
     return value
+
+
+def _is_integer(checker, instance) -> bool:
+    return isinstance(instance, int) and not isinstance(instance, bool)
+
+
+def _is_number(checker, instance) -> bool:
+    return (isinstance(instance, (int, float)) and not isinstance(instance, bool)
+            and math.isfinite(instance))
+
+
+# Draft 2020-12 with strict numeric types (the module docstring says why); every schema keyword,
+# "integer" and "number" wherever they appear, goes through these checks.
+StrictValidator = jsonschema.validators.extend(
+    jsonschema.Draft202012Validator,
+    type_checker=jsonschema.Draft202012Validator.TYPE_CHECKER.redefine_many(
+        {"integer": _is_integer, "number": _is_number}),
+)
 
 
 def _dotted(path) -> str:
@@ -35,6 +63,8 @@ def _dotted(path) -> str:
 def _describe(error: jsonschema.ValidationError) -> str:
     """One line per error: the key's dotted path, the value found and what was expected."""
     where = list(error.absolute_path)
+    if "propertyNames" in error.schema_path:
+        return f"{_dotted(where)} key {error.instance!r}: expected {error.schema.get('description', error.message)}"
     if error.validator == "additionalProperties":
         allowed = sorted(error.schema.get("properties", {}))
         unknown = sorted(set(error.instance) - set(allowed))
@@ -44,13 +74,13 @@ def _describe(error: jsonschema.ValidationError) -> str:
         missing = error.message.split("'")[1]
         return f"missing key {_dotted(where + [missing])}"
     expected = {
-        "type": lambda v: f"expected type {v if isinstance(v, str) else ' or '.join(v)}",
+        "type": lambda v: f"expected type {v if isinstance(v, str) else ' or '.join(v)}" + _type_hint(error.instance, v),
         "enum": lambda v: "expected one of " + ", ".join("null" if x is None else str(x) for x in v),
         "minimum": lambda v: f"expected a value >= {v}",
         "maximum": lambda v: f"expected a value <= {v}",
         "exclusiveMinimum": lambda v: f"expected a value > {v}",
         "exclusiveMaximum": lambda v: f"expected a value < {v}",
-        "pattern": lambda v: f"expected a string matching {v}",
+        "pattern": lambda v: f"expected {error.schema.get('description') or f'a string matching {v}'}",
         "minItems": lambda v: f"expected at least {v} item(s)",
         "minLength": lambda v: "expected a non-empty string",
         "uniqueItems": lambda v: "expected unique items",
@@ -59,9 +89,17 @@ def _describe(error: jsonschema.ValidationError) -> str:
     return f"{_dotted(where)} = {error.instance!r}: {detail}"
 
 
+def _type_hint(instance: Any, expected: str | list[str]) -> str:
+    if "integer" in expected and isinstance(instance, float) and math.isfinite(instance) and instance.is_integer():
+        return f" (write {int(instance)}, not {instance})"
+    if isinstance(instance, float) and not math.isfinite(instance):
+        return " (a finite value)"
+    return ""
+
+
 def validate_params(params: Any, source: str = "params.yaml") -> dict:
     """Raise ParamsError listing every schema violation by dotted key path."""
-    validator = jsonschema.Draft202012Validator(PARAMS_SCHEMA)
+    validator = StrictValidator(PARAMS_SCHEMA)
     errors = sorted(validator.iter_errors(params), key=lambda e: [str(p) for p in e.absolute_path])
     if errors:
         lines = "\n".join(f"  - {_describe(e)}" for e in errors)
@@ -74,9 +112,24 @@ def load_params(path: str | os.PathLike = DEFAULT_PARAMS_PATH) -> dict:
     path = Path(path)
     if not path.is_file():
         raise ParamsError(f"{path}: not found (run stages from the repository root)")
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = path.read_bytes()[: exc.start].count(b"\n") + 1
+        raise ParamsError(f"{path}:{line}: not valid UTF-8 ({exc.reason} at byte {exc.start})") from None
     yaml = YAML(typ="safe", pure=True)  # YAML 1.2 core schema: 3e-05 is a float
     try:
-        raw = yaml.load(path.read_text(encoding="utf-8"))
+        raw = yaml.load(text)
     except YAMLError as exc:
-        raise ParamsError(f"{path}: not valid YAML: {exc}") from None
-    return validate_params(_plain(raw), source=str(path))
+        detail = " ".join(str(exc).split())
+        raise ParamsError(f"{path}: not valid YAML: {detail}") from None
+    except RecursionError:
+        raise ParamsError(f"{path}: nested too deeply to read") from None
+    if not isinstance(raw, dict):
+        found = "empty" if raw is None else f"a {type(raw).__name__}"
+        raise ParamsError(f"{path}: expected a mapping of params (key: value), the file is {found}")
+    try:
+        plain = _plain(raw)
+    except ParamsError as exc:
+        raise ParamsError(f"{path}: {exc}") from None
+    return validate_params(plain, source=str(path))

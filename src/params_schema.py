@@ -4,6 +4,16 @@ HEX64 = {"type": "string", "pattern": "^[0-9a-fA-F]{64}$"}
 PROBABILITY = {"type": "number", "minimum": 0, "maximum": 1}
 POSITIVE_INT = {"type": "integer", "minimum": 1}
 SEED = {"type": "integer", "minimum": 0, "maximum": 2**32 - 1}
+# Names that become paths (src/paths.py checks them again where they are used); \Z, not $: $ also
+# matches before a final newline. One file name: no '/', '\', control characters, not '.' or '..':
+FILE_NAME = {"type": "string", "pattern": r"^(?!\.{1,2}\Z)[^/\\\x00-\x1f]+\Z",
+             "description": "a plain file name (no '/', '\\', '..' or control characters)"}
+# a path inside the repository: relative, no '..' component, no '~', '\' or control characters
+REPO_PATH = {"type": "string", "pattern": r"^(?![/~])(?!(.*/)?\.\.(/|\Z))[^\\\x00-\x1f]+\Z",
+             "description": "a relative path inside the repository (not absolute, no '..', '~' or '\\')"}
+# a label name: no surrounding whitespace, not all digits (those are label ids), one line
+LABEL_NAME = {"type": "string", "pattern": r"^(?![0-9]+\Z)[^\s](?:[^\x00-\x1f]*[^\s])?\Z",
+              "description": "a label name: not all digits, no surrounding spaces, one line"}
 
 
 def _section(properties: dict, required: list[str] | None = None) -> dict:
@@ -18,10 +28,10 @@ def _section(properties: dict, required: list[str] | None = None) -> dict:
 DATA = _section(
     {
         "base_url": {"type": "string", "pattern": "^(https?|file)://.+/$"},
-        "files": {"type": "array", "items": {"type": "string", "minLength": 1}, "minItems": 1, "uniqueItems": True},
-        "sha256": {"type": "object", "additionalProperties": HEX64},
-        "input": {"type": "string", "minLength": 1},
-        "label_names": {"type": "array", "items": {"type": "string", "minLength": 1}, "minItems": 2, "uniqueItems": True},
+        "files": {"type": "array", "items": FILE_NAME, "minItems": 1, "uniqueItems": True},
+        "sha256": {"type": "object", "propertyNames": FILE_NAME, "additionalProperties": HEX64},
+        "input": REPO_PATH,
+        "label_names": {"type": "array", "items": LABEL_NAME, "minItems": 2, "uniqueItems": True},
         "csv": _section(
             {
                 "text_column": {"type": "string", "minLength": 1},

@@ -43,13 +43,11 @@ class Split:
         return len(self.texts)
 
 
-def read_lines(path: Path) -> list[str]:
-    """UTF-8 lines split on ``\\n`` only (tweets may hold U+2028 or \\r); errors name file and line."""
-    if not path.is_file():
-        raise DataError(f"{path}: file not found")
-    data = path.read_bytes()
+def split_lines(data: bytes, where: str) -> list[str]:
+    """UTF-8 lines split on ``\\n`` only (tweets may hold U+2028 or \\r; a trailing \\r is dropped);
+    ``where`` names the source (a path, ``<stdin>``) in errors, with the line number."""
     if not data.strip():
-        raise DataError(f"{path}: file is empty")
+        raise DataError(f"{where}: file is empty")
     raw_lines = data.split(b"\n")
     if raw_lines[-1] == b"":
         raw_lines.pop()
@@ -58,22 +56,43 @@ def read_lines(path: Path) -> list[str]:
         try:
             lines.append(raw.decode("utf-8").rstrip("\r"))
         except UnicodeDecodeError as exc:
-            raise DataError(f"{path}:{line_no}: not valid UTF-8 ({exc.reason} at byte {exc.start})") from None
+            raise DataError(f"{where}:{line_no}: not valid UTF-8 ({exc.reason} at byte {exc.start})") from None
     return lines
 
 
+def read_lines(path: Path) -> list[str]:
+    """The lines of ``path`` by :func:`split_lines`; a missing or empty file is an error naming it."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: file not found")
+    return split_lines(path.read_bytes(), str(path))
+
+
+_LABEL_ID = re.compile(r"0|[1-9][0-9]*")  # ASCII digits only: str.isdigit() also takes '²' and '１'
+
+
 def parse_label(value: str, label_names: list[str], where: str) -> int:
-    """A label id 0..K-1, or a label name from ``label_names``; anything else names ``where``."""
-    value = value.strip()
+    """The one rule for a label in any file (TweetEval labels, CSV, mapping.txt ids): exactly a label id
+    0..K-1 in ASCII digits (no sign, no leading zero, no spaces) or exactly a name from ``label_names``.
+    Anything else is an error naming ``where`` (``file:line``)."""
     if value in label_names:
         return label_names.index(value)
-    try:
-        label = int(value)
-    except ValueError:
-        label = -1
-    if not 0 <= label < len(label_names) or str(label) != value.lstrip("+"):
+    if _LABEL_ID.fullmatch(value) and int(value) < len(label_names):
+        return int(value)
+    raise DataError(
+        f"{where}: label {value!r} is not one of 0..{len(label_names) - 1} or {', '.join(label_names)} "
+        "(written exactly: no spaces, signs or leading zeros)"
+    )
+
+
+def check_label_id(label, label_names: list[str], where: str) -> int:
+    """A label id read from a processed split (a JSON integer): it must index ``label_names``."""
+    if isinstance(label, bool) or not isinstance(label, int):
+        raise DataError(f"{where}: label {label!r} is not an integer label id")
+    if not 0 <= label < len(label_names):
         raise DataError(
-            f"{where}: label {value!r} is not one of 0..{len(label_names) - 1} ({', '.join(label_names)})"
+            f"{where}: label {label} is outside data.label_names ({len(label_names)} names: {', '.join(label_names)}); "
+            "the processed data was made with other label names: run `dvc repro preprocess`"
         )
     return label
 
@@ -83,9 +102,12 @@ def read_mapping(path: Path, label_names: list[str]) -> None:
     found = {}
     for line_no, line in enumerate(read_lines(path), 1):
         parts = line.split("\t")
-        if len(parts) != 2 or not parts[0].strip().isdigit():
-            raise DataError(f"{path}:{line_no}: expected 'id<TAB>name', got {line!r}")
-        found[int(parts[0])] = parts[1].strip()
+        if len(parts) != 2 or not _LABEL_ID.fullmatch(parts[0]) or not parts[1] or parts[1] != parts[1].strip():
+            raise DataError(f"{path}:{line_no}: expected 'id<TAB>name' (an id in ASCII digits, a name without "
+                            f"surrounding spaces), got {line!r}")
+        if int(parts[0]) in found:
+            raise DataError(f"{path}:{line_no}: label id {parts[0]} appears twice")
+        found[int(parts[0])] = parts[1]
     expected = dict(enumerate(label_names))
     if found != expected:
         raise DataError(f"{path}: labels {found} differ from params data.label_names {expected}")
@@ -121,8 +143,15 @@ def read_csv_dataset(path: str | os.PathLike, csv_params: dict, label_names: lis
     path = Path(path)
     lines = read_lines(path)  # validates existence, emptiness and encoding with line numbers
     delimiter = "\t" if path.suffix.lower() in {".tsv", ".tab"} else ","
-    reader = csv.DictReader(lines, delimiter=delimiter)
-    columns = reader.fieldnames or []
+    kind = "TSV" if delimiter == "\t" else "CSV"
+    reader = csv.reader(lines, delimiter=delimiter)
+    try:
+        columns = next(reader, [])
+    except csv.Error as exc:
+        raise DataError(f"{path}:1: not a valid {kind} header: {exc}") from None
+    duplicated = sorted({c for c in columns if columns.count(c) > 1})
+    if duplicated:
+        raise DataError(f"{path}:1: column(s) {', '.join(duplicated)} appear more than once in the header")
     wanted = [csv_params["text_column"], csv_params["label_column"]]
     if csv_params["split_column"]:
         wanted.append(csv_params["split_column"])
@@ -132,23 +161,31 @@ def read_csv_dataset(path: str | os.PathLike, csv_params: dict, label_names: lis
             f"{path}:1: missing column(s) {', '.join(missing)} (header has: {', '.join(columns)}); "
             "set data.csv.text_column / label_column / split_column"
         )
+    text_at, label_at = columns.index(csv_params["text_column"]), columns.index(csv_params["label_column"])
+    split_at = columns.index(csv_params["split_column"]) if csv_params["split_column"] else None
     splits = {s: Split() for s in SPLITS}
     unsplit = Split()
-    for row_no, row in enumerate(reader, 2):
-        where = f"{path}:{reader.line_num if reader.line_num else row_no}"
-        text, label = row[csv_params["text_column"]], row[csv_params["label_column"]]
-        if text is None or label is None:
-            raise DataError(f"{where}: row has fewer columns than the header")
-        label_id = parse_label(label, label_names, where)
-        if csv_params["split_column"]:
-            split = (row[csv_params["split_column"]] or "").strip()
-            if split not in splits:
-                raise DataError(f"{where}: split {split!r} is not one of {', '.join(SPLITS)}")
-            target = splits[split]
-        else:
-            target = unsplit
-        target.texts.append(text)
-        target.labels.append(label_id)
+    row_start = 2
+    try:
+        for fields in reader:
+            # a quoted field may span lines: name the line the row starts on
+            where, row_start = f"{path}:{row_start}", reader.line_num + 1
+            if not fields:
+                continue  # a blank line
+            if len(fields) != len(columns):
+                raise DataError(f"{where}: row has {len(fields)} fields but the header has {len(columns)} "
+                                "(quote a field that holds the delimiter)")
+            label_id = parse_label(fields[label_at], label_names, where)
+            if split_at is not None:
+                if fields[split_at] not in splits:
+                    raise DataError(f"{where}: split {fields[split_at]!r} is not one of {', '.join(SPLITS)}")
+                target = splits[fields[split_at]]
+            else:
+                target = unsplit
+            target.texts.append(fields[text_at])
+            target.labels.append(label_id)
+    except csv.Error as exc:
+        raise DataError(f"{path}:{row_start}: not valid {kind}: {exc}") from None
     if not csv_params["split_column"]:
         splits = _random_split(unsplit, csv_params["val_size"], csv_params["test_size"], seed, path)
     for split, rows in splits.items():
@@ -225,17 +262,26 @@ def write_split(path: str | os.PathLike, split: Split) -> None:
             handle.write(json.dumps({"text": text, "label": label}, ensure_ascii=False) + "\n")
 
 
-def read_split(path: str | os.PathLike) -> Split:
-    """Read a processed split written by ``write_split``."""
+def read_split(path: str | os.PathLike, label_names: list[str] | None = None) -> Split:
+    """Read a processed split written by ``write_split``. With ``label_names`` (``data.label_names``),
+    every label must index it: processed data made with other label names is an error naming the line."""
     path = Path(path)
     split = Split()
     for line_no, line in enumerate(read_lines(path), 1):
         try:
             row = json.loads(line)
-            split.texts.append(row["text"])
-            split.labels.append(int(row["label"]))
+            text, label = row["text"], row["label"]
         except (ValueError, KeyError, TypeError):
             raise DataError(f"{path}:{line_no}: expected a JSON object with 'text' and 'label'") from None
+        if not isinstance(text, str):
+            raise DataError(f"{path}:{line_no}: 'text' is not a string")
+        if label_names is None:
+            if isinstance(label, bool) or not isinstance(label, int) or label < 0:
+                raise DataError(f"{path}:{line_no}: label {label!r} is not a label id (an integer >= 0)")
+        else:
+            check_label_id(label, label_names, f"{path}:{line_no}")
+        split.texts.append(text)
+        split.labels.append(label)
     return split
 
 

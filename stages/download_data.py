@@ -3,14 +3,20 @@ from pathlib import Path
 
 from src.cli import run_stage
 from src.download import download
+from src.paths import plain_file_name
 
 RAW_DIR = Path("data/raw")
 
 
 def main(params: dict) -> None:
     data = params["data"]
+    for name in data["sha256"]:
+        plain_file_name(name, "data.sha256 key")
     for name in data["files"]:
-        download(data["base_url"] + name, RAW_DIR / name, sha256=data["sha256"].get(name))
+        # the schema already refuses such names; checked again here, and download() refuses any
+        # destination outside RAW_DIR, so no caller can write elsewhere
+        plain_file_name(name, "data.files entry")
+        download(data["base_url"] + name, RAW_DIR / name, sha256=data["sha256"].get(name), within=RAW_DIR)
 
 
 if __name__ == "__main__":

@@ -6,8 +6,11 @@ from src.cli import run_stage
 from src.download import download
 
 GLOVE_DIR = Path("data/glove")
-# Archives are large (GloVe Twitter: 1.4 GB) and hold every dimension: keep them outside DVC's
-# outputs so that switching glove.dimension extracts again without downloading again.
+# Archives are large (GloVe Twitter: 1.4 GB) and hold every dimension. data/downloads is this stage's
+# second output, declared in dvc.yaml with `persist: true` (DVC keeps it when the stage reruns) and
+# `cache: false` (not copied into DVC's cache): switching glove.dimension extracts again from the kept
+# archive instead of downloading it again. download(reuse=True) keeps it only when it came whole from
+# the same URL (and matches glove.sha256 when pinned).
 ARCHIVE_DIR = Path("data/downloads")
 
 
@@ -15,8 +18,9 @@ def main(params: dict) -> None:
     cfg = params["glove"]
     member = glove.member_name(cfg["corpus"], cfg["dimension"])  # bad pair: error before any download
     url = glove.archive_url(cfg["corpus"], cfg["base_url"])
-    archive = download(url, ARCHIVE_DIR / Path(url).name, sha256=cfg["sha256"])
-    glove.extract_member(archive, member, GLOVE_DIR / member)
+    archive = download(url, ARCHIVE_DIR / glove.GLOVE_VARIANTS[cfg["corpus"]][0], sha256=cfg["sha256"],
+                       within=ARCHIVE_DIR, reuse=True)
+    glove.extract_member(archive, member, GLOVE_DIR / member, within=GLOVE_DIR)
 
 
 if __name__ == "__main__":

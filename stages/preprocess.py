@@ -4,6 +4,7 @@ from pathlib import Path
 from src import preprocess as pp
 from src.atomic import write_json
 from src.cli import run_stage
+from src.paths import relative_path
 
 PROCESSED_DIR = Path("data/processed")
 METRICS_PATH = Path("metrics/data.json")
@@ -11,7 +12,8 @@ METRICS_PATH = Path("metrics/data.json")
 
 def main(params: dict) -> None:
     data = params["data"]
-    source = Path(data["input"])
+    # data.input is a dvc.yaml dep (${data.input}): it must name a path inside the repository
+    source = relative_path(data["input"], "data.input")
     if source.suffix.lower() in {".csv", ".tsv", ".tab"}:
         raw = pp.read_csv_dataset(source, data["csv"], data["label_names"], data["seed"])
     else:
