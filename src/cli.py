@@ -52,6 +52,27 @@ def pipeline_errors_exit() -> Iterator[None]:
         sys.exit(1)
 
 
+def positive_int_option(value: str, option: str) -> int:
+    """A command-line option that must be an integer >= 1 (``--batch-size``); else a PipelineError."""
+    if not (value.isascii() and value.isdigit()) or int(value) < 1:
+        raise PipelineError(f"{option} = {value!r}: expected a whole number >= 1")
+    return int(value)
+
+
+def device_option(value: str, option: str = "--device"):
+    """``auto``, ``cpu``, ``cuda`` or ``cuda:N`` as a torch.device (CUDA must be present); else a PipelineError."""
+    import torch
+
+    from src.training.trainer import resolve_device
+
+    try:
+        if value != "auto" and torch.device(value).type not in {"cpu", "cuda"}:
+            raise RuntimeError(value)
+    except RuntimeError:
+        raise PipelineError(f"{option} = {value!r}: expected auto, cpu, cuda or cuda:N") from None
+    return resolve_device(value, key=option)
+
+
 def run_stage(main: Callable[[dict], None], params_path: str = "params.yaml") -> None:
     """Validate params.yaml, then call ``main(params)``.
 

@@ -20,9 +20,10 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from src.cli import pipeline_errors_exit
+from src.cli import device_option, pipeline_errors_exit, positive_int_option
 from src.errors import PipelineError
 from src.metrics import detailed_metrics
+from src.paths import plain_file_name
 from src.preprocess import read_split
 from src.runtime import explain_out_of_memory, use_all_cpu_cores
 from src.training.checkpoint_manager import load_checkpoint_file
@@ -45,8 +46,24 @@ def is_bert_dir(model_dir: str | os.PathLike) -> bool:
     return (Path(model_dir) / "model" / "config.json").is_file()  # train_bert's save_pretrained export
 
 
+def _read_json_object(path: Path, what: str) -> dict:
+    """A JSON object from ``path``; anything else is a PipelineError naming the file (and line)."""
+    try:
+        value = json.loads(path.read_bytes().decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise PipelineError(f"{path}: not valid UTF-8 ({exc.reason} at byte {exc.start}); {what}") from None
+    except json.JSONDecodeError as exc:
+        raise PipelineError(f"{path}:{exc.lineno}: not valid JSON ({exc.msg}); {what}") from None
+    if not isinstance(value, dict):
+        raise PipelineError(f"{path}: expected a JSON object, found {type(value).__name__}; {what}")
+    return value
+
+
 def load_lstm(model_dir: str | os.PathLike, device: torch.device):
-    """The LSTM, vocabulary and label names that stages/train_lstm.py wrote to ``model_dir``."""
+    """The LSTM, vocabulary and label names that stages/train_lstm.py wrote to ``model_dir``.
+
+    A damaged or inconsistent directory (config not JSON, unknown keys, weights of another shape)
+    is a PipelineError naming the file: it says to train again, never a traceback."""
     from src.models.lstm_model import LSTMClassifier
     from src.vocab import Vocabulary
 
@@ -54,31 +71,54 @@ def load_lstm(model_dir: str | os.PathLike, device: torch.device):
     config_path = model_dir / "model_config.json"
     if not config_path.is_file():
         raise PipelineError(f"{config_path}: not found (run `dvc repro train_lstm` first)")
-    config = json.loads(config_path.read_text(encoding="utf-8"))
+    again = "run `dvc repro train_lstm` again"
+    config = _read_json_object(config_path, again)
     missing = {"vocab", "weights", "label_names"} - set(config)
     if missing:
         raise PipelineError(f"{config_path}: no {', '.join(sorted(missing))} (written by an older train_lstm: "
-                            "run `dvc repro train_lstm` again)")
-    vocab = Vocabulary.load(model_dir / config.pop("vocab"))
-    checkpoint = load_checkpoint_file(model_dir / config.pop("weights"), map_location=device)
+                            f"{again})")
+    names = {key: config.pop(key) for key in ("vocab", "weights")}
+    for key, name in names.items():
+        if not isinstance(name, str):
+            raise PipelineError(f"{config_path}: {key} = {name!r}: expected a file name; {again}")
+        plain_file_name(name, f"{config_path}: {key}")  # a pulled directory never makes us read elsewhere
     label_names = config.pop("label_names")
-    model = LSTMClassifier(**config)
-    model.load_state_dict(checkpoint["model_state_dict"])
+    if not (isinstance(label_names, list) and len(label_names) >= 2 and all(isinstance(n, str) for n in label_names)):
+        raise PipelineError(f"{config_path}: label_names = {label_names!r}: expected a list of names; {again}")
+    vocab = Vocabulary.load(model_dir / names["vocab"])
+    checkpoint = load_checkpoint_file(model_dir / names["weights"], map_location=device)
+    try:
+        model = LSTMClassifier(**config)
+        model.load_state_dict(checkpoint["model_state_dict"])
+    except (TypeError, ValueError, RuntimeError) as exc:
+        detail = " ".join(str(exc).split())[:300]
+        raise PipelineError(f"{model_dir / names['weights']} does not match {config_path} ({detail}): "
+                            f"the directory is incomplete or mixed; {again}") from None
     return model.to(device).eval(), vocab, label_names
+
+
+def _load_bert_export(export: Path, device: torch.device):
+    """Model and tokenizer of a ``save_pretrained`` export; a damaged one is a PipelineError naming it."""
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    try:
+        model = AutoModelForSequenceClassification.from_pretrained(export).to(device).eval()
+        tokenizer = AutoTokenizer.from_pretrained(export)
+        label_names = [model.config.id2label[i] for i in range(model.config.num_labels)]
+    except Exception as exc:  # noqa: BLE001 - transformers/safetensors raise many types for damaged files
+        detail = " ".join(str(exc).split())[:300]
+        raise PipelineError(f"{export}: a damaged BERT export ({exc.__class__.__name__}: {detail}); "
+                            "run `dvc repro train_bert` (or tune) again") from None
+    return model, tokenizer, label_names
 
 
 def load_model(model_dir: str | os.PathLike, device: str | torch.device = "auto") -> TrainedModel:
     """``models/bert`` (or a tune trial directory) holding a ``model/`` export, or ``models/lstm``."""
     device, model_dir = resolve_device(device), Path(model_dir)
     if is_bert_dir(model_dir):
-        from transformers import AutoModelForSequenceClassification, AutoTokenizer
-
         from src.models.bert_data import PadToLongest, TokenizedTweets
 
-        export = model_dir / "model"
-        model = AutoModelForSequenceClassification.from_pretrained(export).to(device).eval()
-        tokenizer = AutoTokenizer.from_pretrained(export)
-        label_names = [model.config.id2label[i] for i in range(model.config.num_labels)]
+        model, tokenizer, label_names = _load_bert_export(model_dir / "model", device)
         # train_bert stores its max_length as the tokenizer's model_max_length
         max_length = min(tokenizer.model_max_length, getattr(model.config, "max_position_embeddings", 512))
         return TrainedModel("bert", model, label_names,
@@ -137,8 +177,9 @@ def score_texts(trained: TrainedModel, texts: Sequence[str], labels: Sequence[in
 def score_split(model_dir: str | os.PathLike, split_path: str | os.PathLike, batch_size: int = 256,
                 device: str = "auto") -> dict:
     """The test report of a trained model on one processed split (``data/processed/*.jsonl``)."""
-    split = read_split(split_path)
-    report, _ = score_texts(load_model(model_dir, device), split.texts, split.labels, batch_size, device)
+    trained = load_model(model_dir, device)
+    split = read_split(split_path, trained.label_names)  # labels the model does not know: an error naming the line
+    report, _ = score_texts(trained, split.texts, split.labels, batch_size, device)
     return {"split": str(split_path), **report}
 
 
@@ -147,13 +188,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--model-dir", default="models/lstm")
     parser.add_argument("--split", default="test", help="train | val | test (a file under --data-dir)")
     parser.add_argument("--data-dir", default="data/processed")
-    parser.add_argument("--batch-size", type=int, default=256)
+    parser.add_argument("--batch-size", default="256")
     parser.add_argument("--device", default="auto")
     args = parser.parse_args(argv)
     use_all_cpu_cores()
-    with pipeline_errors_exit(), explain_out_of_memory("--batch-size", args.batch_size):
-        scores = score_split(args.model_dir, Path(args.data_dir) / f"{args.split}.jsonl", args.batch_size,
-                             args.device)
+    with pipeline_errors_exit():
+        batch_size, device = positive_int_option(args.batch_size, "--batch-size"), device_option(args.device)
+        with explain_out_of_memory("--batch-size", batch_size):
+            scores = score_split(args.model_dir, Path(args.data_dir) / f"{args.split}.jsonl", batch_size, device)
     print(json.dumps(scores, indent=2))
 
 

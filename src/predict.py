@@ -14,17 +14,31 @@ import sys
 from pathlib import Path
 from typing import Iterator, Sequence
 
-from src.cli import pipeline_errors_exit
+from src.cli import device_option, pipeline_errors_exit, positive_int_option
 from src.evaluation import TrainedModel, load_model, predict_proba
-from src.preprocess import normalize_tweet, read_lines
+from src.errors import DataError
+from src.preprocess import normalize_tweet, read_lines, split_lines
 from src.runtime import explain_out_of_memory, use_all_cpu_cores
 
 
+STDIN = "<stdin>"
+
+
 def read_texts(path: str) -> list[str]:
-    """One text per line from ``path`` (``-``: stdin); undecodable bytes are an error naming the line."""
-    if path == "-":
-        return sys.stdin.read().splitlines()
-    return read_lines(Path(path))  # as preprocess reads its files: missing, empty, bad bytes are errors
+    """One text per line from ``path`` (``-``: stdin). Stdin follows the rules of a file, by the same
+    reader (src.preprocess.split_lines): split on ``\\n`` only, UTF-8 or an error naming the line,
+    empty input is an error."""
+    if path != "-":
+        return read_lines(Path(path))  # as preprocess reads its files: missing, empty, bad bytes are errors
+    if sys.stdin is None:
+        raise DataError(f"{STDIN}: closed; pipe texts in, or give them as arguments or with --input FILE")
+    try:
+        data = sys.stdin.buffer.read()
+    except (OSError, ValueError) as exc:
+        raise DataError(f"{STDIN}: cannot be read ({exc}); give texts as arguments or with --input FILE") from None
+    if not data.strip():
+        raise DataError(f"{STDIN}: no input (it is empty); pipe texts in, one per line")
+    return split_lines(data, STDIN)
 
 
 def classify(trained: TrainedModel, texts: Sequence[str], batch_size: int = 128,
@@ -43,17 +57,18 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--model", required=True, help="a trained model directory: models/bert, models/lstm, "
                                                          "or a tune trial (models/tune/config_N)")
     parser.add_argument("--input", help="a file with one text per line (- for stdin)")
-    parser.add_argument("--batch-size", type=int, default=128)
-    parser.add_argument("--device", default="auto")
+    parser.add_argument("--batch-size", default="128")
+    parser.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
     args = parser.parse_args(argv)
     if bool(args.texts) == bool(args.input):
         parser.error("give texts as arguments or --input FILE (one of them)")
     use_all_cpu_cores()
     with pipeline_errors_exit():
+        batch_size, device = positive_int_option(args.batch_size, "--batch-size"), device_option(args.device)
         texts = read_texts(args.input) if args.input else args.texts
-        trained = load_model(args.model, args.device)
-        with explain_out_of_memory("--batch-size", args.batch_size):
-            results = list(classify(trained, texts, args.batch_size, args.device))
+        trained = load_model(args.model, device)
+        with explain_out_of_memory("--batch-size", batch_size):
+            results = list(classify(trained, texts, batch_size, device))
     for result in results:
         print(json.dumps(result, ensure_ascii=False))
 

@@ -41,7 +41,8 @@ def main(params: dict) -> None:
     seed_everything(cfg["seed"])
 
     vocab = Vocabulary.load(VOCAB_DIR / "vocab.json")
-    train, val = read_split(DATA_DIR / "train.jsonl"), read_split(DATA_DIR / "val.jsonl")
+    # labels must index data.label_names: processed data made with other names is an error naming the line
+    train, val = read_split(DATA_DIR / "train.jsonl", label_names), read_split(DATA_DIR / "val.jsonl", label_names)
     train_loader = make_loader(train.texts, train.labels, vocab, cfg["batch_size"], shuffle=True, seed=cfg["seed"])
     val_loader = make_loader(val.texts, val.labels, vocab, 256, shuffle=False)
 

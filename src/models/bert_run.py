@@ -23,8 +23,9 @@ def load_bert_data(params: dict, train_split: Split | None = None) -> BertData:
     resolve_device(params["bert"]["device"], key="bert.device")  # no GPU for `cuda`: fail before any work
     tokenizer = load_tokenizer(params["model_name"])
     tokenizer.model_max_length = params["max_length"]  # saved with the export, so inference truncates alike
-    train = train_split if train_split is not None else read_split(f"{PROCESSED_DIR}/train.jsonl")
-    val = read_split(f"{PROCESSED_DIR}/val.jsonl")
+    label_names = params["data"]["label_names"]  # every label must index it (an error naming the line)
+    train = train_split if train_split is not None else read_split(f"{PROCESSED_DIR}/train.jsonl", label_names)
+    val = read_split(f"{PROCESSED_DIR}/val.jsonl", label_names)
     return BertData(tokenizer, TokenizedTweets(train.texts, train.labels, tokenizer, params["max_length"]),
                     TokenizedTweets(val.texts, val.labels, tokenizer, params["max_length"]))
 
