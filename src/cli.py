@@ -27,9 +27,12 @@ def path_error_message(exc: OSError) -> str | None:
     path = Path(str(exc.filename))
     if path.name.startswith(".") and path.name.endswith(".tmp"):  # atomic_open's temp file: name the directory
         path = path.parent
+    if exc.errno in {errno.ENOTDIR, errno.EEXIST}:  # name the file that stands where a directory belongs
+        path = next((p for p in [path, *path.parents] if p.is_file()), path)
+        if path.is_file():
+            return f"{path}: a file is where a directory belongs"
     hint = {errno.EACCES: "check its permissions", errno.EPERM: "check its permissions",
-            errno.EROFS: "it is on a read-only file system", errno.EEXIST: "a file is where a directory belongs",
-            errno.ENOTDIR: "a file is where a directory belongs"}.get(exc.errno)
+            errno.EROFS: "it is on a read-only file system"}.get(exc.errno)
     return f"{path}: {exc.strerror}" + (f" ({hint})" if hint else "")
 
 

@@ -80,8 +80,8 @@ def parse_label(value: str, label_names: list[str], where: str) -> int:
     if _LABEL_ID.fullmatch(value) and int(value) < len(label_names):
         return int(value)
     raise DataError(
-        f"{where}: label {value!r} is not one of 0..{len(label_names) - 1} or {', '.join(label_names)} "
-        "(written exactly: no spaces, signs or leading zeros)"
+        f"{where}: label {value!r} is not one of 0..{len(label_names) - 1} ({', '.join(label_names)}); "
+        "a label is exactly an id in ASCII digits or a name: no spaces, signs or leading zeros"
     )
 
 
