@@ -150,3 +150,43 @@ def test_processed_split_round_trips(tmp_path):
     split = pp.Split(['quote " tab\\t emoji 😀', "plain"], [2, 0])
     pp.write_split(tmp_path / "s.jsonl", split)
     assert pp.read_split(tmp_path / "s.jsonl") == split
+
+
+# ---- the one label rule (issue 10): every reader goes through parse_label -----------------------------
+@pytest.mark.parametrize("token, expected", [("0", 0), ("2", 2), ("negative", 0), ("positive", 2)])
+def test_label_tokens_accepted(token, expected):
+    assert pp.parse_label(token, LABEL_NAMES, "f:1") == expected
+
+
+@pytest.mark.parametrize("token", ["1 ", " 1", "+2", "-0", "01", "1.0", "\uff11", "\u00b2", "Neutral", "neutral ",
+                                   "", "3", "1e0", "0x1"])
+def test_label_tokens_refused_the_same_way_in_every_reader(tmp_path, token):
+    with pytest.raises(DataError, match=r"^f:7: label .* is not one of 0..2 \(negative, neutral, positive\); "
+                                        r"a label is exactly an id in ASCII digits or a name"):
+        pp.parse_label(token, LABEL_NAMES, "f:7")
+    raw = _raw_dir(tmp_path)  # the TweetEval labels file
+    (raw / "val_labels.txt").write_text(f"0\n{token}\n")
+    with pytest.raises(DataError, match=r"val_labels.txt:2: label "):
+        pp.read_tweeteval(raw, LABEL_NAMES)
+    path = tmp_path / "own.csv"  # a CSV (the field quoted, so spaces are the label's own)
+    path.write_text(f'tweet,sentiment\nhi,2\nyo,"{token}"\n')
+    with pytest.raises(DataError, match=r"own.csv:3: label "):
+        pp.read_csv_dataset(path, CSV_PARAMS, LABEL_NAMES, seed=0)
+
+
+def test_processed_labels_must_index_label_names(tmp_path):
+    pp.write_split(tmp_path / "s.jsonl", pp.Split(["a", "b", "c"], [0, 2, 1]))
+    assert pp.read_split(tmp_path / "s.jsonl", LABEL_NAMES).labels == [0, 2, 1]
+    with pytest.raises(DataError, match=r"s.jsonl:2: label 2 is outside data.label_names \(2 names: negative, "
+                                        r"positive\); .* run `dvc repro preprocess`"):
+        pp.read_split(tmp_path / "s.jsonl", ["negative", "positive"])
+    (tmp_path / "t.jsonl").write_text('{"text": "a", "label": 1.5}\n{"text": "b", "label": true}\n')
+    with pytest.raises(DataError, match=r"t.jsonl:1: label 1.5 is not a label id"):
+        pp.read_split(tmp_path / "t.jsonl")
+
+
+def test_csv_row_widths_must_match_the_header(tmp_path):
+    path = tmp_path / "own.csv"
+    path.write_text('tweet,sentiment\n"a, quoted",2\n"spans\ntwo lines",1\nunquoted, comma,0\n')
+    with pytest.raises(DataError, match=r"own.csv:5: row has 3 fields but the header has 2"):
+        pp.read_csv_dataset(path, CSV_PARAMS, LABEL_NAMES, seed=0)
