@@ -46,8 +46,7 @@ from src.preprocess import Split, write_split
 from src.runtime import explain_out_of_memory
 from src.training.trainer import evaluate
 from stages import download_data, download_glove, preprocess, train_bert, train_lstm, tune
-from tests.fixtures import (GLOVE_HOST_PATH, TWEETEVAL_HOST_PATH, tiny_splits, write_mirror, write_tiny_bert,
-                            write_tweeteval)
+from tests.fixtures import GLOVE_HOST_PATH, tiny_splits, write_mirror, write_tiny_bert, write_tweeteval
 from tests.test_download import BODY, _Handler, server  # noqa: F401  (server: the HTTP fixture)
 from tests.test_train_lstm_stage import TINY_LSTM, workdir  # noqa: F401  (the fixture)
 from tests.test_training_integration import synthetic_split
@@ -427,17 +426,16 @@ CASES = {
                                    "--device = 'gpu': expected auto, cpu, cuda or cuda:N"),
     "evaluation_device_unknown": Case("evaluation", _model("lstm", argv_tail=("--device", "tpu"), cli="evaluation"),
                                       "--device = 'tpu': expected auto, cpu, cuda or cuda:N"),
-    "predict_stdin_closed": Case("predict", _model("lstm", argv_tail=("--input", "-"))
-                                 if False else None, "<stdin>: closed"),  # set below
-    "predict_stdin_empty": Case("predict", None, "<stdin>: no input (it is empty)"),
-    "predict_stdin_undecodable": Case("predict", None, "<stdin>:2: not valid UTF-8"),
+    # stdin (STDIN below says what it holds; None: closed)
+    "predict_stdin_closed": Case("predict", _model("lstm", argv_tail=("--input", "-")), "<stdin>: closed"),
+    "predict_stdin_empty": Case("predict", _model("lstm", argv_tail=("--input", "-")), "<stdin>: no input (it is empty)"),
+    "predict_stdin_undecodable": Case("predict", _model("lstm", argv_tail=("--input", "-")),
+                                      "<stdin>:2: not valid UTF-8"),
     "predict_input_undecodable": Case("predict", _model("lstm", argv_tail=("--input", "in.txt")),
                                       "in.txt:2: not valid UTF-8"),
     "predict_input_empty": Case("predict", _model("lstm", argv_tail=("--input", "empty.txt")), "empty.txt: file is empty"),
 }
 STDIN = {"predict_stdin_closed": None, "predict_stdin_empty": b"", "predict_stdin_undecodable": b"ok\n\xff\n"}
-for _name in STDIN:
-    CASES[_name].setup = _model("lstm", argv_tail=("--input", "-"))
 FILES = {"in.txt": b"fine\nbad \xff\n", "empty.txt": b"\n \n"}
 STAGES = {m.__name__.split(".")[-1]: m for m in (download_data, download_glove, preprocess, train_bert, train_lstm, tune)}
 CLIS = {"predict": predict_main, "evaluation": evaluation_main}

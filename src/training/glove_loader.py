@@ -32,7 +32,8 @@ class GloVeLoader:
         if text_path.is_file():
             return text_path
         url = glove.archive_url(corpus, self.base_url)
-        archive = download(url, self.cache_dir / Path(url).name, sha256=self.sha256)
+        archive = download(url, self.cache_dir / Path(url).name, sha256=self.sha256, within=self.cache_dir,
+                           reuse=True)  # other dimensions of the same archive are extracted without a download
         return glove.extract_member(archive, member, text_path)
 
     def load_glove_embeddings(self, path: str | os.PathLike, words: set[str] | None = None) -> tuple[dict, int]:
