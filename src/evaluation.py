@@ -91,7 +91,7 @@ def load_lstm(model_dir: str | os.PathLike, device: torch.device):
         model = LSTMClassifier(**config)
         model.load_state_dict(checkpoint["model_state_dict"])
     except (TypeError, ValueError, RuntimeError) as exc:
-        detail = " ".join(str(exc).split())[:300]
+        detail = " ".join(str(exc).split()).split(". ")[0][:300]  # the first mismatch says enough
         raise PipelineError(f"{model_dir / names['weights']} does not match {config_path} ({detail}): "
                             f"the directory is incomplete or mixed; {again}") from None
     return model.to(device).eval(), vocab, label_names

@@ -285,6 +285,16 @@ def read_split(path: str | os.PathLike, label_names: list[str] | None = None) ->
     return split
 
 
+def check_every_class_present(split: Split, label_names: list[str], path: str | os.PathLike) -> None:
+    """Training data must hold every class of ``data.label_names``: a name without examples means the
+    names and the data disagree (more names than the data has classes) or the data lacks a class."""
+    absent = [f"{i} ({name})" for i, name in enumerate(label_names) if i not in set(split.labels)]
+    if absent:
+        raise DataError(f"{path}: no examples of label {', '.join(absent)} of data.label_names "
+                        f"({len(label_names)} names); the processed data was made with other label names "
+                        "(run `dvc repro preprocess`) or lacks that class")
+
+
 def class_counts(split: Split, label_names: list[str]) -> dict[str, int]:
     counts = Counter(split.labels)
     return {name: counts.get(i, 0) for i, name in enumerate(label_names)}

@@ -3,6 +3,7 @@ from pathlib import Path
 
 from src.cli import run_stage
 from src.download import download
+from src.errors import PipelineError
 from src.paths import plain_file_name
 
 RAW_DIR = Path("data/raw")
@@ -12,6 +13,8 @@ def main(params: dict) -> None:
     data = params["data"]
     for name in data["sha256"]:
         plain_file_name(name, "data.sha256 key")
+        if name not in data["files"]:  # a pin that never applies would be silently ignored
+            raise PipelineError(f"data.sha256 key {name!r} is not in data.files ({', '.join(data['files'])})")
     for name in data["files"]:
         # the schema already refuses such names; checked again here, and download() refuses any
         # destination outside RAW_DIR, so no caller can write elsewhere

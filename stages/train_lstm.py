@@ -9,7 +9,7 @@ from src.cli import run_stage
 from src.errors import DataError
 from src.models.lstm_data import make_loader
 from src.models.lstm_model import LSTMClassifier
-from src.preprocess import read_split
+from src.preprocess import check_every_class_present, read_split
 from src.runtime import out_of_memory_names, seed_everything, use_all_cpu_cores
 from src.training import create_trainer
 from src.training.history import epoch_rows, seed_history
@@ -43,6 +43,7 @@ def main(params: dict) -> None:
     vocab = Vocabulary.load(VOCAB_DIR / "vocab.json")
     # labels must index data.label_names: processed data made with other names is an error naming the line
     train, val = read_split(DATA_DIR / "train.jsonl", label_names), read_split(DATA_DIR / "val.jsonl", label_names)
+    check_every_class_present(train, label_names, DATA_DIR / "train.jsonl")
     train_loader = make_loader(train.texts, train.labels, vocab, cfg["batch_size"], shuffle=True, seed=cfg["seed"])
     val_loader = make_loader(val.texts, val.labels, vocab, 256, shuffle=False)
 

@@ -304,6 +304,8 @@ CASES = {
                          "data.files.0 = 'a/b.txt': expected a plain file name"),
     "sha256_key_dotdot": Case("download_data", _params(**{"data.sha256": {"../x.txt": HEX}}),
                               "data.sha256 key '../x.txt': expected a plain file name"),
+    "sha256_key_not_a_file": Case("download_data", _params(**{"data.sha256": {"train.txt": HEX}}),
+                                  "data.sha256 key 'train.txt' is not in data.files (train_text.txt, "),
     "input_absolute": Case("preprocess", _params(**{"data.input": "/etc"}),
                            "data.input = '/etc': expected a relative path inside the repository"),
     "input_dotdot": Case("preprocess", _params(**{"data.input": "data/../../raw"}),
@@ -385,6 +387,10 @@ CASES = {
     # -- train_lstm: data.label_names does not match the processed data; an output that cannot be written
     "lstm_labels_fewer_than_data": Case("train_lstm", _lstm_labels(["negative", "positive"]),
                                         "data/processed/train.jsonl:", ("models/lstm", "metrics", "plots")),
+    "lstm_labels_more_than_data": Case("train_lstm", _lstm_labels(["negative", "neutral", "positive", "mixed"]),
+                                       "data/processed/train.jsonl: no examples of label 3 (mixed) of "
+                                       "data.label_names (4 names)",
+                                       ("models/lstm", "metrics", "plots")),
     "lstm_model_dir_is_a_file": Case("train_lstm", _in_the_way("models/lstm"),
                                      "error: models/lstm: a file is where a directory belongs",
                                      ("models/lstm", "metrics", "plots")),
