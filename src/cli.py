@@ -4,10 +4,11 @@ from __future__ import annotations
 import contextlib
 import errno
 import logging
+import os
 import signal
 import sys
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable, Iterable, Iterator
 
 from src.errors import PipelineError
 from src.interrupts import install_interrupt_handlers
@@ -53,6 +54,21 @@ def pipeline_errors_exit() -> Iterator[None]:
             raise
         print(f"error: {message}", file=sys.stderr)
         sys.exit(1)
+
+
+def print_lines(lines: Iterable[str]) -> None:
+    """Write a CLI's results to stdout. A closed stdout or a reader that went away (broken pipe) is a
+    PipelineError, so results are never lost silently nor end in a traceback."""
+    if sys.stdout is None:
+        raise PipelineError("<stdout>: closed; nothing was written (redirect it to a file instead)")
+    try:
+        for line in lines:
+            sys.stdout.write(line + "\n")
+        sys.stdout.flush()
+    except BrokenPipeError:
+        # Python flushes stdout again at exit: point it at /dev/null so that flush cannot fail too
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        raise PipelineError("<stdout>: the reader closed it (broken pipe); not every result was written") from None
 
 
 def positive_int_option(value: str, option: str) -> int:

@@ -20,7 +20,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from src.cli import device_option, pipeline_errors_exit, positive_int_option
+from src.cli import device_option, pipeline_errors_exit, positive_int_option, print_lines
 from src.errors import PipelineError
 from src.metrics import detailed_metrics
 from src.paths import plain_file_name
@@ -196,7 +196,7 @@ def main(argv: list[str] | None = None) -> None:
         batch_size, device = positive_int_option(args.batch_size, "--batch-size"), device_option(args.device)
         with explain_out_of_memory("--batch-size", batch_size):
             scores = score_split(args.model_dir, Path(args.data_dir) / f"{args.split}.jsonl", batch_size, device)
-    print(json.dumps(scores, indent=2))
+        print_lines([json.dumps(scores, indent=2)])
 
 
 if __name__ == "__main__":

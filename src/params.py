@@ -24,18 +24,23 @@ from src.params_schema import PARAMS_SCHEMA
 DEFAULT_PARAMS_PATH = Path("params.yaml")
 
 
-def _plain(value: Any, _seen: tuple[int, ...] = ()) -> Any:
+def _plain(value: Any, _seen: tuple[int, ...] = (), _done: dict | None = None) -> Any:
     """ruamel's safe loader already yields dict/list/str/int/float/bool/None; copy to plain types.
 
-    A recursive alias (``&a [*a]``) is an error rather than endless recursion."""
-    if isinstance(value, (dict, list)):
-        if id(value) in _seen:
-            raise ParamsError("a YAML alias refers to itself (a recursive structure)")
+    A recursive alias (``&a [*a]``) is an error rather than endless recursion; a node reached through
+    many aliases is converted once and shared (a "billion laughs" file stays small in memory)."""
+    if not isinstance(value, (dict, list)):
+        return value
+    done = {} if _done is None else _done
+    if id(value) in _seen:
+        raise ParamsError("a YAML alias refers to itself (a recursive structure)")
+    if id(value) not in done:
         seen = (*_seen, id(value))
         if isinstance(value, dict):
-            return {str(k): _plain(v, seen) for k, v in value.items()}
-        return [_plain(v, seen) for v in value]
-    return value
+            done[id(value)] = {str(k): _plain(v, seen, done) for k, v in value.items()}
+        else:
+            done[id(value)] = [_plain(v, seen, done) for v in value]
+    return done[id(value)]
 
 
 def _is_integer(checker, instance) -> bool:

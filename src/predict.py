@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 from typing import Iterator, Sequence
 
-from src.cli import device_option, pipeline_errors_exit, positive_int_option
+from src.cli import device_option, pipeline_errors_exit, positive_int_option, print_lines
 from src.evaluation import TrainedModel, load_model, predict_proba
 from src.errors import DataError
 from src.preprocess import normalize_tweet, read_lines, split_lines
@@ -69,8 +69,7 @@ def main(argv: list[str] | None = None) -> None:
         trained = load_model(args.model, device)
         with explain_out_of_memory("--batch-size", batch_size):
             results = list(classify(trained, texts, batch_size, device))
-    for result in results:
-        print(json.dumps(result, ensure_ascii=False))
+        print_lines(json.dumps(result, ensure_ascii=False) for result in results)
 
 
 if __name__ == "__main__":

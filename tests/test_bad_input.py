@@ -514,6 +514,23 @@ def test_predict_with_stdin_closed_in_a_real_process(tmp_path):
     assert_clean_failure(result, "<stdin>: closed")
 
 
+@pytest.mark.parametrize("stdout", ["closed", "broken_pipe"])
+def test_predict_with_stdout_closed_or_broken_in_a_real_process(trained_dirs, stdout):
+    """The results cannot be written: one error line, exit 1, not a silent exit 0 or a traceback."""
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # a reader that went away: writing raises EPIPE
+    try:
+        result = subprocess.run(
+            [sys.executable, "-m", "src.predict", "--model", "models/lstm", "a tweet", "another"], cwd=trained_dirs,
+            stdout=write_end if stdout == "broken_pipe" else None, stderr=subprocess.PIPE, text=True,
+            preexec_fn=(lambda: os.close(1)) if stdout == "closed" else None,
+            env={**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)},
+        )
+    finally:
+        os.close(write_end)
+    assert_clean_failure(result, "<stdout>: closed" if stdout == "closed" else "<stdout>: the reader closed it")
+
+
 def test_an_unwritable_output_names_the_path(workdir, monkeypatch, capsys):  # noqa: F811
     """Permission denied / a read-only file system (root in CI ignores chmod, so the OS error is raised
     where atomic_open makes its temp file) is one line naming the directory, from run_stage's shared exit."""
