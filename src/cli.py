@@ -89,7 +89,10 @@ def device_option(value: str, option: str = "--device"):
             raise RuntimeError(value)
     except RuntimeError:
         raise PipelineError(f"{option} = {value!r}: expected auto, cpu, cuda or cuda:N") from None
-    return resolve_device(value, key=option)
+    device = resolve_device(value, key=option)
+    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        raise PipelineError(f"{option} = {value!r}: this machine has {torch.cuda.device_count()} GPU(s)")
+    return device
 
 
 def run_stage(main: Callable[[dict], None], params_path: str = "params.yaml") -> None:
