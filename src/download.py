@@ -8,7 +8,6 @@ run resumes it once space is freed; a partial mirror copy is removed (copying st
 """
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import shutil
@@ -20,6 +19,7 @@ import requests
 from tqdm import tqdm
 
 from src.atomic import full_disk_reported
+from src.checksum import sha256_of  # noqa: F401  (also src.download.sha256_of, as before)
 from src.errors import DownloadError
 
 log = logging.getLogger(__name__)
@@ -29,14 +29,6 @@ MIRROR_ENV = "SENTIMENT_MIRROR"
 CHUNK_SIZE = 1 << 14
 # Status codes worth another try; any other 4xx is final (a wrong URL does not get better).
 RETRYABLE_STATUS = {408, 425, 429, 500, 502, 503, 504}
-
-
-def sha256_of(path: str | os.PathLike) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def mirror_path(url: str, mirror: str | os.PathLike | None = None) -> Path | None:
