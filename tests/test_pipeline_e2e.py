@@ -192,6 +192,11 @@ def test_review_round_trip(project, tmp_path):
         assert image.read_bytes()[:8] == PNG_SIGNATURE
         assert imread(image).shape[:2] >= (300, 600)   # matplotlib decodes it: a real, whole image
 
+    _run(dvc + ["plots", "show", "-o", "plots_html"], clone, env)
+    html = (clone / "plots_html/index.html").read_text()
+    for plot in ("plots/confusion/bert.csv", "plots/confusion/lstm.csv", "train_bert_loss", "train_lstm_val_scores"):
+        assert plot in html, plot
+
     # the experiment reaches someone else without training: exp push (git ref + outputs), exp pull, apply
     _run(dvc + ["exp", "push", "origin", "lr-3e-5"], clone, env)
     env = {**env, "PYTHONPATH": str(work)}
