@@ -5,9 +5,10 @@
 writes ``OUT/report.md`` (what the CI job posts on the pull request with ``cml comment create``)
 and, beside it, ``curves_<model>.png`` and ``confusion_<model>.png`` for every model whose plot
 data changed: base dashed or on the left, workspace solid or on the right. The diffs come from
-DVC itself (``dvc params diff --json``, ``dvc metrics diff --all --json``); the base revision's plot
-data is read with ``dvc.api.read``, so it works whether git or DVC tracks the file. Rendering is
-matplotlib's Agg backend: offline, no browser.
+DVC itself (``Repo.params.diff`` and ``Repo.metrics.diff``, what ``dvc params diff`` and ``dvc
+metrics diff --all`` print); the base revision's plot data is read through DVC's filesystem at that
+revision, so it works whether git or DVC tracks the file. Rendering is matplotlib's Agg backend:
+offline, no browser.
 """
 from __future__ import annotations
 
@@ -33,15 +34,6 @@ QUALITY = (("test", "macro_recall", "test macro-recall"), ("test", "f1_pn", "tes
 GENERATED = ("report.md", "curves_*.png", "confusion_*.png")
 
 
-def dvc_json(*args: str) -> dict:
-    """``dvc <args> --json``, parsed; a failure is a PipelineError with DVC's own message."""
-    result = subprocess.run([sys.executable, "-m", "dvc", *args, "--json"], capture_output=True, text=True)
-    if result.returncode != 0:
-        message = (result.stderr.strip() or result.stdout.strip()).splitlines()
-        raise PipelineError(f"dvc {' '.join(args)} failed: {message[-1] if message else 'no output'}")
-    return json.loads(result.stdout or "{}")
-
-
 def resolve_rev(rev: str) -> str:
     result = subprocess.run(["git", "rev-parse", "--verify", "--quiet", f"{rev}^{{commit}}"], capture_output=True,
                             text=True)
@@ -50,16 +42,41 @@ def resolve_rev(rev: str) -> str:
     return result.stdout.strip()
 
 
-def read_at(path: str, rev: str | None) -> str | None:
-    """A file's text at git revision ``rev`` (git- or DVC-tracked; None when absent), or in the workspace."""
-    if rev is None:
-        return Path(path).read_text(encoding="utf-8") if Path(path).is_file() else None
-    import dvc.api
+def dvc_diffs(rev: str) -> tuple[dict, dict]:
+    """(params diff, metrics diff with unchanged rows) of the workspace against ``rev``, as DVC computes them."""
+    from dvc.repo import Repo
 
-    try:
-        return dvc.api.read(path, repo=".", rev=rev, mode="r", encoding="utf-8")
-    except Exception:  # dvc raises several types for "not at this revision" (PathMissingError, FileNotFoundError)
-        return None
+    with Repo(".") as repo:
+        params = repo.params.diff(a_rev=rev)
+        metrics = repo.metrics.diff(a_rev=rev, all=True)
+    failed = [f"{r}: {e}" for result in (params, metrics) for r, e in result.get("errors", {}).items() if e]
+    if failed:
+        print(f"warning: DVC could not read some params or metrics ({'; '.join(failed)})", file=sys.stderr)
+    return params.get("diff", {}), metrics.get("diff", {})
+
+
+class Revision:
+    """Files as they are at a git revision (git- or DVC-tracked), or in the workspace when ``rev`` is None."""
+
+    def __init__(self, rev: str | None):
+        self.rev, self._repo = rev, None
+
+    def read(self, path: str) -> str | None:
+        if self.rev is None:
+            return Path(path).read_text(encoding="utf-8") if Path(path).is_file() else None
+        if self._repo is None:
+            from dvc.repo import Repo
+
+            self._repo = Repo.open(".", rev=self.rev, subrepos=True, uninitialized=True)
+        try:
+            with self._repo.dvcfs.open(path, mode="r", encoding="utf-8") as handle:
+                return handle.read()
+        except OSError:   # not at that revision (FileNotFoundError), or its DVC cache is not here
+            return None
+
+    def close(self) -> None:
+        if self._repo is not None:
+            self._repo.close()
 
 
 def _number(value) -> str:
@@ -167,8 +184,7 @@ def label_names() -> list[str]:
 
 def write_report(base: str, out: Path) -> Path:
     commit = resolve_rev(base)
-    params_diff = dvc_json("params", "diff", base)
-    metrics_diff = dvc_json("metrics", "diff", base, "--all")
+    params_diff, metrics_diff = dvc_diffs(commit)
     out.mkdir(parents=True, exist_ok=True)
     for pattern in GENERATED:  # nothing from an earlier report may pass for this one's
         for stale in out.glob(pattern):
@@ -178,17 +194,18 @@ def write_report(base: str, out: Path) -> Path:
     lines = [f"# Review: `{base}` ({commit[:7]}) against the workspace", "",
              "## Params changed", "", params_table(params_diff)]
     unchanged = []
+    old_files, new_files = Revision(commit), Revision(None)
     for model in MODELS:
         table, changed = metrics_table(model, metrics_diff)
         images = []
         curves = CURVES.get(model)
         if curves:
-            old, new = read_at(curves, commit), read_at(curves, None)
+            old, new = old_files.read(curves), new_files.read(curves)
             if new is not None and old != new:
                 plot_curves(model, json.loads(old) if old else None, json.loads(new), out / f"curves_{model}.png", base)
                 images.append(f"![{model}: training curves, {base} dashed, workspace solid](curves_{model}.png)")
         confusion = CONFUSION.format(model=model)
-        old, new = read_at(confusion, commit), read_at(confusion, None)
+        old, new = old_files.read(confusion), new_files.read(confusion)
         if new is not None and old != new:
             plot_confusion(model, old, new, out / f"confusion_{model}.png", labels, base)
             images.append(f"![{model}: test confusion matrix, {base} left, workspace right](confusion_{model}.png)")
@@ -199,6 +216,7 @@ def write_report(base: str, out: Path) -> Path:
         lines += [f"## {model}: {'changed' if changed or images else 'unchanged'}", "", table, *images]
         if images:
             lines.append("")
+    old_files.close()
     if unchanged:
         lines.append(f"Not re-trained or re-scored (same figures as `{base}`): {', '.join(unchanged)}.")
     report = out / "report.md"
