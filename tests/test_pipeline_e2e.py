@@ -179,9 +179,17 @@ def test_review_round_trip(project, tmp_path):
         assert image.read_bytes()[:8] == PNG_SIGNATURE
         assert imread(image).shape[:2] >= (300, 600)   # matplotlib decodes it: a real, whole image
 
-    # the experiment reaches someone else without training: exp push (git ref + outputs), exp pull, apply
+    # the experiment reaches someone else without training: exp push (git ref + outputs), exp pull, apply.
+    # `dvc exp push/pull` read the remote's URL from the experiment's commit and resolve a relative one
+    # against that revision's root, not the clone (DVC issue 10054): each side names it absolutely,
+    # in .dvc/config.local, as the README says
+    remote = str(tmp_path / "dvc-remote")
+    before = {p for p in Path(remote).rglob("*") if p.is_file()}
+    _run(dvc + ["remote", "modify", "--local", "storage", "url", remote], clone, env)
     _run(dvc + ["exp", "push", "origin", "lr-3e-5"], clone, env)
+    assert {p for p in Path(remote).rglob("*") if p.is_file()} - before   # the new model went to ../dvc-remote
     env = {**env, "PYTHONPATH": str(work)}
+    _run(dvc + ["remote", "modify", "--local", "storage", "url", remote], work, env)
     _run(dvc + ["exp", "pull", "origin", "lr-3e-5"], work, env)
     _run(dvc + ["exp", "apply", "lr-3e-5"], work, env)
     status = _run(dvc + ["status"], work, env)
