@@ -127,18 +127,21 @@ def _figure(ncols: int, width: float = 5.0):
 
 
 def plot_curves(model: str, base: list[dict] | None, new: list[dict] | None, path: Path, base_name: str) -> None:
-    """Loss and validation scores per epoch: base dashed, workspace solid."""
+    """Loss and validation scores per epoch: base dashed with crosses, workspace solid with dots."""
     plt, fig, axes = _figure(2)
     panels = ((axes[0][0], "loss", ("train_loss", "val_loss")),
               (axes[0][1], "validation", ("val_macro_recall", "val_accuracy", "val_macro_f1")))
     for ax, title, series in panels:
         for color, name in zip(("tab:blue", "tab:orange", "tab:green"), series):
-            for rows, style, label in ((base, "--", base_name), (new, "-", "workspace")):
-                if rows:
-                    ax.plot([r["epoch"] for r in rows], [r[name] for r in rows], style, color=color, marker="o",
-                            markersize=3, label=f"{name} ({label})")
+            for rows, style, marker, label in ((base, "--", "x", base_name), (new, "-", "o", "workspace")):
+                if rows:   # markers tell base from workspace when a run has a single epoch
+                    ax.plot([r["epoch"] for r in rows], [r[name] for r in rows], style, color=color, marker=marker,
+                            markersize=4, label=f"{name} ({label})")
         ax.set_title(f"{model}: {title}")
         ax.set_xlabel("epoch")
+        last = max(r["epoch"] for rows in (base, new) if rows for r in rows)
+        ax.set_xlim(0.5, last + 0.5)
+        ax.set_xticks(range(1, last + 1, max(1, last // 10)))   # whole epochs
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
     fig.tight_layout()
@@ -203,7 +206,8 @@ def write_report(base: str, out: Path) -> Path:
             old, new = old_files.read(curves), new_files.read(curves)
             if new is not None and old != new:
                 plot_curves(model, json.loads(old) if old else None, json.loads(new), out / f"curves_{model}.png", base)
-                images.append(f"![{model}: training curves, {base} dashed, workspace solid](curves_{model}.png)")
+                images.append(f"![{model}: training curves, {base} dashed with crosses, workspace solid with dots]"
+                              f"(curves_{model}.png)")
         confusion = CONFUSION.format(model=model)
         old, new = old_files.read(confusion), new_files.read(confusion)
         if new is not None and old != new:
