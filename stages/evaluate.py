@@ -1,4 +1,4 @@
-"""evaluate: one model on the test split -> metrics/<model>/test.json, predictions/<model>/, plots/confusion/<model>.csv.
+"""evaluate: one model on test -> metrics/<model>/test.json, predictions/<model>/, plots/confusion/<model>.csv.
 
     python -m stages.evaluate bert        # bert | lstm | tune_best | majority
 
@@ -57,7 +57,8 @@ def model_dir(name: str) -> Path:
         try:
             best = json.loads(results.read_text(encoding="utf-8"))["best_trial"]
         except (OSError, ValueError, KeyError) as exc:
-            raise PipelineError(f"{results}: no best_trial ({type(exc).__name__}: {exc}); run `dvc repro tune`") from None
+            raise PipelineError(f"{results}: no best_trial ({type(exc).__name__}: {exc}); "
+                                "run `dvc repro tune`") from None
         directory = directory / f"config_{best}"
     return directory
 
@@ -65,7 +66,8 @@ def model_dir(name: str) -> Path:
 def majority_baseline(train_labels: list[int], test_labels: list[int], label_names: list[str]) -> dict:
     """Always the most frequent class in train: the floor every model must clear."""
     majority = Counter(train_labels).most_common(1)[0][0]
-    return {"predicts": label_names[majority], **detailed_metrics(test_labels, [majority] * len(test_labels), label_names)}
+    predictions = [majority] * len(test_labels)
+    return {"predicts": label_names[majority], **detailed_metrics(test_labels, predictions, label_names)}
 
 
 def write_outputs(name: str, report: dict, predictions: list[int], labels: list[int], label_names: list[str],
