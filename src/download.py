@@ -14,7 +14,6 @@ run resumes it once space is freed; a partial mirror copy is removed (copying st
 """
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import shutil
@@ -27,6 +26,7 @@ import requests
 from tqdm import tqdm
 
 from src.atomic import atomic_open, full_disk_reported
+from src.checksum import sha256_of  # noqa: F401  (also src.download.sha256_of, as before)
 from src.errors import DownloadError, PipelineError
 from src.paths import ensure_inside
 
@@ -37,14 +37,6 @@ MIRROR_ENV = "SENTIMENT_MIRROR"
 CHUNK_SIZE = 1 << 14
 # Status codes worth another try; any other 4xx is final (a wrong URL does not get better).
 RETRYABLE_STATUS = {408, 425, 429, 500, 502, 503, 504}
-
-
-def sha256_of(path: str | os.PathLike) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _url_segments(url: str) -> list[str]:

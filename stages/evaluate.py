@@ -1,71 +1,118 @@
-"""evaluate: every trained model on the test split -> metrics/evaluate.json, predictions/, plots/confusion/.
+"""evaluate: one model on test -> metrics/<model>/test.json, predictions/<model>/, plots/confusion/<model>.csv.
 
-Only scoring happens here: the models were selected on validation by train_bert, train_lstm and tune.
+    python -m stages.evaluate bert        # bert | lstm | tune_best | majority
+
+dvc.yaml runs it once per model (``evaluate@bert`` ...), each stage reading only its own model, so an
+experiment that re-trains BERT re-scores BERT alone and the other models' rows in `dvc metrics diff`
+do not move. Only scoring happens here: the models were selected on validation by train_bert,
+train_lstm and tune. ``majority`` (always the most frequent train class) is the floor every model
+must clear. Inference speed goes to predictions/<model>/inference.json, not to the metrics: timing
+is noise in a review's diff.
 """
+import argparse
 import json
+import shutil
+import sys
 from collections import Counter
 from pathlib import Path
 
 from src.atomic import atomic_open, write_json
 from src.cli import run_stage
-from src.errors import DataError
+from src.errors import DataError, PipelineError
 from src.evaluation import load_model, score_texts
 from src.metrics import detailed_metrics
 from src.preprocess import read_split
-from src.runtime import out_of_memory_names, use_all_cpu_cores
+from src.runtime import explain_out_of_memory, use_all_cpu_cores
 
 DATA_DIR = Path("data/processed")
-TUNE_DIR = Path("models/tune")
-METRICS_PATH = Path("metrics/evaluate.json")
-PREDICTIONS_DIR = Path("predictions")     # TweetEval's format: one label id per line, in test order
-CONFUSION_DIR = Path("plots/confusion")   # actual,predicted per test tweet: DVC's confusion template
+MODEL_DIRS = {"bert": Path("models/bert"), "lstm": Path("models/lstm"), "tune_best": Path("models/tune")}
+MODELS = (*MODEL_DIRS, "majority")
+METRICS_DIR = Path("metrics")             # <model>/test.json: the same keys for every model
+PREDICTIONS_DIR = Path("predictions")     # <model>/test.txt: TweetEval's format, one label id per line in test order
+CONFUSION_DIR = Path("plots/confusion")   # <model>.csv: actual,predicted per test tweet (DVC's confusion template)
 
 
-def trained_models() -> dict[str, Path]:
-    """The model directories to score, by the name they get in the metrics."""
-    models = {"bert": Path("models/bert"), "lstm": Path("models/lstm")}
-    results = TUNE_DIR / "tuning_results.json"
-    if results.is_file():  # tune's best trial, exported like train_bert's model
-        models["tune_best"] = TUNE_DIR / f"config_{json.loads(results.read_text())['best_trial']}"
-    return models
+def outputs(name: str) -> dict[str, Path]:
+    return {"metrics": METRICS_DIR / name / "test.json", "predictions": PREDICTIONS_DIR / name,
+            "confusion": CONFUSION_DIR / f"{name}.csv"}
+
+
+def remove_outputs(name: str) -> None:
+    """A failed run must not leave the previous run's files looking current (dvc repro removes them too)."""
+    for path in outputs(name).values():
+        if path.is_dir():
+            shutil.rmtree(path)
+        else:
+            path.unlink(missing_ok=True)
+
+
+def model_dir(name: str) -> Path:
+    """The trained model to score; tune's is its best trial, exported like train_bert's model."""
+    directory = MODEL_DIRS[name]
+    stage = "tune" if name == "tune_best" else f"train_{name}"
+    if not directory.is_dir():
+        raise PipelineError(f"{directory}: not found (run `dvc repro {stage}` or `dvc pull {stage}` first)")
+    if name == "tune_best":
+        results = directory / "tuning_results.json"
+        try:
+            best = json.loads(results.read_text(encoding="utf-8"))["best_trial"]
+        except (OSError, ValueError, KeyError) as exc:
+            raise PipelineError(f"{results}: no best_trial ({type(exc).__name__}: {exc}); "
+                                "run `dvc repro tune`") from None
+        directory = directory / f"config_{best}"
+    return directory
 
 
 def majority_baseline(train_labels: list[int], test_labels: list[int], label_names: list[str]) -> dict:
     """Always the most frequent class in train: the floor every model must clear."""
     majority = Counter(train_labels).most_common(1)[0][0]
-    return {"predicts": label_names[majority], **detailed_metrics(test_labels, [majority] * len(test_labels), label_names)}
+    predictions = [majority] * len(test_labels)
+    return {"predicts": label_names[majority], **detailed_metrics(test_labels, predictions, label_names)}
 
 
-def write_predictions(name: str, predictions: list[int], labels: list[int], label_names: list[str]) -> None:
-    with atomic_open(PREDICTIONS_DIR / f"{name}.txt") as handle:
+def write_outputs(name: str, report: dict, predictions: list[int], labels: list[int], label_names: list[str],
+                  inference: dict | None = None) -> None:
+    paths = outputs(name)
+    write_json(paths["metrics"], report)
+    with atomic_open(paths["predictions"] / "test.txt") as handle:
         handle.writelines(f"{label}\n" for label in predictions)
-    with atomic_open(CONFUSION_DIR / f"{name}.csv") as handle:
+    if inference is not None:
+        write_json(paths["predictions"] / "inference.json", inference)
+    with atomic_open(paths["confusion"]) as handle:
         handle.write("actual,predicted\n")
         handle.writelines(f"{label_names[a]},{label_names[p]}\n" for a, p in zip(labels, predictions))
 
 
-@out_of_memory_names(("evaluate.batch_size",))
-def main(params: dict) -> None:
+def main(params: dict, name: str) -> None:
     use_all_cpu_cores()
+    remove_outputs(name)
     cfg, label_names = params["evaluate"], params["data"]["label_names"]
     test = read_split(DATA_DIR / "test.jsonl")
-    train = read_split(DATA_DIR / "train.jsonl")
-    results = {"majority_baseline": {"test": majority_baseline(train.labels, test.labels, label_names)}}
-    for name, model_dir in trained_models().items():
-        if not model_dir.is_dir():
-            print(f"evaluate: {model_dir} not found, {name} skipped")
-            continue
-        trained = load_model(model_dir, cfg["device"])
-        if trained.label_names != label_names:
-            raise DataError(f"{model_dir}: trained for labels {trained.label_names}, data.label_names is {label_names}")
+    if name == "majority":
+        report = majority_baseline(read_split(DATA_DIR / "train.jsonl").labels, test.labels, label_names)
+        predicts = report.pop("predicts")
+        write_outputs(name, report, [label_names.index(predicts)] * len(test.labels), test.labels, label_names)
+        print(f"evaluate: majority (always {predicts}): test macro_recall {report['macro_recall']:.4f}  "
+              f"accuracy {report['accuracy']:.4f}")
+        return
+    directory = model_dir(name)
+    trained = load_model(directory, cfg["device"])
+    if trained.label_names != label_names:
+        raise DataError(f"{directory}: trained for labels {trained.label_names}, data.label_names is {label_names}")
+    with explain_out_of_memory("evaluate.batch_size", cfg["batch_size"]):
         report, predictions = score_texts(trained, test.texts, test.labels, cfg["batch_size"], cfg["device"])
-        inference = report.pop("inference")
-        results[name] = {"test": report, "inference": inference}
-        write_predictions(name, predictions, test.labels, label_names)
-        print(f"evaluate: {name}: test macro_recall {report['macro_recall']:.4f}  accuracy {report['accuracy']:.4f}  "
-              f"macro_f1 {report['macro_f1']:.4f}  {inference['tweets_per_s']:.0f} tweets/s on {inference['device']}")
-    write_json(METRICS_PATH, results)
+    inference = report.pop("inference")
+    write_outputs(name, report, predictions, test.labels, label_names, inference)
+    print(f"evaluate: {name}: test macro_recall {report['macro_recall']:.4f}  accuracy {report['accuracy']:.4f}  "
+          f"macro_f1 {report['macro_f1']:.4f}  {inference['tweets_per_s']:.0f} tweets/s on {inference['device']}")
+
+
+def parse_model(argv: list[str]) -> str:
+    parser = argparse.ArgumentParser(prog="python -m stages.evaluate", description=__doc__.splitlines()[0])
+    parser.add_argument("model", choices=MODELS)
+    return parser.parse_args(argv).model
 
 
 if __name__ == "__main__":
-    run_stage(main)
+    model = parse_model(sys.argv[1:])
+    run_stage(lambda params: main(params, model))

@@ -1,4 +1,4 @@
-"""train_bert: fine-tune model_name with the top-level hyperparameters -> models/bert/, metrics/train_bert.json,
+"""train_bert: fine-tune model_name with the top-level hyperparameters -> models/bert/, metrics/bert/train.json,
 plots/train_bert.json (per-epoch curves)."""
 from pathlib import Path
 
@@ -7,11 +7,11 @@ from src.cli import run_stage
 from src.models.bert_run import load_bert_data, make_loaders, run_options
 from src.runtime import out_of_memory_names, use_all_cpu_cores
 from src.models.training import train_model
-from src.training.history import epoch_rows
+from src.training.history import best_epoch_metrics, epoch_rows
 from src.training.resume import run_fingerprint, source_files
 
 MODEL_DIR = Path("models/bert")
-METRICS_PATH = Path("metrics/train_bert.json")
+METRICS_PATH = Path("metrics/bert/train.json")  # the same keys as metrics/lstm/train.json
 PLOTS_PATH = Path("plots/train_bert.json")
 # what shapes training, as listed for this stage in dvc.yaml
 TRAINING_PARAMS = ("model_name", "num_epochs", "learning_rate", "batch_size", "weight_decay", "warmup_ratio",
@@ -27,21 +27,14 @@ def main(params: dict) -> None:
     training_params = {**{key: params[key] for key in TRAINING_PARAMS},
                        "data": {"label_names": params["data"]["label_names"]}}
     # MODEL_DIR is a persisted DVC output: a rerun after a kill resumes from its checkpoints
-    _, history = train_model(
+    model, history = train_model(
         train_loader, val_loader, MODEL_DIR, params["num_epochs"], params["learning_rate"], params["weight_decay"],
         params["warmup_ratio"], params["bert"]["device"], num_classes=len(params["data"]["label_names"]),
         dropout_prob=params["dropout_prob"], seed=params["seed"], label_names=params["data"]["label_names"],
         resume=True, fingerprint=run_fingerprint(training_params, INPUTS, source_files(__file__)),
         **run_options(params, data),
     )
-    best = history["best_epoch"] - 1
-    write_json(METRICS_PATH, {
-        "best_epoch": history["best_epoch"],
-        "val": {key: history[f"val_{key}"][best] for key in ("loss", "accuracy", "macro_recall", "macro_f1")},
-        "train_time_s": round(history["total_time"], 1),
-        # epoch times include the validation pass after each epoch
-        "samples_per_s_with_validation": round(len(data.train) * len(history["train_loss"]) / history["total_time"], 1),
-    })
+    write_json(METRICS_PATH, best_epoch_metrics(history, model))
     write_json(PLOTS_PATH, epoch_rows(history))
 
 

@@ -12,14 +12,14 @@ from src.models.lstm_model import LSTMClassifier
 from src.preprocess import check_every_class_present, read_split
 from src.runtime import out_of_memory_names, seed_everything, use_all_cpu_cores
 from src.training import create_trainer
-from src.training.history import epoch_rows, seed_history
+from src.training.history import best_epoch_metrics, epoch_rows, seed_history
 from src.training.resume import run_fingerprint, source_files
 from src.vocab import Vocabulary
 
 DATA_DIR = Path("data/processed")
 VOCAB_DIR = Path("data/vocab")
 MODEL_DIR = Path("models/lstm")
-METRICS_PATH = Path("metrics/train_lstm.json")
+METRICS_PATH = Path("metrics/lstm/train.json")  # the same keys as metrics/bert/train.json
 PLOTS_PATH = Path("plots/train_lstm.json")
 MONITOR = "val_macro_recall"  # TweetEval's official metric picks the best epoch
 
@@ -69,29 +69,12 @@ def main(params: dict) -> None:
     # resume() clears them instead when params, data or code changed or that run finished.
     trainer.resume()
     history = trainer.train(cfg["epochs"], early_stopping_patience=cfg["early_stopping_patience"])
-    summary = trainer.get_training_summary()
 
-    best = trainer.best_epoch - 1
     write_json(MODEL_DIR / "model_config.json", {**model.config, "label_names": label_names, "vocab": "vocab.json",
                                                     "weights": "best_model.pt"})
     vocab.save(MODEL_DIR / "vocab.json")  # the model directory is self-contained for evaluation
     write_json(MODEL_DIR / "training_history.json", history)
-    write_json(METRICS_PATH, {
-        "best_epoch": trainer.best_epoch,
-        "epochs_completed": trainer.epoch,
-        "monitor": MONITOR,
-        "val_loss": history["val_losses"][best],
-        "val_accuracy": history["val_accuracies"][best],
-        "val_macro_recall": history["val_macro_recalls"][best],
-        "val_macro_f1": history["val_macro_f1s"][best],
-        "seconds_per_epoch": round(summary["timing"]["mean_epoch_time"], 2),
-        # the median shrugs off an epoch slowed by other work on a shared CPU
-        "seconds_per_epoch_median": round(float(np.median(history["epoch_times"])), 2),
-        "total_time": round(history["total_time"], 2),
-        "total_parameters": summary["model_info"]["total_parameters"],
-        "trainable_parameters": summary["model_info"]["trainable_parameters"],
-        "use_glove": cfg["use_glove"],
-    })
+    write_json(METRICS_PATH, best_epoch_metrics(seed_history(history), model))
     write_json(PLOTS_PATH, epoch_rows(seed_history(history)))
 
 

@@ -1,5 +1,6 @@
-"""The test report, the evaluate stage's pieces and `python -m src.predict` on tiny trained models."""
+"""The test report, the evaluate stage and `python -m src.predict` on tiny trained models."""
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -14,7 +15,8 @@ from src.models.bert_data import TokenizedTweets, make_bert_loader
 from src.models.bert_model import load_tokenizer
 from src.predict import main as predict_main
 from src.preprocess import normalize_tweet
-from stages import train_lstm
+from src.cli import run_stage
+from stages import evaluate, train_lstm
 from stages.evaluate import majority_baseline
 from tests.fixtures import tiny_splits, write_tiny_bert
 from tests.test_train_lstm_stage import workdir  # noqa: F401  (fixture)
@@ -99,3 +101,33 @@ def test_an_lstm_directory_from_an_older_train_lstm_is_a_clear_error(workdir):  
     config_path.write_text(json.dumps(config))
     with pytest.raises(PipelineError, match=r"model_config.json: no label_names .*dvc repro train_lstm"):
         load_model("models/lstm", "cpu")
+
+
+def test_evaluate_scores_one_model_and_a_missing_model_leaves_nothing_stale(workdir, capsys):  # noqa: F811
+    train_lstm.main(workdir)
+    evaluate.main(workdir, "lstm")
+    evaluate.main(workdir, "majority")
+    lstm, majority = (json.load(open(f"metrics/{name}/test.json")) for name in ("lstm", "majority"))
+    assert lstm.keys() == majority.keys() and lstm["n"] == 60   # one layout: rows line up in `dvc metrics diff`
+    assert not {"inference", "tweets_per_s", "seconds"} & set(lstm)   # timing is not a metric...
+    assert json.load(open("predictions/lstm/inference.json"))["tweets_per_s"] > 0   # ...it is kept beside
+    assert len(open("predictions/lstm/test.txt").read().splitlines()) == 60
+    assert open("plots/confusion/lstm.csv").readline() == "actual,predicted\n"
+    assert not (evaluate.PREDICTIONS_DIR / "majority/inference.json").exists()
+
+    shutil.rmtree("models/lstm")
+    open("params.yaml", "w").write(json.dumps(workdir))   # JSON is YAML: run_stage validates it
+    with pytest.raises(SystemExit) as exit_info:
+        run_stage(lambda params: evaluate.main(params, "lstm"))
+    assert exit_info.value.code == 1
+    err = capsys.readouterr().err.strip()
+    assert err == "error: models/lstm: not found (run `dvc repro train_lstm` or `dvc pull train_lstm` first)"
+    for path in evaluate.outputs("lstm").values():   # the previous run's files do not pass for this one's
+        assert not path.exists(), path
+    assert evaluate.outputs("majority")["metrics"].exists()   # other models' outputs are not touched
+
+
+def test_evaluate_command_line_names_the_models():
+    assert evaluate.parse_model(["tune_best"]) == "tune_best"
+    with pytest.raises(SystemExit):
+        evaluate.parse_model(["gpt"])

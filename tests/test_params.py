@@ -17,7 +17,10 @@ def params():
 
 
 def test_shipped_params_are_valid_and_hold_the_seed_recommendations(params):
-    assert params["model_name"] == "bert-base-uncased"
+    assert params["model_name"] == "sentence-transformers/all-MiniLM-L6-v2"  # in the offline cache
+    import inspect
+    from src.models.training import train_model
+    assert inspect.signature(train_model).parameters["model_name"].default == "bert-base-uncased"  # the seed's
     assert (params["num_epochs"], params["learning_rate"], params["batch_size"]) == (4, 2e-5, 16)
     assert (params["weight_decay"], params["warmup_ratio"], params["dropout_prob"]) == (0.01, 0.1, 0.1)
     assert set(params) >= {"data", "glove", "vocab", "lstm", "tune", "evaluate", "max_length", "seed"}

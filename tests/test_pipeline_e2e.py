@@ -39,32 +39,6 @@ def project(tmp_path):
     return work, env
 
 
-def test_repro_build_vocab_then_nothing_to_do(project):
-    work, env = project
-    dvc = [sys.executable, "-m", "dvc"]
-    out = _run(dvc + ["repro", "build_vocab"], work, env)
-    for stage in ("download_data", "download_glove", "preprocess", "build_vocab"):
-        assert f"Running stage '{stage}'" in out
-
-    data = json.loads((work / "metrics/data.json").read_text())
-    assert (data["train"]["rows"], data["val"]["rows"], data["test"]["rows"]) == (48, 12, 12)
-    assert data["train"]["class_counts"] == {"negative": 16, "neutral": 16, "positive": 16}
-    assert data["train_dropped"]["in_val_or_test"] == 0
-    rows = [json.loads(line) for line in (work / "data/processed/train.jsonl").read_text().splitlines()]
-    assert rows[0] == {"text": "i hate this !", "label": 0}
-
-    vocab = json.loads((work / "data/vocab/vocab.json").read_text())["tokens"]
-    assert vocab[:2] == ["<pad>", "<unk>"]
-    matrix = np.load(work / "data/vocab/embeddings.npy")
-    assert matrix.shape == (len(vocab), 25)
-    coverage = json.loads((work / "metrics/vocab.json").read_text())
-    assert coverage["glove"] == "twitter.27B.25d" and coverage["vocab_coverage"] > 0.9
-
-    again = _run(dvc + ["repro", "build_vocab"], work, env)
-    assert "Running stage" not in again
-    assert "Data and pipelines are up to date" in again
-
-
 def test_missing_glove_dimension_fails_clearly(project):
     work, env = project
     params = (work / "params.yaml").read_text().replace("dimension: 25d", "dimension: 50d")
@@ -101,58 +75,124 @@ def _flat(tree: dict, prefix: str = "") -> dict:
     return flat
 
 
-def test_full_repro_then_learning_rate_experiment(project, tmp_path):
-    """The review flow of the README on tiny data: repro through evaluate, `dvc exp run -S
-    learning_rate=3e-5`, then metrics/params diff, exp show and plots show."""
+STAGES = ("download_data", "download_glove", "preprocess", "build_vocab", "train_bert", "train_lstm", "tune",
+          "evaluate@bert", "evaluate@lstm", "evaluate@tune_best", "evaluate@majority")
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def _stages_run(output: str) -> set[str]:
+    return {stage for stage in STAGES if f"Running stage '{stage}'" in output}
+
+
+def _stages_restored(output: str) -> set[str]:
+    return {stage for stage in STAGES if f"Stage '{stage}' is cached - skipping run" in output}
+
+
+def test_review_round_trip(project, tmp_path):
+    """The README's review flow on tiny data: the author reproduces everything and pushes git, the DVC
+    outputs and the run-cache (to the remote .dvc/config declares, ../dvc-remote); a fresh clone pulls,
+    is up to date, runs `dvc exp run -S learning_rate=3e-5` (BERT alone re-trains and is re-scored)
+    and writes the review report; an experiment the author pushed comes back from the run-cache."""
+    from matplotlib.image import imread
+
     from tests.fixtures import write_tiny_bert
 
     work, env = project
     dvc = [sys.executable, "-m", "dvc"]
+    env = {**env, "OMP_NUM_THREADS": "1"}
+    shutil.copy(REPO / ".dvc/config", work / ".dvc/config")   # the shipped default remote: ../dvc-remote
     _set_params(work / "params.yaml", {
-        "model_name": str(write_tiny_bert(tmp_path / "tiny-bert")), "num_epochs": 8, "learning_rate": 3e-3,
+        "model_name": str(write_tiny_bert(tmp_path / "tiny-bert")), "num_epochs": 6, "learning_rate": 3e-3,
         "batch_size": 4, "max_length": 32, "bert.eval_batch_size": 16,
         "lstm.hidden_dim": 8, "lstm.epochs": 2, "lstm.batch_size": 8,
         "tune.n_trials": 1, "tune.train_fraction": 1.0, "evaluate.batch_size": 16,
     })
-    env = {**env, "OMP_NUM_THREADS": "1"}
     out = _run(dvc + ["repro"], work, env)
-    for stage in ("preprocess", "build_vocab", "train_bert", "train_lstm", "tune", "evaluate"):
-        assert f"Running stage '{stage}'" in out
+    assert _stages_run(out) == set(STAGES), out
 
-    scores = json.loads((work / "metrics/evaluate.json").read_text())
-    assert set(scores) == {"majority_baseline", "bert", "lstm", "tune_best"}
+    # the data half: TweetEval layout from the mirror -> processed splits -> vocabulary + GloVe rows
+    data = json.loads((work / "metrics/data.json").read_text())
+    assert (data["train"]["rows"], data["val"]["rows"], data["test"]["rows"]) == (48, 12, 12)
+    assert data["train"]["class_counts"] == {"negative": 16, "neutral": 16, "positive": 16}
+    assert data["train_dropped"]["in_val_or_test"] == 0
+    rows = [json.loads(line) for line in (work / "data/processed/train.jsonl").read_text().splitlines()]
+    assert rows[0] == {"text": "i hate this !", "label": 0}
+    vocab = json.loads((work / "data/vocab/vocab.json").read_text())["tokens"]
+    assert vocab[:2] == ["<pad>", "<unk>"]
+    assert np.load(work / "data/vocab/embeddings.npy").shape == (len(vocab), 25)
+    coverage = json.loads((work / "metrics/vocab.json").read_text())
+    assert coverage["glove"] == "twitter.27B.25d" and coverage["vocab_coverage"] > 0.9
+
+    # one key layout for every model, so their rows line up in `dvc metrics diff`
+    tests = {m: json.loads((work / f"metrics/{m}/test.json").read_text()) for m in
+             ("bert", "lstm", "tune_best", "majority")}
+    assert all(_flat(t).keys() == _flat(tests["bert"]).keys() for t in tests.values())
+    assert {"accuracy", "macro_recall", "macro_f1", "f1_pn", "n"} <= set(tests["bert"])
+    assert tests["majority"]["macro_recall"] == pytest.approx(1 / 3)
+    trains = [_flat(json.loads((work / f"metrics/{m}/train.json").read_text())) for m in ("bert", "lstm")]
+    assert trains[0].keys() == trains[1].keys() and "val.macro_recall" in trains[0]
+    for metrics in [*tests.values(), *trains]:   # timing is noise in a review: not in the metrics
+        assert not [key for key in _flat(metrics) if "time" in key or "per_s" in key or "seconds" in key]
     for name in ("bert", "lstm", "tune_best"):
-        test = scores[name]["test"]
-        assert {"accuracy", "macro_recall", "macro_f1", "f1_pn", "per_class", "confusion_matrix"} <= set(test)
-        assert test["n"] == 12 and scores[name]["inference"]["tweets_per_s"] > 0
-        predictions = (work / f"predictions/{name}.txt").read_text().splitlines()
+        assert json.loads((work / f"predictions/{name}/inference.json").read_text())["tweets_per_s"] > 0
+        predictions = (work / f"predictions/{name}/test.txt").read_text().splitlines()
         assert len(predictions) == 12 and set(predictions) <= {"0", "1", "2"}
-        matrix = test["confusion_matrix"]
-        assert sum(sum(row.values()) for row in matrix.values()) == 12
-    assert scores["majority_baseline"]["test"]["macro_recall"] == pytest.approx(1 / 3)
-    _run(["git", "add", "-A"], work, env)
-    _run(["git", "commit", "-qm", "baseline"], work, env)
 
-    out = _run(dvc + ["exp", "run", "-S", "learning_rate=3e-5"], work, env)
-    ran = {stage for stage in ("download_data", "download_glove", "preprocess", "build_vocab", "train_bert",
-                               "train_lstm", "tune", "evaluate") if f"Running stage '{stage}'" in out}
-    assert ran == {"train_bert", "evaluate"}, out
+    # the author publishes: git to a bare origin, outputs and run-cache to the DVC remote
+    origin = tmp_path / "origin.git"
+    _run(["git", "init", "-q", "--bare", str(origin)], tmp_path, env)
+    for cmd in (["git", "add", "-A"], ["git", "commit", "-qm", "baseline"], ["git", "branch", "-M", "main"],
+                ["git", "remote", "add", "origin", str(origin)], ["git", "push", "-q", "origin", "main"]):
+        _run(cmd, work, env)
+    _run(dvc + ["push", "--run-cache"], work, env)
+    assert (tmp_path / "dvc-remote/runs").is_dir() and (tmp_path / "dvc-remote/files/md5").is_dir()
 
-    params_diff = json.loads(_run(dvc + ["params", "diff", "--json"], work, env))
-    lr_diff = params_diff["params.yaml"]["learning_rate"]
-    assert (lr_diff["old"], lr_diff["new"]) == (3e-3, 3e-5)
-    changed = {path: _flat(diff) for path, diff in json.loads(_run(dvc + ["metrics", "diff", "--json"],
-                                                                   work, env)).items()}
-    evaluate_changes = {key.split(".new")[0].split(".old")[0] for key in changed.get("metrics/evaluate.json", {})}
-    assert any(key.startswith("bert.test.") for key in evaluate_changes), changed
-    # The LSTM was not retrained: its test figures are the same, only its measured speed moves.
-    assert not [key for key in evaluate_changes if key.startswith("lstm.") and not key.startswith("lstm.inference")]
-    assert "metrics/train_lstm.json" not in changed and "metrics/train_bert.json" in changed
+    # the reviewer's fresh clone: pull, nothing to reproduce
+    clone = tmp_path / "clone"
+    _run(["git", "clone", "-q", "-b", "main", str(origin), str(clone)], tmp_path, env)
+    env = {**env, "PYTHONPATH": str(clone)}
+    _run(dvc + ["pull"], clone, env)
+    status = _run(dvc + ["status"], clone, env)   # what `dvc repro` would do: nothing
+    assert "Data and pipelines are up to date" in status, status
 
-    shown = json.loads(_run(dvc + ["exp", "show", "--json"], work, env))
-    assert "3e-05" in json.dumps(shown) or "3e-5" in json.dumps(shown)
+    # a new experiment: BERT alone re-trains and is re-scored
+    out = _run(dvc + ["exp", "run", "-n", "lr-3e-5", "-S", "learning_rate=3e-5"], clone, env)
+    assert _stages_run(out) == {"train_bert", "evaluate@bert"}, out
+    changed = json.loads(_run(dvc + ["metrics", "diff", "--json"], clone, env))
+    assert "metrics/bert/test.json" in changed and "metrics/bert/train.json" in changed
+    assert not {path for path in changed if not path.startswith("metrics/bert/")}, changed
 
-    _run(dvc + ["plots", "show", "-o", "plots_html"], work, env)
-    html = (work / "plots_html/index.html").read_text()
-    for plot in ("confusion_bert", "confusion_lstm", "train_bert_loss", "train_lstm_val_scores"):
-        assert plot in html
+    _run([sys.executable, "-m", "src.review"], clone, env)
+    report = (clone / "review/report.md").read_text()
+    assert "| `learning_rate` | 0.003 | 3e-05 |" in report, report
+    sections = {block.split("\n", 1)[0]: block for block in report.split("## ")[1:]}
+    assert "bert: changed" in sections and "lstm: unchanged" in sections, report
+    lstm_changes = [row.rsplit("|", 2)[-2].strip() for row in sections["lstm: unchanged"].splitlines()
+                    if row.startswith("| test") or row.startswith("| val")]
+    assert lstm_changes and set(lstm_changes) == {"0"}, report
+    assert any(row.startswith("| test macro-recall") and not row.endswith("| 0 |")
+               for row in sections["bert: changed"].splitlines()), report
+    images = sorted((clone / "review").glob("*.png"))
+    assert [p.name for p in images] == ["confusion_bert.png", "curves_bert.png"], images
+    for image in images:
+        assert f"]({image.name})" in report
+        assert image.read_bytes()[:8] == PNG_SIGNATURE
+        assert imread(image).shape[:2] >= (300, 600)   # matplotlib decodes it: a real, whole image
+
+    # the experiment reaches someone else without training: exp push (git ref + outputs), exp pull, apply.
+    # `dvc exp push/pull` read the remote's URL from the experiment's commit and resolve a relative one
+    # against that revision's root, not the clone (DVC issue 10054): each side names it absolutely,
+    # in .dvc/config.local, as the README says
+    remote = str(tmp_path / "dvc-remote")
+    before = {p for p in Path(remote).rglob("*") if p.is_file()}
+    _run(dvc + ["remote", "modify", "--local", "storage", "url", remote], clone, env)
+    _run(dvc + ["exp", "push", "origin", "lr-3e-5"], clone, env)
+    assert {p for p in Path(remote).rglob("*") if p.is_file()} - before   # the new model went to ../dvc-remote
+    env = {**env, "PYTHONPATH": str(work)}
+    _run(dvc + ["remote", "modify", "--local", "storage", "url", remote], work, env)
+    _run(dvc + ["exp", "pull", "origin", "lr-3e-5"], work, env)
+    _run(dvc + ["exp", "apply", "lr-3e-5"], work, env)
+    status = _run(dvc + ["status"], work, env)
+    assert "Data and pipelines are up to date" in status, status
+    for path in ("metrics/bert/test.json", "metrics/bert/train.json", "predictions/bert/test.txt"):
+        assert (work / path).read_bytes() == (clone / path).read_bytes(), path

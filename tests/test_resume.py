@@ -37,7 +37,7 @@ from tests.test_train_lstm_stage import TINY_LSTM, workdir  # noqa: F401 (workdi
 from tests.test_training_integration import synthetic_split
 
 REPO = Path(__file__).resolve().parents[1]
-QUALITY = ("val_loss", "val_accuracy", "val_macro_recall", "val_macro_f1", "best_epoch", "epochs_completed")
+QUALITY = ("val", "best_epoch", "epochs")   # metrics/lstm/train.json
 # No early stopping: every run trains all epochs, so a kill after epoch 1 always lands in a later one.
 # A low learning rate keeps val scores improving past epoch 2: the best epoch comes after the kill.
 SLOW_LSTM = {**TINY_LSTM, "hidden_dim": 32, "epochs": 4, "early_stopping_patience": None, "learning_rate": 5e-4}
@@ -87,7 +87,7 @@ def wait_for(path: Path, process: subprocess.Popen, timeout: float = 60.0) -> No
 
 
 def quality(directory: Path) -> dict:
-    metrics = json.loads((directory / "metrics/train_lstm.json").read_text())
+    metrics = json.loads((directory / "metrics/lstm/train.json").read_text())
     return {key: metrics[key] for key in QUALITY}
 
 
@@ -127,7 +127,7 @@ def test_killed_stage_resumes_and_ends_like_an_uninterrupted_run(tmp_path):
     time.sleep(0.1)
     process.kill()
     process.wait()
-    assert not (killed / "metrics/train_lstm.json").exists(), "the kill came too late: the run had finished"
+    assert not (killed / "metrics/lstm/train.json").exists(), "the kill came too late: the run had finished"
     killed_at = max(int(p.stem.rsplit("_", 1)[1]) for p in (killed / "models/lstm").glob("checkpoint_epoch_*.pt"))
     assert killed_at < SLOW_LSTM["epochs"]
 
@@ -348,7 +348,7 @@ def test_dvc_repro_resumes_train_lstm_after_the_stage_was_killed(project):  # no
     time.sleep(0.1)
     os.kill(stage_process_id(work), signal.SIGKILL)  # the training process only, as the OOM killer would
     output, _ = repro.communicate(timeout=60)
-    assert repro.returncode != 0 and not (work / "metrics/train_lstm.json").exists(), output
+    assert repro.returncode != 0 and not (work / "metrics/lstm/train.json").exists(), output
 
     again = subprocess.run(dvc, cwd=work, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                            timeout=120)
@@ -356,7 +356,7 @@ def test_dvc_repro_resumes_train_lstm_after_the_stage_was_killed(project):  # no
     assert "Running stage 'train_lstm'" in again.stdout, again.stdout
     assert "Running stage 'preprocess'" not in again.stdout, again.stdout
     assert "resuming from models/lstm/checkpoint_epoch_" in again.stdout, again.stdout
-    assert json.loads((work / "metrics/train_lstm.json").read_text())["epochs_completed"] == SLOW_LSTM["epochs"]
+    assert json.loads((work / "metrics/lstm/train.json").read_text())["epochs"] == SLOW_LSTM["epochs"]
 
 
 def stage_process_id(work: Path) -> int:

@@ -26,3 +26,18 @@ def epoch_rows(history: dict) -> list[dict]:
     """One row per epoch of a ``seed_history``: ``{"epoch": 1, "train_loss": ..., ...}`` (DVC plot data)."""
     return [{"epoch": epoch, **{name: history[name][epoch - 1] for name in CURVES}}
             for epoch in range(1, len(history["train_loss"]) + 1)]
+
+
+def best_epoch_metrics(history: dict, model) -> dict:
+    """``metrics/<model>/train.json`` of a ``seed_history``: the best epoch's validation figures, with
+    the same keys for every model so their rows line up in `dvc metrics diff`. Times are left out
+    (they are noise in a review's diff); they stay in the model directory's training_history.json."""
+    best = history["best_epoch"] - 1
+    parameters = list(model.parameters())
+    return {
+        "best_epoch": history["best_epoch"],
+        "epochs": len(history["train_loss"]),
+        "val": {key: history[f"val_{key}"][best] for key in ("loss", "accuracy", "macro_recall", "macro_f1")},
+        "parameters": {"total": sum(p.numel() for p in parameters),
+                       "trainable": sum(p.numel() for p in parameters if p.requires_grad)},
+    }
