@@ -78,23 +78,6 @@ def positive_int_option(value: str, option: str) -> int:
     return int(value)
 
 
-def device_option(value: str, option: str = "--device"):
-    """``auto``, ``cpu``, ``cuda`` or ``cuda:N`` as a torch.device (CUDA must be present); else a PipelineError."""
-    import torch
-
-    from src.training.trainer import resolve_device
-
-    try:
-        if value != "auto" and torch.device(value).type not in {"cpu", "cuda"}:
-            raise RuntimeError(value)
-    except RuntimeError:
-        raise PipelineError(f"{option} = {value!r}: expected auto, cpu, cuda or cuda:N") from None
-    device = resolve_device(value, key=option)
-    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
-        raise PipelineError(f"{option} = {value!r}: this machine has {torch.cuda.device_count()} GPU(s)")
-    return device
-
-
 def run_stage(main: Callable[[dict], None], params_path: str = "params.yaml") -> None:
     """Validate params.yaml, then call ``main(params)``.
 

@@ -20,7 +20,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from src.cli import device_option, pipeline_errors_exit, positive_int_option, print_lines
+from src.cli import pipeline_errors_exit, positive_int_option, print_lines
 from src.errors import PipelineError
 from src.metrics import detailed_metrics
 from src.paths import plain_file_name
@@ -28,6 +28,19 @@ from src.preprocess import read_split
 from src.runtime import explain_out_of_memory, use_all_cpu_cores
 from src.training.checkpoint_manager import load_checkpoint_file
 from src.training.trainer import autocast_context, forward_logits, move_batch, resolve_device
+
+
+def device_option(value: str, option: str = "--device"):
+    """``auto``, ``cpu``, ``cuda`` or ``cuda:N`` as a torch.device (CUDA must be present); else a PipelineError."""
+    try:
+        if value != "auto" and torch.device(value).type not in {"cpu", "cuda"}:
+            raise RuntimeError(value)
+    except RuntimeError:
+        raise PipelineError(f"{option} = {value!r}: expected auto, cpu, cuda or cuda:N") from None
+    device = resolve_device(value, key=option)
+    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        raise PipelineError(f"{option} = {value!r}: this machine has {torch.cuda.device_count()} GPU(s)")
+    return device
 
 
 @dataclass
