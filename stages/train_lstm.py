@@ -42,8 +42,9 @@ def main(params: dict) -> None:
 
     vocab = Vocabulary.load(VOCAB_DIR / "vocab.json")
     train, val = read_split(DATA_DIR / "train.jsonl"), read_split(DATA_DIR / "val.jsonl")
-    train_loader = make_loader(train.texts, train.labels, vocab, cfg["batch_size"], shuffle=True, seed=cfg["seed"])
-    val_loader = make_loader(val.texts, val.labels, vocab, 256, shuffle=False)
+    train_loader = make_loader(train.texts, train.labels, vocab, cfg["batch_size"], shuffle=True, seed=cfg["seed"],
+                               max_length=cfg["max_length"])
+    val_loader = make_loader(val.texts, val.labels, vocab, 256, shuffle=False, max_length=cfg["max_length"])
 
     model = LSTMClassifier(len(vocab), cfg["embedding_dim"], cfg["hidden_dim"], len(label_names), cfg["n_layers"],
                            cfg["dropout"], cfg["bidirectional"])
@@ -63,6 +64,17 @@ def main(params: dict) -> None:
         fingerprint=run_fingerprint({"lstm": cfg, "data": {"label_names": label_names}}, inputs,
                                     source_files(__file__)),
     )
+
+    def write_model_files(published: dict) -> None:
+        """Beside the new best_model.pt, what describes it; model_config.json last, naming its model
+        id: until it is written, evaluate and predict report the directory as incomplete."""
+        write_json(MODEL_DIR / "training_history.json", trainer.history)
+        vocab.save(MODEL_DIR / "vocab.json")  # the model directory is self-contained for evaluation
+        write_json(MODEL_DIR / "model_config.json", {
+            **model.config, "label_names": label_names, "max_length": cfg["max_length"], "vocab": "vocab.json",
+            "weights": "best_model.pt", "model_id": published["model_id"]})
+
+    trainer.on_publish = write_model_files
     # MODEL_DIR is a persisted DVC output: after a kill, its checkpoints let this run resume;
     # resume() clears them instead when params, data or code changed or that run finished.
     trainer.resume()
@@ -70,10 +82,6 @@ def main(params: dict) -> None:
     summary = trainer.get_training_summary()
 
     best = trainer.best_epoch - 1
-    write_json(MODEL_DIR / "model_config.json", {**model.config, "label_names": label_names, "vocab": "vocab.json",
-                                                    "weights": "best_model.pt"})
-    vocab.save(MODEL_DIR / "vocab.json")  # the model directory is self-contained for evaluation
-    write_json(MODEL_DIR / "training_history.json", history)
     write_json(METRICS_PATH, {
         "best_epoch": trainer.best_epoch,
         "epochs_completed": trainer.epoch,

@@ -18,7 +18,7 @@ from stages import train_lstm
 from tests.test_training_integration import synthetic_split
 
 TINY_LSTM = {"embedding_dim": 8, "hidden_dim": 12, "n_layers": 1, "dropout": 0.1, "bidirectional": True,
-             "batch_size": 16, "learning_rate": 0.02, "epochs": 6, "weight_decay": 0.0, "gradient_clip": 1.0,
+             "max_length": 64, "batch_size": 16, "learning_rate": 0.02, "epochs": 6, "weight_decay": 0.0, "gradient_clip": 1.0,
              "early_stopping_patience": 3, "scheduler": "cosine", "use_glove": True, "freeze_embeddings": False,
              "class_weights": "balanced", "seed": 3}
 
