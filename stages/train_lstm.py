@@ -6,7 +6,7 @@ import torch
 
 from src.atomic import write_json
 from src.cli import run_stage
-from src.errors import DataError
+from src.errors import DataError, PipelineError
 from src.models.lstm_data import make_loader
 from src.models.lstm_model import LSTMClassifier
 from src.preprocess import read_split
@@ -79,6 +79,8 @@ def main(params: dict) -> None:
     # resume() clears them instead when params, data or code changed or that run finished.
     trainer.resume()
     history = trainer.train(cfg["epochs"], early_stopping_patience=cfg["early_stopping_patience"])
+    if trainer.model_id is None:  # no epoch ever improved on the monitored metric (NaN losses)
+        raise PipelineError(f"{MODEL_DIR}: no best model to save ({MONITOR} never improved)")
     summary = trainer.get_training_summary()
 
     best = trainer.best_epoch - 1

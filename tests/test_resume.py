@@ -527,7 +527,12 @@ def test_a_bert_run_stopped_while_exporting_is_reported_incomplete_then_finished
     def killed(directory):
         raise RuntimeError("killed")
 
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (tmp_path / "bert").mkdir()
+    (tmp_path / "bert" / ".model.tmp").symlink_to(outside)  # a leftover export dir leading out: removed, not used
     train(1)
+    assert not list(outside.iterdir())
     with pytest.MonkeyPatch.context() as patch, pytest.raises(RuntimeError, match="killed"):
         patch.setattr(training, "fsync_tree", killed)
         train(2)  # a new run: stopped after best_model.pt is in place, before its export is
