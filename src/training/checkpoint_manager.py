@@ -60,7 +60,8 @@ def holds_resume_state(checkpoint: dict) -> bool:
 def model_only(checkpoint: dict) -> dict:
     """The model part of a checkpoint: weights, epoch, model config, fingerprint, metadata."""
     slim = {key: checkpoint[key] for key in MODEL_KEYS if key in checkpoint}
-    slim["metadata"] = {**checkpoint.get("metadata", {}), "resume_state": False}
+    metadata = checkpoint.get("metadata")
+    slim["metadata"] = {**(metadata if isinstance(metadata, dict) else {}), "resume_state": False}
     return slim
 
 

@@ -21,9 +21,8 @@ from torch import nn
 from tqdm import tqdm
 
 from src.errors import PipelineError
-from src.interrupts import Interrupted
+from src.interrupts import Interrupted, deferred_interrupts
 from src.metrics import MONITORABLE, classification_metrics, higher_is_better, is_improvement
-from src.interrupts import deferred_interrupts
 from src.training.checkpoint_manager import (
     DEFAULT_BEST_BY, CheckpointManager, EarlyStopping, holds_resume_state, load_checkpoint_file,
 )
