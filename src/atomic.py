@@ -101,3 +101,21 @@ def save_torch(obj: Any, path: str | os.PathLike) -> None:
 
     with atomic_open(path, "wb") as handle:
         torch.save(obj, handle)
+
+
+def publish_copy(source: str | os.PathLike, target: str | os.PathLike) -> None:
+    """Put a copy of ``source`` in place as ``target`` atomically, ``source`` staying where it is.
+
+    A hard link (no data copied) when the filesystem has them, else a byte copy; either way through
+    a temp name and a rename, so ``target`` is the old file or the complete new one.
+    """
+    source, target = Path(source), Path(target)
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.link.tmp")
+    tmp.unlink(missing_ok=True)
+    try:
+        os.link(source, tmp)
+    except OSError:  # no hard links here (or across devices): copy the bytes
+        with open(source, "rb") as src, atomic_open(target, "wb") as dst:
+            shutil.copyfileobj(src, dst, 1 << 20)
+        return
+    os.replace(tmp, target)

@@ -23,10 +23,12 @@ from torch.utils.data import DataLoader, Dataset
 from src.cli import pipeline_errors_exit, positive_int_option, print_lines
 from src.errors import PipelineError
 from src.metrics import detailed_metrics
-from src.paths import plain_file_name
+from src.paths import file_in
 from src.preprocess import read_split
 from src.runtime import explain_out_of_memory, use_all_cpu_cores
-from src.training.checkpoint_manager import load_checkpoint_file
+from src.training.checkpoint_manager import (
+    MODEL_ID_FILE, check_one_model, load_checkpoint_file, read_model_id,
+)
 from src.training.trainer import autocast_context, forward_logits, move_batch, resolve_device
 
 
@@ -73,10 +75,11 @@ def _read_json_object(path: Path, what: str) -> dict:
 
 
 def load_lstm(model_dir: str | os.PathLike, device: torch.device):
-    """The LSTM, vocabulary and label names that stages/train_lstm.py wrote to ``model_dir``.
+    """The LSTM, vocabulary, label names and max_length that stages/train_lstm.py wrote to ``model_dir``.
 
-    A damaged or inconsistent directory (config not JSON, unknown keys, weights of another shape)
-    is a PipelineError naming the file: it says to train again, never a traceback."""
+    A damaged or inconsistent directory (config not JSON, unknown keys, weights of another shape or
+    of another training run) is a PipelineError naming the file: it says to train again, never a traceback."""
+    from src.models.lstm_data import DEFAULT_MAX_LENGTH
     from src.models.lstm_model import LSTMClassifier
     from src.vocab import Vocabulary
 
@@ -90,24 +93,46 @@ def load_lstm(model_dir: str | os.PathLike, device: torch.device):
     if missing:
         raise PipelineError(f"{config_path}: no {', '.join(sorted(missing))} (written by an older train_lstm: "
                             f"{again})")
-    names = {key: config.pop(key) for key in ("vocab", "weights")}
-    for key, name in names.items():
-        if not isinstance(name, str):
-            raise PipelineError(f"{config_path}: {key} = {name!r}: expected a file name; {again}")
-        plain_file_name(name, f"{config_path}: {key}")  # a pulled directory never makes us read elsewhere
+    # names from a pulled directory: only plain file names inside it are read
+    vocab_path = file_in(model_dir, config.pop("vocab"), f"{config_path}: vocab")
+    weights_path = file_in(model_dir, config.pop("weights"), f"{config_path}: weights")
     label_names = config.pop("label_names")
     if not (isinstance(label_names, list) and len(label_names) >= 2 and all(isinstance(n, str) for n in label_names)):
         raise PipelineError(f"{config_path}: label_names = {label_names!r}: expected a list of names; {again}")
-    vocab = Vocabulary.load(model_dir / names["vocab"])
-    checkpoint = load_checkpoint_file(model_dir / names["weights"], map_location=device)
+    checkpoint = load_checkpoint_file(weights_path, map_location=device)
+    if "model_id" in config:  # written by train_lstm together with the weights it names
+        check_one_model(model_dir, config_path, config.pop("model_id"), weights_path, checkpoint.get("model_id"),
+                        "dvc repro train_lstm")
+    vocab = Vocabulary.load(vocab_path)
+    max_length = config.pop("max_length", DEFAULT_MAX_LENGTH)
     try:
         model = LSTMClassifier(**config)
         model.load_state_dict(checkpoint["model_state_dict"])
-    except (TypeError, ValueError, RuntimeError) as exc:
-        detail = " ".join(str(exc).split()).split(". ")[0][:300]  # the first mismatch says enough
-        raise PipelineError(f"{model_dir / names['weights']} does not match {config_path} ({detail}): "
-                            f"the directory is incomplete or mixed; {again}") from None
-    return model.to(device).eval(), vocab, label_names
+    except (TypeError, ValueError, RuntimeError) as exc:  # unknown keys, or weights of another shape
+        raise PipelineError(f"{model_dir}: incomplete model directory: {weights_path.name} does not fit "
+                            f"{config_path.name} ({_first_problem(exc)}); {again}") from None
+    return model.to(device).eval(), vocab, label_names, max_length
+
+
+def _first_problem(exc: Exception) -> str:
+    """The first 'size mismatch for …' line of load_state_dict's multi-line message."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    return (lines[1] if len(lines) > 1 else lines[0] if lines else exc.__class__.__name__)[:300]
+
+
+def check_bert_export(model_dir: Path, export: Path) -> None:
+    """train_bert stamps its export with the id of the best_model.pt it was made from: a directory
+    where they differ (a run stopped between writing them) is reported as incomplete."""
+    stamp, weights = export / MODEL_ID_FILE, model_dir / "best_model.pt"
+    if export.is_symlink() and not export.resolve().is_relative_to(model_dir.resolve()):
+        raise PipelineError(f"{export}: a symbolic link leading out of {model_dir}; not read")
+    if not (stamp.is_file() and weights.is_file()):
+        return  # an export from before stamps, or a tune trial, which keeps no best_model.pt
+    try:
+        export_id = json.loads(stamp.read_text(encoding="utf-8")).get("model_id")
+    except (ValueError, AttributeError):
+        raise PipelineError(f"{stamp}: not a JSON object with a model_id") from None
+    check_one_model(model_dir, stamp, export_id, weights, read_model_id(weights), "dvc repro train_bert")
 
 
 def _load_bert_export(export: Path, device: torch.device):
@@ -131,7 +156,9 @@ def load_model(model_dir: str | os.PathLike, device: str | torch.device = "auto"
     if is_bert_dir(model_dir):
         from src.models.bert_data import PadToLongest, TokenizedTweets
 
-        model, tokenizer, label_names = _load_bert_export(model_dir / "model", device)
+        export = model_dir / "model"
+        check_bert_export(model_dir, export)
+        model, tokenizer, label_names = _load_bert_export(export, device)
         # train_bert stores its max_length as the tokenizer's model_max_length
         max_length = min(tokenizer.model_max_length, getattr(model.config, "max_position_embeddings", 512))
         return TrainedModel("bert", model, label_names,
@@ -140,8 +167,9 @@ def load_model(model_dir: str | os.PathLike, device: str | torch.device = "auto"
     if (model_dir / "model_config.json").is_file():
         from src.models.lstm_data import EncodedTweets, collate_padded
 
-        model, vocab, label_names = load_lstm(model_dir, device)
-        return TrainedModel("lstm", model, label_names, lambda texts: EncodedTweets(texts, [0] * len(texts), vocab),
+        model, vocab, label_names, max_length = load_lstm(model_dir, device)
+        return TrainedModel("lstm", model, label_names,
+                            lambda texts: EncodedTweets(texts, [0] * len(texts), vocab, max_length),
                             collate_padded, mixed_precision=False)
     raise PipelineError(f"{model_dir}: not a trained model directory (expected model/config.json from train_bert "
                         "or model_config.json from train_lstm)")

@@ -69,6 +69,7 @@ LSTM = _section(
         "n_layers": POSITIVE_INT,
         "dropout": {"type": "number", "minimum": 0, "exclusiveMaximum": 1},
         "bidirectional": {"type": "boolean"},
+        "max_length": {"type": "integer", "minimum": 1, "maximum": 4096},  # tokens kept per tweet
         "batch_size": POSITIVE_INT,
         "learning_rate": {"type": "number", "exclusiveMinimum": 0, "maximum": 10},
         "epochs": POSITIVE_INT,

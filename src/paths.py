@@ -8,16 +8,33 @@ from __future__ import annotations
 
 import os
 from pathlib import Path, PurePosixPath
+from typing import Any
 
 from src.errors import PipelineError
 
 
+def is_plain_file_name(name: Any) -> bool:
+    """A name that can only mean a file directly inside the directory it is joined to."""
+    return (isinstance(name, str) and name not in ("", ".", "..") and "/" not in name and "\\" not in name
+            and "\0" not in name and Path(name).name == name)
+
+
 def plain_file_name(name: str, what: str) -> str:
     """``name`` when it is one file name (no directory part, not ``.``/``..``); else an error naming ``what``."""
-    if (not isinstance(name, str) or not name or name in {".", ".."} or "/" in name or "\\" in name
-            or "\0" in name):
+    if not is_plain_file_name(name):
         raise PipelineError(f"{what} = {name!r}: expected a plain file name (no '/', '\\', '..' or NUL)")
     return name
+
+
+def file_in(directory: str | os.PathLike, name: Any, what: str) -> Path:
+    """``directory / name`` when ``name`` is a plain file name and, if that is a symbolic link, it
+    stays inside ``directory``; otherwise a PipelineError naming ``what`` (e.g. a config key)."""
+    directory = Path(directory)
+    plain_file_name(name, what)
+    path = directory / name
+    if path.is_symlink() and not path.resolve().is_relative_to(directory.resolve()):
+        raise PipelineError(f"{path}: a symbolic link leading out of {directory}; not read")
+    return path
 
 
 def relative_path(path: str, what: str) -> Path:

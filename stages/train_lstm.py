@@ -6,7 +6,7 @@ import torch
 
 from src.atomic import write_json
 from src.cli import run_stage
-from src.errors import DataError
+from src.errors import DataError, PipelineError
 from src.models.lstm_data import make_loader
 from src.models.lstm_model import LSTMClassifier
 from src.preprocess import check_every_class_present, read_split
@@ -44,8 +44,9 @@ def main(params: dict) -> None:
     # labels must index data.label_names: processed data made with other names is an error naming the line
     train, val = read_split(DATA_DIR / "train.jsonl", label_names), read_split(DATA_DIR / "val.jsonl", label_names)
     check_every_class_present(train, label_names, DATA_DIR / "train.jsonl")
-    train_loader = make_loader(train.texts, train.labels, vocab, cfg["batch_size"], shuffle=True, seed=cfg["seed"])
-    val_loader = make_loader(val.texts, val.labels, vocab, 256, shuffle=False)
+    train_loader = make_loader(train.texts, train.labels, vocab, cfg["batch_size"], shuffle=True, seed=cfg["seed"],
+                               max_length=cfg["max_length"])
+    val_loader = make_loader(val.texts, val.labels, vocab, 256, shuffle=False, max_length=cfg["max_length"])
 
     model = LSTMClassifier(len(vocab), cfg["embedding_dim"], cfg["hidden_dim"], len(label_names), cfg["n_layers"],
                            cfg["dropout"], cfg["bidirectional"])
@@ -65,15 +66,23 @@ def main(params: dict) -> None:
         fingerprint=run_fingerprint({"lstm": cfg, "data": {"label_names": label_names}}, inputs,
                                     source_files(__file__)),
     )
+
+    def write_model_files(published: dict) -> None:
+        """Beside the new best_model.pt, what describes it; model_config.json last, naming its model
+        id: until it is written, evaluate and predict report the directory as incomplete."""
+        write_json(MODEL_DIR / "training_history.json", trainer.history)
+        vocab.save(MODEL_DIR / "vocab.json")  # the model directory is self-contained for evaluation
+        write_json(MODEL_DIR / "model_config.json", {
+            **model.config, "label_names": label_names, "max_length": cfg["max_length"], "vocab": "vocab.json",
+            "weights": "best_model.pt", "model_id": published["model_id"]})
+
+    trainer.on_publish = write_model_files
     # MODEL_DIR is a persisted DVC output: after a kill, its checkpoints let this run resume;
     # resume() clears them instead when params, data or code changed or that run finished.
     trainer.resume()
     history = trainer.train(cfg["epochs"], early_stopping_patience=cfg["early_stopping_patience"])
-
-    write_json(MODEL_DIR / "model_config.json", {**model.config, "label_names": label_names, "vocab": "vocab.json",
-                                                    "weights": "best_model.pt"})
-    vocab.save(MODEL_DIR / "vocab.json")  # the model directory is self-contained for evaluation
-    write_json(MODEL_DIR / "training_history.json", history)
+    if trainer.model_id is None:  # no epoch ever improved on the monitored metric (NaN losses)
+        raise PipelineError(f"{MODEL_DIR}: no best model to save ({MONITOR} never improved)")
     write_json(METRICS_PATH, best_epoch_metrics(seed_history(history), model))
     write_json(PLOTS_PATH, epoch_rows(seed_history(history)))
 

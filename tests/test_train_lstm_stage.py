@@ -10,15 +10,18 @@ import torch
 
 from src.atomic import save_numpy
 from src.errors import PipelineError
+from src.evaluation import load_model, predict_proba
 from src.evaluation import main as evaluation_main
+from src.models.lstm_data import encode, make_loader
+from src.models.lstm_model import LSTMClassifier
 from src.params import load_params
-from src.preprocess import Split, write_split
+from src.preprocess import Split, read_split, write_split
 from src.vocab import Vocabulary
 from stages import train_lstm
 from tests.test_training_integration import synthetic_split
 
 TINY_LSTM = {"embedding_dim": 8, "hidden_dim": 12, "n_layers": 1, "dropout": 0.1, "bidirectional": True,
-             "batch_size": 16, "learning_rate": 0.02, "epochs": 6, "weight_decay": 0.0, "gradient_clip": 1.0,
+             "max_length": 64, "batch_size": 16, "learning_rate": 0.02, "epochs": 6, "weight_decay": 0.0, "gradient_clip": 1.0,
              "early_stopping_patience": 3, "scheduler": "cosine", "use_glove": True, "freeze_embeddings": False,
              "class_weights": "balanced", "seed": 3}
 
@@ -79,3 +82,33 @@ def test_without_glove_the_matrix_is_not_needed(workdir, tmp_path):
     workdir["lstm"].update(use_glove=False, embedding_dim=6, epochs=1, class_weights=None, scheduler=None)
     train_lstm.main(workdir)
     assert json.load(open("metrics/lstm/train.json"))["epochs"] == 1
+
+
+def test_a_huge_line_costs_lstm_max_length_tokens_in_training_evaluation_and_prediction(workdir, monkeypatch):
+    huge = "so good " * 125_000  # 1 MB, 250,000 tokens
+    train = read_split("data/processed/train.jsonl")
+    write_split("data/processed/train.jsonl", Split([*train.texts, huge], [*train.labels, 2]))
+    workdir["lstm"].update(epochs=1, max_length=16)
+    widths = []
+    forward = LSTMClassifier.forward
+
+    def recording_forward(self, input_ids, *args, **kwargs):
+        widths.append(input_ids.shape[1])
+        return forward(self, input_ids, *args, **kwargs)
+
+    monkeypatch.setattr(LSTMClassifier, "forward", recording_forward)
+    train_lstm.main(workdir)
+    assert max(widths) == 16  # the huge tweet was trained on, cut to 16 tokens
+
+    trained = load_model("models/lstm", "cpu")
+    assert json.load(open("models/lstm/model_config.json"))["max_length"] == 16  # recorded with the model
+    assert trained.encode([huge, "so good", ""]).lengths() == [16, 2, 1]
+    widths.clear()
+    probabilities = predict_proba(trained, [huge, "good"], batch_size=2, device="cpu")
+    assert probabilities.shape == (2, 3) and widths == [16]
+
+    vocab = Vocabulary.load("data/vocab/vocab.json")
+    batch = next(iter(make_loader([huge, "good"], [2, 2], vocab, 2, shuffle=False, max_length=16)))
+    assert batch["input_ids"].shape == (2, 16) and batch["lengths"].tolist() == [16, 1]
+    # 10 MB without a space: only the first 16 x 64 characters are tokenised
+    assert encode(vocab, "ab" * 5_000_000, 16) == encode(vocab, "ab" * 512, 16)

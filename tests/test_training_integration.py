@@ -3,6 +3,7 @@ stopping, schedulers, GloVe, and the train_lstm stage end to end. Offline, CPU, 
 from __future__ import annotations
 
 import json
+import logging
 import random
 import zipfile
 from types import SimpleNamespace
@@ -19,6 +20,7 @@ from src.training import (
     CheckpointManager, EarlyStopping, GloVeLoader, Trainer, create_checkpoint_manager, create_early_stopping,
     create_trainer, initialize_model_with_glove,
 )
+from src.training.checkpoint_manager import load_checkpoint_file
 from src.training.trainer import resolve_device
 from src.vocab import Vocabulary
 
@@ -210,6 +212,70 @@ def test_checkpoint_rotation_best_n_and_registry(tmp_path):
 
     reopened = CheckpointManager(tmp_path, max_checkpoints=2, save_best_n=1)  # picks up the registry
     assert reopened.load_best_checkpoint("loss") == tmp_path / "checkpoint_epoch_2.pt"
+
+
+def test_only_the_newest_checkpoint_keeps_resume_state_and_the_best_model_is_the_model_alone(tmp_path):
+    manager = create_checkpoint_manager(tmp_path, max_checkpoints=5, save_best_n=1)
+    model = nn.Linear(200, 300)  # big enough that optimizer state dominates a checkpoint's size
+    optimizer = torch.optim.Adam(model.parameters())
+    model(torch.ones(1, 200)).sum().backward()
+    optimizer.step()  # Adam keeps two tensors per parameter: a full checkpoint is ~3x the model
+    for epoch in range(1, 4):
+        manager.save_checkpoint(model, optimizer, epoch, train_loss=1.0, val_loss=1.0 / epoch, val_accuracy=0.5,
+                                is_best=True)
+
+    sizes = {p.name: p.stat().st_size for p in tmp_path.glob("*.pt")}
+    for epoch in (1, 2):
+        slim = load_checkpoint_file(tmp_path / f"checkpoint_epoch_{epoch}.pt")
+        assert "optimizer_state_dict" not in slim and slim["metadata"]["resume_state"] is False
+        assert torch.equal(slim["model_state_dict"]["weight"], model.weight)  # the model itself is kept
+    newest = load_checkpoint_file(tmp_path / "checkpoint_epoch_3.pt")
+    assert newest["optimizer_state_dict"]["state"] and newest["metadata"]["resume_state"] is True
+    best = load_checkpoint_file(tmp_path / "best_model.pt")
+    assert "optimizer_state_dict" not in best and best["epoch"] == 3 and len(best["model_id"]) == 16
+    assert sizes["checkpoint_epoch_3.pt"] > 2.5 * sizes["checkpoint_epoch_1.pt"]
+    assert sizes["best_model.pt"] < 1.1 * sizes["checkpoint_epoch_1.pt"]
+    registry = json.loads((tmp_path / "checkpoint_registry.json").read_text())
+    assert [e["resume_state"] for e in registry["checkpoints"]] == [False, False, True]
+
+
+def test_registry_entries_outside_the_directory_are_reported_never_read_or_deleted(tmp_path, caplog):
+    directory, outside = tmp_path / "models", tmp_path / "outside"
+    outside.mkdir()
+    victims = [outside / "victim.pt", outside / "linked.pt"]
+    for victim in victims:
+        victim.write_bytes(b"not yours")
+    manager = CheckpointManager(directory, max_checkpoints=1, save_best_n=0)
+    model = nn.Linear(2, 3)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    manager.save_checkpoint(model, optimizer, 1, train_loss=1.0, val_loss=1.0, val_accuracy=0.5)
+    (directory / "checkpoint_epoch_7.pt").symlink_to(victims[1])  # a link leading out, named like a checkpoint
+    registry = json.loads((directory / "checkpoint_registry.json").read_text())
+    entry = registry["checkpoints"][0]
+    registry["checkpoints"] += [{**entry, "file": "../outside/victim.pt"}, {**entry, "file": str(victims[0])},
+                                {**entry, "file": "checkpoint_epoch_7.pt"}, "junk", {**entry, "epoch": "2"}]
+    (directory / "checkpoint_registry.json").write_text(json.dumps(registry))
+
+    caplog.set_level(logging.WARNING)
+    reopened = CheckpointManager(directory, max_checkpoints=1, save_best_n=0)
+    assert [e["file"] for e in reopened.entries] == ["checkpoint_epoch_1.pt"]
+    assert "checkpoint_registry.json: ignored what is not safe to use" in caplog.text
+    assert '"../outside/victim.pt"' in caplog.text and "checkpoint_epoch_7.pt: a symbolic link" in caplog.text
+    assert reopened.epoch_checkpoints() == [directory / "checkpoint_epoch_1.pt"]  # the link is not a checkpoint
+    for epoch in (2, 3):  # rotation deletes what the registry lists
+        reopened.save_checkpoint(model, optimizer, epoch, train_loss=1.0, val_loss=1.0, val_accuracy=0.5)
+    reopened.clear()
+    assert all(victim.read_bytes() == b"not yours" for victim in victims)
+
+    manager = CheckpointManager(directory)
+    for epoch in (1, 2):
+        manager.save_checkpoint(model, optimizer, epoch, train_loss=1.0, val_loss=1.0, val_accuracy=0.5)
+    (directory / "checkpoint_registry.json").write_text("{not json")
+    caplog.clear()
+    rebuilt = CheckpointManager(directory)  # from the metadata inside the checkpoint files
+    assert "unreadable (JSONDecodeError); ignored, rebuilt from the 2 checkpoint file(s) here" in caplog.text
+    assert [(e["file"], e["resume_state"]) for e in rebuilt.entries] == [
+        ("checkpoint_epoch_1.pt", False), ("checkpoint_epoch_2.pt", True)]
 
 
 # ---- early stopping --------------------------------------------------------------------------------

@@ -10,12 +10,31 @@ from src.batching import BucketBatchSampler
 from src.vocab import PAD_ID, UNK_ID, Vocabulary
 
 
-class EncodedTweets(Dataset):
-    """Token ids of every tweet, computed once up front (tokenizing per epoch would dominate CPU time)."""
+# For model directories written before lstm.max_length existed. The real train split's longest tweet
+# is 99 tokens (mean 24), so 128 truncates nothing there.
+DEFAULT_MAX_LENGTH = 128
+# Text beyond max_length x this many characters is never tokenised: tweets average under 6
+# characters per token, so only a pathological line (1 MB without spaces, say) is cut before
+# tokenising, and its cost stays bounded too.
+CHARS_PER_TOKEN_BOUND = 64
 
-    def __init__(self, texts: Sequence[str], labels: Sequence[int], vocab: Vocabulary):
-        # An empty tweet becomes a single <unk> so every sequence has length >= 1.
-        self.ids = [torch.tensor(vocab.encode(text) or [UNK_ID], dtype=torch.long) for text in texts]
+
+def encode(vocab: Vocabulary, text: str, max_length: int | None) -> list[int]:
+    """The first ``max_length`` token ids of ``text`` (all of them when None); at least one
+    (an empty tweet becomes a single <unk>, so every sequence has length >= 1)."""
+    if max_length is not None:
+        text = text[: max_length * CHARS_PER_TOKEN_BOUND]
+    return vocab.encode(text)[:max_length] or [UNK_ID]
+
+
+class EncodedTweets(Dataset):
+    """Token ids of every tweet, computed once up front (tokenizing per epoch would dominate CPU time),
+    each cut to ``max_length`` tokens: training, evaluation and prediction all go through here, so
+    a long line costs bounded memory and is truncated the same way everywhere."""
+
+    def __init__(self, texts: Sequence[str], labels: Sequence[int], vocab: Vocabulary,
+                 max_length: int | None = DEFAULT_MAX_LENGTH):
+        self.ids = [torch.tensor(encode(vocab, text, max_length), dtype=torch.long) for text in texts]
         self.labels = torch.as_tensor(list(labels), dtype=torch.long)
 
     def __len__(self) -> int:
@@ -39,9 +58,9 @@ def collate_padded(items: list[tuple[torch.Tensor, torch.Tensor]]) -> dict[str, 
 
 
 def make_loader(texts: Sequence[str], labels: Sequence[int], vocab: Vocabulary, batch_size: int,
-                shuffle: bool, seed: int = 0) -> DataLoader:
+                shuffle: bool, seed: int = 0, max_length: int | None = DEFAULT_MAX_LENGTH) -> DataLoader:
     """Training loaders shuffle with length buckets; evaluation loaders keep the file order."""
-    dataset = EncodedTweets(texts, labels, vocab)
+    dataset = EncodedTweets(texts, labels, vocab, max_length)
     pin_memory = torch.cuda.is_available()  # page-locked batches let the Trainer copy to the GPU asynchronously
     if shuffle:
         sampler = BucketBatchSampler(dataset.lengths(), batch_size, seed=seed)

@@ -24,7 +24,7 @@ from src.runtime import seed_everything
 from src.models.bert_data import with_batch_size
 from src.models.bert_model import LABEL_NAMES, BertSentimentClassifier
 from src.training import Trainer
-from src.training.checkpoint_manager import load_checkpoint_file
+from src.training.checkpoint_manager import MODEL_ID_FILE, load_checkpoint_file
 from src.training.history import seed_history
 from src.training.resume import run_fingerprint
 from src.training.trainer import evaluate as run_evaluation
@@ -76,20 +76,30 @@ def evaluate(model, data_loader, device, *, mixed_precision: bool = True) -> tup
     return result["loss"], result["accuracy"], result["predictions"]
 
 
-def _export(model: BertSentimentClassifier, tokenizer, directory: Path) -> None:
+def _remove(path: Path) -> None:
+    """Remove a file or a directory tree; a symbolic link is removed itself, never followed."""
+    if path.is_symlink() or path.is_file():
+        path.unlink()
+    elif path.is_dir():
+        shutil.rmtree(path)
+
+
+def _export(model: BertSentimentClassifier, tokenizer, directory: Path, model_id: str | None = None) -> None:
     """save_pretrained into a temp directory, synced to disk, then swapped in by two renames: a kill
-    never leaves half an export (between the renames there is none, and the stage has not finished)."""
+    never leaves half an export (between the renames there is none, and the stage has not finished).
+    ``model_id`` (of the best_model.pt it is made from) goes into ``MODEL_ID_FILE`` inside it."""
     tmp, old = directory.with_name(f".{directory.name}.tmp"), directory.with_name(f".{directory.name}.old")
-    for leftover in (tmp, old):  # from a run killed while exporting
-        shutil.rmtree(leftover, ignore_errors=True)
-    with full_disk_reported(directory, "the partial export was removed",
-                            cleanup=lambda: shutil.rmtree(tmp, ignore_errors=True)):
+    for leftover in (tmp, old):  # from a run killed while exporting (a link there would lead the export out)
+        _remove(leftover)
+    with full_disk_reported(directory, "the partial export was removed", cleanup=lambda: _remove(tmp)):
         model.save_pretrained(tmp, tokenizer)
+        if model_id is not None:
+            write_json(tmp / MODEL_ID_FILE, {"model_id": model_id, "weights": "best_model.pt"})
         fsync_tree(tmp)
-    if directory.exists():
+    if directory.exists() or directory.is_symlink():
         os.replace(directory, old)
     os.replace(tmp, directory)
-    shutil.rmtree(old, ignore_errors=True)
+    _remove(old)
 
 
 def train_model(
@@ -121,11 +131,14 @@ def train_model(
 ) -> tuple[BertSentimentClassifier, dict]:
     """Fine-tune ``model_name`` and return (the best epoch's model, history).
 
-    Writes into ``model_save_dir``: ``checkpoint_epoch_X.pt`` after each epoch, ``best_model.pt``
-    (best ``monitor`` on validation), ``training_history.json``, and ``model/`` (save_pretrained
-    weights, config with label names, tokenizer) for inference without this code. With
+    Writes into ``model_save_dir``: ``checkpoint_epoch_X.pt`` after each epoch (the newest with
+    optimizer, scheduler and RNG state for resuming, older ones the model alone), ``best_model.pt``
+    (the model of the best ``monitor`` epoch on validation), ``training_history.json``, and ``model/``
+    (save_pretrained weights, config with label names, tokenizer) for inference without this code.
+    ``best_model.pt`` and ``model/`` are replaced only when training finishes, both stamped with the
+    same model id, so the directory holds the previous complete model until then. With
     ``keep_checkpoints=False`` (tuning trials) the ``.pt`` files are removed once the best weights
-    are exported: each holds the optimizer state too, about 3x the model.
+    are exported.
 
     ``resume=True`` continues from the newest good checkpoint in ``model_save_dir`` when it was
     written by an unfinished run with the same ``fingerprint``, and otherwise clears the old
@@ -150,17 +163,23 @@ def train_model(
             "dropout_prob": dropout_prob, "gradient_clip": gradient_clip, "monitor": monitor,
             "early_stopping_patience": early_stopping_patience, "seed": seed, "label_names": list(label_names),
             "mixed_precision": mixed_precision, "batches_per_epoch": len(train_loader)})
+
+    def export_best(published: dict) -> None:
+        """Once best_model.pt is in place: its weights into ``model``, the history, the export."""
+        best = load_checkpoint_file(model_save_dir / "best_model.pt", map_location=device)
+        model.load_state_dict(best["model_state_dict"])
+        write_json(model_save_dir / "training_history.json", seed_history(trainer.history))
+        _export(model, tokenizer, model_save_dir / "model", published["model_id"])
+
     trainer = _engine(model, train_loader, val_loader, optimizer, scheduler, device, model_save_dir,
                       gradient_clip=gradient_clip, monitor=monitor, mixed_precision=mixed_precision,
-                      max_checkpoints=max_checkpoints or num_epochs, progress=progress, fingerprint=fingerprint)
+                      max_checkpoints=max_checkpoints or num_epochs, progress=progress, fingerprint=fingerprint,
+                      on_publish=export_best)
     if resume:
         trainer.resume()
     history = seed_history(trainer.train(num_epochs, early_stopping_patience, save_best=True, save_every=1))
-
-    best = load_checkpoint_file(model_save_dir / "best_model.pt", map_location=device)
-    model.load_state_dict(best["model_state_dict"])
-    write_json(model_save_dir / "training_history.json", history)
-    _export(model, tokenizer, model_save_dir / "model")
+    if trainer.model_id is None:  # no epoch ever improved on the monitored metric (NaN losses)
+        raise PipelineError(f"{model_save_dir}: no best model to export ({monitor} never improved)")
     if not keep_checkpoints:
         for checkpoint in [*model_save_dir.glob("*.pt"), model_save_dir / "checkpoint_registry.json"]:
             checkpoint.unlink(missing_ok=True)

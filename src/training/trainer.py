@@ -13,7 +13,7 @@ import random
 import signal
 import time
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 import numpy as np
 import torch
@@ -21,10 +21,10 @@ from torch import nn
 from tqdm import tqdm
 
 from src.errors import PipelineError
-from src.interrupts import Interrupted
+from src.interrupts import Interrupted, deferred_interrupts
 from src.metrics import MONITORABLE, classification_metrics, higher_is_better, is_improvement
 from src.training.checkpoint_manager import (
-    DEFAULT_BEST_BY, CheckpointManager, EarlyStopping, load_checkpoint_file,
+    DEFAULT_BEST_BY, CheckpointManager, EarlyStopping, holds_resume_state, load_checkpoint_file,
 )
 from src.training.resume import describe_change
 
@@ -147,6 +147,11 @@ class Trainer:
     val_macro_f1) picks the best checkpoint, drives early stopping and ReduceLROnPlateau.
     ``fingerprint`` (see src.training.resume) identifies the run in every checkpoint; ``resume()``
     continues only from checkpoints that carry the same one.
+
+    The best model of a run in progress is staged; ``best_model.pt`` is replaced only when the run
+    finishes, and then ``on_publish(published)`` (its metadata, with the new ``model_id``) writes
+    whatever must describe the same model beside it (a config, a vocabulary, an export), before the
+    run is recorded as finished. Until then the directory keeps the previous run's complete model.
     """
 
     def __init__(
@@ -171,6 +176,7 @@ class Trainer:
         early_stopping_min_delta: float = 0.0,
         progress: bool = True,
         fingerprint: dict | None = None,
+        on_publish: Callable[[dict], None] | None = None,
     ):
         if scheduler_interval not in SCHEDULER_INTERVALS:
             raise PipelineError(f"scheduler_interval = {scheduler_interval!r}: expected 'epoch' or 'step'")
@@ -197,7 +203,9 @@ class Trainer:
         best_by.setdefault(monitor.removeprefix("val_"), monitor)
         self.checkpoints = CheckpointManager(checkpoint_dir, max_checkpoints=max_checkpoints, save_best_n=save_best_n,
                                              checkpoint_name=checkpoint_name, best_model_name=best_model_name,
-                                             best_by=best_by)
+                                             best_by=best_by, stage_best=True)
+        self.on_publish = on_publish
+        self.model_id: str | None = None  # of the best model this trainer published
         self.checkpoint_dir = self.checkpoints.checkpoint_dir
         self.early_stopping: EarlyStopping | None = None
         self.epoch = 0                # epochs completed
@@ -273,7 +281,7 @@ class Trainer:
             raise Interrupted(getattr(exc, "signum", signal.SIGINT), self._last_checkpoint_note()) from None
         if self.stopped_early:
             self.early_stopping.restore(self.model)
-        self.checkpoints.mark_complete()
+        self._publish_best()
         return self.history
 
     @property
@@ -335,10 +343,23 @@ class Trainer:
         h["best_epoch"], h["best_value"] = self.best_epoch, self.best_value
 
     # ---- checkpoints -------------------------------------------------------------------------------
+    def _publish_best(self) -> None:
+        """Put the run's best model in place, let ``on_publish`` write what goes with it, then record
+        that the run finished. A signal waits until all of it is written; a kill in between leaves
+        the run unfinished, so the rerun resumes and publishes the same model again."""
+        with deferred_interrupts():
+            published = self.checkpoints.publish_best()
+            if published is not None:
+                self.model_id = published["model_id"]
+                if self.on_publish is not None:
+                    self.on_publish(published)
+            self.checkpoints.mark_complete()
+
     def save_checkpoint(self, filename: str | None = None, is_best: bool = False,
                         metrics: dict | None = None) -> Path:
         """Everything needed to continue identically: weights, optimizer, scheduler, counters,
-        history, early stopping and RNG states. ``filename`` defaults to the epoch pattern."""
+        history, early stopping and RNG states. ``filename`` defaults to the epoch pattern. Once a
+        newer checkpoint is saved this one is rewritten to the model alone (see CheckpointManager)."""
         state = {
             "epoch": self.epoch,
             "global_step": self.global_step,
@@ -360,6 +381,9 @@ class Trainer:
     def load_checkpoint(self, path: str | os.PathLike, load_optimizer: bool = True) -> dict:
         """Restore a checkpoint written by ``save_checkpoint``; returns the raw checkpoint dict."""
         checkpoint = load_checkpoint_file(path, map_location=self.device)
+        if load_optimizer and not holds_resume_state(checkpoint):
+            raise PipelineError(f"{path}: holds the model only (optimizer state is kept in the newest checkpoint "
+                                "only); load it with load_optimizer=False, or resume from the newest one")
         self._restore(checkpoint, load_optimizer)
         log.info("loaded checkpoint %s (epoch %d)", path, self.epoch)
         return checkpoint
@@ -385,10 +409,11 @@ class Trainer:
     def resume(self) -> bool:
         """Continue from the newest good checkpoint in the checkpoint directory, or start fresh.
 
-        Resumes when that checkpoint carries this trainer's fingerprint and the run that wrote it
-        did not finish. An unreadable checkpoint (truncated, not a checkpoint) is reported and
-        removed, and the one before it tried. Otherwise every checkpoint there is cleared, so that
-        nothing stale mixes into the new run. Logs which it did and why; True when it resumed.
+        Resumes when that checkpoint carries this trainer's fingerprint and resume state, and the run
+        that wrote it did not finish. An unreadable checkpoint (truncated, not a checkpoint) is
+        reported and removed, and the one before it tried. Otherwise every checkpoint there is
+        cleared (the published best model stays until this run publishes its own), so that nothing
+        stale mixes into the new run. Logs which it did and why; True when it resumed.
         """
         self.checkpoints.remove_partial_writes()
         found_unreadable = False
@@ -403,9 +428,18 @@ class Trainer:
             reason = describe_change(checkpoint.get("fingerprint"), self.fingerprint)
             if reason is None and self.checkpoints.training_complete:
                 reason = "the run that wrote it had finished"
+            if reason is None and not holds_resume_state(checkpoint):
+                reason = "it holds the model only (the newest checkpoint keeps the resume state)"
+            best = None
+            if reason is None:
+                best = self._best_model_source(path, checkpoint)
+                if isinstance(best, str):
+                    reason = best
             if reason is None:
                 self._restore(checkpoint)
-                self.checkpoints.adopt(path, checkpoint["metadata"], is_best=self.best_epoch == self.epoch)
+                if best is not None and best[0] != path:  # the staged best model is missing or stale
+                    self.checkpoints.adopt(*best, is_best=True, newest=False)
+                self.checkpoints.adopt(path, checkpoint, is_best=best is not None and best[0] == path)
                 log.info("resuming from %s (epoch %d done)", path, self.epoch)
                 return True
             log.info("not resuming from %s: %s; training from scratch", path, reason)
@@ -415,6 +449,27 @@ class Trainer:
                 log.warning("no readable checkpoint left in %s; training from scratch", self.checkpoint_dir)
         self.checkpoints.clear()
         return False
+
+    def _best_model_source(self, path: Path, checkpoint: dict) -> tuple[Path, dict] | str | None:
+        """Where the staged best model must be (re)written from when resuming from ``checkpoint``: a
+        kill can land between writing a checkpoint and staging its model. None when the staged one is
+        already the best epoch's; a reason (str) when that epoch's weights are gone."""
+        best_epoch = checkpoint.get("best_epoch")
+        if best_epoch is None:
+            return None
+        staged = self.checkpoints.staged_best()
+        if staged is not None and staged["epoch"] == best_epoch and staged.get("fingerprint") == self.fingerprint:
+            return None
+        if best_epoch == checkpoint["epoch"]:
+            return path, checkpoint
+        best_path = self.checkpoint_dir / self.checkpoints.checkpoint_name.format(epoch=best_epoch)
+        try:
+            best = load_checkpoint_file(best_path, map_location="cpu", mmap=True)
+        except PipelineError as exc:
+            return f"the best epoch's model is gone ({exc})"
+        if best.get("fingerprint") != self.fingerprint:
+            return f"{best_path} is from another run"
+        return best_path, best
 
     def resume_training(self, checkpoint_path: str | os.PathLike, additional_epochs: int,
                         early_stopping_patience: int | None = None, save_best: bool = True,
