@@ -410,7 +410,7 @@ CASES = {
         "models/lstm/model_config.json: weights = '../../etc/passwd': expected a plain file name"),
     "lstm_config_other_shape": Case("predict", _model("lstm", lambda d: (d / "model_config.json").write_text(
         json.dumps({**json.loads((d / "model_config.json").read_text()), "hidden_dim": 7}))),
-        ("models/lstm/best_model.pt does not match models/lstm/model_config.json", "incomplete or mixed")),
+        ("models/lstm: incomplete model directory: best_model.pt does not fit model_config.json", "size mismatch")),
     "lstm_weights_truncated": Case("predict", _model("lstm", _truncate("best_model.pt")), "best_model.pt"),
     "bert_safetensors_truncated": Case("predict", _model("bert", _truncate("model/model.safetensors")),
                                        "models/bert/model: a damaged BERT export"),
