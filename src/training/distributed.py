@@ -65,7 +65,12 @@ def process_group(device: torch.device, timeout_s: float = 600.0) -> Iterator[to
     if launched_by_torchrun():
         _stop_with_the_launcher()
     if not launched_by_torchrun() or int(os.environ.get("WORLD_SIZE", "1")) == 1:
-        yield device
+        try:
+            yield device
+        except KeyboardInterrupt:
+            if launched_by_torchrun():
+                _ignore_further_interrupts()
+            raise
         return
     local_rank = int(os.environ["LOCAL_RANK"])
     if device.type == "cuda":
@@ -82,6 +87,9 @@ def process_group(device: torch.device, timeout_s: float = 600.0) -> Iterator[to
     log.info("data-parallel: %d processes (%s), this is rank %d on %s", world_size(), backend, rank(), device)
     try:
         yield device
+    except KeyboardInterrupt:  # SIGINT / SIGTERM (from torchrun, or torchrun's death): already stopping
+        _ignore_further_interrupts()
+        raise
     except RuntimeError as exc:
         if not isinstance(exc, dist.DistError) and "gloo" not in str(exc) and "NCCL" not in str(exc):
             raise
@@ -107,8 +115,15 @@ def _stop_with_the_launcher() -> None:
     libc = ctypes.CDLL(None, use_errno=True)
     if libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0) != 0:
         log.warning("could not ask to be stopped with torchrun (prctl errno %d)", ctypes.get_errno())
-    elif os.getppid() != parent:  # torchrun died before the request took effect
+    elif parent == 1 or os.getppid() != parent:  # torchrun died before the request took effect
         os.kill(os.getpid(), signal.SIGTERM)
+
+
+def _ignore_further_interrupts() -> None:
+    """Once a worker is stopping, a second SIGTERM (torchrun's, after its own) must not interrupt
+    the exit itself: that would only add tracebacks from atexit handlers."""
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, signal.SIG_IGN)
 
 
 def main_process_first(function: Callable) -> Callable:

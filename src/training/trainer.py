@@ -360,6 +360,8 @@ class Trainer:
             log.info("early stopping: no %s improvement for %d epochs", self.monitor, self.early_stopping.patience)
 
     def _last_checkpoint_note(self) -> str:
+        if not self.is_main_process:
+            return f"rank {distributed.rank()} of {self.world_size} (rank 0 names the last checkpoint)"
         if not self.checkpoints.entries:
             return "no checkpoint written yet"
         last = self.checkpoints.entries[-1]
