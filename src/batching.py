@@ -58,7 +58,8 @@ class BucketBatchSampler(Sampler[list[int]]):
             pool = pool[np.argsort(self.lengths[pool], kind="stable")]
             batches += [pool[i: i + self.batch_size].tolist() for i in range(0, len(pool), self.batch_size)]
         if self._merges_last_batch():
-            batches[-2] += batches.pop()
+            last = batches.pop()
+            batches[-1] += last
         return [batches[index] for index in rng.permutation(len(batches))]
 
     def __iter__(self) -> Iterator[list[int]]:
