@@ -118,6 +118,7 @@ DISTRIBUTED = _section(
     {
         "nproc_per_node": POSITIVE_INT,
         "nnodes": POSITIVE_INT,
+        "rdzv_backend": {"enum": ["c10d", "static"]},  # static: the node running dvc is node rank 0
         "rdzv_endpoint": {"type": "string", "pattern": "^([^\\s:\\[\\]]+|\\[[0-9a-fA-F:.]+\\]):[0-9]+$"},  # host:port or [v6]:port
         "timeout_s": {"type": "number", "minimum": 10},
     }
