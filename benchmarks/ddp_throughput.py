@@ -4,7 +4,7 @@ Prints JSON: per model (BERT encoder, LSTM) and process count, training samples/
 optimizer step, and what each step all-reduces (trainable parameters x 4 bytes of fp32 gradient).
 
     HF_HOME=../shared/hf HF_HUB_OFFLINE=1 python -m benchmarks.ddp_throughput \
-        --model sentence-transformers/all-MiniLM-L6-v2 --train-samples 384 --nproc 1 2
+        --model sentence-transformers/all-MiniLM-L6-v2 --train-samples 256 --nproc 1 2
 
 Each configuration runs `torchrun --standalone --nproc-per-node=N -m benchmarks.ddp_throughput
 --worker ...`: the same global batch (--batch-size) at every N, split over the ranks as train_bert
@@ -82,6 +82,18 @@ def worker(args) -> None:
         trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
         # every rank timed the same global steps; the slowest rank sets the pace
         slowest = max(distributed.gather_objects(sum(timed)))
+        allreduce_s = None
+        if distributed.is_distributed():  # one step's gradient volume in one piece, as a lower bound
+            flat = torch.zeros(trainable, device=device)
+            rounds = []
+            for _ in range(4):
+                dist.barrier()
+                started = time.perf_counter()
+                dist.all_reduce(flat)
+                if device.type == "cuda":
+                    torch.cuda.synchronize()
+                rounds.append(time.perf_counter() - started)
+            allreduce_s = round(float(np.median(rounds[1:])), 4)
         if distributed.is_main_process():
             result = {
                 "model": args.model if args.kind == "bert" else "lstm (BiLSTM 128, GloVe 25d)",
@@ -92,6 +104,7 @@ def worker(args) -> None:
                 "seconds_per_step": round(slowest / (len(loader) * len(timed)), 4),
                 "trainable_parameters": trainable,
                 "allreduce_mb_per_step": round(trainable * 4 / 1e6, 1) if distributed.world_size() > 1 else 0.0,
+                "allreduce_seconds_measured": allreduce_s,
                 "epoch_seconds": [round(s, 2) for s in seconds],
             }
             Path(args.out).write_text(json.dumps(result))
@@ -103,10 +116,10 @@ def launch(args, kind: str, nproc: int) -> dict:
         command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}",
                    "-m", "benchmarks.ddp_throughput", "--worker", "--kind", kind, "--out", str(out),
                    *[f"--{k.replace('_', '-')}={v}" for k, v in vars(args).items()
-                     if k in ("model", "train_samples", "epochs", "batch_size", "lstm_batch_size", "max_length",
+                     if k in ("model", "train_samples", "epochs", "batch_size", "max_length",
                               "seed", "device", "data_dir", "vocab_dir")]]
-        if kind == "lstm":
-            command.append(f"--batch-size={args.lstm_batch_size}")  # the last --batch-size wins
+        if kind == "lstm":  # the last --batch-size / --train-samples wins
+            command += [f"--batch-size={args.lstm_batch_size}", f"--train-samples={args.lstm_train_samples}"]
         if args.mixed_precision:
             command.append("--mixed-precision")
         env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
@@ -121,6 +134,7 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=3, help="the first is a warm-up")
     parser.add_argument("--batch-size", type=int, default=16, help="global batch (BERT)")
     parser.add_argument("--lstm-batch-size", type=int, default=128, help="global batch (LSTM)")
+    parser.add_argument("--lstm-train-samples", type=int, default=4096)
     parser.add_argument("--max-length", type=int, default=128)
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--device", default="auto")
