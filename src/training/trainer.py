@@ -195,7 +195,7 @@ class Trainer:
         # Data-parallel under torchrun: training steps go through DDP, which all-reduces the
         # gradients; self.model stays the plain module (evaluation, checkpoints, export).
         self.world_size, self.is_main_process = distributed.world_size(), distributed.is_main_process()
-        self.train_model = self.model if self.world_size == 1 else nn.parallel.DistributedDataParallel(
+        self.parallel_model = self.model if self.world_size == 1 else nn.parallel.DistributedDataParallel(
             self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
         self.base_seed = torch.initial_seed()  # the stage's seed: per-rank dropout streams derive from it
         self.train_loader, self.val_loader = train_loader, val_loader
@@ -250,7 +250,7 @@ class Trainer:
         for batch in bar:
             batch = move_batch(batch, self.device)
             with autocast_context(self.device, self.mixed_precision):
-                logits = forward_logits(self.train_model, batch)
+                logits = forward_logits(self.parallel_model, batch)
             loss = self.criterion(logits.float(), batch["labels"])
 
             self.optimizer.zero_grad(set_to_none=True)
