@@ -82,8 +82,10 @@ def process_group(device: torch.device, timeout_s: float = 600.0) -> Iterator[to
     backend = "nccl" if device.type == "cuda" else "gloo"
     dist.init_process_group(backend, timeout=datetime.timedelta(seconds=timeout_s),
                             device_id=device if device.type == "cuda" else None)
-    if not is_main_process():  # one log for the run: rank 0's (warnings and errors still show)
-        logging.getLogger().setLevel(logging.WARNING)
+    if not is_main_process():  # one log for the run, rank 0's; the others show only their errors
+        logging.getLogger().setLevel(logging.ERROR)
+        os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")  # read when transformers is imported
+        os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     log.info("data-parallel: %d processes (%s), this is rank %d on %s", world_size(), backend, rank(), device)
     try:
         yield device

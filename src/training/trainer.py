@@ -161,6 +161,9 @@ class Trainer:
     val_macro_f1) picks the best checkpoint, drives early stopping and ReduceLROnPlateau.
     ``fingerprint`` (see src.training.resume) identifies the run in every checkpoint; ``resume()``
     continues only from checkpoints that carry the same one.
+
+    Under torchrun with several processes (src.training.distributed) training steps run through
+    DDP, validation is gathered from all ranks, and only rank 0 writes checkpoints.
     """
 
     def __init__(
