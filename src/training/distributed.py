@@ -95,10 +95,14 @@ def process_group(device: torch.device, timeout_s: float = 600.0) -> Iterator[to
     except RuntimeError as exc:
         if not isinstance(exc, dist.DistError) and "gloo" not in str(exc) and "NCCL" not in str(exc):
             raise
-        # a collective failed: another rank died (its own error is reported by it) or timed out
-        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise PipelineError(f"rank {rank()}/{world_size()}: stopped because a collective failed; another "
-                            f"process of this run failed or hung (its error is above): {first_line}") from None
+        # a collective failed: another rank died (it reports its own error) or hung
+        detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        where = f"rank {rank()}/{world_size()}"
+        if "timed out" in str(exc).lower():
+            raise PipelineError(f"{where}: a collective waited longer than distributed.timeout_s = {timeout_s:g} s; "
+                                f"another process of this run hung ({detail})") from None
+        raise PipelineError(f"{where}: stopped because another process of this run failed (its error is above): "
+                            f"{detail}") from None
     finally:
         dist.destroy_process_group()
 
