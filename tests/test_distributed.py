@@ -264,6 +264,21 @@ def test_a_hung_rank_ends_the_run_after_the_collective_timeout(tiny_lstm_inputs)
     assert time.monotonic() - started < 150
 
 
+def test_a_rank_with_other_params_stops_the_run(tiny_lstm_inputs):
+    import shutil
+
+    rank1 = tiny_lstm_inputs.with_name(tiny_lstm_inputs.name + "-rank1")
+    shutil.copytree(tiny_lstm_inputs, rank1)
+    params = json.loads((rank1 / "params.yaml").read_text())
+    params["lstm"]["hidden_dim"] = 10  # as on a machine whose checkout differs
+    (rank1 / "params.yaml").write_text(json.dumps(params))
+    result = torchrun("train_lstm", tiny_lstm_inputs, 2, TEST_RANK_DIR_1=str(rank1))
+    assert result.returncode != 0
+    assert "error: rank 1 does not train what rank 0 trains: params changed: lstm.hidden_dim 12 -> 10" \
+        in result.stderr, result.stderr
+    assert not (tiny_lstm_inputs / "metrics/train_lstm.json").exists()
+
+
 def test_dvc_yaml_launches_both_training_stages_with_torchrun():
     for stage in ("train_lstm", "train_bert"):
         args = stage_command(stage, 2)

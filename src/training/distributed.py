@@ -172,6 +172,16 @@ def gather_objects(obj: Any) -> list[Any]:
     return gathered
 
 
+def check_same_run(fingerprint: dict | None) -> None:
+    """Every rank reads its own params.yaml, data and code (on other machines, other copies): they
+    must be rank 0's (the run fingerprints agree), or the ranks would train different runs in step."""
+    from src.training.resume import describe_change
+
+    reason = describe_change(gather_objects(fingerprint)[0], fingerprint)
+    if reason is not None:
+        raise PipelineError(f"rank {rank()} does not train what rank 0 trains: {reason}")
+
+
 def epoch_seed(base_seed: int, epoch: int) -> int:
     """The torch seed of one rank's epoch: a function of (seed, epoch, rank) only, so a run resumed
     at an epoch boundary draws the same dropout masks on every rank as an uninterrupted one."""

@@ -198,6 +198,8 @@ class Trainer:
         # Data-parallel under torchrun: training steps go through DDP, which all-reduces the
         # gradients; self.model stays the plain module (evaluation, checkpoints, export).
         self.world_size, self.is_main_process = distributed.world_size(), distributed.is_main_process()
+        if self.world_size > 1:
+            distributed.check_same_run(fingerprint)  # before DDP finds the models' shapes differ
         self.parallel_model = self.model if self.world_size == 1 else nn.parallel.DistributedDataParallel(
             self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
         self.base_seed = torch.initial_seed()  # the stage's seed: per-rank dropout streams derive from it
