@@ -6,6 +6,9 @@ from typing import Iterator, Sequence
 import numpy as np
 from torch.utils.data import Sampler
 
+from src.errors import PipelineError
+from src.training import distributed
+
 
 class BucketBatchSampler(Sampler[list[int]]):
     """Batches of similar-length tweets (less padding, faster LSTM), in a seeded random order.
@@ -13,22 +16,40 @@ class BucketBatchSampler(Sampler[list[int]]):
     Each epoch: shuffle, cut into pools of ``pool_batches`` batches, sort each pool by length, batch
     it, then shuffle the batches. The order depends only on (seed, epoch), set by ``set_epoch``,
     so a resumed run sees exactly the batches an uninterrupted one would have.
+
+    Data-parallel (``num_replicas`` processes; by default the torchrun process group's size and
+    rank): ``batch_size`` is the global batch. Every rank builds the same global batches and takes
+    its contiguous slice of each (sizes differ by at most one), so each optimizer step sees the
+    same tweets, and each epoch has the same number of steps, at any process count. The one
+    exception: a last batch smaller than ``num_replicas`` (it could not give every rank a tweet)
+    joins the batch before it.
     """
 
-    def __init__(self, lengths: Sequence[int], batch_size: int, seed: int = 0, pool_batches: int = 50):
+    def __init__(self, lengths: Sequence[int], batch_size: int, seed: int = 0, pool_batches: int = 50,
+                 num_replicas: int | None = None, rank: int | None = None):
         self.lengths = np.asarray(lengths)
         self.batch_size = batch_size
         self.seed = seed
         self.pool_size = batch_size * pool_batches
         self.epoch = 0
+        self.num_replicas = distributed.world_size() if num_replicas is None else num_replicas
+        self.rank = distributed.rank() if rank is None else rank
+        if len(self.lengths) < self.num_replicas:
+            raise PipelineError(f"{len(self.lengths)} training examples cannot be shared by "
+                                f"{self.num_replicas} processes: use fewer processes")
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
-    def __len__(self) -> int:
-        return -(-len(self.lengths) // self.batch_size)
+    def _merges_last_batch(self) -> bool:
+        remainder = len(self.lengths) % self.batch_size
+        return 0 < remainder < self.num_replicas and len(self.lengths) > self.batch_size
 
-    def __iter__(self) -> Iterator[list[int]]:
+    def __len__(self) -> int:
+        return -(-len(self.lengths) // self.batch_size) - self._merges_last_batch()
+
+    def global_batches(self) -> list[list[int]]:
+        """This epoch's batches over all ranks, in training order."""
         rng = np.random.default_rng([self.seed, self.epoch])
         order = rng.permutation(len(self.lengths))
         batches = []
@@ -36,5 +57,12 @@ class BucketBatchSampler(Sampler[list[int]]):
             pool = order[start: start + self.pool_size]
             pool = pool[np.argsort(self.lengths[pool], kind="stable")]
             batches += [pool[i: i + self.batch_size].tolist() for i in range(0, len(pool), self.batch_size)]
-        for index in rng.permutation(len(batches)):
-            yield batches[index]
+        if self._merges_last_batch():
+            last = batches.pop()
+            batches[-1] += last
+        return [batches[index] for index in rng.permutation(len(batches))]
+
+    def __iter__(self) -> Iterator[list[int]]:
+        for batch in self.global_batches():
+            # contiguous slices of a length-sorted batch: every rank pads little
+            yield batch if self.num_replicas == 1 else np.array_split(batch, self.num_replicas)[self.rank].tolist()

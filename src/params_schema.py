@@ -124,6 +124,17 @@ BERT = _section(
 
 EVALUATE = _section({"batch_size": POSITIVE_INT, "device": DEVICE})
 
+# torchrun's process layout for train_bert and train_lstm (dvc.yaml passes these to torchrun)
+DISTRIBUTED = _section(
+    {
+        "nproc_per_node": POSITIVE_INT,
+        "nnodes": POSITIVE_INT,
+        "rdzv_backend": {"enum": ["c10d", "static"]},  # static: the node running dvc is node rank 0
+        "rdzv_endpoint": {"type": "string", "pattern": "^([^\\s:\\[\\]]+|\\[[0-9a-fA-F:.]+\\]):[0-9]+$"},  # host:port or [v6]:port
+        "timeout_s": {"type": "number", "minimum": 10},
+    }
+)
+
 PARAMS_SCHEMA = {
     "$schema": "https://json-schema.org/draft/2020-12/schema",
     "title": "params.yaml",
@@ -146,10 +157,11 @@ PARAMS_SCHEMA = {
         "lstm": LSTM,
         "tune": TUNE,
         "evaluate": EVALUATE,
+        "distributed": DISTRIBUTED,
     },
     "required": [
         "model_name", "num_epochs", "learning_rate", "batch_size", "weight_decay",
-        "warmup_ratio", "dropout_prob", "max_length", "seed", "bert", "data", "glove", "vocab",
+        "warmup_ratio", "dropout_prob", "max_length", "seed", "bert", "data", "glove", "vocab", "distributed",
     ],
     "additionalProperties": False,
 }

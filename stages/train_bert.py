@@ -7,6 +7,8 @@ from src.cli import run_stage
 from src.models.bert_run import load_bert_data, make_loaders, run_options
 from src.runtime import out_of_memory_names, use_all_cpu_cores
 from src.models.training import train_model
+from src.training import distributed
+from src.training.trainer import resolve_device
 from src.training.history import best_epoch_metrics, epoch_rows
 from src.training.resume import run_fingerprint, source_files
 
@@ -22,18 +24,29 @@ INPUTS = (Path("data/processed/train.jsonl"), Path("data/processed/val.jsonl"))
 @out_of_memory_names(("batch_size",), eval_key="bert.eval_batch_size")
 def main(params: dict) -> None:
     use_all_cpu_cores()
+    device = resolve_device(params["bert"]["device"], key="bert.device")
+    # under torchrun: one process per GPU (or CPU slot); batch_size is the global batch
+    with distributed.process_group(device, params["distributed"]["timeout_s"]) as device:
+        train(params, device)
+
+
+def train(params: dict, device) -> None:
     data = load_bert_data(params)
     train_loader, val_loader = make_loaders(data, params, params["batch_size"])
     training_params = {**{key: params[key] for key in TRAINING_PARAMS},
-                       "data": {"label_names": params["data"]["label_names"]}}
+                       "data": {"label_names": params["data"]["label_names"]},
+                       # dropout streams and summation order differ with the process count
+                       "distributed": {"world_size": distributed.world_size()}}
     # MODEL_DIR is a persisted DVC output: a rerun after a kill resumes from its checkpoints
     model, history = train_model(
         train_loader, val_loader, MODEL_DIR, params["num_epochs"], params["learning_rate"], params["weight_decay"],
-        params["warmup_ratio"], params["bert"]["device"], num_classes=len(params["data"]["label_names"]),
+        params["warmup_ratio"], device, num_classes=len(params["data"]["label_names"]),
         dropout_prob=params["dropout_prob"], seed=params["seed"], label_names=params["data"]["label_names"],
         resume=True, fingerprint=run_fingerprint(training_params, INPUTS, source_files(__file__)),
         **run_options(params, data),
     )
+    if not distributed.is_main_process():  # rank 0 writes the metrics and plots
+        return
     write_json(METRICS_PATH, best_epoch_metrics(history, model))
     write_json(PLOTS_PATH, epoch_rows(history))
 

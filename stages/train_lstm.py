@@ -11,9 +11,10 @@ from src.models.lstm_data import make_loader
 from src.models.lstm_model import LSTMClassifier
 from src.preprocess import check_every_class_present, read_split
 from src.runtime import out_of_memory_names, seed_everything, use_all_cpu_cores
-from src.training import create_trainer
+from src.training import create_trainer, distributed
 from src.training.history import best_epoch_metrics, epoch_rows, seed_history
 from src.training.resume import run_fingerprint, source_files
+from src.training.trainer import resolve_device
 from src.vocab import Vocabulary
 
 DATA_DIR = Path("data/processed")
@@ -36,8 +37,14 @@ def class_weights(labels: list[int], mode: str | None, n_classes: int) -> torch.
 
 @out_of_memory_names(("lstm.batch_size",))
 def main(params: dict) -> None:
-    cfg, label_names = params["lstm"], params["data"]["label_names"]
     use_all_cpu_cores()
+    # under torchrun: one process per GPU (or CPU slot); lstm.batch_size is the global batch
+    with distributed.process_group(resolve_device("auto"), params["distributed"]["timeout_s"]) as device:
+        train(params, device)
+
+
+def train(params: dict, device: torch.device) -> None:
+    cfg, label_names = params["lstm"], params["data"]["label_names"]
     seed_everything(cfg["seed"])
 
     vocab = Vocabulary.load(VOCAB_DIR / "vocab.json")
@@ -62,9 +69,10 @@ def main(params: dict) -> None:
         weight_decay=cfg["weight_decay"], gradient_clip=cfg["gradient_clip"], checkpoint_dir=MODEL_DIR,
         epochs=cfg["epochs"], monitor=MONITOR, criterion=torch.nn.CrossEntropyLoss(weight=weights),
         # two epoch checkpoints: if the newest is unreadable, resume falls back to the one before
-        max_checkpoints=2, save_best_n=1,
-        fingerprint=run_fingerprint({"lstm": cfg, "data": {"label_names": label_names}}, inputs,
-                                    source_files(__file__)),
+        max_checkpoints=2, save_best_n=1, device=device,
+        fingerprint=run_fingerprint({"lstm": cfg, "data": {"label_names": label_names},
+                                     "distributed": {"world_size": distributed.world_size()}},
+                                    inputs, source_files(__file__)),
     )
 
     def write_model_files(published: dict) -> None:
@@ -81,6 +89,8 @@ def main(params: dict) -> None:
     # resume() clears them instead when params, data or code changed or that run finished.
     trainer.resume()
     history = trainer.train(cfg["epochs"], early_stopping_patience=cfg["early_stopping_patience"])
+    if not distributed.is_main_process():  # rank 0 writes the model directory, metrics and plots
+        return
     if trainer.model_id is None:  # no epoch ever improved on the monitored metric (NaN losses)
         raise PipelineError(f"{MODEL_DIR}: no best model to save ({MONITOR} never improved)")
     write_json(METRICS_PATH, best_epoch_metrics(seed_history(history), model))

@@ -23,7 +23,7 @@ from src.metrics import is_improvement
 from src.runtime import seed_everything
 from src.models.bert_data import with_batch_size
 from src.models.bert_model import LABEL_NAMES, BertSentimentClassifier
-from src.training import Trainer
+from src.training import Trainer, distributed
 from src.training.checkpoint_manager import MODEL_ID_FILE, load_checkpoint_file
 from src.training.history import seed_history
 from src.training.resume import run_fingerprint
@@ -178,6 +178,8 @@ def train_model(
     if resume:
         trainer.resume()
     history = seed_history(trainer.train(num_epochs, early_stopping_patience, save_best=True, save_every=1))
+    if not distributed.is_main_process():  # under torchrun rank 0 alone publishes and writes the results
+        return model, history
     if trainer.model_id is None:  # no epoch ever improved on the monitored metric (NaN losses)
         raise PipelineError(f"{model_save_dir}: no best model to export ({monitor} never improved)")
     if not keep_checkpoints:

@@ -7,6 +7,7 @@ object with ``.logits`` (Hugging Face models).
 from __future__ import annotations
 
 import functools
+import itertools
 import logging
 import os
 import random
@@ -23,6 +24,7 @@ from tqdm import tqdm
 from src.errors import PipelineError
 from src.interrupts import Interrupted, deferred_interrupts
 from src.metrics import MONITORABLE, classification_metrics, higher_is_better, is_improvement
+from src.training import distributed
 from src.training.checkpoint_manager import (
     DEFAULT_BEST_BY, CheckpointManager, EarlyStopping, holds_resume_state, load_checkpoint_file,
 )
@@ -84,22 +86,34 @@ def autocast_context(device: torch.device, mixed_precision: bool):
 @torch.no_grad()
 def evaluate(model: nn.Module, data_loader: Iterable, device: torch.device, criterion: nn.Module | None = None,
              mixed_precision: bool = False, progress: bool = False) -> dict[str, Any]:
-    """Loss (when ``criterion``), accuracy, macro recall, macro F1 and the predictions over a loader."""
+    """Loss (when ``criterion``), accuracy, macro recall, macro F1 and the predictions over a loader.
+
+    Data-parallel, rank r scores batches r, r + world size, ...; every rank then gathers all the
+    batches' results and computes the metrics over the whole loader, in its order (the same
+    figures, to the bit, as one process scoring it).
+    """
     model.eval()
-    total_loss, n_seen, predictions, labels = 0.0, 0, [], []
-    for batch in tqdm(data_loader, desc="eval", leave=False, disable=not progress):
+    world, rank = distributed.world_size(), distributed.rank()
+    batches = data_loader if world == 1 else itertools.islice(data_loader, rank, None, world)
+    results = []  # (loss sum, predictions, labels) per batch
+    for batch in tqdm(batches, desc="eval", leave=False, disable=not progress):
         batch = move_batch(batch, device)
         with autocast_context(device, mixed_precision):
             logits = forward_logits(model, batch)
         logits = logits.float()
-        if criterion is not None:
-            total_loss += criterion(logits, batch["labels"]).item() * len(batch["labels"])
-        n_seen += len(batch["labels"])
-        predictions.append(logits.argmax(dim=1).cpu())
-        labels.append(batch["labels"].cpu())
+        loss = criterion(logits, batch["labels"]).item() * len(batch["labels"]) if criterion is not None else 0.0
+        results.append((loss, logits.argmax(dim=1).cpu().tolist(), batch["labels"].cpu().tolist()))
+    if world > 1:  # back into loader order: batch i was scored by rank i % world, as its (i // world)-th
+        gathered = distributed.gather_objects(results)
+        results = [gathered[i % world][i // world] for i in range(sum(len(g) for g in gathered))]
+    total_loss, n_seen, predictions, labels = 0.0, 0, [], []
+    for batch_loss, batch_predictions, batch_labels in results:
+        total_loss += batch_loss
+        n_seen += len(batch_labels)
+        predictions += batch_predictions
+        labels += batch_labels
     if n_seen == 0:
         raise PipelineError("evaluation data is empty")
-    predictions, labels = torch.cat(predictions).tolist(), torch.cat(labels).tolist()
     result = {"loss": total_loss / n_seen if criterion is not None else None,
               **classification_metrics(labels, predictions)}
     result["predictions"] = predictions
@@ -152,6 +166,9 @@ class Trainer:
     finishes, and then ``on_publish(published)`` (its metadata, with the new ``model_id``) writes
     whatever must describe the same model beside it (a config, a vocabulary, an export), before the
     run is recorded as finished. Until then the directory keeps the previous run's complete model.
+
+    Under torchrun with several processes (src.training.distributed) training steps run through
+    DDP, validation is gathered from all ranks, and only rank 0 writes checkpoints and publishes.
     """
 
     def __init__(
@@ -184,6 +201,14 @@ class Trainer:
             raise PipelineError(f"monitor = {monitor!r}: expected one of {', '.join(MONITORABLE)}")
         self.device = resolve_device(device)
         self.model = model.to(self.device)
+        # Data-parallel under torchrun: training steps go through DDP, which all-reduces the
+        # gradients; self.model stays the plain module (evaluation, checkpoints, export).
+        self.world_size, self.is_main_process = distributed.world_size(), distributed.is_main_process()
+        if self.world_size > 1:
+            distributed.check_same_run(fingerprint)  # before DDP finds the models' shapes differ
+        self.parallel_model = self.model if self.world_size == 1 else nn.parallel.DistributedDataParallel(
+            self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
+        self.base_seed = torch.initial_seed()  # the stage's seed: per-rank dropout streams derive from it
         self.train_loader, self.val_loader = train_loader, val_loader
         self.optimizer = optimizer
         self.criterion = criterion if criterion is not None else nn.CrossEntropyLoss()
@@ -197,7 +222,7 @@ class Trainer:
         self.grad_scaler = torch.amp.GradScaler(
             "cuda", enabled=autocast_dtype(self.device, mixed_precision) == torch.float16)
         self.early_stopping_min_delta = early_stopping_min_delta
-        self.progress = progress
+        self.progress = progress and self.is_main_process
         self.fingerprint = fingerprint
         best_by = dict(DEFAULT_BEST_BY)
         best_by.setdefault(monitor.removeprefix("val_"), monitor)
@@ -228,17 +253,24 @@ class Trainer:
         for source in (sampler, getattr(self.train_loader, "sampler", None)):
             if hasattr(source, "set_epoch"):  # epoch-seeded shuffling: resume sees the same batches
                 source.set_epoch(self.epoch)
+        if self.world_size > 1:
+            self._check_sharded(sampler)
+            # each rank its own dropout stream, a function of (seed, epoch, rank): resume stays exact
+            torch.manual_seed(distributed.epoch_seed(self.base_seed, self.epoch))
         total_loss, n_seen = 0.0, 0
         # disable=None: a bar on a terminal only, so logs and `dvc repro` output stay readable
         bar = tqdm(self.train_loader, desc=f"epoch {self.epoch + 1}", leave=False, disable=None if self.progress else True)
         for batch in bar:
             batch = move_batch(batch, self.device)
             with autocast_context(self.device, self.mixed_precision):
-                logits = forward_logits(self.model, batch)
+                logits = forward_logits(self.parallel_model, batch)
             loss = self.criterion(logits.float(), batch["labels"])
 
             self.optimizer.zero_grad(set_to_none=True)
-            self.grad_scaler.scale(loss).backward()
+            # DDP averages the ranks' gradients; weighting each rank's mean loss by its share of the
+            # global batch makes that average the gradient of the global batch's mean loss
+            step_loss = loss if self.world_size == 1 else loss * self._global_batch_share(batch["labels"])
+            self.grad_scaler.scale(step_loss).backward()
             if self.gradient_clip:
                 self.grad_scaler.unscale_(self.optimizer)  # clip the true gradients, not the scaled ones
                 nn.utils.clip_grad_norm_(self.model.parameters(), self.gradient_clip)
@@ -251,9 +283,25 @@ class Trainer:
             total_loss += loss.item() * len(batch["labels"])
             n_seen += len(batch["labels"])
             bar.set_postfix(loss=f"{total_loss / n_seen:.4f}")
+        if self.world_size > 1:  # the epoch's mean over every rank's examples
+            total_loss, n_seen = distributed.all_reduce_sum(torch.tensor([total_loss, n_seen], dtype=torch.float64)).tolist()
         if n_seen == 0:
             raise PipelineError("training data is empty")
         return total_loss / n_seen
+
+    def _global_batch_share(self, labels: torch.Tensor) -> torch.Tensor:
+        """world size x this rank's share of the global batch's loss weight (its examples, or their
+        class weights for a weighted cross-entropy, the denominator of the criterion's mean)."""
+        weight = getattr(self.criterion, "weight", None)
+        local = (weight[labels].sum() if weight is not None else torch.tensor(float(len(labels)), device=labels.device))
+        local = local.detach().to(torch.float64)
+        return (local * self.world_size / distributed.all_reduce_sum(local)).float()
+
+    def _check_sharded(self, sampler: Any) -> None:
+        """Under torchrun every rank must train on its own shard (BucketBatchSampler does it)."""
+        if getattr(sampler, "num_replicas", 1) != self.world_size:
+            raise PipelineError(f"the training loader is not sharded over the {self.world_size} processes: "
+                                "build it with src.batching.BucketBatchSampler after joining the process group")
 
     def evaluate_model(self, data_loader: Iterable) -> dict[str, Any]:
         """loss, accuracy, macro_recall, macro_f1 and predictions of the current model on a loader."""
@@ -281,7 +329,8 @@ class Trainer:
             raise Interrupted(getattr(exc, "signum", signal.SIGINT), self._last_checkpoint_note()) from None
         if self.stopped_early:
             self.early_stopping.restore(self.model)
-        self._publish_best()
+        if self.is_main_process:
+            self._publish_best()
         return self.history
 
     @property
@@ -316,7 +365,7 @@ class Trainer:
 
         should_stop = self.early_stopping is not None and self.early_stopping.update(monitored, self.model, self.epoch)
         periodic = bool(save_every) and self.epoch % save_every == 0
-        if periodic or (save_best and is_best) or should_stop:
+        if (periodic or (save_best and is_best) or should_stop) and self.is_main_process:
             # this epoch's own weights, before early stopping swaps the best ones back in; a run
             # resumed from this checkpoint sees stopped_early and only restores them
             self.save_checkpoint(None, is_best=save_best and is_best, metrics=metrics)
@@ -324,6 +373,8 @@ class Trainer:
             log.info("early stopping: no %s improvement for %d epochs", self.monitor, self.early_stopping.patience)
 
     def _last_checkpoint_note(self) -> str:
+        if not self.is_main_process:
+            return f"rank {distributed.rank()} of {self.world_size} (rank 0 names the last checkpoint)"
         if not self.checkpoints.entries:
             return "no checkpoint written yet"
         last = self.checkpoints.entries[-1]
@@ -406,6 +457,7 @@ class Trainer:
         if checkpoint.get("rng_state") is not None:
             set_rng_state(checkpoint["rng_state"])
 
+    @distributed.main_process_first
     def resume(self) -> bool:
         """Continue from the newest good checkpoint in the checkpoint directory, or start fresh.
 
@@ -437,9 +489,10 @@ class Trainer:
                     reason = best
             if reason is None:
                 self._restore(checkpoint)
-                if best is not None and best[0] != path:  # the staged best model is missing or stale
-                    self.checkpoints.adopt(*best, is_best=True, newest=False)
-                self.checkpoints.adopt(path, checkpoint, is_best=best is not None and best[0] == path)
+                if self.is_main_process:  # under torchrun the other ranks only read
+                    if best is not None and best[0] != path:  # the staged best model is missing or stale
+                        self.checkpoints.adopt(*best, is_best=True, newest=False)
+                    self.checkpoints.adopt(path, checkpoint, is_best=best is not None and best[0] == path)
                 log.info("resuming from %s (epoch %d done)", path, self.epoch)
                 return True
             log.info("not resuming from %s: %s; training from scratch", path, reason)
