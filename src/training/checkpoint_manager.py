@@ -6,7 +6,9 @@ early-stopping state); older ones are rewritten to the model alone when a newer 
 
 Containment: a model directory is a persisted DVC output that can arrive from a remote, so nothing
 read from it (registry entries, metadata inside a checkpoint) is used as a path before it is
-checked to be a plain file name inside the directory; symbolic links are never followed.
+checked to be a plain file name inside the directory. A training run never follows a symbolic link
+there either (DVC replaces links in a persisted output with copies before it runs a stage, so
+none of its own remain).
 """
 from __future__ import annotations
 
