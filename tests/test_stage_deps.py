@@ -7,7 +7,7 @@ together with the ``__init__.py`` of each package on the way (Python executes th
 create_trainer`` imports ``src/training/trainer.py`` and nothing else of that package.
 
 The rule for shared plumbing: ``PLUMBING`` below loads and validates params, prints errors, writes
-files atomically and handles signals. It decides how a stage fails, never what a successful run
+files atomically, handles signals and resolves package exports (src/lazy.py). It decides how a stage fails, never what a successful run
 computes, so no stage lists it: a schema change must not re-train the models. To keep that honest,
 plumbing may import only plumbing.
 """
@@ -24,7 +24,7 @@ REPO = Path(__file__).resolve().parents[1]
 CODE_ROOTS = ("src", "stages")
 PLUMBING = {"src/__init__.py", "stages/__init__.py",   # package markers
             "src/params.py", "src/params_schema.py", "src/cli.py", "src/errors.py", "src/atomic.py",
-            "src/interrupts.py"}
+            "src/interrupts.py", "src/lazy.py"}
 STAGE_SCRIPT = re.compile(r"(?:-m\s+|\b)stages[./](\w+)")
 
 
