@@ -7,8 +7,8 @@ together with the ``__init__.py`` of each package on the way (Python executes th
 create_trainer`` imports ``src/training/trainer.py`` and nothing else of that package.
 
 The rule for shared plumbing: ``PLUMBING`` below loads and validates params, prints errors, writes
-files atomically, handles signals and resolves package exports (src/lazy.py). It decides how a stage fails, never what a successful run
-computes, so no stage lists it: a schema change must not re-train the models. To keep that honest,
+files atomically, handles signals and resolves package exports (src/lazy.py). It decides how a
+stage fails, never what a successful run computes, so no stage lists it: a schema change must not re-train the models. To keep that honest,
 plumbing may import only plumbing.
 """
 from __future__ import annotations
