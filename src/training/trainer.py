@@ -13,7 +13,7 @@ import random
 import signal
 import time
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 import numpy as np
 import torch
@@ -171,6 +171,7 @@ class Trainer:
         early_stopping_min_delta: float = 0.0,
         progress: bool = True,
         fingerprint: dict | None = None,
+        on_epoch_end: Callable[[int, dict], None] | None = None,
     ):
         if scheduler_interval not in SCHEDULER_INTERVALS:
             raise PipelineError(f"scheduler_interval = {scheduler_interval!r}: expected 'epoch' or 'step'")
@@ -193,6 +194,7 @@ class Trainer:
         self.early_stopping_min_delta = early_stopping_min_delta
         self.progress = progress
         self.fingerprint = fingerprint
+        self.on_epoch_end = on_epoch_end  # called with (epoch, metrics) after each epoch; may raise to stop
         best_by = dict(DEFAULT_BEST_BY)
         best_by.setdefault(monitor.removeprefix("val_"), monitor)
         self.checkpoints = CheckpointManager(checkpoint_dir, max_checkpoints=max_checkpoints, save_best_n=save_best_n,
@@ -314,6 +316,8 @@ class Trainer:
             self.save_checkpoint(None, is_best=save_best and is_best, metrics=metrics)
         if should_stop:
             log.info("early stopping: no %s improvement for %d epochs", self.monitor, self.early_stopping.patience)
+        if self.on_epoch_end is not None:  # e.g. tune's pruner: report, and raise to stop this run
+            self.on_epoch_end(self.epoch, metrics)
 
     def _last_checkpoint_note(self) -> str:
         if not self.checkpoints.entries:
