@@ -21,6 +21,7 @@ from src.params import load_params
 from src.preprocess import Split, normalize_tweet, write_split
 from tests.fixtures import tiny_splits
 from tests.test_bert_training import _loaders, tiny_bert  # noqa: F401 (tiny_bert is a fixture)
+from tests.test_pipeline_e2e import project  # noqa: F401 (a fixture)
 
 REPO = Path(__file__).resolve().parents[1]
 QUALITY = ("val_loss", "val_accuracy", "val_macro_recall", "val_macro_f1", "best_epoch")
@@ -54,7 +55,7 @@ def by_config(results: dict) -> dict:
 def search(tiny_bert, directory, workers, **options):  # noqa: F811
     _, train_loader, val_loader = _loaders(tiny_bert)
     return training.hyperparameter_tuning(
-        SlowLoader(train_loader, 0.6), val_loader, None, directory, {"learning_rate": [1e-4, 3e-4, 1e-3, 3e-3]},
+        SlowLoader(train_loader, 0.5), val_loader, None, directory, {"learning_rate": [1e-4, 3e-4, 1e-3, 3e-3]},
         "cpu", base_hyperparameters={"num_epochs": 2}, method="random", n_trials=4, seed=3, workers=workers,
         model_name=tiny_bert, **options)
 
@@ -178,12 +179,17 @@ def test_a_killed_tune_continues_from_the_trials_it_completed(tiny_bert, tmp_pat
         time.sleep(0.05)
     assert not [pid for pid in workers if alive(pid)]
 
+    # resumed with one worker: tune.workers is not part of the search's fingerprint
+    params = json.loads((tmp_path / "params.yaml").read_text())
+    params["tune"]["workers"] = 1
+    (tmp_path / "params.yaml").write_text(json.dumps(params), encoding="utf-8")
     again = run_tune(tmp_path)
     output, _ = again.communicate(timeout=300)
     assert again.returncode == 0, output
-    assert "resuming the unfinished study" in output
+    assert "resuming the unfinished study" in output and "was interrupted: training it again" in output, output
     results = json.loads((tmp_path / "models/tune/tuning_results.json").read_text())
-    assert len(results["trials"]) == 4
+    # the trials an uninterrupted run holds: grid points 0-3 under trial numbers 0-3, once each
+    assert [t["trial"] for t in results["trials"]] == [0, 1, 2, 3]
     assert len({json.dumps(t["params"], sort_keys=True) for t in results["trials"]}) == 4
     after = {t["trial"]: t for t in results["trials"]}
     for number, record in before.items():  # kept, not trained again
@@ -192,9 +198,75 @@ def test_a_killed_tune_continues_from_the_trials_it_completed(tiny_bert, tmp_pat
     metrics = json.loads((tmp_path / "metrics/tune.json").read_text())
     assert metrics["trials"] == 4 and metrics["best_trial"] == results["best_trial"]
 
-    # a rerun after a finished search starts a new one
-    third = run_tune(tmp_path)
-    output, _ = third.communicate(timeout=300)
-    assert third.returncode == 0 and "the search that wrote it had finished" in output, output
-    rerun = json.loads((tmp_path / "models/tune/tuning_results.json").read_text())
-    assert by_config(rerun) == by_config(results)
+
+def test_a_changed_search_or_a_finished_one_starts_a_new_study_and_says_why(tmp_path, caplog):
+    def prepare(space, fingerprint):
+        search = tuning.Search(tmp_path, None, tuning.study_name(fingerprint), space, "grid", 0, 2, "maximize", None)
+        return search, tuning.prepare_study(search, fingerprint)[0]
+
+    space = {"learning_rate": [1e-3, 2e-3]}
+    old = {"params": {"tune.search_space.learning_rate": [1e-3, 2e-3]}}
+    search, study = prepare(space, old)
+    trial = study.ask()
+    trial.suggest_categorical("learning_rate", space["learning_rate"])
+    study.tell(trial, 0.5)
+    (tmp_path / "config_0").mkdir()
+    caplog.set_level("INFO", logger="src.tuning")
+
+    _, again = prepare(space, old)  # unfinished, same fingerprint: resumed
+    assert len(again.trials) == 1 and "resuming the unfinished study" in caplog.text
+
+    new = {"params": {"tune.search_space.learning_rate": [1e-3, 5e-3]}}
+    _, fresh = prepare({"learning_rate": [1e-3, 5e-3]}, new)
+    assert fresh.trials == [] and not (tmp_path / "config_0").exists()
+    assert "params changed: tune.search_space.learning_rate [0.001, 0.002] -> [0.001, 0.005]" in caplog.text
+
+    fresh.set_user_attr("finished", True)
+    _, after_finished = prepare({"learning_rate": [1e-3, 5e-3]}, new)
+    assert "the search that wrote it had finished" in caplog.text and after_finished.user_attrs.get("finished") is None
+
+
+# ---- DVC's queue ---------------------------------------------------------------------------------------
+def test_two_queued_experiments_run_in_parallel_and_each_trains_from_scratch(project, tmp_path):  # noqa: F811
+    """`dvc exp run --queue` twice, `dvc queue start -j 2`: both finish and `dvc exp show` lists both.
+    Each runs in a temporary copy (.dvc/tmp/exps) that holds the baseline's persisted models/bert: the
+    run fingerprint makes train_bert start fresh there instead of resuming the baseline's checkpoints."""
+    from tests.fixtures import write_tiny_bert
+    from tests.test_pipeline_e2e import _run, _set_params
+
+    work, env = project
+    env = {**env, "OMP_NUM_THREADS": "1"}
+    dvc = [sys.executable, "-m", "dvc"]
+    _set_params(work / "params.yaml", {"model_name": str(write_tiny_bert(tmp_path / "tiny-bert")), "num_epochs": 1,
+                                       "batch_size": 8, "max_length": 32, "bert.eval_batch_size": 16})
+    _run(dvc + ["repro", "train_bert"], work, env)
+    _run(["git", "add", "-A"], work, env)
+    _run(["git", "commit", "-qm", "baseline"], work, env)
+
+    for rate in ("3e-5", "5e-5"):
+        _run(dvc + ["exp", "run", "--queue", "-S", f"learning_rate={rate}", "train_bert"], work, env)
+    try:
+        _run(dvc + ["queue", "start", "-j", "2"], work, env)
+        deadline, status = time.monotonic() + 300, ""
+        while time.monotonic() < deadline:  # git refs are cheap to poll; a dvc command costs seconds of CPU
+            time.sleep(1)
+            finished = subprocess.run(["git", "for-each-ref", "refs/exps"], cwd=work, capture_output=True,
+                                      text=True).stdout.count("\n")
+            if finished == 2 or (time.monotonic() % 15 < 1 and "Failed" in (status := _run(dvc + ["queue", "status"],
+                                                                                                work, env))):
+                break
+        status = _run(dvc + ["queue", "status"], work, env)
+        assert status.count("Success") == 2, status
+    finally:
+        subprocess.run(dvc + ["queue", "stop", "--kill"], cwd=work, env=env, capture_output=True)
+
+    shown = json.loads(_run(dvc + ["exp", "show", "--json"], work, env))
+    runs = {rev["name"]: rev["data"] for entry in shown for exp in entry.get("experiments") or []
+            for rev in exp["revs"]}
+    assert sorted(data["params"]["params.yaml"]["data"]["learning_rate"] for data in runs.values()) == [3e-5, 5e-5]
+    for data in runs.values():
+        assert "macro_recall" in data["metrics"]["metrics/train_bert.json"]["data"]["val"]
+    for name in runs:
+        log = _run(dvc + ["queue", "logs", name], work, env)
+        assert "Running stage 'train_bert'" in log and "Running stage 'preprocess'" not in log, log
+        assert "not resuming from models/bert/checkpoint_epoch_1.pt: params changed: learning_rate" in log, log

@@ -199,7 +199,7 @@ class _TrialTrainer:
             with warnings.catch_warnings():  # a retried trial reports its epochs again: the same values
                 warnings.simplefilter("ignore")
                 trial.report(metrics[monitor], epoch)
-            if trial.should_prune():
+            if epoch < config["num_epochs"] and trial.should_prune():  # after the last epoch: nothing to save
                 raise optuna.TrialPruned(f"{monitor} {metrics[monitor]:.4f} after epoch {epoch} is below the "
                                          "median of the finished trials")
 
