@@ -254,12 +254,15 @@ def run_worker(search: Search, run_trial: Callable[[optuna.Trial, dict, str], fl
     """Train the interrupted trials in ``adopt``, then ask, train and tell new trials until the
     search is done (the body of every worker process)."""
     study = search.open()
-    optuna.logging.set_verbosity(optuna.logging.WARNING)  # our own log says what runs where
+    # our own log says what runs where and what is skipped; Optuna would report a skip as a failure,
+    # and a real failure is raised (and reported by the stage) anyway
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
 
     def objective(trial: optuna.Trial) -> float:
         config = {name: trial.suggest_categorical(name, values) for name, values in search.space.items()}
         reason = skip_reason(study, trial, config, search.n_trials)
         if reason is not None:
+            log.info("worker %d: trial %d %s skipped: %s", worker, trial.number, config, reason)
             trial.set_user_attr("skipped", reason)
             raise SkippedTrial(reason)
         trial.set_user_attr("worker", {"host": socket.gethostname(), "pid": os.getpid(), "index": worker,

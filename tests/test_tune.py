@@ -109,6 +109,30 @@ def test_pruning_stops_a_trial_that_is_clearly_behind(tiny_bert, tmp_path):  # n
     assert json.loads((tmp_path / f"config_{bad['trial']}/trial.json").read_text())["state"] == "pruned"
 
 
+def score_of(trial, config, device):
+    """A stand-in for training: a deterministic score of the configuration."""
+    return -abs(config["learning_rate"] - 3e-4) - config["warmup_ratio"]
+
+
+@pytest.mark.parametrize("method", tuning.METHODS)
+def test_every_sampler_trains_n_distinct_configurations_reproducibly(tmp_path, method):
+    space = {"learning_rate": [1e-4, 3e-4, 1e-3], "warmup_ratio": [0.0, 0.1]}
+
+    def run(directory, n_trials):
+        fingerprint = {"params": {"method": method, "dir": str(directory)}}
+        search = tuning.Search(directory, None, tuning.study_name(fingerprint), space, method, 7, n_trials,
+                               "maximize", None)
+        study, _ = tuning.prepare_study(search, fingerprint)
+        tuning.run_search(search, score_of, "cpu", workers=1)
+        return [(t.number, t.params) for t in tuning.trained_trials(study)]
+
+    trials = run(tmp_path / "a", 5)
+    assert len(trials) == 5 and len({json.dumps(p, sort_keys=True) for _, p in trials}) == 5
+    assert run(tmp_path / "b", 5) == trials  # same seed, same trials
+    every = run(tmp_path / "c", 50)  # more than the space holds: each combination once, then stop
+    assert len(every) == 6 and len({json.dumps(p, sort_keys=True) for _, p in every}) == 6
+
+
 # ---- the stage, killed and resumed ----------------------------------------------------------------------
 def write_tune_inputs(directory: Path, model_dir: str, tune: dict) -> None:
     splits = tiny_splits()
