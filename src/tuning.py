@@ -186,9 +186,15 @@ def prepare_study(search: Search, fingerprint: dict) -> tuple[optuna.Study, list
     return study, recover_interrupted(study, search)
 
 
+RESULT_FILES = ("tuning_results.json", "best_hyperparameters.json", JOURNAL_NAME)
+
+
 def clear_output_dir(output_dir: Path) -> None:
-    for path in output_dir.iterdir():
-        shutil.rmtree(path) if path.is_dir() else path.unlink()
+    """Remove what a search writes (trial directories, results, the journal), nothing else."""
+    for path in output_dir.glob("config_*"):
+        shutil.rmtree(path)
+    for name in RESULT_FILES:
+        (output_dir / name).unlink(missing_ok=True)
 
 
 def config_of(trial: FrozenTrial) -> dict:
