@@ -377,4 +377,6 @@ def skipped_count(study: optuna.Study) -> int:
 
 
 def trial_record(trial: FrozenTrial) -> dict[str, Any]:
-    return {"trial": trial.number, "state": trial.state.name.lower(), **trial.user_attrs.get("result", {})}
+    worker = {key: value for key, value in trial.user_attrs.get("worker", {}).items() if key != "pid"}
+    return {"trial": trial.number, "state": trial.state.name.lower(), **trial.user_attrs.get("result", {}),
+            "worker": worker}
