@@ -123,8 +123,27 @@ def open_storage(storage: str | None, output_dir: Path) -> optuna.storages.BaseS
         from optuna.storages.journal import JournalFileBackend
 
         output_dir.mkdir(parents=True, exist_ok=True)
-        return optuna.storages.JournalStorage(JournalFileBackend(str(output_dir / JOURNAL_NAME)))
+        # absolute: Optuna's lock is a symlink to this path, and a relative one would dangle
+        return optuna.storages.JournalStorage(JournalFileBackend(str((output_dir / JOURNAL_NAME).resolve())))
     return optuna.storages.RDBStorage(storage, heartbeat_interval=HEARTBEAT_S, grace_period=GRACE_S)
+
+
+def repair_journal(path: Path) -> None:
+    """Undo what a SIGKILL can leave in a journal that only this stage's workers write (call it
+    while none runs): the lock file of a worker killed while appending, which every later append
+    would wait for, and a last line cut short, which would corrupt the next one appended."""
+    lock = Path(f"{path.resolve()}.lock")  # optuna's JournalFileSymlinkLock
+    if lock.is_symlink() or lock.exists():
+        log.warning("removing %s, left by a worker killed while writing the journal", lock)
+        lock.unlink()
+    if path.is_file() and path.stat().st_size:
+        data = path.read_bytes()
+        if not data.endswith(b"\n"):
+            log.warning("%s: dropping its last line, cut short by a kill", path)
+            with open(path, "r+b") as handle:
+                handle.truncate(data.rfind(b"\n") + 1)
+                handle.flush()
+                os.fsync(handle.fileno())
 
 
 def study_name(fingerprint: dict) -> str:
@@ -158,6 +177,8 @@ def prepare_study(search: Search, fingerprint: dict) -> tuple[optuna.Study, list
     first: the journal lives in the stage's output directory and holds this stage's one study.
     """
     search.output_dir.mkdir(parents=True, exist_ok=True)
+    if search.storage is None:
+        repair_journal(search.output_dir / JOURNAL_NAME)
     storage = open_storage(search.storage, search.output_dir)
     previous = {s.study_name: s for s in optuna.get_all_study_summaries(storage, include_best_trial=False)}
     if search.name in previous and not previous[search.name].user_attrs.get("finished"):

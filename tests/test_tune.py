@@ -203,6 +203,12 @@ def test_a_killed_tune_continues_from_the_trials_it_completed(tiny_bert, tmp_pat
         time.sleep(0.05)
     assert not [pid for pid in workers if alive(pid)]
 
+    # what a kill in the middle of an append leaves: the journal's lock, a line cut short
+    journal = tmp_path / "models/tune/optuna_journal.log"
+    os.symlink(journal.resolve(), f"{journal.resolve()}.lock")
+    with open(journal, "ab") as handle:
+        handle.write(b'{"op_code": 5, "worker_id": "killed", "trial_id": 0, "par')
+
     # resumed with one worker: tune.workers is not part of the search's fingerprint
     params = json.loads((tmp_path / "params.yaml").read_text())
     params["tune"]["workers"] = 1
@@ -211,6 +217,8 @@ def test_a_killed_tune_continues_from_the_trials_it_completed(tiny_bert, tmp_pat
     output, _ = again.communicate(timeout=300)
     assert again.returncode == 0, output
     assert "resuming the unfinished study" in output and "was interrupted: training it again" in output, output
+    assert "optuna_journal.log.lock, left by a worker killed while writing" in output, output
+    assert "dropping its last line, cut short by a kill" in output, output
     results = json.loads((tmp_path / "models/tune/tuning_results.json").read_text())
     # the trials an uninterrupted run holds: grid points 0-3 under trial numbers 0-3, once each
     assert [t["trial"] for t in results["trials"]] == [0, 1, 2, 3]
