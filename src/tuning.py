@@ -28,6 +28,7 @@ import shutil
 import signal
 import socket
 import sys
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -125,7 +126,11 @@ def open_storage(storage: str | None, output_dir: Path) -> optuna.storages.BaseS
         output_dir.mkdir(parents=True, exist_ok=True)
         # absolute: Optuna's lock is a symlink to this path, and a relative one would dangle
         return optuna.storages.JournalStorage(JournalFileBackend(str((output_dir / JOURNAL_NAME).resolve())))
-    return optuna.storages.RDBStorage(storage, heartbeat_interval=HEARTBEAT_S, grace_period=GRACE_S)
+    with warnings.catch_warnings():  # heartbeats are "experimental" in Optuna since v2.8
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        return optuna.storages.RDBStorage(
+            storage, heartbeat_interval=HEARTBEAT_S, grace_period=GRACE_S,
+            heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback())
 
 
 def repair_journal(path: Path) -> None:
@@ -239,7 +244,9 @@ def recover_interrupted(study: optuna.Study, search: Search) -> list[int]:
             else:  # killed between ask and its first suggestion: it holds no configuration
                 study.tell(trial.number, state=TrialState.FAIL, skip_if_finished=True)
     else:
-        optuna.storages.fail_stale_trials(study)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            optuna.storages.fail_stale_trials(study)
     trials = study.get_trials(deepcopy=False)
     held = [config_of(t) for t in trials if t.state in COUNTED]
     for trial in trials:
@@ -266,12 +273,17 @@ def skip_reason(study: optuna.Study, trial: optuna.Trial, config: dict, n_trials
     """Why ``trial`` must not train: an earlier trial holds ``config``, or ``n_trials`` earlier trials
     exist (a queued retry replaces a trial and is never over budget). Decided by trial number, so
     that two workers asking at once cannot both run a configuration."""
-    earlier = [t for t in study.get_trials(deepcopy=False, states=COUNTED)
-               if t.number < trial.number and "skipped" not in t.user_attrs]
+    trials = study.get_trials(deepcopy=False)
+    earlier = [t for t in trials if t.state in COUNTED and t.number < trial.number and "skipped" not in t.user_attrs]
+    me = next(t for t in trials if t.number == trial.number)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        retry = "retry_of" in me.user_attrs or \
+            optuna.storages.RetryHeartbeatStaleTrialCallback.retried_trial_number(me) is not None
     for other in earlier:
         if config_of(other) == config:
             return f"duplicate of trial {other.number}"
-    if "retry_of" not in trial.user_attrs and len(earlier) >= n_trials:
+    if not retry and len(earlier) >= n_trials:
         return "over budget"
     return None
 

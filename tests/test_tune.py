@@ -114,13 +114,15 @@ def score_of(trial, config, device):
     return -abs(config["learning_rate"] - 3e-4) - config["warmup_ratio"]
 
 
-@pytest.mark.parametrize("method", tuning.METHODS)
-def test_every_sampler_trains_n_distinct_configurations_reproducibly(tmp_path, method):
+@pytest.mark.parametrize("method, rdb", [("grid", False), ("random", False), ("tpe", False), ("random", True)],
+                         ids=["grid", "random", "tpe", "random-rdb"])
+def test_every_sampler_trains_n_distinct_configurations_reproducibly(tmp_path, method, rdb):
     space = {"learning_rate": [1e-4, 3e-4, 1e-3], "warmup_ratio": [0.0, 0.1]}
 
     def run(directory, n_trials):
         fingerprint = {"params": {"method": method, "dir": str(directory)}}
-        search = tuning.Search(directory, None, tuning.study_name(fingerprint), space, method, 7, n_trials,
+        storage = f"sqlite:///{tmp_path / 'optuna.db'}" if rdb else None  # RDB: one database, a study per search
+        search = tuning.Search(directory, storage, tuning.study_name(fingerprint), space, method, 7, n_trials,
                                "maximize", None)
         study, _ = tuning.prepare_study(search, fingerprint)
         tuning.run_search(search, score_of, "cpu", workers=1)
