@@ -238,11 +238,8 @@ def recover_interrupted(study: optuna.Study, search: Search) -> list[int]:
     adopt = []
     if search.storage is None:
         for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-            if trial.params:
-                adopt.append(trial.number)
-                log.info("trial %d was interrupted: training it again", trial.number)
-            else:  # killed between ask and its first suggestion: it holds no configuration
-                study.tell(trial.number, state=TrialState.FAIL, skip_if_finished=True)
+            adopt.append(trial.number)
+            log.info("trial %d was interrupted: training it again", trial.number)
     else:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
@@ -310,19 +307,22 @@ def run_worker(search: Search, run_trial: Callable[[optuna.Trial, dict, str], fl
         return run_trial(trial, config, device)
 
     if adopt:
-        # an interrupted trial keeps its number and configuration; it is told through a study
-        # without the GridSampler, whose stop() only works inside optimize()
+        # An interrupted trial keeps its number, so its configuration is the one an uninterrupted
+        # search gives it: the params it holds, or the sampler's draw for that number (a kill can
+        # land between ask and the first suggestion). It is told through a study without the
+        # GridSampler, whose stop() only works inside optimize().
         books = optuna.load_study(study_name=search.name, storage=open_storage(search.storage, search.output_dir),
-                                  sampler=RandomSampler(), pruner=make_pruner(search.pruning))
-        ids = {t.number: t._trial_id for t in books.get_trials(deepcopy=False)}
+                                  sampler=RandomSampler())
+        frozen = {t.number: t for t in study.get_trials(deepcopy=False)}
         for number in adopt:
-            trial = optuna.trial.Trial(books, ids[number])
+            study.sampler.before_trial(study, frozen[number])  # GridSampler: assigns grid point `number`
+            trial = optuna.trial.Trial(study, frozen[number]._trial_id)
             try:
-                books.tell(trial, objective(trial))
+                books.tell(number, objective(trial))
             except (optuna.TrialPruned, SkippedTrial):
-                books.tell(trial, state=TrialState.PRUNED if "skipped" not in trial.user_attrs else TrialState.FAIL)
+                books.tell(number, state=TrialState.FAIL if "skipped" in trial.user_attrs else TrialState.PRUNED)
             except BaseException:
-                books.tell(trial, state=TrialState.FAIL)
+                books.tell(number, state=TrialState.FAIL)
                 raise
 
     def stop_when_done(study: optuna.Study, trial: FrozenTrial) -> None:

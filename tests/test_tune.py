@@ -135,6 +135,27 @@ def test_every_sampler_trains_n_distinct_configurations_reproducibly(tmp_path, m
     assert len(every) == 6 and len({json.dumps(p, sort_keys=True) for _, p in every}) == 6
 
 
+@pytest.mark.parametrize("method", ["grid", "random"])
+def test_a_trial_killed_before_its_first_suggestion_resumes_with_the_configuration_of_its_number(tmp_path, method):
+    space = {"learning_rate": [1e-4, 3e-4, 1e-3], "warmup_ratio": [0.0, 0.1]}
+    fingerprint = {"params": {"method": method}}
+
+    def search(directory):
+        return tuning.Search(directory, None, tuning.study_name(fingerprint), space, method, 5, 3, "maximize", None)
+
+    study, _ = tuning.prepare_study(search(tmp_path / "whole"), fingerprint)
+    tuning.run_search(search(tmp_path / "whole"), score_of, "cpu", workers=1)
+    whole = [(t.number, t.params) for t in tuning.trained_trials(study)]
+
+    interrupted = search(tmp_path / "killed")
+    study, _ = tuning.prepare_study(interrupted, fingerprint)
+    interrupted.open().ask()  # trial 0 asked, then the process died: RUNNING, no params
+    study, adopt = tuning.prepare_study(interrupted, fingerprint)
+    assert adopt == [0]
+    tuning.run_search(interrupted, score_of, "cpu", workers=1, adopt=adopt)
+    assert [(t.number, t.params) for t in tuning.trained_trials(study)] == whole
+
+
 # ---- the stage, killed and resumed ----------------------------------------------------------------------
 def write_tune_inputs(directory: Path, model_dir: str, tune: dict) -> None:
     splits = tiny_splits()
