@@ -87,10 +87,17 @@ LSTM = _section(
 HYPERPARAMETER_VALUES = {"type": "array", "minItems": 1}
 TUNE = _section(
     {
-        "method": {"enum": ["grid", "random"]},
+        "method": {"enum": ["grid", "random", "tpe"]},
         "n_trials": POSITIVE_INT,
         "train_fraction": {"type": "number", "exclusiveMinimum": 0, "maximum": 1},
         "seed": SEED,
+        "workers": POSITIVE_INT,
+        "storage": {"type": ["string", "null"], "pattern": "^[a-z][a-z0-9+]*://"},  # an SQLAlchemy URL
+        "pruning": _section({
+            "enabled": {"type": "boolean"},
+            "startup_trials": {"type": "integer", "minimum": 0},
+            "warmup_epochs": {"type": "integer", "minimum": 0},
+        }),
         "search_space": {
             "type": "object",
             "required": ["learning_rate"],  # so `-S learning_rate=...` never re-runs the search

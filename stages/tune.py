@@ -1,20 +1,42 @@
-"""tune: the seed's hyperparameter search, scored on validation only -> models/tune/, metrics/tune.json."""
+"""tune: the seed's hyperparameter search on Optuna, scored on validation only -> models/tune/, metrics/tune.json.
+
+`python -m stages.tune` runs the search with `tune.workers` processes (the DVC stage).
+`python -m stages.tune --worker` joins a running search from another machine: it needs `tune.storage`
+(an RDB URL every machine reaches) and the same params, data and code as the machine running the stage.
+"""
 import json
+import sys
 from pathlib import Path
 
 from src.atomic import write_json
 from src.cli import run_stage
 from src.models.bert_run import load_bert_data, make_loaders, run_options
 from src.runtime import out_of_memory_names, use_all_cpu_cores
-from src.models.training import TUNABLE, hyperparameter_tuning
+from src.models.training import TUNABLE, hyperparameter_tuning, join_search
 from src.preprocess import read_split, stratified_subset
+from src.training.resume import run_fingerprint, source_files
 
 OUTPUT_DIR = Path("models/tune")
 METRICS_PATH = Path("metrics/tune.json")
+INPUTS = (Path("data/processed/train.jsonl"), Path("data/processed/val.jsonl"))
+# what shapes a trial's result (tune's dvc.yaml params but how many trials, where and how many at once)
+TRIAL_PARAMS = ("model_name", "num_epochs", "batch_size", "weight_decay", "warmup_ratio", "dropout_prob",
+                "max_length", "seed", "bert")
+NOT_IN_FINGERPRINT = ("n_trials", "workers", "storage")
 
 
-@out_of_memory_names(("tune.search_space.batch_size", "batch_size"), eval_key="bert.eval_batch_size")
-def main(params: dict) -> None:
+def search_fingerprint(params: dict) -> dict:
+    """Params, input files and code a trial's result depends on: a killed search resumes only when
+    they are unchanged. `tune.n_trials`, `tune.workers` and `tune.storage` are left out: the trials
+    already finished stay valid when they change."""
+    tune = {key: value for key, value in params["tune"].items() if key not in NOT_IN_FINGERPRINT}
+    return run_fingerprint({**{key: params[key] for key in TRIAL_PARAMS}, "tune": tune,
+                            "data": {"label_names": params["data"]["label_names"]}},
+                           INPUTS, source_files(__file__))
+
+
+def _search_inputs(params: dict) -> tuple:
+    """The loaders, and hyperparameter_tuning's keyword arguments, from params."""
     tune = params["tune"]
     use_all_cpu_cores()
     train = read_split("data/processed/train.jsonl")
@@ -24,21 +46,36 @@ def main(params: dict) -> None:
     # `-S learning_rate=...` experiment does not re-run the search.
     base = {name: params[name] for name in TUNABLE if name not in tune["search_space"]}
     train_loader, val_loader = make_loaders(data, params, params["batch_size"])  # re-batched per trial when searched
-    _, best = hyperparameter_tuning(
-        train_loader, val_loader, None, OUTPUT_DIR, tune["search_space"], params["bert"]["device"],
+    arguments = dict(
         base_hyperparameters=base, method=tune["method"], n_trials=tune["n_trials"], seed=tune["seed"],
-        num_classes=len(params["data"]["label_names"]), label_names=params["data"]["label_names"],
-        max_checkpoints=1, keep_checkpoints=False, **run_options(params, data),
+        pruning=tune["pruning"], workers=tune["workers"], storage=tune["storage"],
+        fingerprint=search_fingerprint(params), num_classes=len(params["data"]["label_names"]),
+        label_names=params["data"]["label_names"], **run_options(params, data),
     )
-    write_json(OUTPUT_DIR / "best_hyperparameters.json", best)
+    return data, train_loader, val_loader, arguments
+
+
+@out_of_memory_names(("tune.search_space.batch_size", "batch_size"), eval_key="bert.eval_batch_size")
+def main(params: dict) -> None:
+    data, train_loader, val_loader, arguments = _search_inputs(params)
+    _, best = hyperparameter_tuning(train_loader, val_loader, None, OUTPUT_DIR, params["tune"]["search_space"],
+                                    params["bert"]["device"], **arguments)
     results = json.loads((OUTPUT_DIR / "tuning_results.json").read_text())
-    best_trial = results["trials"][results["best_trial"]]
+    best_trial = next(t for t in results["trials"] if t["trial"] == results["best_trial"])
     write_json(METRICS_PATH, {
-        "trials": len(results["trials"]), "train_rows": len(data.train), "best_trial": best_trial["trial"],
-        "best_hyperparameters": best,
+        "trials": len(results["trials"]), "pruned": results["pruned"], "train_rows": len(data.train),
+        "best_trial": best_trial["trial"], "best_hyperparameters": best,
         "val": {key: best_trial[f"val_{key}"] for key in ("loss", "accuracy", "macro_recall", "macro_f1")},
     })
 
 
+@out_of_memory_names(("tune.search_space.batch_size", "batch_size"), eval_key="bert.eval_batch_size")
+def join(params: dict) -> None:
+    """`--worker`: run `tune.workers` more workers on this machine for the search in `tune.storage`."""
+    _, train_loader, val_loader, arguments = _search_inputs(params)
+    join_search(train_loader, val_loader, OUTPUT_DIR, params["tune"]["search_space"], params["bert"]["device"],
+                **arguments)
+
+
 if __name__ == "__main__":
-    run_stage(main)
+    run_stage(join if "--worker" in sys.argv[1:] else main)

@@ -11,6 +11,7 @@ import logging
 import os
 import shutil
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +20,7 @@ from torch import nn
 
 from src.atomic import fsync_tree, full_disk_reported, write_json
 from src.errors import PipelineError
-from src.metrics import is_improvement
+from src.metrics import higher_is_better, is_improvement
 from src.runtime import seed_everything
 from src.models.bert_data import with_batch_size
 from src.models.bert_model import LABEL_NAMES, BertSentimentClassifier
@@ -128,6 +129,7 @@ def train_model(
     progress: bool = True,
     resume: bool = False,
     fingerprint: dict | None = None,
+    on_epoch_end=None,
 ) -> tuple[BertSentimentClassifier, dict]:
     """Fine-tune ``model_name`` and return (the best epoch's model, history).
 
@@ -144,6 +146,7 @@ def train_model(
     written by an unfinished run with the same ``fingerprint``, and otherwise clears the old
     checkpoints and starts fresh (see ``Trainer.resume``). ``fingerprint`` defaults to this call's
     training arguments; a stage passes ``run_fingerprint`` of its params, input files and code.
+    ``on_epoch_end(epoch, metrics)`` is the engine's per-epoch hook (tune's pruner reports there).
     """
     seed_everything(seed)  # the head's init and dropout are reproducible
     model_save_dir = Path(model_save_dir)
@@ -174,7 +177,7 @@ def train_model(
     trainer = _engine(model, train_loader, val_loader, optimizer, scheduler, device, model_save_dir,
                       gradient_clip=gradient_clip, monitor=monitor, mixed_precision=mixed_precision,
                       max_checkpoints=max_checkpoints or num_epochs, progress=progress, fingerprint=fingerprint,
-                      on_publish=export_best)
+                      on_publish=export_best, on_epoch_end=on_epoch_end)
     if resume:
         trainer.resume()
     history = seed_history(trainer.train(num_epochs, early_stopping_patience, save_best=True, save_every=1))
@@ -188,19 +191,111 @@ def train_model(
     return model, history
 
 
-def _trials(space: dict[str, list], method: str, n_trials: int | None, seed: int) -> list[dict]:
-    from sklearn.model_selection import ParameterGrid, ParameterSampler
+class _TrialTrainer:
+    """Trains one trial's configuration with ``train_model`` into ``config_<trial number>/``.
 
-    unknown = sorted(set(space) - set(TUNABLE))
+    Picklable, so that spawned tune workers receive it. Every trial is seeded with the same ``seed``
+    (model head, dropout, batch order): its result depends on its configuration only, not on the
+    worker or the trials before it. Reports the monitored value after each epoch to the pruner.
+    """
+
+    def __init__(self, train_loader, val_loader, output_dir: Path, base: dict, seed: int, train_kwargs: dict):
+        self.train_loader, self.val_loader, self.output_dir = train_loader, val_loader, output_dir
+        self.base, self.seed, self.train_kwargs = base, seed, train_kwargs
+
+    def __call__(self, trial, sampled: dict, device: str) -> float:
+        import optuna
+
+        config = {**self.base, **sampled}
+        directory = self.output_dir / f"config_{trial.number}"
+        shutil.rmtree(directory, ignore_errors=True)  # what a killed attempt left
+        loader = with_batch_size(self.train_loader, config["batch_size"], self.seed) \
+            if hasattr(self.train_loader, "dataset") else self.train_loader
+        monitor = self.train_kwargs["monitor"]
+        epochs: list[dict] = []
+
+        def report(epoch: int, metrics: dict) -> None:
+            epochs.append(metrics)
+            with warnings.catch_warnings():  # a retried trial reports its epochs again: the same values
+                warnings.simplefilter("ignore")
+                trial.report(metrics[monitor], epoch)
+            if epoch < config["num_epochs"] and trial.should_prune():  # after the last epoch: nothing to save
+                raise optuna.TrialPruned(f"{monitor} {metrics[monitor]:.4f} after epoch {epoch} is below the "
+                                         "median of the finished trials")
+
+        started = time.perf_counter()
+        pruned = None
+        try:
+            train_model(loader, self.val_loader, directory, config["num_epochs"], config["learning_rate"],
+                        config["weight_decay"], config["warmup_ratio"], device, dropout_prob=config["dropout_prob"],
+                        seed=self.seed, on_epoch_end=report, **self.train_kwargs)
+        except optuna.TrialPruned as exc:
+            pruned = exc
+            for checkpoint in [*directory.glob("*.pt"), directory / "checkpoint_registry.json"]:
+                checkpoint.unlink(missing_ok=True)  # a pruned trial keeps its record only
+        best_index = 0
+        for index, metrics in enumerate(epochs):
+            if is_improvement(metrics[monitor], epochs[best_index][monitor] if index else None, monitor):
+                best_index = index
+        best = epochs[best_index]
+        record = {"params": sampled, "hyperparameters": config, "epochs_run": len(epochs),
+                  "best_epoch": best_index + 1, **{key: best[key] for key in
+                                                  ("val_loss", "val_accuracy", "val_macro_recall", "val_macro_f1")},
+                  "time_s": round(time.perf_counter() - started, 2)}
+        write_json(directory / "trial.json", {"trial": trial.number, "state": "pruned" if pruned else "complete",
+                                              **record})
+        trial.set_user_attr("result", record)
+        if pruned is not None:
+            raise pruned
+        return float(best[monitor])
+
+
+def _search(train_loader, val_loader, output_dir, hyperparameters, base_hyperparameters, method, n_trials, seed,
+            pruning, storage, fingerprint, train_kwargs):
+    """The study's description and the trial trainer that hyperparameter_tuning and join_search share."""
+    from src import tuning
+
+    unknown = sorted(set(hyperparameters) - set(TUNABLE))
     if unknown:
         raise PipelineError(f"tune.search_space: cannot tune {', '.join(unknown)} (tunable: {', '.join(TUNABLE)})")
-    grid = ParameterGrid(space)
-    budget = len(grid) if n_trials is None else min(n_trials, len(grid))
-    if method == "grid":
-        return list(grid)[:budget]
-    if method == "random":  # lists only: sampled without replacement
-        return list(ParameterSampler(space, n_iter=budget, random_state=seed))
-    raise PipelineError(f"tune.method = {method!r}: expected grid or random")
+    if method not in tuning.METHODS:
+        raise PipelineError(f"tune.method = {method!r}: expected one of {', '.join(tuning.METHODS)}")
+    base = {"num_epochs": 4, "learning_rate": 2e-5, "batch_size": 16, "weight_decay": 0.01,
+            "warmup_ratio": 0.1, "dropout_prob": 0.1, **(base_hyperparameters or {})}
+    monitor = train_kwargs.setdefault("monitor", "val_macro_recall")
+    train_kwargs.setdefault("progress", False)
+    train_kwargs.setdefault("keep_checkpoints", False)  # each .pt also holds the optimizer: ~3x the model
+    train_kwargs.setdefault("max_checkpoints", 1)
+    space = {name: list(values) for name, values in hyperparameters.items()}
+    if fingerprint is None:
+        plain = {k: v for k, v in train_kwargs.items() if isinstance(v, (str, int, float, bool, list, tuple, type(None)))}
+        fingerprint = run_fingerprint({"search_space": space, "method": method, "seed": seed, "base": base,
+                                       "pruning": pruning or {}, "train": plain,
+                                       "batches": [len(train_loader), len(val_loader)]})
+    search = tuning.Search(Path(output_dir), storage, tuning.study_name(fingerprint), space, method, seed,
+                           n_trials or tuning.space_size(space), "maximize" if higher_is_better(monitor) else "minimize",
+                           pruning)
+    return search, _TrialTrainer(train_loader, val_loader, Path(output_dir), base, seed, train_kwargs), fingerprint
+
+
+def join_search(train_loader, val_loader, output_dir, hyperparameters, device="auto", *, base_hyperparameters=None,
+                method="grid", n_trials=None, seed=42, pruning=None, workers=1, storage=None, fingerprint=None,
+                **train_kwargs) -> None:
+    """Run ``workers`` more workers for the search that ``hyperparameter_tuning`` (same arguments)
+    started in the RDB ``storage``; each trial's directory is written here, under ``output_dir``."""
+    from src import tuning
+
+    if storage is None:
+        raise PipelineError("tune.storage = null: a worker on another machine needs an RDB URL that every machine "
+                            "reaches (e.g. postgresql://user@host/optuna)")
+    search, trainer, _ = _search(train_loader, val_loader, output_dir, hyperparameters, base_hyperparameters, method,
+                                 n_trials, seed, pruning, storage, fingerprint, train_kwargs)
+    try:
+        search.open()
+    except KeyError:
+        raise PipelineError(f"no study {search.name} in tune.storage: start the search first (dvc repro tune), "
+                            "with the same params, data and code") from None
+    tuning.run_search(search, trainer, device, workers)
 
 
 def hyperparameter_tuning(
@@ -215,45 +310,52 @@ def hyperparameter_tuning(
     method: str = "grid",
     n_trials: int | None = None,
     seed: int = 42,
+    pruning: dict | None = None,
+    workers: int = 1,
+    storage: str | None = None,
+    fingerprint: dict | None = None,
     **train_kwargs: Any,
 ) -> tuple[BertSentimentClassifier, dict]:
-    """Train one model per configuration and return (best model, best hyperparameters).
+    """Search ``hyperparameters`` with Optuna and return (best model, best hyperparameters).
 
-    ``hyperparameters`` maps each tuned name to the values to try; ``method`` ``grid`` tries them
-    all (scikit-learn's ParameterGrid), ``random`` samples ``n_trials`` (ParameterSampler).
+    ``hyperparameters`` maps each tuned name to the values to try. ``method``: ``grid`` (every
+    combination, or the first ``n_trials`` of a seeded shuffle), ``random`` or ``tpe``, ``n_trials``
+    trials (default: every combination); no configuration is trained twice. ``pruning``
+    (``{"enabled", "startup_trials", "warmup_epochs"}``) stops a trial whose validation ``monitor``
+    after an epoch is below the median of the finished trials. ``workers`` processes run trials at
+    once, sharing the study's ``storage`` (default: a journal file in ``output_dir``; or an RDB URL);
+    on a GPU machine worker i trains on ``cuda:(i % GPUs)``. A rerun after a kill resumes the study
+    when its ``fingerprint`` (default: this call's arguments) is unchanged (see ``src.tuning``).
+
     Untuned values come from ``base_hyperparameters``. Trials are scored on ``val_loader`` only:
     ``test_loader`` is accepted for the seed's signature and never read, so nothing is selected
-    on test. Writes ``config_X/`` per trial and ``tuning_results.json``.
+    on test. Writes ``config_X/`` per trial (X: the trial number), ``tuning_results.json`` (every
+    trained trial; the best) and ``best_hyperparameters.json``.
     """
+    from src import tuning
+
     del test_loader  # see docstring: selection never sees test data
-    output_dir = Path(output_dir)
-    base = {"num_epochs": 4, "learning_rate": 2e-5, "batch_size": 16, "weight_decay": 0.01,
-            "warmup_ratio": 0.1, "dropout_prob": 0.1, **(base_hyperparameters or {})}
-    monitor = train_kwargs.setdefault("monitor", "val_macro_recall")
-    trials, best_model, best_index, best_value = [], None, None, None
-    for index, sampled in enumerate(_trials(hyperparameters, method, n_trials, seed)):
-        config = {**base, **sampled}
-        log.info("trial %d: %s", index, sampled)
-        loader = with_batch_size(train_loader, config["batch_size"], seed) if hasattr(train_loader, "dataset") \
-            else train_loader
-        started = time.perf_counter()
-        model, history = train_model(
-            loader, val_loader, output_dir / f"config_{index}", config["num_epochs"], config["learning_rate"],
-            config["weight_decay"], config["warmup_ratio"], device, dropout_prob=config["dropout_prob"],
-            seed=seed, **train_kwargs,
-        )
-        at_best = history["best_epoch"] - 1
-        trial = {"trial": index, "params": sampled, "hyperparameters": config, "best_epoch": history["best_epoch"],
-                 "val_loss": history["val_loss"][at_best], "val_accuracy": history["val_accuracy"][at_best],
-                 "val_macro_recall": history["val_macro_recall"][at_best],
-                 "val_macro_f1": history["val_macro_f1"][at_best], "time_s": round(time.perf_counter() - started, 2)}
-        write_json(output_dir / f"config_{index}" / "trial.json", trial)
-        trials.append(trial)
-        if is_improvement(history["best_value"], best_value, monitor):
-            best_model, best_index, best_value = model, index, history["best_value"]
-    best_trial = trials[best_index]
+    search, trainer, fingerprint = _search(train_loader, val_loader, output_dir, hyperparameters,
+                                           base_hyperparameters, method, n_trials, seed, pruning, storage,
+                                           fingerprint, train_kwargs)
+    output_dir, monitor, space = search.output_dir, train_kwargs["monitor"], search.space
+    study, interrupted = tuning.prepare_study(search, fingerprint)
+    tuning.run_search(search, trainer, device, workers, adopt=interrupted)
+
+    trials = tuning.trained_trials(study)
+    if not any(t.state.name == "COMPLETE" for t in trials):
+        raise PipelineError(f"tune: no trial completed in {output_dir} (every one was pruned)")
+    best = study.best_trial
+    best_hyperparameters = best.user_attrs["result"]["hyperparameters"]
     write_json(output_dir / "tuning_results.json", {
-        "monitor": monitor, "method": method, "search_space": hyperparameters, "trials": trials,
-        "best_trial": best_trial["trial"], "best_hyperparameters": best_trial["hyperparameters"],
+        "monitor": monitor, "method": method, "search_space": space, "n_trials": search.n_trials,
+        "trials": [tuning.trial_record(t) for t in trials], "best_trial": best.number,
+        "best_hyperparameters": best_hyperparameters, "pruned": sum(t.state.name == "PRUNED" for t in trials),
+        "skipped": tuning.skipped_count(study),
     })
-    return best_model, best_trial["hyperparameters"]
+    write_json(output_dir / "best_hyperparameters.json", best_hyperparameters)
+    study.set_user_attr("finished", True)  # a rerun starts a new search (as a finished training run does)
+    best_model = BertSentimentClassifier(str(output_dir / f"config_{best.number}" / "model"),
+                                         train_kwargs.get("num_classes", 3), best_hyperparameters["dropout_prob"],
+                                         train_kwargs.get("label_names", LABEL_NAMES))
+    return best_model, best_hyperparameters

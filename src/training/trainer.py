@@ -194,6 +194,7 @@ class Trainer:
         progress: bool = True,
         fingerprint: dict | None = None,
         on_publish: Callable[[dict], None] | None = None,
+        on_epoch_end: Callable[[int, dict], None] | None = None,
     ):
         if scheduler_interval not in SCHEDULER_INTERVALS:
             raise PipelineError(f"scheduler_interval = {scheduler_interval!r}: expected 'epoch' or 'step'")
@@ -224,6 +225,7 @@ class Trainer:
         self.early_stopping_min_delta = early_stopping_min_delta
         self.progress = progress and self.is_main_process
         self.fingerprint = fingerprint
+        self.on_epoch_end = on_epoch_end  # called with (epoch, metrics) after each epoch; may raise to stop
         best_by = dict(DEFAULT_BEST_BY)
         best_by.setdefault(monitor.removeprefix("val_"), monitor)
         self.checkpoints = CheckpointManager(checkpoint_dir, max_checkpoints=max_checkpoints, save_best_n=save_best_n,
@@ -371,6 +373,8 @@ class Trainer:
             self.save_checkpoint(None, is_best=save_best and is_best, metrics=metrics)
         if should_stop:
             log.info("early stopping: no %s improvement for %d epochs", self.monitor, self.early_stopping.patience)
+        if self.on_epoch_end is not None:  # e.g. tune's pruner: report, and raise to stop this run
+            self.on_epoch_end(self.epoch, metrics)
 
     def _last_checkpoint_note(self) -> str:
         if not self.is_main_process:

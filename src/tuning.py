@@ -1,0 +1,415 @@
+"""Hyperparameter search on Optuna: one study, N worker processes sharing its storage, median pruning.
+
+What a trial does (train one configuration) is the caller's ``run_trial(trial, config, device)``;
+this module decides which configurations run, where, and when the search is done:
+
+- **Samplers** (``method``): ``grid`` (GridSampler: trial n takes grid point n of a seeded
+  shuffle), ``random`` (RandomSampler) and ``tpe`` (TPESampler). Random and TPE draw from a sampler
+  seeded with (seed, trial number), so trial n gets the same draw whichever worker runs it.
+- **No configuration runs twice.** A trial whose configuration an earlier trial already holds is
+  skipped (recorded as a FAIL with user attr ``skipped``; it is never trained and not counted), and
+  so is one asked for after ``n_trials`` trials were handed out.
+- **Storage**: a journal file (JournalStorage) in the output directory by default, or an RDB URL
+  (``sqlite:///...``, ``postgresql://...``) for workers on several machines.
+- **Resume**: trials a killed run left RUNNING (or an interrupted one left FAILed) are queued again
+  with the same configuration; completed and pruned trials are kept. The study is named after a
+  fingerprint of everything that shapes a trial's result, so a changed search space, data or code
+  starts a new study; so does a rerun after a finished one (as ``Trainer.resume`` does).
+"""
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import json
+import logging
+import multiprocessing
+import os
+import shutil
+import signal
+import socket
+import sys
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import optuna
+from optuna.samplers import BaseSampler, GridSampler, RandomSampler, TPESampler
+from optuna.trial import FrozenTrial, TrialState
+
+from src.errors import PipelineError
+from src.training.resume import describe_change
+
+log = logging.getLogger(__name__)
+
+METHODS = ("grid", "random", "tpe")
+JOURNAL_NAME = "optuna_journal.log"
+# trials that hold a configuration: done, running, or queued to run
+COUNTED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING, TrialState.WAITING)
+# an RDB worker that stops sending heartbeats (killed machine) has its trial failed and queued again
+HEARTBEAT_S, GRACE_S = 60, 180
+
+
+class SkippedTrial(Exception):
+    """A trial that is not trained: its configuration is held by an earlier trial, or the budget is spent."""
+
+
+# ---- samplers and pruner -----------------------------------------------------------------------------
+class TrialSeededSampler(BaseSampler):
+    """A fresh ``make(seed)`` sampler per trial, seeded from (seed, trial number).
+
+    A sampler's random state lives in its process, so N workers seeded alike would all draw the same
+    first configuration, and the draw a trial gets would depend on which worker asked. Seeding per
+    trial number makes trial n's draw the same with 1 or N workers (TPE still adapts to the trials
+    finished when it asks, which depends on timing when trials run at once).
+    """
+
+    def __init__(self, make: Callable[[int], BaseSampler], seed: int):
+        self._make, self._seed, self._samplers = make, seed, {}
+
+    def _for(self, trial: FrozenTrial) -> BaseSampler:
+        if trial.number not in self._samplers:
+            digest = hashlib.sha256(f"{self._seed}:{trial.number}".encode()).digest()
+            self._samplers[trial.number] = self._make(int.from_bytes(digest[:4], "little"))
+        return self._samplers[trial.number]
+
+    def infer_relative_search_space(self, study, trial):
+        return self._for(trial).infer_relative_search_space(study, trial)
+
+    def sample_relative(self, study, trial, search_space):
+        return self._for(trial).sample_relative(study, trial, search_space)
+
+    def sample_independent(self, study, trial, param_name, param_distribution):
+        return self._for(trial).sample_independent(study, trial, param_name, param_distribution)
+
+    def before_trial(self, study, trial):
+        self._for(trial).before_trial(study, trial)
+
+    def after_trial(self, study, trial, state, values):
+        self._for(trial).after_trial(study, trial, state, values)
+        self._samplers.pop(trial.number, None)
+
+
+def make_sampler(method: str, space: dict[str, list], seed: int) -> BaseSampler:
+    if method == "grid":
+        return GridSampler(space, seed=seed)
+    if method == "random":
+        return TrialSeededSampler(lambda s: RandomSampler(seed=s), seed)
+    if method == "tpe":
+        return TrialSeededSampler(lambda s: TPESampler(seed=s), seed)
+    raise PipelineError(f"tune.method = {method!r}: expected one of {', '.join(METHODS)}")
+
+
+def make_pruner(pruning: dict | None) -> optuna.pruners.BasePruner:
+    """MedianPruner: stop a trial whose value after an epoch is below the median of the finished
+    trials at that epoch, once ``startup_trials`` trials have finished."""
+    if not pruning or not pruning.get("enabled", True):
+        return optuna.pruners.NopPruner()
+    return optuna.pruners.MedianPruner(n_startup_trials=pruning.get("startup_trials", 2),
+                                       n_warmup_steps=pruning.get("warmup_epochs", 0))
+
+
+def space_size(space: dict[str, list]) -> int:
+    size = 1
+    for values in space.values():
+        size *= len(set(map(json.dumps, values)))
+    return size
+
+
+# ---- storage and study -------------------------------------------------------------------------------
+def open_storage(storage: str | None, output_dir: Path) -> optuna.storages.BaseStorage:
+    """``None``: a journal file in ``output_dir`` (one machine, any number of processes). Otherwise
+    an RDB URL, with heartbeats so that trials of a dead machine are failed and queued again."""
+    if storage is None:
+        from optuna.storages.journal import JournalFileBackend
+
+        output_dir.mkdir(parents=True, exist_ok=True)
+        # absolute: Optuna's lock is a symlink to this path, and a relative one would dangle
+        return optuna.storages.JournalStorage(JournalFileBackend(str((output_dir / JOURNAL_NAME).resolve())))
+    with warnings.catch_warnings():  # heartbeats are "experimental" in Optuna since v2.8
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        return optuna.storages.RDBStorage(
+            storage, heartbeat_interval=HEARTBEAT_S, grace_period=GRACE_S,
+            heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback())
+
+
+def repair_journal(path: Path) -> None:
+    """Undo what a SIGKILL can leave in a journal that only this stage's workers write (call it
+    while none runs): the lock file of a worker killed while appending, which every later append
+    would wait for, and a last line cut short, which would corrupt the next one appended."""
+    lock = Path(f"{path.resolve()}.lock")  # optuna's JournalFileSymlinkLock
+    if lock.is_symlink() or lock.exists():
+        log.warning("removing %s, left by a worker killed while writing the journal", lock)
+        lock.unlink()
+    if path.is_file() and path.stat().st_size:
+        data = path.read_bytes()
+        if not data.endswith(b"\n"):
+            log.warning("%s: dropping its last line, cut short by a kill", path)
+            with open(path, "r+b") as handle:
+                handle.truncate(data.rfind(b"\n") + 1)
+                handle.flush()
+                os.fsync(handle.fileno())
+
+
+def study_name(fingerprint: dict) -> str:
+    return "tune-" + hashlib.sha256(json.dumps(fingerprint, sort_keys=True).encode()).hexdigest()[:16]
+
+
+@dataclass
+class Search:
+    """What every worker needs to open the study and run trials (picklable: workers are spawned)."""
+    output_dir: Path
+    storage: str | None
+    name: str
+    space: dict[str, list]
+    method: str
+    seed: int
+    n_trials: int
+    direction: str
+    pruning: dict | None
+
+    def open(self) -> optuna.Study:
+        return optuna.load_study(study_name=self.name, storage=open_storage(self.storage, self.output_dir),
+                                 sampler=make_sampler(self.method, self.space, self.seed),
+                                 pruner=make_pruner(self.pruning))
+
+
+def prepare_study(search: Search, fingerprint: dict) -> tuple[optuna.Study, list[int]]:
+    """Create the study, or resume the one a killed run left (same fingerprint, not finished);
+    also returns the numbers of the trials that run left RUNNING, for the workers to train again.
+
+    With the default journal, the journal and the trial directories of any other study are removed
+    first: the journal lives in the stage's output directory and holds this stage's one study.
+    """
+    search.output_dir.mkdir(parents=True, exist_ok=True)
+    if search.storage is None:
+        repair_journal(search.output_dir / JOURNAL_NAME)
+    storage = open_storage(search.storage, search.output_dir)
+    previous = {s.study_name: s for s in optuna.get_all_study_summaries(storage, include_best_trial=False)}
+    if search.name in previous and not previous[search.name].user_attrs.get("finished"):
+        log.info("resuming the unfinished study %s", search.name)
+    else:
+        if search.name in previous:
+            reason = "the search that wrote it had finished"
+            if search.storage is not None:
+                optuna.delete_study(study_name=search.name, storage=storage)
+        elif search.storage is None and previous:
+            old = next(iter(previous.values())).user_attrs.get("fingerprint")
+            reason = describe_change(old, fingerprint) or "the search changed"
+        else:
+            reason = None
+        if reason:
+            log.info("not resuming the study in %s: %s; searching from scratch",
+                     search.storage or search.output_dir / JOURNAL_NAME, reason)
+        clear_output_dir(search.output_dir)  # trial directories of another search, or of none
+        if search.storage is None:
+            storage = open_storage(None, search.output_dir)  # a new, empty journal
+    # this handle only keeps the books (the workers sample): a GridSampler here would stop the study
+    # when failing an interrupted trial exhausts the grid, which only works inside optimize()
+    study = optuna.create_study(study_name=search.name, storage=storage, load_if_exists=True,
+                                direction=search.direction, sampler=RandomSampler(seed=search.seed))
+    study.set_user_attr("fingerprint", fingerprint)
+    return study, recover_interrupted(study, search)
+
+
+RESULT_FILES = ("tuning_results.json", "best_hyperparameters.json", JOURNAL_NAME)
+
+
+def clear_output_dir(output_dir: Path) -> None:
+    """Remove what a search writes (trial directories, results, the journal), nothing else."""
+    for path in output_dir.glob("config_*"):
+        shutil.rmtree(path)
+    for name in RESULT_FILES:
+        (output_dir / name).unlink(missing_ok=True)
+
+
+def config_of(trial: FrozenTrial) -> dict:
+    """The configuration a trial holds (a queued one has its fixed params only)."""
+    return dict(trial.params) or dict(trial.system_attrs.get("fixed_params", {}))
+
+
+def recover_interrupted(study: optuna.Study, search: Search) -> list[int]:
+    """What a killed or interrupted run left unfinished. Returns the trials to train again under
+    their own numbers: RUNNING trials in our own journal (no worker of ours is alive now), so that
+    the resumed search holds the same trials as an uninterrupted one. Trials failed by a signal
+    (SIGTERM, Ctrl-C), and with an RDB those of dead workers (no heartbeat for GRACE_S), are queued
+    again under a new number. Partial trial directories are removed.
+    """
+    adopt = []
+    if search.storage is None:
+        for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+            adopt.append(trial.number)
+            log.info("trial %d was interrupted: training it again", trial.number)
+    else:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            optuna.storages.fail_stale_trials(study)
+    trials = study.get_trials(deepcopy=False)
+    held = [config_of(t) for t in trials if t.state in COUNTED]
+    for trial in trials:
+        # "worker" is set once a trial passed its budget and duplicate check and started training
+        if trial.state == TrialState.FAIL and "worker" in trial.user_attrs and trial.params not in held:
+            study.enqueue_trial(trial.params, user_attrs={"retry_of": trial.number})
+            held.append(dict(trial.params))
+            log.info("trial %d was interrupted: queued again", trial.number)
+        if trial.state == TrialState.FAIL or trial.number in adopt:
+            shutil.rmtree(search.output_dir / f"config_{trial.number}", ignore_errors=True)
+    return adopt
+
+
+# ---- the worker loop ----------------------------------------------------------------------------------
+def search_done(study: optuna.Study, search: Search) -> bool:
+    trials = study.get_trials(deepcopy=False, states=COUNTED)
+    if any(t.state == TrialState.WAITING for t in trials):
+        return False
+    held = {json.dumps(config_of(t), sort_keys=True) for t in trials}
+    return len(trials) >= search.n_trials or len(held) >= space_size(search.space)
+
+
+def skip_reason(study: optuna.Study, trial: optuna.Trial, config: dict, n_trials: int) -> str | None:
+    """Why ``trial`` must not train: an earlier trial holds ``config``, or ``n_trials`` earlier trials
+    exist (a queued retry replaces a trial and is never over budget). Decided by trial number, so
+    that two workers asking at once cannot both run a configuration."""
+    trials = study.get_trials(deepcopy=False)
+    earlier = [t for t in trials if t.state in COUNTED and t.number < trial.number and "skipped" not in t.user_attrs]
+    me = next(t for t in trials if t.number == trial.number)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        retry = "retry_of" in me.user_attrs or \
+            optuna.storages.RetryHeartbeatStaleTrialCallback.retried_trial_number(me) is not None
+    for other in earlier:
+        if config_of(other) == config:
+            return f"duplicate of trial {other.number}"
+    if not retry and len(earlier) >= n_trials:
+        return "over budget"
+    return None
+
+
+def run_worker(search: Search, run_trial: Callable[[optuna.Trial, dict, str], float], device: str,
+               worker: int = 0, adopt: list[int] = ()) -> None:
+    """Train the interrupted trials in ``adopt``, then ask, train and tell new trials until the
+    search is done (the body of every worker process)."""
+    study = search.open()
+    # our own log says what runs where and what is skipped; Optuna would report a skip as a failure,
+    # and a real failure is raised (and reported by the stage) anyway
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+
+    def objective(trial: optuna.Trial) -> float:
+        config = {name: trial.suggest_categorical(name, values) for name, values in search.space.items()}
+        reason = skip_reason(study, trial, config, search.n_trials)
+        if reason is not None:
+            log.info("worker %d: trial %d %s skipped: %s", worker, trial.number, config, reason)
+            trial.set_user_attr("skipped", reason)
+            raise SkippedTrial(reason)
+        trial.set_user_attr("worker", {"host": socket.gethostname(), "pid": os.getpid(), "index": worker,
+                                       "device": device})
+        log.info("worker %d (%s): trial %d %s", worker, device, trial.number, config)
+        return run_trial(trial, config, device)
+
+    if adopt:
+        # An interrupted trial keeps its number, so its configuration is the one an uninterrupted
+        # search gives it: the params it holds, or the sampler's draw for that number (a kill can
+        # land between ask and the first suggestion). It is told through a study without the
+        # GridSampler, whose stop() only works inside optimize().
+        books = optuna.load_study(study_name=search.name, storage=open_storage(search.storage, search.output_dir),
+                                  sampler=RandomSampler())
+        frozen = {t.number: t for t in study.get_trials(deepcopy=False)}
+        for number in adopt:
+            study.sampler.before_trial(study, frozen[number])  # GridSampler: assigns grid point `number`
+            trial = optuna.trial.Trial(study, frozen[number]._trial_id)
+            try:
+                books.tell(number, objective(trial))
+            except (optuna.TrialPruned, SkippedTrial):
+                books.tell(number, state=TrialState.FAIL if "skipped" in trial.user_attrs else TrialState.PRUNED)
+            except BaseException:
+                books.tell(number, state=TrialState.FAIL)
+                raise
+
+    def stop_when_done(study: optuna.Study, trial: FrozenTrial) -> None:
+        if search_done(study, search):
+            study.stop()
+
+    if not search_done(study, search):
+        study.optimize(objective, catch=(SkippedTrial,), callbacks=[stop_when_done])
+
+
+def worker_devices(device: str, workers: int) -> list[str]:
+    """Worker i gets ``cuda:(i % GPUs)`` when ``device`` is ``cuda``/``auto`` on a GPU machine; an
+    explicit ``cuda:K`` or ``cpu`` is shared by all workers."""
+    import torch
+
+    from src.training.trainer import resolve_device
+
+    resolved = resolve_device(device)
+    if resolved.type == "cuda" and resolved.index is None:
+        return [f"cuda:{i % torch.cuda.device_count()}" for i in range(workers)]
+    return [str(resolved)] * workers
+
+
+def _die_with_parent(parent_pid: int) -> None:
+    """Linux: the kernel kills this worker when the process that started it dies (a SIGKILLed tune
+    must not leave workers writing into its output directory)."""
+    if sys.platform.startswith("linux"):
+        PR_SET_PDEATHSIG = 1
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != parent_pid:  # the parent died before prctl took effect
+        os._exit(1)
+
+
+def _worker_process(search: Search, run_trial, device: str, worker: int, adopt: list[int],
+                    threads: int | None, parent_pid: int) -> None:
+    _die_with_parent(parent_pid)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    if threads is not None:
+        import torch
+
+        torch.set_num_threads(threads)
+    run_worker(search, run_trial, device, worker, adopt)
+
+
+def run_search(search: Search, run_trial, device: str, workers: int, adopt: list[int] = ()) -> None:
+    """Run the search with ``workers`` processes (one: in this process). Worker i first trains
+    ``adopt[i::workers]`` (interrupted trials), then takes the next trial from the shared study
+    until the search is done; a failed worker fails the search."""
+    devices = worker_devices(device, workers)
+    if workers == 1:
+        run_worker(search, run_trial, devices[0], 0, list(adopt))
+        return
+    # CPU workers split the cores unless OMP_NUM_THREADS says otherwise
+    threads = None if "OMP_NUM_THREADS" in os.environ or devices[0] != "cpu" else \
+        max(1, (os.cpu_count() or 1) // workers)
+    context = multiprocessing.get_context("spawn")  # no forked CUDA or OpenMP state
+    processes = [context.Process(target=_worker_process, name=f"tune-worker-{i}",
+                                 args=(search, run_trial, devices[i], i, list(adopt[i::workers]), threads,
+                                       os.getpid()))
+                 for i in range(workers)]
+    for process in processes:
+        process.start()
+    try:
+        for process in processes:
+            process.join()
+    finally:
+        for process in processes:  # an interrupted tune stops its workers too
+            if process.is_alive():
+                process.terminate()
+                process.join()
+    failed = [f"{p.name} exited {p.exitcode}" for p in processes if p.exitcode != 0]
+    if failed:
+        raise PipelineError(f"tune: {', '.join(failed)} (see its log above); rerun to resume the search")
+
+
+# ---- results ----------------------------------------------------------------------------------------------
+def trained_trials(study: optuna.Study) -> list[FrozenTrial]:
+    """Every trial that trained (completed or pruned), by trial number."""
+    return sorted(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED)),
+                  key=lambda t: t.number)
+
+
+def skipped_count(study: optuna.Study) -> int:
+    return sum("skipped" in t.user_attrs for t in study.get_trials(deepcopy=False, states=(TrialState.FAIL,)))
+
+
+def trial_record(trial: FrozenTrial) -> dict[str, Any]:
+    worker = {key: value for key, value in trial.user_attrs.get("worker", {}).items() if key != "pid"}
+    return {"trial": trial.number, "state": trial.state.name.lower(), **trial.user_attrs.get("result", {}),
+            "worker": worker}
