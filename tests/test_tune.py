@@ -322,7 +322,7 @@ def test_two_queued_experiments_run_in_parallel_and_each_trains_from_scratch(pro
             for rev in exp["revs"]}
     assert sorted(data["params"]["params.yaml"]["data"]["learning_rate"] for data in runs.values()) == [3e-5, 5e-5]
     for data in runs.values():
-        assert "macro_recall" in data["metrics"]["metrics/train_bert.json"]["data"]["val"]
+        assert "macro_recall" in data["metrics"]["metrics/bert/train.json"]["data"]["val"]
     for name in runs:
         log = _run(dvc + ["queue", "logs", name], work, env)
         assert "Running stage 'train_bert'" in log and "Running stage 'preprocess'" not in log, log
