@@ -170,7 +170,7 @@ def test_a_killed_two_process_run_resumes_to_the_uninterrupted_result(lstm_runs,
     launcher.send_signal(signal.SIGKILL)  # torchrun alone, as `kill -9` or the OOM killer would
     _, stderr = launcher.communicate(timeout=60)  # returns once the workers, holding the pipes, are gone
     assert not (tmp_path / "metrics/lstm/train.json").exists(), "the kill came too late"
-    assert "interrupted by SIGTERM: last checkpoint models/lstm/checkpoint_epoch_" in stderr
+    assert "interrupted by SIGTERM: last checkpoint models/lstm/checkpoint_epoch_" in stderr, stderr
 
     result = subprocess.run(stage_command("train_lstm", 2), cwd=tmp_path, env=run_env(), capture_output=True,
                             text=True, timeout=240)

@@ -73,9 +73,11 @@ def _install():
     def pause(optimizer, args, kwargs):
         steps[0] += 1
         if steps[0] == pause_at:
-            with open(marker + ".tmp", "w") as handle:
+            # a temp file per process: under torchrun every rank pauses at this step and writes
+            temp = f"{marker}.{os.getpid()}.tmp"
+            with open(temp, "w") as handle:
                 handle.write(str(os.getpid()))
-            os.replace(marker + ".tmp", marker)
+            os.replace(temp, marker)
             time.sleep(3600)
 
     register_optimizer_step_post_hook(pause)
