@@ -126,10 +126,7 @@ def check_bert_export(model_dir: Path, export: Path) -> None:
     stamp, weights = export / MODEL_ID_FILE, model_dir / "best_model.pt"
     if not (stamp.is_file() and weights.is_file()):
         return  # an export from before stamps, or a tune trial, which keeps no best_model.pt
-    try:
-        export_id = json.loads(stamp.read_text(encoding="utf-8")).get("model_id")
-    except (ValueError, AttributeError):
-        raise PipelineError(f"{stamp}: not a JSON object with a model_id") from None
+    export_id = _read_json_object(stamp, "run `dvc repro train_bert` again").get("model_id")
     check_one_model(model_dir, stamp, export_id, weights, read_model_id(weights), "dvc repro train_bert")
 
 

@@ -56,9 +56,12 @@ def model_dir(name: str) -> Path:
         results = directory / "tuning_results.json"
         try:
             best = json.loads(results.read_text(encoding="utf-8"))["best_trial"]
-        except (OSError, ValueError, KeyError) as exc:
+        except (OSError, ValueError, KeyError, TypeError) as exc:
             raise PipelineError(f"{results}: no best_trial ({type(exc).__name__}: {exc}); "
                                 "run `dvc repro tune`") from None
+        # a trial number: a pulled models/tune must not point the path anywhere else ("0/../..")
+        if not isinstance(best, int) or isinstance(best, bool) or best < 0:
+            raise PipelineError(f"{results}: best_trial = {best!r}: expected a trial number; run `dvc repro tune`")
         directory = directory / f"config_{best}"
     return directory
 

@@ -131,3 +131,12 @@ def test_evaluate_command_line_names_the_models():
     assert evaluate.parse_model(["tune_best"]) == "tune_best"
     with pytest.raises(SystemExit):
         evaluate.parse_model(["gpt"])
+
+
+@pytest.mark.parametrize("best_trial", ['"0/../../outside"', "true", "-1", "null"])
+def test_a_pulled_tuning_results_cannot_point_evaluate_outside_models_tune(tmp_path, monkeypatch, best_trial):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "models/tune").mkdir(parents=True)
+    (tmp_path / "models/tune/tuning_results.json").write_text('{"best_trial": %s}' % best_trial)
+    with pytest.raises(PipelineError, match=r"models/tune/tuning_results.json: best_trial = .*: expected a trial number"):
+        evaluate.model_dir("tune_best")
