@@ -1,15 +1,36 @@
-"""train_bert's training loop against the Hugging Face Trainer: same model, data, hyperparameters, machine.
+"""train_bert against the stock Hugging Face Trainer: same model, data, hyperparameters, machine, seeds.
 
-Prints JSON: train samples/s and validation macro recall for each, and the speed ratio.
+Prints JSON: for each side and seed the wall time (a fresh process from launch to exit: Python
+start-up, imports, model load, tokenisation, training, validation and, for ours, the per-epoch
+checkpoint and the export), end-to-end samples/s and the validation metrics; then the means over
+the seeds, the speed-up (the Trainer's mean wall time over ours) and the macro-recall difference.
 
     HF_HOME=../shared/hf HF_HUB_OFFLINE=1 python -m benchmarks.bert_vs_hf_trainer \
-        --model sentence-transformers/all-MiniLM-L6-v2 --train-samples 4000 --epochs 1
+        --train-samples 4000 --epochs 1 --seeds 42 43 44
 
-Both sides: the same pretrained encoder and head, the same stratified train subset and full
-validation split (from data/processed, so run `dvc repro preprocess` first), AdamW without decay
-on biases/LayerNorm, linear warmup, gradient clipping at 1.0, the same seed. The HF
-Trainer gets its usual set-up: a dataset tokenised once and DataCollatorWithPadding (dynamic
-padding); it does not group by length, which is the default.
+Hyperparameters default to params.yaml's (model_name, batch_size, learning_rate, weight_decay,
+warmup_ratio, dropout_prob, max_length); flags override them. Both sides train on the same
+stratified subset of data/processed/train.jsonl (picked with data seed 0, whatever the training
+seed) and score the full validation split; run `dvc repro preprocess` first.
+
+- **Ours** runs train_bert's own code: the stage's tokenisation and loaders (length-grouped,
+  padded per batch), its loss (``bert.class_weights`` from params.yaml: balanced by default),
+  ``train_model`` with its per-epoch checkpoint, validation and export.
+- **The Trainer** gets its default ``TrainingArguments`` except what the work itself fixes: epochs,
+  batch size, learning rate, seed, and the pipeline's weight decay, warmup ratio and dropout
+  (without them it would train another model). It tokenises once and pads per batch
+  (``DataCollatorWithPadding``), as a user would, and scores validation with ``predict``. It is
+  spared its default step checkpoints (``save_strategy="no"``), which ours does not skip.
+
+``--precision``: ``auto`` is what each side does on this machine by default: ours uses bf16 autocast
+on a GPU and on CPUs with AMX, fp32 on other CPUs (faster there, see README); the Trainer runs fp32
+on a CPU. On a GPU both sides run bf16 (``bf16=True`` for the Trainer, as a user would set it
+there). ``fp32`` runs ours in full precision; ``bf16`` forces its bf16 autocast on a CPU (an
+ablation). ``--hf-bf16`` also gives the Trainer ``bf16=True`` on a CPU.
+
+``--test`` also scores the test split once per run (the honest report; nothing is chosen on it).
+The ablation flags (``--pool-batches``, ``--schedule-epochs``, ``--no-class-weights``,
+``--stock-model``, ``--precision bf16``) change ours only, to find where quality goes.
 """
 from __future__ import annotations
 
@@ -17,52 +38,105 @@ import argparse
 import json
 import os
 import platform
+import statistics
+import subprocess
+import sys
 import tempfile
 import time
+from pathlib import Path
 
-import numpy as np
-import torch
-
-from src.metrics import classification_metrics
-from src.models import training
-from src.models.bert_data import TokenizedTweets, make_bert_loader
-from src.models.bert_model import BertSentimentClassifier, load_tokenizer
-from src.preprocess import read_split, stratified_subset
-from src.runtime import use_all_cpu_cores
-from src.training.trainer import cpu_has_native_bf16, resolve_device
+ROOT = Path(__file__).resolve().parents[1]
+SIDES = ("ours", "hf_trainer")
 
 
-def ours(args, tokenizer, train, val, device) -> dict:
-    """The train_bert path: seed API on the shared engine, length-grouped dynamically padded batches."""
-    from transformers import set_seed
+def _split(args, name: str):
+    from src.preprocess import read_split, stratified_subset
 
-    set_seed(args.seed)
-    train_loader = make_bert_loader(TokenizedTweets(train.texts, train.labels, tokenizer, args.max_length),
-                                    args.batch_size, shuffle=True, seed=args.seed, pin_memory=device.type == "cuda")
-    val_loader = make_bert_loader(TokenizedTweets(val.texts, val.labels, tokenizer, args.max_length), 128,
-                                  shuffle=False, pin_memory=device.type == "cuda")
-    model = BertSentimentClassifier(args.model, 3, args.dropout).to(device)
-    optimizer = training.build_optimizer(model, args.lr, args.weight_decay, device)
-    scheduler = training.build_scheduler(optimizer, args.epochs * len(train_loader), args.warmup_ratio)
-    seconds = 0.0
-    for _ in range(args.epochs):
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        started = time.perf_counter()
-        training.train_epoch(model, train_loader, optimizer, scheduler, device)
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        seconds += time.perf_counter() - started
-    _, _, predictions = training.evaluate(model, val_loader, device)
-    return {"train_seconds": round(seconds, 2), "train_samples_per_s": round(len(train) * args.epochs / seconds, 2),
-            **{f"val_{k}": round(v, 4) for k, v in classification_metrics(val.labels, predictions).items()}}
+    split = read_split(Path(args.data_dir) / f"{name}.jsonl")
+    return stratified_subset(split, args.train_samples, 0) if name == "train" else split
 
 
-def hf_trainer(args, tokenizer, train, val, device, bf16: bool) -> dict:
-    from transformers import (AutoModelForSequenceClassification, DataCollatorWithPadding, Trainer,
-                              TrainingArguments, set_seed)
+def _metrics(labels, predictions) -> dict:
+    from src.metrics import classification_metrics
 
-    set_seed(args.seed)
+    return {k: round(v, 4) for k, v in classification_metrics(labels, predictions).items()}
+
+
+class _StopAfterEpochs(Exception):
+    pass
+
+
+def run_ours(args, seed: int, device) -> dict:
+    """train_bert's path: bert_run's tokenisation and loaders, then train_model into a temp dir."""
+    from src.models.bert_data import TokenizedTweets, make_bert_loader
+    from src.models.bert_run import BertData, make_loaders, run_options
+    from src.models.bert_model import load_tokenizer
+    from src.models.training import evaluate, train_model
+    from src.params import load_params
+
+    if args.stock_model:  # ablation: transformers' default attention and dropout, every token in the last layer
+        from src.models import bert_model, training as bert_training
+
+        bert_training.register_attention = lambda: None
+        bert_training.use_rand_dropout = lambda model: model
+        bert_model.compute_first_token_only_in_last_layer = lambda model: False
+    params = load_params(ROOT / "params.yaml")
+    params.update(model_name=args.model, batch_size=args.batch_size, max_length=args.max_length, seed=seed)
+    params["bert"].update(mixed_precision=args.precision != "fp32", device=args.device)
+    if args.no_class_weights:  # ablation: the unweighted loss, as the Trainer's
+        params["bert"]["class_weights"] = None
+    if args.precision == "bf16":  # ablation: bf16 autocast on this CPU even where it is not the faster choice
+        from src.training import trainer as engine
+
+        engine.cpu_has_amx_bf16 = lambda: True
+    tokenizer = load_tokenizer(args.model)
+    tokenizer.model_max_length = args.max_length
+    train, val = _split(args, "train"), _split(args, "val")
+    data = BertData(tokenizer, TokenizedTweets(train.texts, train.labels, tokenizer, args.max_length),
+                    TokenizedTweets(val.texts, val.labels, tokenizer, args.max_length))
+    train_loader, val_loader = make_loaders(data, params, args.batch_size)
+    if args.pool_batches is not None:  # ablation: another length-grouping pool
+        from torch.utils.data import DataLoader
+        from src.batching import BucketBatchSampler
+
+        sampler = BucketBatchSampler(data.train.lengths(), args.batch_size, seed=seed, pool_batches=args.pool_batches)
+        train_loader = DataLoader(data.train, batch_sampler=sampler, collate_fn=train_loader.collate_fn)
+    epochs = args.schedule_epochs or args.epochs
+    epoch_metrics = []
+
+    def stop_after_epochs(epoch: int, metrics: dict) -> None:
+        epoch_metrics.append(metrics)
+        if epoch == args.epochs and epochs > args.epochs:  # ablation: the longer schedule, cut short
+            raise _StopAfterEpochs
+
+    options = run_options(params, data)
+    with tempfile.TemporaryDirectory() as model_dir:
+        try:
+            model, _ = train_model(train_loader, val_loader, model_dir, epochs, args.lr, args.weight_decay,
+                                   args.warmup_ratio, device, dropout_prob=args.dropout, seed=seed,
+                                   progress=False, on_epoch_end=stop_after_epochs, **options)
+        except _StopAfterEpochs:
+            model = None
+        result = {"val_" + k.removeprefix("val_"): round(v, 4) for k, v in epoch_metrics[-1].items()
+                  if k in ("val_accuracy", "val_macro_recall", "val_macro_f1")}
+        if args.test and model is not None:
+            test = _split(args, "test")
+            loader = make_bert_loader(TokenizedTweets(test.texts, test.labels, tokenizer, args.max_length),
+                                      params["bert"]["eval_batch_size"], shuffle=False)
+            _, _, predictions = evaluate(model, loader, device, mixed_precision=options["mixed_precision"])
+            result.update({f"test_{k}": v for k, v in _metrics(test.labels, predictions).items()})
+    return result
+
+
+def run_hf_trainer(args, seed: int, device) -> dict:
+    """The stock Trainer on the same work; default arguments otherwise (see the module docstring)."""
+    import numpy as np
+    import torch
+    from transformers import (AutoModelForSequenceClassification, AutoTokenizer, DataCollatorWithPadding,
+                              Trainer, TrainingArguments, set_seed)
+
+    set_seed(seed)
+    tokenizer = AutoTokenizer.from_pretrained(args.model)
 
     class Encoded(torch.utils.data.Dataset):
         def __init__(self, split):
@@ -76,65 +150,120 @@ def hf_trainer(args, tokenizer, train, val, device, bf16: bool) -> dict:
             return {"input_ids": self.encoded["input_ids"][i], "attention_mask": self.encoded["attention_mask"][i],
                     "labels": self.labels[i]}
 
+    train, val = _split(args, "train"), _split(args, "val")
     model = AutoModelForSequenceClassification.from_pretrained(args.model, num_labels=3,
                                                                classifier_dropout=args.dropout)
+    bf16 = device.type == "cuda" or args.hf_bf16
     with tempfile.TemporaryDirectory() as out:
         targs = TrainingArguments(
-            output_dir=out, num_train_epochs=args.epochs, learning_rate=args.lr, weight_decay=args.weight_decay,
-            warmup_steps=round(args.warmup_ratio * args.epochs * -(-len(train) // args.batch_size)),
-            per_device_train_batch_size=args.batch_size,
-            per_device_eval_batch_size=128, max_grad_norm=1.0, lr_scheduler_type="linear", seed=args.seed,
-            bf16=bf16, use_cpu=device.type == "cpu", save_strategy="no", eval_strategy="no",
-            logging_strategy="no", report_to=[], disable_tqdm=True, dataloader_num_workers=0,
-        )
+            output_dir=out, num_train_epochs=args.epochs, per_device_train_batch_size=args.batch_size,
+            learning_rate=args.lr, seed=seed, weight_decay=args.weight_decay,
+            warmup_steps=args.warmup_ratio,  # a float in [0, 1) is a ratio of the steps (transformers 5)
+            bf16=bf16, use_cpu=device.type == "cpu", save_strategy="no", disable_tqdm=True)
         trainer = Trainer(model=model, args=targs, train_dataset=Encoded(train),
                           data_collator=DataCollatorWithPadding(tokenizer))
-        result = trainer.train()
-        predictions = np.argmax(trainer.predict(Encoded(val)).predictions, axis=1).tolist()
-    seconds = result.metrics["train_runtime"]
-    return {"train_seconds": round(seconds, 2), "train_samples_per_s": round(len(train) * args.epochs / seconds, 2),
-            **{f"val_{k}": round(v, 4) for k, v in classification_metrics(val.labels, predictions).items()}}
+        trainer.train()
+        predict = lambda split: np.argmax(trainer.predict(Encoded(split)).predictions, axis=1).tolist()  # noqa: E731
+        result = {f"val_{k}": v for k, v in _metrics(val.labels, predict(val)).items()}
+        if args.test:
+            test = _split(args, "test")
+            result.update({f"test_{k}": v for k, v in _metrics(test.labels, predict(test)).items()})
+    return result
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", default="sentence-transformers/all-MiniLM-L6-v2")
-    parser.add_argument("--train-samples", type=int, default=4000)
-    parser.add_argument("--epochs", type=int, default=1)
-    parser.add_argument("--batch-size", type=int, default=16)
-    parser.add_argument("--lr", type=float, default=5e-5)
-    parser.add_argument("--weight-decay", type=float, default=0.01)
-    parser.add_argument("--warmup-ratio", type=float, default=0.1)
-    parser.add_argument("--dropout", type=float, default=0.1)
-    parser.add_argument("--max-length", type=int, default=128)
-    parser.add_argument("--seed", type=int, default=42)
-    parser.add_argument("--device", default="auto")
-    parser.add_argument("--data-dir", default="data/processed")
-    args = parser.parse_args()
+def run_side(args) -> None:
+    """One side, one seed, in this (fresh) process: prints its result as one JSON line."""
+    from src.runtime import use_all_cpu_cores
+    from src.training.trainer import resolve_device
 
     use_all_cpu_cores()
     device = resolve_device(args.device)
-    tokenizer = load_tokenizer(args.model)
-    train = stratified_subset(read_split(f"{args.data_dir}/train.jsonl"), args.train_samples, args.seed)
-    val = read_split(f"{args.data_dir}/val.jsonl")
-    # Ours uses bf16 autocast where the hardware runs it natively (CUDA; CPUs with AVX512-BF16/AMX),
-    # as train_bert does. The Trainer is measured as users run it by default (fp32 on a CPU) and
-    # with bf16=True, so the gain from precision and the gain from the loop are both visible.
-    bf16 = device.type == "cuda" or cpu_has_native_bf16()
-    results = {"ours": ours(args, tokenizer, train, val, device),
-               "hf_trainer": hf_trainer(args, tokenizer, train, val, device, bf16=device.type == "cuda")}
-    if bf16 and device.type == "cpu":
-        results["hf_trainer_bf16"] = hf_trainer(args, tokenizer, train, val, device, bf16=True)
-    ratio = lambda key: round(results["ours"]["train_samples_per_s"] / results[key]["train_samples_per_s"], 2)  # noqa: E731
+    run = run_ours if args.side == "ours" else run_hf_trainer
+    print(json.dumps(run(args, args.seed, device)))
+
+
+def _mean(rows: list[dict], key: str) -> float:
+    return round(statistics.fmean(row[key] for row in rows), 4)
+
+
+def main() -> None:
+    from src.params import load_params
+
+    params = load_params(ROOT / "params.yaml")
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default=params["model_name"])
+    parser.add_argument("--train-samples", type=int, default=4000, help="0: the whole train split")
+    parser.add_argument("--epochs", type=int, default=1)
+    parser.add_argument("--batch-size", type=int, default=params["batch_size"])
+    parser.add_argument("--lr", type=float, default=params["learning_rate"])
+    parser.add_argument("--weight-decay", type=float, default=params["weight_decay"])
+    parser.add_argument("--warmup-ratio", type=float, default=params["warmup_ratio"])
+    parser.add_argument("--dropout", type=float, default=params["dropout_prob"])
+    parser.add_argument("--max-length", type=int, default=params["max_length"])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[42, 43, 44])
+    parser.add_argument("--sides", nargs="+", choices=SIDES, default=list(SIDES))
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--precision", choices=("auto", "fp32", "bf16"), default="auto",
+                        help="ours: auto = train_bert's choice; fp32; bf16 (autocast on a CPU too: an ablation)")
+    parser.add_argument("--hf-bf16", action="store_true", help="bf16=True for the Trainer on a CPU too")
+    parser.add_argument("--test", action="store_true", help="also score the test split (once, for the report)")
+    parser.add_argument("--pool-batches", type=int, default=None, help="ablation: ours' length-grouping pool")
+    parser.add_argument("--schedule-epochs", type=int, default=None,
+                        help="ablation: ours' LR schedule spans this many epochs, training stops after --epochs")
+    parser.add_argument("--no-class-weights", action="store_true",
+                        help="ablation: ours with an unweighted loss (params.yaml: bert.class_weights)")
+    parser.add_argument("--stock-model", action="store_true",
+                        help="ablation: ours without its CPU speed-ups (eager attention, rand dropout, first token)")
+    parser.add_argument("--data-dir", default=str(ROOT / "data/processed"))
+    parser.add_argument("--side", choices=SIDES, help=argparse.SUPPRESS)  # internal: one run in this process
+    parser.add_argument("--seed", type=int, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.train_samples == 0:
+        args.train_samples = None
+    if args.side:
+        return run_side(args)
+
+    import torch
+    from src.training.trainer import autocast_dtype, cpu_has_amx_bf16, resolve_device
+
+    device = resolve_device(args.device)
+    n_train = len(_split(args, "train"))
+    forwarded = [a for a in sys.argv[1:]]
+    runs: dict[str, list[dict]] = {side: [] for side in args.sides}
+    for seed in args.seeds:  # interleaved, so that a drift in the machine's speed hits both sides alike
+        for side in args.sides:
+            started = time.perf_counter()
+            done = subprocess.run([sys.executable, "-m", "benchmarks.bert_vs_hf_trainer", *forwarded,
+                                   "--side", side, "--seed", str(seed)],
+                                  cwd=ROOT, capture_output=True, text=True)
+            wall = time.perf_counter() - started
+            if done.returncode != 0:
+                sys.exit(f"{side} seed {seed} failed:\n{done.stderr[-4000:]}")
+            result = json.loads(done.stdout.strip().splitlines()[-1])
+            runs[side].append({"seed": seed, "wall_s": round(wall, 1),
+                               "samples_per_s": round(n_train * args.epochs / wall, 1), **result})
+            print(f"{side} seed {seed}: {runs[side][-1]}", file=sys.stderr, flush=True)
+    means = {side: {key: _mean(rows, key) for key in rows[0] if key != "seed"} for side, rows in runs.items()}
+    summary = {}
+    if set(SIDES) <= set(runs):
+        summary = {"speedup": round(means["hf_trainer"]["wall_s"] / means["ours"]["wall_s"], 2),
+                   "val_macro_recall_delta": round(means["ours"]["val_macro_recall"]
+                                                   - means["hf_trainer"]["val_macro_recall"], 4)}
+    ours_bf16 = args.precision == "bf16" or (args.precision == "auto" and autocast_dtype(device, True) is not None)
     print(json.dumps({
-        "device": torch.cuda.get_device_name(0) if device.type == "cuda" else f"cpu ({os.cpu_count()} cores, {platform.processor() or platform.machine()})",
-        "torch": torch.__version__, "model": args.model, "train_samples": len(train), "val_samples": len(val),
-        "epochs": args.epochs, "batch_size": args.batch_size, "learning_rate": args.lr,
-        **results,
-        "bf16": bf16,
-        "speedup": ratio("hf_trainer"),
-        **({"speedup_vs_hf_trainer_bf16": ratio("hf_trainer_bf16")} if "hf_trainer_bf16" in results else {}),
-        "val_macro_recall_delta": round(results["ours"]["val_macro_recall"] - results["hf_trainer"]["val_macro_recall"], 4),
+        "device": torch.cuda.get_device_name(0) if device.type == "cuda"
+        else f"cpu ({os.cpu_count()} cores, {platform.processor() or platform.machine()}, "
+             f"AMX: {cpu_has_amx_bf16()})",
+        "torch": torch.__version__, "model": args.model, "train_samples": n_train, "epochs": args.epochs,
+        "batch_size": args.batch_size, "learning_rate": args.lr, "seeds": args.seeds,
+        "precision": {"ours": "bf16" if ours_bf16 else "fp32",
+                      "hf_trainer": "bf16" if device.type == "cuda" or args.hf_bf16 else "fp32"},
+        "class_weights": {"ours": None if args.no_class_weights else params["bert"]["class_weights"],
+                          "hf_trainer": None},
+        **({"ablation": {"pool_batches": args.pool_batches, "schedule_epochs": args.schedule_epochs,
+                         "stock_model": args.stock_model}}
+           if args.pool_batches is not None or args.schedule_epochs or args.stock_model else {}),
+        "runs": runs, "mean": means, **summary,
     }, indent=2))
 
 

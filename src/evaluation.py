@@ -20,6 +20,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
+from src.batching import LengthSortedSampler
 from src.cli import pipeline_errors_exit, positive_int_option, print_lines
 from src.errors import PipelineError
 from src.metrics import detailed_metrics
@@ -134,8 +135,11 @@ def _load_bert_export(export: Path, device: torch.device):
     """Model and tokenizer of a ``save_pretrained`` export; a damaged one is a PipelineError naming it."""
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
+    from src.models.first_token import compute_first_token_only_in_last_layer
+
     try:
         model = AutoModelForSequenceClassification.from_pretrained(export).to(device).eval()
+        compute_first_token_only_in_last_layer(model)  # the same logits, less work
         tokenizer = AutoTokenizer.from_pretrained(export)
         label_names = [model.config.id2label[i] for i in range(model.config.num_labels)]
     except Exception as exc:  # noqa: BLE001 - transformers/safetensors raise many types for damaged files
@@ -180,8 +184,8 @@ def predict_proba(trained: TrainedModel, texts: Sequence[str], batch_size: int =
     """
     device = resolve_device(device)
     dataset = trained.encode(list(texts))
-    order = np.argsort(dataset.lengths(), kind="stable")
-    loader = DataLoader(dataset, batch_size=batch_size, sampler=order.tolist(), collate_fn=trained.collate,
+    sampler = LengthSortedSampler(dataset.lengths())
+    loader = DataLoader(dataset, batch_size=batch_size, sampler=sampler, collate_fn=trained.collate,
                         pin_memory=device.type == "cuda")
     chunks = []
     for batch in loader:
@@ -191,7 +195,7 @@ def predict_proba(trained: TrainedModel, texts: Sequence[str], batch_size: int =
         chunks.append(torch.softmax(logits.float(), dim=-1).cpu())
     probabilities = np.empty((len(dataset), len(trained.label_names)), dtype=np.float32)
     if chunks:
-        probabilities[order] = torch.cat(chunks).numpy()
+        probabilities[sampler.order] = torch.cat(chunks).numpy()
     return probabilities
 
 

@@ -123,6 +123,7 @@ BERT = _section(
         "gradient_clip": {"type": ["number", "null"], "exclusiveMinimum": 0},
         "early_stopping_patience": {"type": ["integer", "null"], "minimum": 1},
         "mixed_precision": {"type": "boolean"},
+        "class_weights": {"enum": ["balanced", None]},
         "compile": {"type": "boolean"},
         "eval_batch_size": POSITIVE_INT,
         "num_workers": {"type": "integer", "minimum": 0},

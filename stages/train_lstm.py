@@ -6,12 +6,13 @@ import torch
 
 from src.atomic import write_json
 from src.cli import run_stage
-from src.errors import DataError, PipelineError
+from src.errors import PipelineError
 from src.models.lstm_data import make_loader
 from src.models.lstm_model import LSTMClassifier
 from src.preprocess import check_every_class_present, read_split
 from src.runtime import out_of_memory_names, seed_everything, use_all_cpu_cores
 from src.training import create_trainer, distributed
+from src.training.class_weights import class_weights
 from src.training.history import best_epoch_metrics, epoch_rows, seed_history
 from src.training.resume import run_fingerprint, source_files
 from src.training.trainer import resolve_device
@@ -23,16 +24,6 @@ MODEL_DIR = Path("models/lstm")
 METRICS_PATH = Path("metrics/lstm/train.json")  # the same keys as metrics/bert/train.json
 PLOTS_PATH = Path("plots/train_lstm.json")
 MONITOR = "val_macro_recall"  # TweetEval's official metric picks the best epoch
-
-
-def class_weights(labels: list[int], mode: str | None, n_classes: int) -> torch.Tensor | None:
-    """'balanced': n / (k * count_c), so every class weighs the same in the loss (macro recall)."""
-    if mode is None:
-        return None
-    counts = np.bincount(labels, minlength=n_classes).astype(np.float64)
-    if (counts == 0).any():
-        raise DataError(f"{DATA_DIR / 'train.jsonl'}: a class has no examples; lstm.class_weights needs all {n_classes}")
-    return torch.tensor(counts.sum() / (n_classes * counts), dtype=torch.float32)
 
 
 @out_of_memory_names(("lstm.batch_size",))
@@ -60,7 +51,8 @@ def train(params: dict, device: torch.device) -> None:
     if cfg["use_glove"]:
         model.load_pretrained_embeddings(np.load(VOCAB_DIR / "embeddings.npy"), freeze=cfg["freeze_embeddings"])
 
-    weights = class_weights(train.labels, cfg["class_weights"], len(label_names))
+    weights = class_weights(train.labels, cfg["class_weights"], len(label_names), "lstm.class_weights",
+                            str(DATA_DIR / "train.jsonl"))
     inputs = [DATA_DIR / "train.jsonl", DATA_DIR / "val.jsonl", VOCAB_DIR / "vocab.json"]
     if cfg["use_glove"]:
         inputs.append(VOCAB_DIR / "embeddings.npy")

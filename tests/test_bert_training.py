@@ -138,11 +138,117 @@ def test_mixed_precision_picks_bf16_where_native_fp16_with_scaling_on_older_gpus
 
     cpu, cuda = torch.device("cpu"), torch.device("cuda")
     assert engine.autocast_dtype(cpu, False) is None
-    monkeypatch.setattr(engine, "cpu_has_native_bf16", lambda: False)
-    assert engine.autocast_dtype(cpu, True) is None  # emulated bf16 would be slower than fp32
-    monkeypatch.setattr(engine, "cpu_has_native_bf16", lambda: True)
+    monkeypatch.setattr(engine, "cpu_has_amx_bf16", lambda: False)
+    assert engine.autocast_dtype(cpu, True) is None  # AVX512-BF16 alone or emulated: slower than fp32
+    monkeypatch.setattr(engine, "cpu_has_amx_bf16", lambda: True)
     assert engine.autocast_dtype(cpu, True) == torch.bfloat16
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: False)
     assert engine.autocast_dtype(cuda, True) == torch.float16
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
     assert engine.autocast_dtype(cuda, True) == torch.bfloat16
+
+
+def test_validation_scores_shortest_first_and_returns_predictions_in_dataset_order(tiny_bert):
+    _, _, val_loader = _loaders(tiny_bert)
+    dataset = val_loader.dataset
+    lengths = dataset.lengths()
+    yielded = [index for batch in val_loader.batch_sampler for index in batch]
+    assert sorted(yielded) == list(range(len(dataset))) and len(set(lengths)) > 1
+    assert [lengths[i] for i in yielded] == sorted(lengths)  # each batch pads to little
+
+    class LengthClass(torch.nn.Module):  # predicts (tweet length mod 3): a known answer per tweet
+        def forward(self, input_ids, attention_mask):
+            return torch.nn.functional.one_hot(attention_mask.sum(dim=1) % 3, 3).float()
+
+    _, _, predictions = training.evaluate(LengthClass(), val_loader, "cpu")
+    assert predictions == [length % 3 for length in lengths] and len(set(predictions)) > 1
+
+
+@pytest.mark.parametrize("attention", ["eager", "sdpa"])
+def test_last_layer_computing_the_first_token_only_gives_the_same_logits_and_gradients(tiny_bert, attention):
+    from transformers import AutoModelForSequenceClassification
+
+    from src.models.first_token import compute_first_token_only_in_last_layer
+
+    def load():  # no dropout, so that train mode is deterministic and gradients compare
+        return AutoModelForSequenceClassification.from_pretrained(
+            tiny_bert, num_labels=3, attn_implementation=attention, hidden_dropout_prob=0.0,
+            attention_probs_dropout_prob=0.0)
+
+    torch.manual_seed(0)
+    full, fast = load(), load()
+    fast.load_state_dict(full.state_dict())
+    assert compute_first_token_only_in_last_layer(fast)
+    assert fast.state_dict().keys() == full.state_dict().keys()  # the export stays a standard one
+    input_ids = torch.randint(5, full.config.vocab_size, (4, 12))
+    attention_mask = torch.ones_like(input_ids)
+    attention_mask[1, 7:], attention_mask[2, 3:] = 0, 0  # padded rows
+    labels = torch.tensor([0, 1, 2, 1])
+    for model in (full, fast):
+        model.train()
+        model(input_ids=input_ids, attention_mask=attention_mask, labels=labels).loss.backward()
+    with torch.no_grad():
+        torch.testing.assert_close(fast(input_ids=input_ids, attention_mask=attention_mask).logits,
+                                   full(input_ids=input_ids, attention_mask=attention_mask).logits)
+    for (name, a), (_, b) in zip(full.named_parameters(), fast.named_parameters()):
+        if a.grad is None:
+            assert b.grad is None, name
+        else:
+            torch.testing.assert_close(b.grad, a.grad, atol=1e-6, rtol=1e-4, msg=name)
+    assert not compute_first_token_only_in_last_layer(torch.nn.Linear(2, 2))  # not an encoder it knows
+
+
+def test_training_on_a_cpu_uses_eager_attention_and_rand_dropout_and_exports_a_plain_model(tiny_bert, tmp_path):
+    tokenizer, train_loader, val_loader = _loaders(tiny_bert)
+    model, _ = training.train_model(train_loader, val_loader, tmp_path, num_epochs=1, device="cpu",
+                                    model_name=tiny_bert, tokenizer=tokenizer, progress=False)
+    from src.models.dropout import ATTENTION, RandDropout
+
+    # faster on a CPU: eager attention, dropout masks from torch.rand; the export is a plain one
+    assert model.model.config._attn_implementation == ATTENTION
+    dropouts = [m for m in model.modules() if isinstance(m, torch.nn.Dropout)]
+    assert dropouts and all(type(m) is RandDropout for m in dropouts)
+    assert "attn_implementation" not in json.loads((tmp_path / "model/config.json").read_text())
+
+
+def test_rand_dropout_keeps_1_minus_p_scaled_and_follows_the_seed():
+    from src.models.dropout import RandDropout, eager_attention_rand_dropout
+
+    x = torch.ones(200_000)
+    dropout = RandDropout(0.1)
+    torch.manual_seed(0)
+    y = dropout(x)
+    assert y.unique().tolist() == [0.0, pytest.approx(1 / 0.9)]
+    assert (y > 0).float().mean().item() == pytest.approx(0.9, abs=0.005)
+    torch.manual_seed(0)
+    assert torch.equal(dropout(x), y)  # torch's generator: seeded runs repeat, resume stays exact
+    assert torch.equal(dropout.eval()(x), x)
+    # with dropout off, the attention is transformers' eager attention
+    from transformers.models.bert.modeling_bert import eager_attention_forward
+
+    module = torch.nn.Module()
+    q, k, v = (torch.randn(2, 4, 5, 8) for _ in range(3))
+    mask = torch.zeros(2, 1, 5, 5)
+    mask[1, ..., 3:] = torch.finfo(torch.float32).min
+    for got, want in zip(eager_attention_rand_dropout(module, q, k, v, mask, dropout=0.0),
+                         eager_attention_forward(module, q, k, v, mask, dropout=0.0)):
+        torch.testing.assert_close(got, want)
+
+
+def test_balanced_class_weights_reach_the_loss(tiny_bert, tmp_path, monkeypatch):
+    from src.training.class_weights import class_weights
+
+    weights = class_weights([0, 0, 0, 1, 2, 2], "balanced", 3, "bert.class_weights")
+    assert weights.tolist() == pytest.approx([6 / 9, 2.0, 1.0])  # n / (k * count): each class weighs the same
+    assert class_weights([0, 1], None, 3, "bert.class_weights") is None
+    criteria, engine = [], training.Trainer
+
+    def spy(*args, **kwargs):
+        criteria.append(args[4])
+        return engine(*args, **kwargs)
+
+    monkeypatch.setattr(training, "Trainer", spy)
+    tokenizer, train_loader, val_loader = _loaders(tiny_bert)
+    training.train_model(train_loader, val_loader, tmp_path, num_epochs=1, device="cpu", model_name=tiny_bert,
+                         tokenizer=tokenizer, progress=False, class_weights=weights)
+    assert torch.equal(criteria[0].weight, weights)

@@ -6,7 +6,7 @@ from typing import Sequence
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from src.batching import BucketBatchSampler
+from src.batching import BucketBatchSampler, LengthSortedSampler
 
 
 class TokenizedTweets(Dataset):
@@ -48,14 +48,16 @@ class PadToLongest:
 
 def make_bert_loader(dataset: TokenizedTweets, batch_size: int, shuffle: bool, seed: int = 0,
                      num_workers: int = 0, pin_memory: bool = False) -> DataLoader:
-    """Training: length-grouped batches in a seeded order. Evaluation: file order, padded per batch."""
+    """Training: length-grouped batches in a seeded order. Evaluation: length-sorted batches. Both padded
+    per batch."""
     collate = PadToLongest(dataset.pad_token_id)
     common = {"collate_fn": collate, "num_workers": num_workers, "pin_memory": pin_memory,
               "persistent_workers": num_workers > 0}
     if shuffle:
         sampler = BucketBatchSampler(dataset.lengths(), batch_size, seed=seed)
         return DataLoader(dataset, batch_sampler=sampler, **common)
-    return DataLoader(dataset, batch_size=batch_size, shuffle=False, **common)
+    # scoring: shortest to longest (results come back in dataset order, see restore_order)
+    return DataLoader(dataset, batch_size=batch_size, sampler=LengthSortedSampler(dataset.lengths()), **common)
 
 
 def with_batch_size(loader: DataLoader, batch_size: int, seed: int = 0) -> DataLoader:

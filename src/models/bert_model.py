@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from src.errors import PipelineError
+from src.models.first_token import compute_first_token_only_in_last_layer
 
 LABEL_NAMES = ("negative", "neutral", "positive")
 
@@ -39,11 +40,13 @@ class BertSentimentClassifier(nn.Module):
     Built on ``AutoModelForSequenceClassification`` so that ``save_pretrained`` writes a directory
     that plain ``transformers`` loads for inference (weights, config with label names): for BERT the
     head reads the [CLS] vector through BERT's pretrained pooler, for RoBERTa-style encoders through
-    their own [CLS] head. ``forward`` returns logits.
+    their own [CLS] head. ``forward`` returns logits. ``attn_implementation`` (``"eager"``, ``"sdpa"``,
+    None: transformers' default) changes how attention is computed, not what: the export does not
+    keep it.
     """
 
     def __init__(self, model_name: str = "bert-base-uncased", num_classes: int = 3, dropout_prob: float = 0.1,
-                 label_names: tuple[str, ...] | list[str] = LABEL_NAMES):
+                 label_names: tuple[str, ...] | list[str] = LABEL_NAMES, attn_implementation: str | None = None):
         super().__init__()
         from transformers import AutoModelForSequenceClassification
 
@@ -53,9 +56,11 @@ class BertSentimentClassifier(nn.Module):
             self.model = AutoModelForSequenceClassification.from_pretrained(
                 model_name, num_labels=num_classes, classifier_dropout=dropout_prob,
                 id2label=dict(enumerate(label_names)), label2id={n: i for i, n in enumerate(label_names)},
+                **({"attn_implementation": attn_implementation} if attn_implementation else {}),
             )
         except (OSError, ValueError) as exc:
             raise _not_loadable(model_name, exc) from None
+        compute_first_token_only_in_last_layer(self.model)
         self.model_name = model_name
         self.num_classes = num_classes
 

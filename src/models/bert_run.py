@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from src.models.bert_data import TokenizedTweets, make_bert_loader
 from src.models.bert_model import load_tokenizer
 from src.preprocess import Split, read_split
+from src.training.class_weights import class_weights
 from src.training.trainer import resolve_device
 
 PROCESSED_DIR = "data/processed"
@@ -43,7 +44,9 @@ def make_loaders(data: BertData, params: dict, batch_size: int):
 def run_options(params: dict, data: BertData) -> dict:
     """train_model keyword arguments from the ``bert`` section and ``model_name`` (the caller sets the seed)."""
     bert = params["bert"]
-    return {"model_name": params["model_name"], "tokenizer": data.tokenizer,
+    weights = class_weights(data.train.labels, bert["class_weights"], len(params["data"]["label_names"]),
+                            "bert.class_weights", f"{PROCESSED_DIR}/train.jsonl")
+    return {"model_name": params["model_name"], "tokenizer": data.tokenizer, "class_weights": weights,
             "gradient_clip": bert["gradient_clip"], "monitor": bert["monitor"],
             "early_stopping_patience": bert["early_stopping_patience"],
             "mixed_precision": bert["mixed_precision"], "compile_model": bert["compile"]}

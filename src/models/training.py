@@ -8,6 +8,7 @@ stepped per batch, and the pretrained model's export.
 from __future__ import annotations
 
 import logging
+import math
 import os
 import shutil
 import time
@@ -24,6 +25,7 @@ from src.metrics import higher_is_better, is_improvement
 from src.runtime import seed_everything
 from src.models.bert_data import with_batch_size
 from src.models.bert_model import LABEL_NAMES, BertSentimentClassifier
+from src.models.dropout import register_attention, use_rand_dropout
 from src.training import Trainer, distributed
 from src.training.checkpoint_manager import MODEL_ID_FILE, load_checkpoint_file
 from src.training.history import seed_history
@@ -55,13 +57,16 @@ def build_scheduler(optimizer: torch.optim.Optimizer, total_steps: int, warmup_r
     """Linear warmup over ``warmup_ratio`` of the steps, then linear decay to zero (stepped per batch)."""
     from transformers import get_linear_schedule_with_warmup
 
-    return get_linear_schedule_with_warmup(optimizer, int(round(warmup_ratio * total_steps)), total_steps)
+    # rounded up, as transformers' TrainingArguments.get_warmup_steps does (round() would take 12 for 12.5)
+    return get_linear_schedule_with_warmup(optimizer, math.ceil(warmup_ratio * total_steps), total_steps)
 
 
 def _engine(model, train_loader, val_loader, optimizer, scheduler, device, checkpoint_dir="checkpoints",
-            gradient_clip: float | None = 1.0, **trainer_kwargs) -> Trainer:
-    """The shared Trainer, with BERT's per-step scheduler and cross-entropy loss."""
-    return Trainer(model, train_loader, val_loader, optimizer, nn.CrossEntropyLoss(), scheduler, gradient_clip,
+            gradient_clip: float | None = 1.0, class_weights: torch.Tensor | None = None, **trainer_kwargs) -> Trainer:
+    """The shared Trainer, with BERT's per-step scheduler and cross-entropy loss (weighted per class
+    with ``class_weights``)."""
+    criterion = nn.CrossEntropyLoss(weight=None if class_weights is None else class_weights.to(device))
+    return Trainer(model, train_loader, val_loader, optimizer, criterion, scheduler, gradient_clip,
                    checkpoint_dir, scheduler_interval="step", device=device, **trainer_kwargs)
 
 
@@ -127,6 +132,7 @@ def train_model(
     max_checkpoints: int | None = None,
     keep_checkpoints: bool = True,
     progress: bool = True,
+    class_weights: torch.Tensor | None = None,
     resume: bool = False,
     fingerprint: dict | None = None,
     on_epoch_end=None,
@@ -147,6 +153,7 @@ def train_model(
     checkpoints and starts fresh (see ``Trainer.resume``). ``fingerprint`` defaults to this call's
     training arguments; a stage passes ``run_fingerprint`` of its params, input files and code.
     ``on_epoch_end(epoch, metrics)`` is the engine's per-epoch hook (tune's pruner reports there).
+    ``class_weights`` (one per class) weighs the cross-entropy loss; None, the seed's, weighs none.
     """
     seed_everything(seed)  # the head's init and dropout are reproducible
     model_save_dir = Path(model_save_dir)
@@ -154,7 +161,13 @@ def train_model(
     if device.type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
-    model = BertSentimentClassifier(model_name, num_classes, dropout_prob, label_names)
+    # The same model, computed faster on a CPU (README, "Where the time goes"): attention the eager
+    # way, as PyTorch's fused kernel (sdpa, transformers' default) takes a slower path there when
+    # attention dropout is on; dropout masks drawn with torch.rand rather than bernoulli_.
+    attention = register_attention() if device.type == "cpu" else None
+    model = BertSentimentClassifier(model_name, num_classes, dropout_prob, label_names, attention)
+    if device.type == "cpu":
+        use_rand_dropout(model)
     if compile_model:
         model.compile()  # in place: state_dict keys stay the same
     optimizer = build_optimizer(model, learning_rate, weight_decay, device)
@@ -165,7 +178,8 @@ def train_model(
             "warmup_ratio": warmup_ratio, "model_name": str(model_name), "num_classes": num_classes,
             "dropout_prob": dropout_prob, "gradient_clip": gradient_clip, "monitor": monitor,
             "early_stopping_patience": early_stopping_patience, "seed": seed, "label_names": list(label_names),
-            "mixed_precision": mixed_precision, "batches_per_epoch": len(train_loader)})
+            "mixed_precision": mixed_precision, "batches_per_epoch": len(train_loader),
+            "class_weights": None if class_weights is None else class_weights.tolist()})
 
     def export_best(published: dict) -> None:
         """Once best_model.pt is in place: its weights into ``model``, the history, the export."""
@@ -175,7 +189,7 @@ def train_model(
         _export(model, tokenizer, model_save_dir / "model", published["model_id"])
 
     trainer = _engine(model, train_loader, val_loader, optimizer, scheduler, device, model_save_dir,
-                      gradient_clip=gradient_clip, monitor=monitor, mixed_precision=mixed_precision,
+                      gradient_clip=gradient_clip, class_weights=class_weights, monitor=monitor, mixed_precision=mixed_precision,
                       max_checkpoints=max_checkpoints or num_epochs, progress=progress, fingerprint=fingerprint,
                       on_publish=export_best, on_epoch_end=on_epoch_end)
     if resume:

@@ -1,0 +1,143 @@
+"""Where `dvc repro train_bert` spends its time, end to end: prints JSON, seconds per phase.
+
+    HF_HOME=../shared/hf HF_HUB_OFFLINE=1 python -m benchmarks.profile_train_bert --train-samples 4000 \
+        -S num_epochs=1
+
+Runs the real stage through DVC and torchrun in a throwaway copy of the repository (its files
+that git does not ignore, params.yaml with the ``-S key=value`` overrides, and a stratified subset of
+data/processed/train.jsonl; run `dvc repro preprocess` first). The stage's process runs under
+cProfile (``torchrun ... -m cProfile -o ... -m stages.train_bert`` in the copy's dvc.yaml), which
+gives the phases inside it; what the process does not account for is DVC's and torchrun's own time
+(start-up, hashing and caching the outputs), which the script also splits out by timing torchrun
+launching an empty module and `dvc status` of the finished stage.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import pstats
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# phase -> the functions whose cumulative time it is (file suffix, function name); none calls another
+PHASES = {
+    "params: read and validate": [("src/params.py", "load_params")],
+    "tokenizer load (imports transformers)": [("src/models/bert_model.py", "load_tokenizer")],
+    "tokenisation (train and val)": [("src/models/bert_data.py", "__init__")],
+    "model load (from_pretrained)": [("src/models/bert_model.py", "__init__")],
+    "training steps": [("src/training/trainer.py", "train_epoch")],
+    "validation": [("src/training/trainer.py", "evaluate_model")],
+    "checkpoint each epoch (model, optimizer, scheduler, RNG)": [("src/training/trainer.py", "save_checkpoint")],
+    "publish: best_model.pt, history, save_pretrained export": [("src/training/trainer.py", "_publish_best")],
+}
+
+
+def _copy_repository(work: Path, train_samples: int | None, overrides: list[str]) -> None:
+    from ruamel.yaml import YAML
+
+    from src.preprocess import read_split, stratified_subset, write_split
+
+    listed = ["git", "ls-files", "--cached", "--others", "--exclude-standard"]  # the work tree, not only commits
+    tracked = subprocess.run(listed, cwd=ROOT, capture_output=True, text=True, check=True).stdout.split()
+    for name in tracked:
+        if (ROOT / name).is_file():
+            (work / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(ROOT / name, work / name)
+    processed = work / "data/processed"
+    processed.mkdir(parents=True, exist_ok=True)
+    write_split(processed / "train.jsonl", stratified_subset(read_split(ROOT / "data/processed/train.jsonl"),
+                                                             train_samples, 0))
+    shutil.copy2(ROOT / "data/processed/val.jsonl", processed / "val.jsonl")
+    yaml = YAML()
+    params = yaml.load((work / "params.yaml").read_text())
+    for override in overrides:
+        key, value = override.split("=", 1)
+        *parents, leaf = key.split(".")
+        node = params
+        for parent in parents:
+            node = node[parent]
+        node[leaf] = yaml.load(value)
+    with open(work / "params.yaml", "w") as handle:
+        yaml.dump(params, handle)
+    dvc_yaml = (work / "dvc.yaml").read_text()
+    assert "-m stages.train_bert" in dvc_yaml
+    (work / "dvc.yaml").write_text(dvc_yaml.replace("-m stages.train_bert",
+                                                    "-m cProfile -o train_bert.prof -m stages.train_bert"))
+    for command in (["git", "init", "-q"], ["git", "add", "-A"],
+                    ["git", "-c", "user.name=profile", "-c", "user.email=profile@localhost", "commit", "-qm", "copy"]):
+        subprocess.run(command, cwd=work, check=True)
+
+
+def _wall(command: list[str], cwd: Path, env: dict) -> float:
+    started = time.perf_counter()
+    done = subprocess.run(command, cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    if done.returncode != 0:
+        sys.exit(f"{' '.join(command)} failed:\n{done.stderr[-3000:]}")
+    return time.perf_counter() - started
+
+
+def _phase_seconds(profile: Path) -> tuple[dict, float]:
+    stats = pstats.Stats(str(profile)).stats  # (file, line, name) -> (cc, nc, tt, ct, callers)
+    by_function = {}
+    for (filename, _, name), (_, _, _, cumulative, _) in stats.items():
+        by_function.setdefault((filename.replace(os.sep, "/"), name), 0.0)
+        by_function[(filename.replace(os.sep, "/"), name)] += cumulative
+    total = max(ct for (_, _, name), (_, _, _, ct, _) in stats.items() if name == "<module>")
+
+    def seconds(targets):
+        return sum(t for (filename, name), t in by_function.items()
+                   for suffix, target in targets if filename.endswith(suffix) and name == target)
+
+    return {phase: seconds(targets) for phase, targets in PHASES.items()}, total
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--train-samples", type=int, default=4000, help="0: the whole train split")
+    parser.add_argument("-S", "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="params.yaml override, as `dvc exp run -S`")
+    parser.add_argument("--keep", action="store_true", help="keep the throwaway copy (its path goes to stderr)")
+    args = parser.parse_args()
+    env = {**os.environ, "PYTHONPATH": ""}
+    if env.get("HF_HOME"):  # the copy lives elsewhere: a relative cache path must still find the cache
+        env["HF_HOME"] = str(Path(env["HF_HOME"]).resolve())
+    work = Path(tempfile.mkdtemp(prefix="profile_train_bert_"))
+    try:
+        _copy_repository(work, args.train_samples or None, args.overrides)
+        python_start = _wall([sys.executable, "-c", "pass"], work, env)
+        torchrun = ["torchrun", "--nnodes=1", "--nproc-per-node=1", "--rdzv-backend=c10d", "--rdzv-endpoint=localhost:0"]
+        torchrun_start = _wall([*torchrun, "-m", "platform"], work, env) - _wall([sys.executable, "-m", "platform"],
+                                                                                 work, env)
+        total = _wall(["dvc", "repro", "-s", "-f", "train_bert"], work, env)
+        dvc_status = _wall(["dvc", "status", "train_bert"], work, env)
+        phases, process = _phase_seconds(work / "train_bert.prof")
+    finally:
+        if args.keep:
+            print(work, file=sys.stderr)
+        else:
+            shutil.rmtree(work, ignore_errors=True)
+    accounted = sum(phases.values())
+    rows = {
+        "DVC: start-up, dependency and params checks (dvc status)": dvc_status,
+        "DVC: hashing and caching the outputs, lock file (the rest of dvc's time)":
+            total - process - torchrun_start - python_start - dvc_status,
+        "torchrun launcher (rendezvous, worker start)": torchrun_start,
+        "Python interpreter start-up": python_start,
+        **phases,
+        # the stage process under cProfile: its <module> total minus the phases
+        "imports at start-up (torch, src) and the rest": process - accounted,
+    }
+    print(json.dumps({"train_samples": args.train_samples, "overrides": args.overrides,
+                      "total_s": round(total, 1),
+                      "phases_s": {name: round(value, 2) for name, value in rows.items()}}, indent=2))
+
+
+if __name__ == "__main__":
+    main()
