@@ -112,9 +112,10 @@ def main() -> None:
     try:
         _copy_repository(work, args.train_samples or None, args.overrides)
         python_start = _wall([sys.executable, "-c", "pass"], work, env)
-        torchrun = ["torchrun", "--nnodes=1", "--nproc-per-node=1", "--rdzv-backend=c10d", "--rdzv-endpoint=localhost:0"]
-        torchrun_start = _wall([*torchrun, "-m", "platform"], work, env) - _wall([sys.executable, "-m", "platform"],
-                                                                                 work, env)
+        torchrun = ["torchrun", "--nnodes=1", "--nproc-per-node=1", "--rdzv-backend=c10d",
+                    "--rdzv-endpoint=localhost:0"]  # dvc.yaml's launch with the default distributed params
+        torchrun_start = (_wall([*torchrun, "-m", "platform"], work, env)
+                          - _wall([sys.executable, "-m", "platform"], work, env))
         total = _wall(["dvc", "repro", "-s", "-f", "train_bert"], work, env)
         dvc_status = _wall(["dvc", "status", "train_bert"], work, env)
         phases, process = _phase_seconds(work / "train_bert.prof")

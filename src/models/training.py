@@ -189,9 +189,9 @@ def train_model(
         _export(model, tokenizer, model_save_dir / "model", published["model_id"])
 
     trainer = _engine(model, train_loader, val_loader, optimizer, scheduler, device, model_save_dir,
-                      gradient_clip=gradient_clip, class_weights=class_weights, monitor=monitor, mixed_precision=mixed_precision,
-                      max_checkpoints=max_checkpoints or num_epochs, progress=progress, fingerprint=fingerprint,
-                      on_publish=export_best, on_epoch_end=on_epoch_end)
+                      gradient_clip=gradient_clip, class_weights=class_weights, monitor=monitor,
+                      mixed_precision=mixed_precision, max_checkpoints=max_checkpoints or num_epochs, progress=progress,
+                      fingerprint=fingerprint, on_publish=export_best, on_epoch_end=on_epoch_end)
     if resume:
         trainer.resume()
     history = seed_history(trainer.train(num_epochs, early_stopping_patience, save_best=True, save_every=1))
