@@ -79,7 +79,7 @@ LSTM = _section(
         "scheduler": {"enum": ["plateau", "step", "cosine", None]},
         "use_glove": {"type": "boolean"},
         "freeze_embeddings": {"type": "boolean"},
-        "class_weights": {"enum": ["balanced", None]},
+        "class_weights": {"enum": ["balanced", "sqrt", None]},
         "seed": SEED,
     }
 )
@@ -123,7 +123,8 @@ BERT = _section(
         "gradient_clip": {"type": ["number", "null"], "exclusiveMinimum": 0},
         "early_stopping_patience": {"type": ["integer", "null"], "minimum": 1},
         "mixed_precision": {"type": "boolean"},
-        "class_weights": {"enum": ["balanced", None]},
+        "class_weights": {"enum": ["balanced", "sqrt", None]},
+        "label_smoothing": {"type": "number", "minimum": 0, "exclusiveMaximum": 1},
         "compile": {"type": "boolean"},
         "eval_batch_size": POSITIVE_INT,
         "num_workers": {"type": "integer", "minimum": 0},

@@ -252,3 +252,24 @@ def test_balanced_class_weights_reach_the_loss(tiny_bert, tmp_path, monkeypatch)
     training.train_model(train_loader, val_loader, tmp_path, num_epochs=1, device="cpu", model_name=tiny_bert,
                          tokenizer=tokenizer, progress=False, class_weights=weights)
     assert torch.equal(criteria[0].weight, weights)
+
+
+def test_sqrt_class_weights_and_label_smoothing_reach_the_loss(tiny_bert, tmp_path, monkeypatch):
+    from src.training.class_weights import class_weights
+
+    labels = [0, 0, 0, 1, 2, 2]
+    weights = class_weights(labels, "sqrt", 3, "bert.class_weights")
+    # the square root of the balanced weights: between unweighted (1, 1, 1) and balanced
+    assert weights.tolist() == pytest.approx([(6 / 9) ** 0.5, 2.0 ** 0.5, 1.0])
+    criteria, engine = [], training.Trainer
+
+    def spy(*args, **kwargs):
+        criteria.append(args[4])
+        return engine(*args, **kwargs)
+
+    monkeypatch.setattr(training, "Trainer", spy)
+    tokenizer, train_loader, val_loader = _loaders(tiny_bert)
+    training.train_model(train_loader, val_loader, tmp_path, num_epochs=1, device="cpu", model_name=tiny_bert,
+                         tokenizer=tokenizer, progress=False, class_weights=weights, label_smoothing=0.1)
+    assert torch.equal(criteria[0].weight, weights)
+    assert criteria[0].label_smoothing == 0.1

@@ -47,6 +47,7 @@ def run_options(params: dict, data: BertData) -> dict:
     weights = class_weights(data.train.labels, bert["class_weights"], len(params["data"]["label_names"]),
                             "bert.class_weights", f"{PROCESSED_DIR}/train.jsonl")
     return {"model_name": params["model_name"], "tokenizer": data.tokenizer, "class_weights": weights,
+            "label_smoothing": bert["label_smoothing"],
             "gradient_clip": bert["gradient_clip"], "monitor": bert["monitor"],
             "early_stopping_patience": bert["early_stopping_patience"],
             "mixed_precision": bert["mixed_precision"], "compile_model": bert["compile"]}

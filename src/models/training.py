@@ -62,10 +62,12 @@ def build_scheduler(optimizer: torch.optim.Optimizer, total_steps: int, warmup_r
 
 
 def _engine(model, train_loader, val_loader, optimizer, scheduler, device, checkpoint_dir="checkpoints",
-            gradient_clip: float | None = 1.0, class_weights: torch.Tensor | None = None, **trainer_kwargs) -> Trainer:
+            gradient_clip: float | None = 1.0, class_weights: torch.Tensor | None = None, label_smoothing: float = 0.0,
+            **trainer_kwargs) -> Trainer:
     """The shared Trainer, with BERT's per-step scheduler and cross-entropy loss (weighted per class
-    with ``class_weights``)."""
-    criterion = nn.CrossEntropyLoss(weight=None if class_weights is None else class_weights.to(device))
+    with ``class_weights``, targets smoothed by ``label_smoothing``)."""
+    criterion = nn.CrossEntropyLoss(weight=None if class_weights is None else class_weights.to(device),
+                                    label_smoothing=label_smoothing)
     return Trainer(model, train_loader, val_loader, optimizer, criterion, scheduler, gradient_clip,
                    checkpoint_dir, scheduler_interval="step", device=device, **trainer_kwargs)
 
@@ -133,6 +135,7 @@ def train_model(
     keep_checkpoints: bool = True,
     progress: bool = True,
     class_weights: torch.Tensor | None = None,
+    label_smoothing: float = 0.0,
     resume: bool = False,
     fingerprint: dict | None = None,
     on_epoch_end=None,
@@ -154,6 +157,7 @@ def train_model(
     training arguments; a stage passes ``run_fingerprint`` of its params, input files and code.
     ``on_epoch_end(epoch, metrics)`` is the engine's per-epoch hook (tune's pruner reports there).
     ``class_weights`` (one per class) weighs the cross-entropy loss; None, the seed's, weighs none.
+    ``label_smoothing`` spreads that share of each target over all classes (0: the seed's loss).
     """
     seed_everything(seed)  # the head's init and dropout are reproducible
     model_save_dir = Path(model_save_dir)
@@ -179,7 +183,8 @@ def train_model(
             "dropout_prob": dropout_prob, "gradient_clip": gradient_clip, "monitor": monitor,
             "early_stopping_patience": early_stopping_patience, "seed": seed, "label_names": list(label_names),
             "mixed_precision": mixed_precision, "batches_per_epoch": len(train_loader),
-            "class_weights": None if class_weights is None else class_weights.tolist()})
+            "class_weights": None if class_weights is None else class_weights.tolist(),
+            "label_smoothing": label_smoothing})
 
     def export_best(published: dict) -> None:
         """Once best_model.pt is in place: its weights into ``model``, the history, the export."""
@@ -189,7 +194,8 @@ def train_model(
         _export(model, tokenizer, model_save_dir / "model", published["model_id"])
 
     trainer = _engine(model, train_loader, val_loader, optimizer, scheduler, device, model_save_dir,
-                      gradient_clip=gradient_clip, class_weights=class_weights, monitor=monitor,
+                      gradient_clip=gradient_clip, class_weights=class_weights, label_smoothing=label_smoothing,
+                      monitor=monitor,
                       mixed_precision=mixed_precision, max_checkpoints=max_checkpoints or num_epochs, progress=progress,
                       fingerprint=fingerprint, on_publish=export_best, on_epoch_end=on_epoch_end)
     if resume:
