@@ -200,18 +200,19 @@ def predict_proba(trained: TrainedModel, texts: Sequence[str], batch_size: int =
 
 
 def score_texts(trained: TrainedModel, texts: Sequence[str], labels: Sequence[int], batch_size: int,
-                device: str | torch.device = "auto") -> tuple[dict, list[int]]:
-    """(test report + inference speed, predicted label ids in input order)."""
+                device: str | torch.device = "auto") -> tuple[dict, list[int], np.ndarray]:
+    """(test report + inference speed, predicted label ids, class probabilities), both in input order."""
     device = resolve_device(device)
     if device.type == "cuda":
         torch.cuda.synchronize()
     started = time.perf_counter()
-    predictions = predict_proba(trained, texts, batch_size, device).argmax(axis=1).tolist()
+    probabilities = predict_proba(trained, texts, batch_size, device)
+    predictions = probabilities.argmax(axis=1).tolist()
     seconds = time.perf_counter() - started  # tokenisation included: what a user of the model waits for
     report = detailed_metrics(labels, predictions, trained.label_names)
     report["inference"] = {"tweets_per_s": round(len(texts) / seconds, 1), "seconds": round(seconds, 2),
                            "batch_size": batch_size, "device": str(device)}
-    return report, predictions
+    return report, predictions, probabilities
 
 
 def score_split(model_dir: str | os.PathLike, split_path: str | os.PathLike, batch_size: int = 256,
@@ -219,7 +220,7 @@ def score_split(model_dir: str | os.PathLike, split_path: str | os.PathLike, bat
     """The test report of a trained model on one processed split (``data/processed/*.jsonl``)."""
     trained = load_model(model_dir, device)
     split = read_split(split_path, trained.label_names)  # labels the model does not know: an error naming the line
-    report, _ = score_texts(trained, split.texts, split.labels, batch_size, device)
+    report, _, _ = score_texts(trained, split.texts, split.labels, batch_size, device)
     return {"split": str(split_path), **report}
 
 

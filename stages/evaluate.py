@@ -7,7 +7,11 @@ experiment that re-trains BERT re-scores BERT alone and the other models' rows i
 do not move. Only scoring happens here: the models were selected on validation by train_bert,
 train_lstm and tune. ``majority`` (always the most frequent train class) is the floor every model
 must clear. Inference speed goes to predictions/<model>/inference.json, not to the metrics: timing
-is noise in a review's diff.
+is noise in a review's diff. Beside test.txt go the per-tweet class probabilities of test and
+validation, predictions/<model>/probs_test.csv and probs_val.csv (src/probabilities.py): what the
+review's calibration and an ensemble read. The majority baseline's rows are its train class prior
+(the share of each class in train), the same row for every tweet: a probability, unlike a one-hot
+row, and its argmax is the class it predicts.
 """
 import argparse
 import json
@@ -19,16 +23,18 @@ from pathlib import Path
 from src.atomic import atomic_open, write_json
 from src.cli import run_stage
 from src.errors import DataError, PipelineError
-from src.evaluation import load_model, score_texts
+from src.evaluation import load_model, predict_proba, score_texts
 from src.metrics import detailed_metrics
 from src.preprocess import read_split
+from src.probabilities import probabilities_file, write_probabilities
 from src.runtime import explain_out_of_memory, use_all_cpu_cores
 
 DATA_DIR = Path("data/processed")
 MODEL_DIRS = {"bert": Path("models/bert"), "lstm": Path("models/lstm"), "tune_best": Path("models/tune")}
 MODELS = (*MODEL_DIRS, "majority")
 METRICS_DIR = Path("metrics")             # <model>/test.json: the same keys for every model
-PREDICTIONS_DIR = Path("predictions")     # <model>/test.txt: TweetEval's format, one label id per line in test order
+PREDICTIONS_DIR = Path("predictions")     # <model>/test.txt: TweetEval's format, one label id per line in test order;
+                                          # <model>/probs_{test,val}.csv: class probabilities per tweet
 CONFUSION_DIR = Path("plots/confusion")   # <model>.csv: actual,predicted per test tweet (DVC's confusion template)
 
 
@@ -66,19 +72,29 @@ def model_dir(name: str) -> Path:
     return directory
 
 
+def class_prior(train_labels: list[int], label_names: list[str]) -> list[float]:
+    """The share of each class in train: the majority baseline's probabilities for every tweet."""
+    counts = Counter(train_labels)
+    return [counts[i] / len(train_labels) for i in range(len(label_names))]
+
+
 def majority_baseline(train_labels: list[int], test_labels: list[int], label_names: list[str]) -> dict:
     """Always the most frequent class in train: the floor every model must clear."""
-    majority = Counter(train_labels).most_common(1)[0][0]
+    prior = class_prior(train_labels, label_names)
+    majority = prior.index(max(prior))   # the lowest id among tied classes, as the prior's argmax
     predictions = [majority] * len(test_labels)
     return {"predicts": label_names[majority], **detailed_metrics(test_labels, predictions, label_names)}
 
 
 def write_outputs(name: str, report: dict, predictions: list[int], labels: list[int], label_names: list[str],
-                  inference: dict | None = None) -> None:
+                  probabilities: dict, inference: dict | None = None) -> None:
+    """``probabilities``: {split: (tweets, classes) array} for test and val."""
     paths = outputs(name)
     write_json(paths["metrics"], report)
     with atomic_open(paths["predictions"] / "test.txt") as handle:
         handle.writelines(f"{label}\n" for label in predictions)
+    for split, rows in probabilities.items():
+        write_probabilities(paths["predictions"] / probabilities_file(split), rows, label_names)
     if inference is not None:
         write_json(paths["predictions"] / "inference.json", inference)
     with atomic_open(paths["confusion"]) as handle:
@@ -90,11 +106,14 @@ def main(params: dict, name: str) -> None:
     use_all_cpu_cores()
     remove_outputs(name)
     cfg, label_names = params["evaluate"], params["data"]["label_names"]
-    test = read_split(DATA_DIR / "test.jsonl")
+    test, val = read_split(DATA_DIR / "test.jsonl"), read_split(DATA_DIR / "val.jsonl")
     if name == "majority":
-        report = majority_baseline(read_split(DATA_DIR / "train.jsonl").labels, test.labels, label_names)
+        train_labels = read_split(DATA_DIR / "train.jsonl").labels
+        report = majority_baseline(train_labels, test.labels, label_names)
         predicts = report.pop("predicts")
-        write_outputs(name, report, [label_names.index(predicts)] * len(test.labels), test.labels, label_names)
+        prior = class_prior(train_labels, label_names)
+        write_outputs(name, report, [label_names.index(predicts)] * len(test.labels), test.labels, label_names,
+                      {"test": [prior] * len(test.labels), "val": [prior] * len(val.labels)})
         print(f"evaluate: majority (always {predicts}): test macro_recall {report['macro_recall']:.4f}  "
               f"accuracy {report['accuracy']:.4f}")
         return
@@ -103,9 +122,12 @@ def main(params: dict, name: str) -> None:
     if trained.label_names != label_names:
         raise DataError(f"{directory}: trained for labels {trained.label_names}, data.label_names is {label_names}")
     with explain_out_of_memory("evaluate.batch_size", cfg["batch_size"]):
-        report, predictions = score_texts(trained, test.texts, test.labels, cfg["batch_size"], cfg["device"])
+        report, predictions, test_probabilities = score_texts(trained, test.texts, test.labels, cfg["batch_size"],
+                                                              cfg["device"])
+        val_probabilities = predict_proba(trained, val.texts, cfg["batch_size"], cfg["device"])
     inference = report.pop("inference")
-    write_outputs(name, report, predictions, test.labels, label_names, inference)
+    write_outputs(name, report, predictions, test.labels, label_names,
+                  {"test": test_probabilities, "val": val_probabilities}, inference)
     print(f"evaluate: {name}: test macro_recall {report['macro_recall']:.4f}  accuracy {report['accuracy']:.4f}  "
           f"macro_f1 {report['macro_f1']:.4f}  {inference['tweets_per_s']:.0f} tweets/s on {inference['device']}")
 

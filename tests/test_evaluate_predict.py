@@ -14,7 +14,8 @@ from src.models import training
 from src.models.bert_data import TokenizedTweets, make_bert_loader
 from src.models.bert_model import load_tokenizer
 from src.predict import main as predict_main
-from src.preprocess import normalize_tweet
+from src.preprocess import normalize_tweet, read_split
+from src.probabilities import parse_probabilities
 from src.cli import run_stage
 from stages import evaluate, train_lstm
 from stages.evaluate import majority_baseline
@@ -112,6 +113,8 @@ def test_evaluate_scores_one_model_and_a_missing_model_leaves_nothing_stale(work
     assert not {"inference", "tweets_per_s", "seconds"} & set(lstm)   # timing is not a metric...
     assert json.load(open("predictions/lstm/inference.json"))["tweets_per_s"] > 0   # ...it is kept beside
     assert len(open("predictions/lstm/test.txt").read().splitlines()) == 60
+    assert {p.name for p in evaluate.PREDICTIONS_DIR.joinpath("majority").iterdir()} == \
+        {"test.txt", "probs_test.csv", "probs_val.csv"}
     assert open("plots/confusion/lstm.csv").readline() == "actual,predicted\n"
     assert not (evaluate.PREDICTIONS_DIR / "majority/inference.json").exists()
 
@@ -125,6 +128,43 @@ def test_evaluate_scores_one_model_and_a_missing_model_leaves_nothing_stale(work
     for path in evaluate.outputs("lstm").values():   # the previous run's files do not pass for this one's
         assert not path.exists(), path
     assert evaluate.outputs("majority")["metrics"].exists()   # other models' outputs are not touched
+
+
+def test_evaluate_writes_test_and_val_probabilities_in_split_order(workdir):  # noqa: F811
+    train_lstm.main(workdir)
+    evaluate.main(workdir, "lstm")
+    evaluate.main(workdir, "majority")
+    trained = load_model("models/lstm", "cpu")
+    for split in ("test", "val"):
+        texts = read_split(f"data/processed/{split}.jsonl").texts
+        text = open(f"predictions/lstm/probs_{split}.csv").read()
+        lines = text.splitlines()
+        assert lines[0] == "negative,neutral,positive" and len(lines) == len(texts) + 1
+        assert all(len(cell.split(".")[1]) == 6 for cell in lines[1].split(","))   # 6 decimals
+        written = parse_probabilities(text, LABELS, split)
+        # the same rows as scoring each tweet on its own, in the split's order
+        np.testing.assert_allclose(written, predict_proba(trained, texts, batch_size=7, device="cpu"), atol=1e-6)
+        np.testing.assert_allclose(written.sum(axis=1), 1.0, atol=1e-5)
+        if split == "test":   # test.txt is the argmax of the same probabilities
+            assert [int(x) for x in open("predictions/lstm/test.txt").read().split()] == \
+                written.argmax(axis=1).tolist()
+        # the majority baseline: train's class prior on every row, its argmax the class it predicts
+        prior = parse_probabilities(open(f"predictions/majority/probs_{split}.csv").read(), LABELS, split)
+        train = read_split("data/processed/train.jsonl").labels
+        expected = np.bincount(train, minlength=3) / len(train)
+        np.testing.assert_allclose(prior, np.tile(expected, (len(texts), 1)), atol=1e-6)
+    majority = {int(x) for x in open("predictions/majority/test.txt").read().split()}
+    assert majority == {int(prior.argmax(axis=1)[0])}
+
+
+def test_a_damaged_probabilities_file_is_a_clear_error():
+    with pytest.raises(PipelineError, match=r"^p.csv: header \['a', 'b'\]: expected the classes"):
+        parse_probabilities("a,b\n0.5,0.5\n", LABELS, "p.csv")
+    with pytest.raises(PipelineError, match=r"^p.csv:3: expected 3 probabilities between 0 and 1$"):
+        parse_probabilities("negative,neutral,positive\n0.2,0.3,0.5\n0.2,x,0.5\n", LABELS, "p.csv")
+    # columns come back in label-id order whatever the header's order
+    np.testing.assert_array_equal(parse_probabilities("positive,negative,neutral\n0.7,0.1,0.2\n", LABELS, "p"),
+                                  [[0.1, 0.2, 0.7]])
 
 
 def test_evaluate_command_line_names_the_models():

@@ -137,6 +137,10 @@ def test_review_round_trip(project, tmp_path):
         assert json.loads((work / f"predictions/{name}/inference.json").read_text())["tweets_per_s"] > 0
         predictions = (work / f"predictions/{name}/test.txt").read_text().splitlines()
         assert len(predictions) == 12 and set(predictions) <= {"0", "1", "2"}
+    for name in ("bert", "lstm", "tune_best", "majority"):   # class probabilities per tweet, test and val
+        for split in ("test", "val"):
+            rows = (work / f"predictions/{name}/probs_{split}.csv").read_text().splitlines()
+            assert rows[0] == "negative,neutral,positive" and len(rows) == 13, (name, split)
 
     # the author publishes: git to a bare origin, outputs and run-cache to the DVC remote
     origin = tmp_path / "origin.git"
