@@ -133,6 +133,16 @@ BERT = _section(
 
 EVALUATE = _section({"batch_size": POSITIVE_INT, "device": DEVICE})
 
+# the ensemble stage: which evaluated models it combines, and the weight grid it searches on validation
+ENSEMBLE = _section(
+    {
+        "members": {"type": "array", "items": {"enum": ["bert", "tune_best", "lstm"]}, "minItems": 2,
+                    "uniqueItems": True},
+        "grid_step": {"enum": [0.5, 0.25, 0.2, 0.1, 0.05]},   # 1 / a whole number: the grid ends at 1
+        "seed": SEED,   # folds of the cross-validated estimate
+    }
+)
+
 # torchrun's process layout for train_bert and train_lstm (dvc.yaml passes these to torchrun)
 DISTRIBUTED = _section(
     {
@@ -166,6 +176,7 @@ PARAMS_SCHEMA = {
         "lstm": LSTM,
         "tune": TUNE,
         "evaluate": EVALUATE,
+        "ensemble": ENSEMBLE,
         "distributed": DISTRIBUTED,
     },
     "required": [

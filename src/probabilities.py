@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import io
 import os
+from pathlib import Path
 from typing import Sequence
 
 import numpy as np
@@ -19,6 +20,7 @@ from src.atomic import atomic_open
 from src.errors import PipelineError
 
 DECIMALS = 6
+MAX_FILE_BYTES = 64 * 1024 * 1024   # TweetEval's test set takes about 0.3 MB
 SPLITS = ("test", "val")
 
 
@@ -57,3 +59,22 @@ def parse_probabilities(text: str, label_names: Sequence[str], where: str) -> np
             raise PipelineError(f"{where}:{line}: expected {len(header)} probabilities between 0 and 1")
         values.append([numbers[i] for i in order])
     return np.array(values, dtype=np.float64).reshape(len(values), len(label_names))
+
+
+def read_probabilities(path: str | Path, label_names: Sequence[str], n_rows: int) -> np.ndarray:
+    """An evaluate stage's (tweets, classes) probabilities file, with one row per tweet of the split; a
+    missing, oversized or malformed file is a PipelineError naming it."""
+    path = Path(path)
+    if not path.is_file():
+        raise PipelineError(f"{path}: not found (run the model's evaluate stage first: dvc repro)")
+    if path.stat().st_size > MAX_FILE_BYTES:
+        raise PipelineError(f"{path}: {path.stat().st_size} bytes; expected a probabilities file under "
+                            f"{MAX_FILE_BYTES} bytes")
+    try:
+        text = path.read_bytes().decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise PipelineError(f"{path}: not valid UTF-8 ({exc.reason} at byte {exc.start})") from None
+    values = parse_probabilities(text, label_names, str(path))
+    if len(values) != n_rows:
+        raise PipelineError(f"{path}: {len(values)} rows; expected one per tweet of the split ({n_rows})")
+    return values

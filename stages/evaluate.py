@@ -1,6 +1,6 @@
 """evaluate: one model on test -> metrics/<model>/test.json, predictions/<model>/, plots/confusion/<model>.csv.
 
-    python -m stages.evaluate bert        # bert | lstm | tune_best | majority
+    python -m stages.evaluate bert        # bert | lstm | tune_best | ensemble | majority
 
 dvc.yaml runs it once per model (``evaluate@bert`` ...), each stage reading only its own model, so an
 experiment that re-trains BERT re-scores BERT alone and the other models' rows in `dvc metrics diff`
@@ -26,11 +26,12 @@ from src.errors import DataError, PipelineError
 from src.evaluation import load_model, predict_proba, score_texts
 from src.metrics import detailed_metrics
 from src.preprocess import read_split
-from src.probabilities import probabilities_file, write_probabilities
+from src.probabilities import probabilities_file, read_probabilities, write_probabilities
 from src.runtime import explain_out_of_memory, use_all_cpu_cores
 
 DATA_DIR = Path("data/processed")
-MODEL_DIRS = {"bert": Path("models/bert"), "lstm": Path("models/lstm"), "tune_best": Path("models/tune")}
+MODEL_DIRS = {"bert": Path("models/bert"), "lstm": Path("models/lstm"), "tune_best": Path("models/tune"),
+              "ensemble": Path("models/ensemble")}
 MODELS = (*MODEL_DIRS, "majority")
 METRICS_DIR = Path("metrics")             # <model>/test.json: the same keys for every model
 PREDICTIONS_DIR = Path("predictions")     # <model>/test.txt: TweetEval's format, one label id per line in test order;
@@ -55,7 +56,7 @@ def remove_outputs(name: str) -> None:
 def model_dir(name: str) -> Path:
     """The trained model to score; tune's is its best trial, exported like train_bert's model."""
     directory = MODEL_DIRS[name]
-    stage = "tune" if name == "tune_best" else f"train_{name}"
+    stage = {"tune_best": "tune", "ensemble": "ensemble"}.get(name, f"train_{name}")
     if not directory.is_dir():
         raise PipelineError(f"{directory}: not found (run `dvc repro {stage}` or `dvc pull {stage}` first)")
     if name == "tune_best":
@@ -116,6 +117,16 @@ def main(params: dict, name: str) -> None:
                       {"test": [prior] * len(test.labels), "val": [prior] * len(val.labels)})
         print(f"evaluate: majority (always {predicts}): test macro_recall {report['macro_recall']:.4f}  "
               f"accuracy {report['accuracy']:.4f}")
+        return
+    if name == "ensemble":  # its model is the members' probabilities, combined by the ensemble stage
+        directory = model_dir(name)
+        probabilities = {split: read_probabilities(directory / probabilities_file(split), label_names, len(data))
+                         for split, data in (("test", test), ("val", val))}
+        predictions = probabilities["test"].argmax(axis=1).tolist()
+        report = detailed_metrics(test.labels, predictions, label_names)
+        write_outputs(name, report, predictions, test.labels, label_names, probabilities)
+        print(f"evaluate: ensemble: test macro_recall {report['macro_recall']:.4f}  accuracy {report['accuracy']:.4f}  "
+              f"macro_f1 {report['macro_f1']:.4f}")
         return
     directory = model_dir(name)
     trained = load_model(directory, cfg["device"])

@@ -76,7 +76,7 @@ def _flat(tree: dict, prefix: str = "") -> dict:
 
 
 STAGES = ("download_data", "download_glove", "preprocess", "build_vocab", "train_bert", "train_lstm", "tune",
-          "evaluate@bert", "evaluate@lstm", "evaluate@tune_best", "evaluate@majority")
+          "ensemble", "evaluate@bert", "evaluate@lstm", "evaluate@tune_best", "evaluate@ensemble", "evaluate@majority")
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
@@ -125,7 +125,7 @@ def test_review_round_trip(project, tmp_path):
 
     # one key layout for every model, so their rows line up in `dvc metrics diff`
     tests = {m: json.loads((work / f"metrics/{m}/test.json").read_text()) for m in
-             ("bert", "lstm", "tune_best", "majority")}
+             ("bert", "lstm", "tune_best", "ensemble", "majority")}
     assert all(_flat(t).keys() == _flat(tests["bert"]).keys() for t in tests.values())
     assert {"accuracy", "macro_recall", "macro_f1", "f1_pn", "n"} <= set(tests["bert"])
     assert tests["majority"]["macro_recall"] == pytest.approx(1 / 3)
@@ -137,7 +137,10 @@ def test_review_round_trip(project, tmp_path):
         assert json.loads((work / f"predictions/{name}/inference.json").read_text())["tweets_per_s"] > 0
         predictions = (work / f"predictions/{name}/test.txt").read_text().splitlines()
         assert len(predictions) == 12 and set(predictions) <= {"0", "1", "2"}
-    for name in ("bert", "lstm", "tune_best", "majority"):   # class probabilities per tweet, test and val
+    ensemble = json.loads((work / "models/ensemble/ensemble.json").read_text())
+    assert ensemble["members"] == ["bert", "tune_best", "lstm"]
+    assert sum(ensemble["weights"].values()) == pytest.approx(1.0)
+    for name in ("bert", "lstm", "tune_best", "ensemble", "majority"):   # class probabilities per tweet, test and val
         for split in ("test", "val"):
             rows = (work / f"predictions/{name}/probs_{split}.csv").read_text().splitlines()
             assert rows[0] == "negative,neutral,positive" and len(rows) == 13, (name, split)
@@ -161,10 +164,12 @@ def test_review_round_trip(project, tmp_path):
 
     # a new experiment: BERT alone re-trains and is re-scored
     out = _run(dvc + ["exp", "run", "-n", "lr-3e-5", "-S", "learning_rate=3e-5"], clone, env)
-    assert _stages_run(out) == {"train_bert", "evaluate@bert"}, out
+    # the ensemble re-fits on BERT's new probabilities; it is re-scored when its combination changed
+    assert {"train_bert", "evaluate@bert", "ensemble"} <= _stages_run(out) <= {
+        "train_bert", "evaluate@bert", "ensemble", "evaluate@ensemble"}, out
     changed = json.loads(_run(dvc + ["metrics", "diff", "--json"], clone, env))
     assert "metrics/bert/test.json" in changed and "metrics/bert/train.json" in changed
-    assert not {path for path in changed if not path.startswith("metrics/bert/")}, changed
+    assert not {path for path in changed if not path.startswith(("metrics/bert/", "metrics/ensemble/"))}, changed
 
     _run([sys.executable, "-m", "src.review"], clone, env)
     report = (clone / "review/report.md").read_text()

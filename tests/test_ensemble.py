@@ -1,0 +1,99 @@
+"""The ensemble: weights fitted on validation, the weighted geometric mean, and the stage on files."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from src.ensemble import combine, cross_validated_macro_recall, fit_weights, macro_recall, simplex_grid
+from src.probabilities import write_probabilities
+
+REPO = Path(__file__).resolve().parents[1]
+LABELS = ["negative", "neutral", "positive"]
+
+
+def _member(labels: np.ndarray, accuracy: float, rng: np.random.Generator) -> np.ndarray:
+    """Probabilities that put 0.6 on the gold class for a share ``accuracy`` of tweets, else on another."""
+    n = len(labels)
+    right = rng.random(n) < accuracy
+    predicted = np.where(right, labels, (labels + rng.integers(1, 3, n)) % 3)
+    probabilities = np.full((n, 3), 0.2)
+    probabilities[np.arange(n), predicted] = 0.6
+    return probabilities
+
+
+def test_simplex_grid_and_geometric_mean():
+    assert len(simplex_grid(3, 0.05)) == 231 and all(sum(w) == pytest.approx(1) for w in simplex_grid(3, 0.05))
+    a, b = np.array([[0.7, 0.2, 0.1]]), np.array([[0.1, 0.2, 0.7]])
+    mixed = combine([a, b], [0.5, 0.5])
+    expected = np.sqrt(a * b) / np.sqrt(a * b).sum()
+    np.testing.assert_allclose(mixed, expected)
+    np.testing.assert_allclose(combine([a, b], [1.0, 0.0]), a)
+
+
+def test_weights_follow_the_informative_member():
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 3, 600)
+    good, noise = _member(labels, 0.9, rng), _member(labels, 0.34, rng)
+    weights = fit_weights(labels, [good, noise], 0.1)
+    assert weights[0] > weights[1]
+    assert macro_recall(labels, combine([good, noise], weights)) >= macro_recall(labels, good)
+    # out-of-fold weights cannot beat the in-sample fit by construction of the fit, and stay close to it
+    in_sample = macro_recall(labels, combine([good, noise], weights))
+    assert cross_validated_macro_recall(labels, [good, noise], 0.1, seed=0) == pytest.approx(in_sample, abs=0.05)
+
+
+def test_tied_weights_go_to_equal():
+    labels = np.array([0, 1, 2])
+    same = np.eye(3)
+    assert fit_weights(labels, [same, same.copy()], 0.25) == (0.5, 0.5)
+
+
+def _write_split(path: Path, labels) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(json.dumps({"text": f"tweet {i}", "label": int(y)}) + "\n" for i, y in enumerate(labels)))
+
+
+def _run(module_args, cwd) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", *module_args], cwd=cwd, capture_output=True, text=True,
+                          env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"})
+
+
+def test_stage_fits_on_val_and_evaluate_scores_the_combination(tmp_path):
+    rng = np.random.default_rng(1)
+    labels = {"val": rng.integers(0, 3, 90), "test": rng.integers(0, 3, 60)}
+    for split, y in labels.items():
+        _write_split(tmp_path / f"data/processed/{split}.jsonl", y)
+    accuracy = {"bert": 0.8, "tune_best": 0.7, "lstm": 0.5}
+    for member, acc in accuracy.items():
+        for split, y in labels.items():
+            write_probabilities(tmp_path / f"predictions/{member}/probs_{split}.csv", _member(y, acc, rng), LABELS)
+    (tmp_path / "params.yaml").write_text((REPO / "params.yaml").read_text())
+
+    done = _run(["stages.ensemble"], tmp_path)
+    assert done.returncode == 0, done.stderr
+    summary = json.loads((tmp_path / "models/ensemble/ensemble.json").read_text())
+    assert summary["members"] == ["bert", "tune_best", "lstm"] and sum(summary["weights"].values()) == pytest.approx(1)
+    assert summary["val_macro_recall"] >= max(summary["members_val_macro_recall"].values())
+
+    done = _run(["stages.evaluate", "ensemble"], tmp_path)
+    assert done.returncode == 0, done.stderr
+    combined = np.loadtxt(tmp_path / "models/ensemble/probs_test.csv", delimiter=",", skiprows=1)
+    predictions = [int(line) for line in (tmp_path / "predictions/ensemble/test.txt").read_text().split()]
+    assert predictions == combined.argmax(axis=1).tolist()
+    report = json.loads((tmp_path / "metrics/ensemble/test.json").read_text())
+    assert report["macro_recall"] == pytest.approx(macro_recall(labels["test"], combined))
+
+
+def test_missing_member_is_one_error_line(tmp_path):
+    _write_split(tmp_path / "data/processed/val.jsonl", [0, 1, 2])
+    _write_split(tmp_path / "data/processed/test.jsonl", [0, 1, 2])
+    (tmp_path / "params.yaml").write_text((REPO / "params.yaml").read_text())
+    done = _run(["stages.ensemble"], tmp_path)
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    assert done.stderr.strip().splitlines() == [
+        "error: predictions/bert/probs_val.csv: not found (run the model's evaluate stage first: dvc repro)"]
