@@ -4,11 +4,13 @@ metrics/lstm/train.json, plots/train_lstm.json (per-epoch curves).
 The stage is the command line `python -m src.training.train_model` (src/training/lstm_run.py) with its options taken from
 params.yaml (`lstm`, `data.label_names`, `distributed.timeout_s`): see `stage_arguments`.
 """
+from pathlib import Path
+
 from src.cli import run_stage
 from src.runtime import out_of_memory_names
 from src.training.lstm_run import parse_args, run
 
-MODEL_DIR = "models/lstm"  # a persisted DVC output: after a kill, its checkpoints let a rerun resume
+MODEL_DIR = Path("models/lstm")  # a persisted DVC output: after a kill, its checkpoints let a rerun resume
 
 
 def stage_arguments(params: dict) -> list[str]:

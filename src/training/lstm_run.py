@@ -124,7 +124,8 @@ def _config_defaults(parser: argparse.ArgumentParser, path: str) -> dict:
             isinstance(value, bool) != (expected is bool) or
             not isinstance(value, {int: int, float: (int, float), bool: bool}[expected])))
         if wrong or (action.choices and value not in action.choices and value is not None):
-            kind = f"one of {', '.join(map(str, action.choices))}" if action.choices else f"a {expected.__name__}"
+            kind = f"one of {', '.join(map(str, action.choices))}" if action.choices else \
+                {int: "a whole number", float: "a number", bool: "true or false"}[expected]
             raise PipelineError(f"{path}: {key} = {value!r}: expected {kind}")
         values[dest] = value
     return values
