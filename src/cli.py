@@ -78,21 +78,43 @@ def positive_int_option(value: str, option: str) -> int:
     return int(value)
 
 
-def run_stage(main: Callable[[dict], None], params_path: str = "params.yaml") -> None:
-    """Validate params.yaml, then call ``main(params)``.
-
-    A PipelineError (bad params, bad data, failed download) prints one clear message and exits 1:
-    no traceback for problems the user fixes. Ctrl-C (SIGINT) exits 130 and SIGTERM 143, with one
-    line saying what was saved (training: the last checkpoint, from which a rerun resumes).
-    """
+def run_command(work: Callable[[], None]) -> None:
+    """Run a command line's ``work()``: logging to stderr, a PipelineError as one ``error: …`` line
+    (exit 1), Ctrl-C (SIGINT) exit 130 and SIGTERM 143 with one line saying what was saved."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
     install_interrupt_handlers()
     try:
         with pipeline_errors_exit():
-            params = load_params(params_path)
-            main(params)
+            work()
     except KeyboardInterrupt as exc:
         signum = getattr(exc, "signum", signal.SIGINT)
         detail = f": {exc}" if str(exc) else ""
         print(f"interrupted by {signal.Signals(signum).name}{detail}", file=sys.stderr)
         sys.exit(128 + signum)
+
+
+def answer_help(argv: list[str], usage: str) -> None:
+    """``-h``/``--help`` among ``argv``: print ``usage`` and exit 0, doing nothing else."""
+    if "-h" in argv or "--help" in argv:
+        print(usage)
+        sys.exit(0)
+
+
+def stage_usage() -> str:
+    """The running stage's usage: ``python -m stages.NAME`` and its module docstring."""
+    main = sys.modules.get("__main__")
+    spec = getattr(main, "__spec__", None)
+    name = spec.name if spec is not None else Path(sys.argv[0]).stem
+    return f"usage: python -m {name}\n\n{(getattr(main, '__doc__', None) or '').strip()}\n\n" \
+           "Reads params.yaml (run from the repository root); `dvc repro` runs it as a stage of dvc.yaml."
+
+
+def run_stage(main: Callable[[dict], None], params_path: str = "params.yaml") -> None:
+    """Validate params.yaml, then call ``main(params)``; ``--help`` prints the stage's usage instead.
+
+    A PipelineError (bad params, bad data, failed download) prints one clear message and exits 1:
+    no traceback for problems the user fixes. Ctrl-C (SIGINT) exits 130 and SIGTERM 143, with one
+    line saying what was saved (training: the last checkpoint, from which a rerun resumes).
+    """
+    answer_help(sys.argv[1:], stage_usage())
+    run_command(lambda: main(load_params(params_path)))

@@ -29,6 +29,9 @@ class LSTMClassifier(nn.Module):
         pad_idx: int = PAD_ID,
     ):
         super().__init__()
+        for name, value in (("vocab_size", vocab_size), ("output_dim", output_dim)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise PipelineError(f"{name} = {value!r}: expected a whole number >= 1")
         self.config = dict(vocab_size=vocab_size, embedding_dim=embedding_dim, hidden_dim=hidden_dim,
                            output_dim=output_dim, n_layers=n_layers, dropout=dropout,
                            bidirectional=bidirectional, pad_idx=pad_idx)
@@ -46,6 +49,12 @@ class LSTMClassifier(nn.Module):
         if lengths is None:
             mask = attention_mask if attention_mask is not None else input_ids != self.pad_idx
             lengths = mask.sum(dim=1)
+        vocab_size = self.embedding.num_embeddings
+        if input_ids.numel() and int(input_ids.max()) >= vocab_size:  # nn.Embedding's bare IndexError otherwise
+            raise PipelineError(
+                f"token id {int(input_ids.max())} is outside the model's vocab_size = {vocab_size}: the vocabulary "
+                "has more words than the model's embedding has rows; build the model with "
+                "vocab_size=len(vocabulary)")
         embedded = self.dropout(self.embedding(input_ids))
         # pack_padded_sequence wants lengths on the CPU; an empty tweet still gets one (pad) step.
         packed = pack_padded_sequence(embedded, lengths.cpu().clamp(min=1), batch_first=True, enforce_sorted=False)

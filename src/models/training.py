@@ -211,6 +211,21 @@ def train_model(
     return model, history
 
 
+NAMED = "configuration"  # the one searched name when hyperparameters are named configurations
+
+
+def named_configurations(hyperparameters) -> dict[str, dict] | None:
+    """Named configurations as ``{name: {hyperparameter: value}}``: from a dict of dicts, or a list of
+    dicts (named config_1, config_2, ...); None for a grid (``{name: [values]}``)."""
+    if isinstance(hyperparameters, (list, tuple)):
+        if not hyperparameters or not all(isinstance(c, dict) for c in hyperparameters):
+            raise PipelineError("hyperparameters: a list must hold configurations ({name: value} dicts)")
+        return {f"config_{i}": dict(c) for i, c in enumerate(hyperparameters, 1)}
+    if hyperparameters and all(isinstance(v, dict) for v in hyperparameters.values()):
+        return {str(k): dict(v) for k, v in hyperparameters.items()}
+    return None
+
+
 class _TrialTrainer:
     """Trains one trial's configuration with ``train_model`` into ``config_<trial number>/``.
 
@@ -219,14 +234,16 @@ class _TrialTrainer:
     worker or the trials before it. Reports the monitored value after each epoch to the pruner.
     """
 
-    def __init__(self, train_loader, val_loader, output_dir: Path, base: dict, seed: int, train_kwargs: dict):
+    def __init__(self, train_loader, val_loader, output_dir: Path, base: dict, seed: int, train_kwargs: dict,
+                 named: dict[str, dict] | None = None):
         self.train_loader, self.val_loader, self.output_dir = train_loader, val_loader, output_dir
         self.base, self.seed, self.train_kwargs = base, seed, train_kwargs
+        self.named = named  # named configurations: the search picks a name (NAMED), this holds its values
 
     def __call__(self, trial, sampled: dict, device: str) -> float:
         import optuna
 
-        config = {**self.base, **sampled}
+        config = {**self.base, **(self.named[sampled[NAMED]] if self.named else sampled)}
         directory = self.output_dir / f"config_{trial.number}"
         shutil.rmtree(directory, ignore_errors=True)  # what a killed attempt left
         loader = with_batch_size(self.train_loader, config["batch_size"], self.seed) \
@@ -275,7 +292,12 @@ def _search(train_loader, val_loader, output_dir, hyperparameters, base_hyperpar
     """The study's description and the trial trainer that hyperparameter_tuning and join_search share."""
     from src import tuning
 
-    unknown = sorted(set(hyperparameters) - set(TUNABLE))
+    named = named_configurations(hyperparameters)
+    if named is None and not isinstance(hyperparameters, dict) or named is None and not all(
+            isinstance(values, (list, tuple)) and values for values in hyperparameters.values()):
+        raise PipelineError("hyperparameters: expected {name: [values to try]}, {config name: {name: value}} "
+                            f"or a list of {{name: value}} configurations, got {hyperparameters!r}")
+    unknown = sorted((set().union(*named.values()) if named else set(hyperparameters)) - set(TUNABLE))
     if unknown:
         raise PipelineError(f"tune.search_space: cannot tune {', '.join(unknown)} (tunable: {', '.join(TUNABLE)})")
     if method not in tuning.METHODS:
@@ -286,7 +308,7 @@ def _search(train_loader, val_loader, output_dir, hyperparameters, base_hyperpar
     train_kwargs.setdefault("progress", False)
     train_kwargs.setdefault("keep_checkpoints", False)  # each .pt also holds the optimizer: ~3x the model
     train_kwargs.setdefault("max_checkpoints", 1)
-    space = {name: list(values) for name, values in hyperparameters.items()}
+    space = {NAMED: list(named)} if named else {name: list(values) for name, values in hyperparameters.items()}
     if fingerprint is None:
         plain = {k: v for k, v in train_kwargs.items() if isinstance(v, (str, int, float, bool, list, tuple, type(None)))}
         fingerprint = run_fingerprint({"search_space": space, "method": method, "seed": seed, "base": base,
@@ -295,7 +317,8 @@ def _search(train_loader, val_loader, output_dir, hyperparameters, base_hyperpar
     search = tuning.Search(Path(output_dir), storage, tuning.study_name(fingerprint), space, method, seed,
                            n_trials or tuning.space_size(space), "maximize" if higher_is_better(monitor) else "minimize",
                            pruning)
-    return search, _TrialTrainer(train_loader, val_loader, Path(output_dir), base, seed, train_kwargs), fingerprint
+    return search, _TrialTrainer(train_loader, val_loader, Path(output_dir), base, seed, train_kwargs,
+                                 named), fingerprint
 
 
 def join_search(train_loader, val_loader, output_dir, hyperparameters, device="auto", *, base_hyperparameters=None,
@@ -338,7 +361,8 @@ def hyperparameter_tuning(
 ) -> tuple[BertSentimentClassifier, dict]:
     """Search ``hyperparameters`` with Optuna and return (best model, best hyperparameters).
 
-    ``hyperparameters`` maps each tuned name to the values to try. ``method``: ``grid`` (every
+    ``hyperparameters`` maps each tuned name to the values to try, or names configurations to try
+    (``{"config_1": {"learning_rate": 2e-5, ...}, ...}`` or a list of such dicts). ``method``: ``grid`` (every
     combination, or the first ``n_trials`` of a seeded shuffle), ``random`` or ``tpe``, ``n_trials``
     trials (default: every combination); no configuration is trained twice. ``pruning``
     (``{"enabled", "startup_trials", "warmup_epochs"}``) stops a trial whose validation ``monitor``

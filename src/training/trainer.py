@@ -58,6 +58,34 @@ def forward_logits(model: nn.Module, batch: dict[str, Any]) -> torch.Tensor:
     return output.logits if hasattr(output, "logits") else output
 
 
+# ---- one logit per class (cross-entropy), or one logit for two classes (output_dim 1: binary cross-entropy)
+class BinaryLogitLoss(nn.BCEWithLogitsLoss):
+    """BCEWithLogitsLoss on ``[B, 1]`` logits and integer 0/1 labels, as the Trainer passes them.
+    ``pos_weight`` (class 1's weight / class 0's) balances the two classes like a weighted cross-entropy."""
+
+    def forward(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        return super().forward(logits.reshape(-1), labels.to(logits.dtype))
+
+
+def output_size(model: nn.Module) -> int | None:
+    """How many logits ``model`` outputs, when it says so (``config['output_dim']``), else None."""
+    config = getattr(model, "config", None)
+    return config.get("output_dim") if isinstance(config, dict) else None
+
+
+def default_criterion(model: nn.Module, class_weights: torch.Tensor | None = None) -> nn.Module:
+    """Binary cross-entropy for a one-logit model, cross-entropy otherwise (weighted per class when given)."""
+    if output_size(model) == 1:
+        pos_weight = None if class_weights is None else (class_weights[1] / class_weights[0]).reshape(1)
+        return BinaryLogitLoss(pos_weight=pos_weight)
+    return nn.CrossEntropyLoss(weight=class_weights)
+
+
+def predicted_classes(logits: torch.Tensor) -> torch.Tensor:
+    """The class of each row: the largest logit, or for a single logit 1 when it is > 0."""
+    return (logits[:, 0] > 0).long() if logits.shape[1] == 1 else logits.argmax(dim=1)
+
+
 @functools.cache
 def cpu_has_amx_bf16() -> bool:
     """AMX (Intel Sapphire Rapids and later): bf16 matmuls on tile units, made for bf16 autocast
@@ -107,7 +135,7 @@ def evaluate(model: nn.Module, data_loader: Iterable, device: torch.device, crit
             logits = forward_logits(model, batch)
         logits = logits.float()
         loss = criterion(logits, batch["labels"]).item() * len(batch["labels"]) if criterion is not None else 0.0
-        results.append((loss, logits.argmax(dim=1).cpu().tolist(), batch["labels"].cpu().tolist()))
+        results.append((loss, predicted_classes(logits).cpu().tolist(), batch["labels"].cpu().tolist()))
     if world > 1:  # back into loader order: batch i was scored by rank i % world, as its (i // world)-th
         gathered = distributed.gather_objects(results)
         results = [gathered[i % world][i // world] for i in range(sum(len(g) for g in gathered))]
@@ -218,7 +246,7 @@ class Trainer:
         self.base_seed = torch.initial_seed()  # the stage's seed: per-rank dropout streams derive from it
         self.train_loader, self.val_loader = train_loader, val_loader
         self.optimizer = optimizer
-        self.criterion = criterion if criterion is not None else nn.CrossEntropyLoss()
+        self.criterion = criterion if criterion is not None else default_criterion(model)  # one logit: BCE
         self.criterion.to(self.device)
         self.scheduler = scheduler
         self.scheduler_interval = scheduler_interval
@@ -606,15 +634,34 @@ def create_trainer(
     monitor: str = "val_loss",
     criterion: nn.Module | None = None,
     scheduler_kwargs: dict | None = None,
+    *,
+    early_stopping_patience: int | None = None,
+    batch_size: int | None = None,
+    validation_split: float | None = None,
     **trainer_kwargs: Any,
 ) -> Trainer:
     """Adam(W) over the trainable parameters + an epoch-level scheduler, wrapped in a Trainer.
 
     ``epochs`` sizes the cosine/step schedules. Extra keyword arguments go to Trainer (device,
-    mixed_precision, max_checkpoints, checkpoint_name, progress, ...).
+    mixed_precision, max_checkpoints, checkpoint_name, progress, ...). So that a whole
+    ``training_config`` dict can be passed (``create_trainer(model, train, val, **training_config)``):
+    ``early_stopping_patience`` becomes ``train()``'s default; ``batch_size`` and ``validation_split``
+    describe the loaders, which are already made: a ``batch_size`` that differs from the training
+    loader's is an error, ``validation_split`` is recorded only (``val_loader`` is the validation data).
     """
+    loader_batch = getattr(train_loader, "batch_size", None) or getattr(
+        getattr(train_loader, "batch_sampler", None), "batch_size", None)
+    if batch_size is not None and loader_batch is not None and batch_size != loader_batch:
+        raise PipelineError(f"batch_size = {batch_size} but train_loader batches {loader_batch} examples: "
+                            "the loader decides the batch size (make it with batch_size)")
+    if validation_split is not None:
+        log.info("validation_split = %s: the validation data is val_loader's (split it when making the loaders)",
+                 validation_split)
     parameters = [p for p in model.parameters() if p.requires_grad]  # frozen embeddings stay out
     optimizer = torch.optim.AdamW(parameters, lr=learning_rate, weight_decay=weight_decay)
     scheduler = build_scheduler(optimizer, scheduler_type, epochs, monitor, **(scheduler_kwargs or {}))
-    return Trainer(model, train_loader, val_loader, optimizer, criterion, scheduler, gradient_clip, checkpoint_dir,
-                   scheduler_interval="epoch", monitor=monitor, **trainer_kwargs)
+    trainer = Trainer(model, train_loader, val_loader, optimizer, criterion, scheduler, gradient_clip, checkpoint_dir,
+                      scheduler_interval="epoch", monitor=monitor, **trainer_kwargs)
+    if early_stopping_patience is not None:  # train(epochs) stops early without naming the patience again
+        trainer.early_stopping = EarlyStopping(early_stopping_patience, trainer.early_stopping_min_delta, monitor)
+    return trainer

@@ -1,0 +1,1 @@
+"""Command lines for BERT fine-tuning: `python -m scripts.train`, `python -m scripts.tune`."""

@@ -1,0 +1,58 @@
+"""Hyperparameter tuning for BERT fine-tuning: train one model per configuration, keep the best on validation.
+
+    python -m scripts.tune --data_dir data/raw --output_dir ./tuning_results \
+        --config ./config/hyperparameter_config.json
+
+--config: JSON whose top-level keys are fixed settings (model_name, num_epochs, ... as for scripts.train,
+plus method: grid | random | tpe and n_trials), and "hyperparameters": the values to try, as
+{"learning_rate": [2e-5, 3e-5], ...} (every combination) or as named configurations
+{"config_1": {"learning_rate": 2e-5, ...}, ...} (or a list of them).
+Writes into --output_dir: config_X/ per trained configuration, tuning_results.json (every trial, the best),
+best_hyperparameters.json. Configurations are scored on validation only. The tune stage runs the same
+search (src.models.training.hyperparameter_tuning) with params.yaml's values.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+
+from src.errors import PipelineError
+
+
+def build_parser() -> argparse.ArgumentParser:
+    doc = __doc__.split("\n\n")
+    parser = argparse.ArgumentParser(prog="python -m scripts.tune", description=doc[0], epilog="\n\n".join(doc[2:]),
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data_dir", required=True, help="the data set (directory or .csv/.tsv file)")
+    parser.add_argument("--output_dir", default="./tuning_results", help="default ./tuning_results")
+    parser.add_argument("--config", default="./config/hyperparameter_config.json", help="JSON of settings and grid")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    from src.cli import run_command
+
+    def work() -> None:
+        args = build_parser().parse_args(argv)
+        from src.models.bert_files import TUNING, bert_loaders, read_config, train_options
+        from src.models.training import TUNABLE, hyperparameter_tuning
+        from src.runtime import use_all_cpu_cores
+
+        use_all_cpu_cores()
+        config = read_config(args.config, TUNING)
+        if not config["hyperparameters"]:
+            raise PipelineError(f"{args.config}: missing \"hyperparameters\" (the values to try)")
+        tokenizer, label_names, train_loader, val_loader, test_loader, train_labels = bert_loaders(args.data_dir,
+                                                                                                 config)
+        _, best = hyperparameter_tuning(
+            train_loader, val_loader, test_loader, args.output_dir, config["hyperparameters"], config["device"],
+            base_hyperparameters={name: config[name] for name in TUNABLE}, method=config["method"],
+            n_trials=config["n_trials"], seed=config["seed"],
+            **train_options(config, tokenizer, label_names, train_labels, args.data_dir))
+        print(json.dumps({"output_dir": args.output_dir, "best_hyperparameters": best}, indent=2))
+
+    run_command(work)
+
+
+if __name__ == "__main__":
+    main()
