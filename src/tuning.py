@@ -164,8 +164,8 @@ def _inside(path: Path, output_dir: Path, what: str, expected: str = "") -> None
 def open_storage(storage: str | None, output_dir: Path) -> optuna.storages.BaseStorage:
     """``None``: a journal file in ``output_dir`` (one machine, any number of processes). Otherwise
     an RDB URL, with heartbeats so that trials of a dead machine are failed and queued again."""
-    check_storage(storage, output_dir)
     if storage is None:
+        check_storage(None, output_dir)  # the journal is no link out of the output (the stage checks a URL)
         from optuna.storages.journal import JournalFileBackend
 
         output_dir.mkdir(parents=True, exist_ok=True)
