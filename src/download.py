@@ -11,9 +11,12 @@ is kept: switching ``glove.dimension`` extracts again without downloading the ar
 
 A full disk is an error naming the file: an HTTP download keeps its ``.part`` file, so the next
 run resumes it once space is freed; a partial mirror copy is removed (copying starts over anyway).
+A ``.part`` is resumed only from the URL it came from (``X.part.source`` records it, with the
+server's ETag / Last-Modified and length): one left by another URL is discarded, with a warning.
 """
 from __future__ import annotations
 
+import json
 import logging
 import os
 import shutil
@@ -60,10 +63,11 @@ def mirror_path(url: str, mirror: str | os.PathLike | None = None) -> Path | Non
     mirror = mirror if mirror is not None else os.environ.get(MIRROR_ENV)
     if not mirror:
         return None
-    path = Path(mirror).joinpath(*_url_segments(url))
+    root = Path(mirror).resolve()  # a relative mirror (../shared/mirror) may hold '..'; the URL's segments may not
+    path = root.joinpath(*_url_segments(url))
     if path.exists():
         try:
-            ensure_inside(path, mirror, MIRROR_ENV)
+            ensure_inside(path, root, MIRROR_ENV)
         except PipelineError as exc:
             raise DownloadError(f"{url}: {exc}") from None
     return path
@@ -86,6 +90,7 @@ def _verify(path: Path, sha256: str | None, url: str) -> None:
     actual = sha256_of(path)
     if actual.lower() != sha256.lower():
         path.unlink(missing_ok=True)
+        _part_record(path).unlink(missing_ok=True)
         raise DownloadError(f"{url}: sha256 mismatch (expected {sha256.lower()}, got {actual}); the file was removed")
 
 
@@ -93,10 +98,66 @@ class _TransferBroken(Exception):
     """The connection dropped or the body was short: resume from what we have."""
 
 
+def _part_record(part: Path) -> Path:
+    """Beside ``X.part``: where its bytes come from (URL, ETag, Last-Modified, full length), so that
+    it is resumed only from the same source and version."""
+    return part.with_name(part.name + ".source")
+
+
+def _read_part_record(part: Path) -> dict:
+    try:
+        record = json.loads(_part_record(part).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return record if isinstance(record, dict) else {}
+
+
+def discard_foreign_part(part: Path, url: str) -> None:
+    """Remove ``part`` (saying so) unless its record says it was downloaded from ``url``: resuming
+    it from another source would splice two files into one."""
+    if not part.exists():
+        _part_record(part).unlink(missing_ok=True)
+        return
+    origin = _read_part_record(part).get("url")
+    if origin != url:
+        log.warning("%s: discarding this partial download: it came from %s, not %s; downloading from the start",
+                    part, origin or "an unrecorded source", url)
+        part.unlink()
+        _part_record(part).unlink(missing_ok=True)
+
+
+def _start_part(part: Path, url: str, response: requests.Response) -> None:
+    """Record where a new ``part`` comes from, before its first byte is written."""
+    headers = response.headers
+    length = headers.get("Content-Length")
+    record = {"url": url, "etag": headers.get("ETag"), "last_modified": headers.get("Last-Modified"),
+              "length": int(length) if length is not None and length.isdigit() else None}
+    with atomic_open(_part_record(part)) as handle:
+        handle.write(json.dumps(record) + "\n")
+
+
+def _resume_headers(have: int, record: dict) -> dict:
+    """Range from ``have`` bytes; If-Range makes a server whose file changed since send it whole (200)."""
+    headers = {"Range": f"bytes={have}-"}
+    validator = record.get("etag") if record.get("etag") and not str(record["etag"]).startswith("W/") \
+        else record.get("last_modified")
+    if validator:
+        headers["If-Range"] = validator
+    return headers
+
+
+def _same_length(response: requests.Response, record: dict) -> bool:
+    """A 206's total length (Content-Range: bytes a-b/TOTAL) is the recorded one, when both are known."""
+    total = response.headers.get("Content-Range", "").rpartition("/")[2]
+    return not (total.isdigit() and record.get("length") is not None and int(total) != record["length"])
+
+
 def _fetch_once(session: requests.Session, url: str, part: Path, timeout: float, progress: bool) -> None:
-    """One HTTP attempt, appending to ``part`` from its current size (HTTP Range resume)."""
+    """One HTTP attempt, appending to ``part`` from its current size (HTTP Range resume) when ``part``
+    comes from this URL and the server's file has not changed."""
     have = part.stat().st_size if part.exists() else 0
-    headers = {"Range": f"bytes={have}-"} if have else {}
+    record = _read_part_record(part) if have else {}
+    headers = _resume_headers(have, record) if have else {}
     try:
         with session.get(url, stream=True, timeout=timeout, headers=headers) as response:
             if response.status_code == 416 and have:  # we already hold the whole body
@@ -105,8 +166,14 @@ def _fetch_once(session: requests.Session, url: str, part: Path, timeout: float,
                 raise _TransferBroken(f"HTTP {response.status_code}")
             if response.status_code >= 400:
                 raise DownloadError(f"{url}: HTTP {response.status_code} {response.reason}")
-            if have and response.status_code != 206:  # server ignored Range: start again
+            if have and response.status_code == 206 and not _same_length(response, record):
+                log.warning("%s: the file at %s changed size since this partial download; starting over", part, url)
+                part.unlink()
+                raise _TransferBroken("the file changed on the server")
+            if have and response.status_code != 206:  # server ignored Range, or its file changed: start again
                 have = 0
+            if not have:
+                _start_part(part, url, response)
             length = response.headers.get("Content-Length")
             expected = have + int(length) if length is not None else None
             mode = "ab" if have else "wb"
@@ -154,6 +221,7 @@ def _copy_local(source: Path, url: str, dest: Path, part: Path, sha256: str | No
             raise DownloadError(f"{url}: cannot read {source} ({exc.strerror})") from None
     _verify(part, sha256, url)
     os.replace(part, dest)
+    _part_record(part).unlink(missing_ok=True)
     return dest
 
 
@@ -188,6 +256,7 @@ def download(
         log.info("already downloaded: %s (from %s)", dest, url)
         return dest
     _source_record(dest).unlink(missing_ok=True)
+    discard_foreign_part(part, url)
     fetched = _fetch(url, dest, part, sha256, retries, timeout, backoff, mirror, progress)
     if reuse:
         with atomic_open(_source_record(dest)) as handle:
@@ -230,5 +299,6 @@ def _fetch(url: str, dest: Path, part: Path, sha256: str | None, retries: int, t
             time.sleep(wait)
     _verify(part, sha256, url)
     os.replace(part, dest)
+    _part_record(part).unlink(missing_ok=True)
     log.info("downloaded %s -> %s (%d bytes)", url, dest, dest.stat().st_size)
     return dest

@@ -24,7 +24,7 @@ from src.batching import LengthSortedSampler
 from src.cli import pipeline_errors_exit, positive_int_option, print_lines
 from src.errors import PipelineError
 from src.metrics import detailed_metrics
-from src.paths import file_in
+from src.paths import check_model_dir, file_in
 from src.preprocess import read_split
 from src.runtime import explain_out_of_memory, use_all_cpu_cores
 from src.training.checkpoint_manager import (
@@ -152,6 +152,7 @@ def _load_bert_export(export: Path, device: torch.device):
 def load_model(model_dir: str | os.PathLike, device: str | torch.device = "auto") -> TrainedModel:
     """``models/bert`` (or a tune trial directory) holding a ``model/`` export, or ``models/lstm``."""
     device, model_dir = resolve_device(device), Path(model_dir)
+    check_model_dir(model_dir)  # no link out of the repository, no oversized config before it is parsed
     if is_bert_dir(model_dir):
         from src.models.bert_data import PadToLongest, TokenizedTweets
 

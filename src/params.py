@@ -22,6 +22,10 @@ from src.errors import ParamsError
 from src.params_schema import PARAMS_SCHEMA
 
 DEFAULT_PARAMS_PATH = Path("params.yaml")
+# params.yaml holds a few KB of settings; these bound the time and memory spent on a hostile one
+MAX_PARAMS_BYTES = 256 << 10         # read no more than this (the pure-Python YAML parser takes ~3 s for it)
+MAX_ALIAS_VALUES = 10_000            # values that YAML aliases may add once expanded (a "billion laughs" file)
+MAX_SHOWN_CHARS = 120                # of a value quoted in an error
 
 
 def _plain(value: Any, _seen: tuple[int, ...] = (), _done: dict | None = None) -> Any:
@@ -41,6 +45,65 @@ def _plain(value: Any, _seen: tuple[int, ...] = (), _done: dict | None = None) -
         else:
             done[id(value)] = [_plain(v, seen, done) for v in value]
     return done[id(value)]
+
+
+def _expanded_size(value: Any, sizes: dict[int, int]) -> int:
+    """How many values ``value`` holds once every alias is expanded (shared nodes counted once each
+    time they are reached, memoised by identity so a bomb is measured without being expanded)."""
+    if not isinstance(value, (dict, list)):
+        return 1
+    if id(value) not in sizes:
+        sizes[id(value)] = 1  # while measuring it: a recursive alias counts once (_plain reports it)
+        sizes[id(value)] = 1 + sum(_expanded_size(v, sizes) for v in (value.values() if isinstance(value, dict)
+                                                                         else value))
+    return sizes[id(value)]
+
+
+def _check_expanded_size(params: dict) -> None:
+    """Refuse params whose aliases add more than MAX_ALIAS_VALUES values once expanded, naming the
+    key where they do: the schema check (and DVC) would otherwise walk every expanded value."""
+    sizes: dict[int, int] = {}
+    expanded = _expanded_size(params, sizes)
+    written = _written_size(params, set())
+    if expanded - written > MAX_ALIAS_VALUES:
+        key, node = max(params.items(), key=lambda item: _expanded_size(item[1], sizes))
+        while isinstance(node, (dict, list)) and node:
+            items = node.items() if isinstance(node, dict) else enumerate(node)
+            inner, child = max(items, key=lambda item: _expanded_size(item[1], sizes))
+            if _expanded_size(child, sizes) * 2 < _expanded_size(node, sizes):
+                break
+            key, node = f"{key}.{inner}", child
+        raise ParamsError(f"{key}: YAML aliases expand it to {_expanded_size(node, sizes):,} values; refusing more "
+                          f"than {MAX_ALIAS_VALUES:,} values from aliases (expected a few settings)")
+
+
+def _written_size(value: Any, seen: set[int]) -> int:
+    """How many values the file itself spells out: a container reached again through an alias counts once."""
+    if not isinstance(value, (dict, list)):
+        return 1
+    if id(value) in seen:
+        return 1
+    seen.add(id(value))
+    return 1 + sum(_written_size(v, seen) for v in (value.values() if isinstance(value, dict) else value))
+
+
+def shorten(value: Any, limit: int = MAX_SHOWN_CHARS) -> str:
+    """``repr(value)`` cut to about ``limit`` characters, for quoting a value in a one-line error
+    (never builds the repr of a huge value: containers are shortened item by item)."""
+    if isinstance(value, (list, dict)):
+        items = list(value.items())[:20] if isinstance(value, dict) else value[:20]
+        parts, length = [], 2
+        for item in items:
+            part = f"{shorten(item[0], 40)}: {shorten(item[1], 40)}" if isinstance(value, dict) else shorten(item, 40)
+            parts.append(part)
+            length += len(part) + 2
+            if length > limit:
+                break
+        more = len(value) - len(parts)
+        body = ", ".join(parts) + (f", ... ({len(value):,} items)" if more > 0 else "")
+        return ("{%s}" if isinstance(value, dict) else "[%s]") % body
+    text = repr(value[: limit + 1] if isinstance(value, str) else value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _is_integer(checker, instance) -> bool:
@@ -69,11 +132,12 @@ def _describe(error: jsonschema.ValidationError) -> str:
     """One line per error: the key's dotted path, the value found and what was expected."""
     where = list(error.absolute_path)
     if "propertyNames" in error.schema_path:
-        return f"{_dotted(where)} key {error.instance!r}: expected {error.schema.get('description', error.message)}"
+        return f"{_dotted(where)} key {shorten(error.instance)}: expected {error.schema.get('description', error.message)}"
     if error.validator == "additionalProperties":
         allowed = sorted(error.schema.get("properties", {}))
         unknown = sorted(set(error.instance) - set(allowed))
-        keys = ", ".join(_dotted(where + [k]) for k in unknown)
+        keys = ", ".join(_dotted(where + [k])[:80] for k in unknown[:10]) + (
+            f" (and {len(unknown) - 10:,} more)" if len(unknown) > 10 else "")
         return f"unknown key {keys}: expected one of {', '.join(allowed)}"
     if error.validator == "required":
         missing = error.message.split("'")[1]
@@ -90,8 +154,8 @@ def _describe(error: jsonschema.ValidationError) -> str:
         "minLength": lambda v: "expected a non-empty string",
         "uniqueItems": lambda v: "expected unique items",
     }.get(error.validator)
-    detail = expected(error.validator_value) if expected else error.message
-    return f"{_dotted(where)} = {error.instance!r}: {detail}"
+    detail = expected(error.validator_value) if expected else shorten(error.message, 300)
+    return f"{_dotted(where)} = {shorten(error.instance)}: {detail}"
 
 
 def _type_hint(instance: Any, expected: str | list[str]) -> str:
@@ -117,10 +181,14 @@ def load_params(path: str | os.PathLike = DEFAULT_PARAMS_PATH) -> dict:
     path = Path(path)
     if not path.is_file():
         raise ParamsError(f"{path}: not found (run stages from the repository root)")
+    with open(path, "rb") as handle:
+        data = handle.read(MAX_PARAMS_BYTES + 1)
+    if len(data) > MAX_PARAMS_BYTES:
+        raise ParamsError(f"{path}: larger than {MAX_PARAMS_BYTES >> 10} KB; expected a params file of a few KB")
     try:
-        text = path.read_bytes().decode("utf-8")
+        text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
-        line = path.read_bytes()[: exc.start].count(b"\n") + 1
+        line = data[: exc.start].count(b"\n") + 1
         raise ParamsError(f"{path}:{line}: not valid UTF-8 ({exc.reason} at byte {exc.start})") from None
     yaml = YAML(typ="safe", pure=True)  # YAML 1.2 core schema: 3e-05 is a float
     try:
@@ -134,6 +202,7 @@ def load_params(path: str | os.PathLike = DEFAULT_PARAMS_PATH) -> dict:
         found = "empty" if raw is None else f"a {type(raw).__name__}"
         raise ParamsError(f"{path}: expected a mapping of params (key: value), the file is {found}")
     try:
+        _check_expanded_size(raw)
         plain = _plain(raw)
     except ParamsError as exc:
         raise ParamsError(f"{path}: {exc}") from None

@@ -47,6 +47,51 @@ def relative_path(path: str, what: str) -> Path:
 def ensure_inside(path: str | os.PathLike, root: str | os.PathLike, what: str) -> Path:
     """``path`` when, symlinks resolved, it lies inside ``root``; else an error naming ``what``."""
     path, root = Path(path), Path(root)
-    if ".." in path.parts or not path.resolve().is_relative_to(root.resolve()):
+    # '..' in the root itself (SENTIMENT_MIRROR=../shared/mirror) is the user's choice; below it, none
+    below = path.parts[len(root.parts):] if path.parts[:len(root.parts)] == root.parts else path.parts
+    if ".." in below or not path.resolve().is_relative_to(root.resolve()):
         raise PipelineError(f"{what}: {path} is outside {root}; refusing to read or write there")
     return path
+
+
+# Weights may be large; every other file of a model directory (configs, tokenizer, vocabulary,
+# history) is parsed whole into memory, so its size is capped before it is read.
+WEIGHT_SUFFIXES = {".safetensors", ".bin", ".pt", ".pth", ".npy", ".ckpt"}
+MAX_MODEL_FILE_BYTES = 64 << 20
+MAX_MODEL_DIR_ENTRIES = 10_000
+
+
+def check_model_dir(directory: str | os.PathLike) -> None:
+    """A pulled model directory may point nowhere else and hold no oversized text file.
+
+    Every symbolic link in it (the directory itself included) must resolve inside the repository
+    (the working directory; DVC's ``cache.type: symlink`` links into .dvc/cache there), or inside the
+    directory itself when it was named outside the repository. Files other than weights are at
+    most MAX_MODEL_FILE_BYTES. Anything else is a PipelineError naming the path."""
+    directory = Path(directory)
+    absolute = Path(os.path.abspath(directory))
+    cwd = Path.cwd()
+    root = cwd.resolve() if absolute.is_relative_to(cwd) else absolute.resolve()
+    if not directory.is_dir():
+        return  # the loader reports a missing directory in its own words
+
+    def check(path: Path) -> None:
+        if path.is_symlink() and not path.resolve().is_relative_to(root):
+            raise PipelineError(f"{path}: a symbolic link to {path.resolve()}, outside {root}; "
+                                "refusing to read a model from there")
+
+    if absolute.is_relative_to(cwd):  # each directory on the way down: models/tune/config_7 -> elsewhere
+        for depth in range(len(cwd.parts) + 1, len(absolute.parts) + 1):
+            check(Path(*absolute.parts[:depth]))
+    entries = 0
+    for top, dirs, files in os.walk(directory):
+        for name in [*dirs, *files]:
+            entries += 1
+            if entries > MAX_MODEL_DIR_ENTRIES:
+                raise PipelineError(f"{directory}: more than {MAX_MODEL_DIR_ENTRIES:,} files; expected a model directory")
+            path = Path(top) / name
+            check(path)
+            if name in files and path.suffix not in WEIGHT_SUFFIXES and path.stat().st_size > MAX_MODEL_FILE_BYTES:
+                raise PipelineError(f"{path}: {path.stat().st_size / 2**20:.0f} MB; expected at most "
+                                    f"{MAX_MODEL_FILE_BYTES >> 20} MB for a model's configuration, tokenizer or "
+                                    "vocabulary file (damaged or replaced?)")

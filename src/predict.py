@@ -3,8 +3,9 @@
     python -m src.predict --model models/bert "what a great day" "traffic is awful"
     python -m src.predict --model models/lstm --input tweets.txt      # one text per line; - reads stdin
 
-Texts get the normalisation the training data got (src.preprocess.normalize_tweet). Output line i
-answers input text i, empty lines included.
+Texts get the normalisation the training data got (src.preprocess.normalize_tweet); a text longer
+than 64K characters is classified by its first 64K (the model reads at most max_length tokens).
+Output line i answers input text i, empty lines included.
 """
 from __future__ import annotations
 
@@ -22,6 +23,9 @@ from src.runtime import explain_out_of_memory, use_all_cpu_cores
 
 
 STDIN = "<stdin>"
+# A model reads at most max_length (<= 4096) tokens of a text; tokenising a 50 MB line whole to keep
+# its first tokens would take gigabytes, so texts are cut to this many characters first.
+MAX_TEXT_CHARS = 64 * 1024
 
 
 def read_texts(path: str) -> list[str]:
@@ -44,7 +48,7 @@ def read_texts(path: str) -> list[str]:
 def classify(trained: TrainedModel, texts: Sequence[str], batch_size: int = 128,
              device: str = "auto") -> Iterator[dict]:
     """``{"text", "label", "label_id", "probabilities": {name: p}}`` per text, in order."""
-    probabilities = predict_proba(trained, [normalize_tweet(t) for t in texts], batch_size, device)
+    probabilities = predict_proba(trained, [normalize_tweet(t[:MAX_TEXT_CHARS]) for t in texts], batch_size, device)
     for text, row in zip(texts, probabilities):
         label_id = int(row.argmax())
         yield {"text": text, "label": trained.label_names[label_id], "label_id": label_id,

@@ -1,6 +1,7 @@
 """Read raw splits (TweetEval layout or one CSV/TSV), validate, normalise, de-duplicate, subset."""
 from __future__ import annotations
 
+import codecs
 import csv
 import html
 import json
@@ -44,8 +45,9 @@ class Split:
 
 
 def split_lines(data: bytes, where: str) -> list[str]:
-    """UTF-8 lines split on ``\\n`` only (tweets may hold U+2028 or \\r; a trailing \\r is dropped);
+    """UTF-8 lines (a leading byte-order mark dropped) split on ``\\n`` only (tweets may hold U+2028 or \\r; a trailing \\r is dropped);
     ``where`` names the source (a path, ``<stdin>``) in errors, with the line number."""
+    data = data.removeprefix(codecs.BOM_UTF8)  # utf-8-sig: spreadsheet exports start with a byte-order mark
     if not data.strip():
         raise DataError(f"{where}: file is empty")
     raw_lines = data.split(b"\n")

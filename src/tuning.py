@@ -117,38 +117,106 @@ def space_size(space: dict[str, list]) -> int:
 
 
 # ---- storage and study -------------------------------------------------------------------------------
+# database servers a user may name (SQLAlchemy dialects, any driver): they live outside the repository
+# by design, on a host the user chose; SQLite is a file and must live in the stage's output directory
+SERVER_DIALECTS = ("postgresql", "mysql", "mariadb", "oracle", "mssql", "cockroachdb")
+CONNECT_TIMEOUT_S = 30  # a database server that does not answer fails the stage after this long
+
+
+def check_storage(storage: str | None, output_dir: Path) -> None:
+    """A PipelineError naming ``tune.storage`` unless it is null (the journal in ``output_dir``), an
+    SQLite file inside ``output_dir`` (the stage's declared output), or a database server's URL."""
+    if storage is None:
+        journal = output_dir / JOURNAL_NAME
+        if journal.is_symlink() or journal.exists():
+            _inside(journal, output_dir, "the Optuna journal")
+        return
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    shown = storage if len(storage) <= 200 else storage[:197] + "..."
+    try:
+        url = make_url(storage)
+    except (ArgumentError, ValueError) as exc:
+        raise PipelineError(f"tune.storage = {shown!r}: not a database URL ({exc})") from None
+    dialect = url.get_backend_name()
+    if dialect in SERVER_DIALECTS:
+        return
+    expected = (f"expected sqlite:///{output_dir.as_posix()}/NAME.db (a file in the stage's output) or a database "
+                f"server's URL ({', '.join(d + '://' for d in SERVER_DIALECTS[:2])}...)")
+    if dialect != "sqlite":
+        raise PipelineError(f"tune.storage = {shown!r}: a {dialect!r} database is not supported; {expected}")
+    database = url.database or ""
+    if database in ("", ":memory:") or database.startswith("file:") or url.query.get("uri"):
+        raise PipelineError(f"tune.storage = {shown!r}: an in-memory or URI-named SQLite database; {expected}")
+    _inside(Path(database), output_dir, f"tune.storage = {shown!r}", expected)
+
+
+def _inside(path: Path, output_dir: Path, what: str, expected: str = "") -> None:
+    """``path`` (symlinks resolved) lies inside ``output_dir``; else a PipelineError naming ``what``."""
+    resolved = path.resolve() if path.is_absolute() else (Path.cwd() / path).resolve()
+    if not resolved.is_relative_to((Path.cwd() / output_dir).resolve()):
+        link = f" (through a symbolic link, to {resolved})" if resolved != Path(os.path.abspath(path)) else ""
+        raise PipelineError(f"{what}: {path}{link} is outside {output_dir}, the stage's output; refusing to read or "
+                            f"write there" + (f" ({expected})" if expected else ""))
+
+
 def open_storage(storage: str | None, output_dir: Path) -> optuna.storages.BaseStorage:
     """``None``: a journal file in ``output_dir`` (one machine, any number of processes). Otherwise
     an RDB URL, with heartbeats so that trials of a dead machine are failed and queued again."""
     if storage is None:
+        check_storage(None, output_dir)  # the journal is no link out of the output (the stage checks a URL)
         from optuna.storages.journal import JournalFileBackend
 
         output_dir.mkdir(parents=True, exist_ok=True)
         # absolute: Optuna's lock is a symlink to this path, and a relative one would dangle
         return optuna.storages.JournalStorage(JournalFileBackend(str((output_dir / JOURNAL_NAME).resolve())))
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import SQLAlchemyError
+
+    dialect = make_url(storage).get_backend_name()
+    connect_args = {"timeout": CONNECT_TIMEOUT_S} if dialect == "sqlite" else {"connect_timeout": CONNECT_TIMEOUT_S}
     with warnings.catch_warnings():  # heartbeats are "experimental" in Optuna since v2.8
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        return optuna.storages.RDBStorage(
-            storage, heartbeat_interval=HEARTBEAT_S, grace_period=GRACE_S,
-            heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback())
+        try:
+            return optuna.storages.RDBStorage(
+                storage, engine_kwargs={"connect_args": connect_args},
+                heartbeat_interval=HEARTBEAT_S, grace_period=GRACE_S,
+                heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback())
+        except (SQLAlchemyError, ImportError, ValueError, optuna.exceptions.StorageInternalError) as exc:
+            detail = " ".join(str(exc).split())[:300]
+            raise PipelineError(f"tune.storage: cannot open the database ({type(exc).__name__}: {detail})") from None
 
 
 def repair_journal(path: Path) -> None:
     """Undo what a SIGKILL can leave in a journal that only this stage's workers write (call it
     while none runs): the lock file of a worker killed while appending, which every later append
-    would wait for, and a last line cut short, which would corrupt the next one appended."""
+    would wait for, and a line cut short, which would corrupt the next one appended (or, in the
+    middle of the file, stop Optuna from reading it): the journal is cut before the first such line,
+    and the trials recorded after it run again."""
     lock = Path(f"{path.resolve()}.lock")  # optuna's JournalFileSymlinkLock
     if lock.is_symlink() or lock.exists():
         log.warning("removing %s, left by a worker killed while writing the journal", lock)
         lock.unlink()
-    if path.is_file() and path.stat().st_size:
-        data = path.read_bytes()
-        if not data.endswith(b"\n"):
-            log.warning("%s: dropping its last line, cut short by a kill", path)
-            with open(path, "r+b") as handle:
-                handle.truncate(data.rfind(b"\n") + 1)
-                handle.flush()
-                os.fsync(handle.fileno())
+    if not path.is_file() or not path.stat().st_size:
+        return
+    keep = 0
+    with open(path, "rb") as handle:
+        for line_no, line in enumerate(handle, 1):
+            try:
+                if not line.endswith(b"\n"):
+                    raise ValueError("cut short")
+                json.loads(line)
+            except ValueError:
+                log.warning("%s:%d: not a whole JSON record (cut short by a kill?): dropping it and every line "
+                            "after it; the trials they recorded run again", path, line_no)
+                break
+            keep += len(line)
+    if keep < path.stat().st_size:
+        with open(path, "r+b") as handle:
+            handle.truncate(keep)
+            handle.flush()
+            os.fsync(handle.fileno())
 
 
 def study_name(fingerprint: dict) -> str:
@@ -333,6 +401,20 @@ def run_worker(search: Search, run_trial: Callable[[optuna.Trial, dict, str], fl
         study.optimize(objective, catch=(SkippedTrial,), callbacks=[stop_when_done])
 
 
+def worker_count(workers: int, n_trials: int) -> int:
+    """``tune.workers``, capped (saying so) at one per trial and one per CPU core this process may use:
+    more would only start processes that find no trial left, or fight over the cores."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cores = os.cpu_count() or 1
+    capped = max(1, min(workers, n_trials, cores))
+    if capped < workers:
+        log.warning("tune.workers = %d: running %d worker(s) (at most one per trial, tune.n_trials = %d, and one "
+                    "per CPU core, %d here)", workers, capped, n_trials, cores)
+    return capped
+
+
 def worker_devices(device: str, workers: int) -> list[str]:
     """Worker i gets ``cuda:(i % GPUs)`` when ``device`` is ``cuda``/``auto`` on a GPU machine; an
     explicit ``cuda:K`` or ``cpu`` is shared by all workers."""
@@ -371,6 +453,7 @@ def run_search(search: Search, run_trial, device: str, workers: int, adopt: list
     """Run the search with ``workers`` processes (one: in this process). Worker i first trains
     ``adopt[i::workers]`` (interrupted trials), then takes the next trial from the shared study
     until the search is done; a failed worker fails the search."""
+    workers = worker_count(workers, search.n_trials)
     devices = worker_devices(device, workers)
     if workers == 1:
         run_worker(search, run_trial, devices[0], 0, list(adopt))

@@ -15,6 +15,7 @@ from src.runtime import out_of_memory_names, use_all_cpu_cores
 from src.models.training import TUNABLE, hyperparameter_tuning, join_search
 from src.preprocess import read_split, stratified_subset
 from src.training.resume import run_fingerprint, source_files
+from src.tuning import check_storage
 
 OUTPUT_DIR = Path("models/tune")
 METRICS_PATH = Path("metrics/tune.json")
@@ -38,6 +39,7 @@ def search_fingerprint(params: dict) -> dict:
 def _search_inputs(params: dict) -> tuple:
     """The loaders, and hyperparameter_tuning's keyword arguments, from params."""
     tune = params["tune"]
+    check_storage(tune["storage"], OUTPUT_DIR)  # before any work: a database outside the output is refused
     use_all_cpu_cores()
     train = read_split("data/processed/train.jsonl")
     train = stratified_subset(train, max(1, round(tune["train_fraction"] * len(train))), tune["seed"])

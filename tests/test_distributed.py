@@ -60,18 +60,19 @@ def test_fewer_examples_than_processes_is_a_clear_error():
 
 
 # ---- running stages as dvc.yaml does --------------------------------------------------------------------
-def stage_command(stage: str, nproc: int, harness: bool = False) -> list[str]:
-    """dvc.yaml's cmd for ``stage`` with the `distributed` params filled in (torchrun through this Python)."""
+def stage_command(stage: str, nproc: int, directory: Path, harness: bool = False) -> list[str]:
+    """dvc.yaml's cmd for ``stage`` (src.launch through this Python), with ``nproc`` processes written
+    into ``directory``'s params.yaml, which the launcher reads."""
     from ruamel.yaml import YAML
 
     cmd = YAML(typ="safe", pure=True).load((REPO / "dvc.yaml").read_text())["stages"][stage]["cmd"]
-    values = {**load_params(REPO / "params.yaml")["distributed"], "nproc_per_node": nproc}
-    for key, value in values.items():
-        cmd = cmd.replace("${distributed.%s}" % key, str(value))
     args = shlex.split(cmd)
-    assert args[0] == "torchrun" and args[-2:] == ["-m", f"stages.{stage}"], cmd
-    args = [sys.executable, "-m", "torch.distributed.run", *args[1:]]
-    return [*args[:-2], str(HARNESS), f"stages.{stage}"] if harness else args
+    assert args == ["python", "-m", "src.launch", f"stages.{stage}"], cmd
+    params = json.loads((directory / "params.yaml").read_text())
+    params["distributed"]["nproc_per_node"] = nproc
+    (directory / "params.yaml").write_text(json.dumps(params))
+    args = [sys.executable, *args[1:]]
+    return [*args[:-1], str(HARNESS), f"stages.{stage}"] if harness else args
 
 
 def run_env(**extra: str) -> dict:
@@ -81,7 +82,7 @@ def run_env(**extra: str) -> dict:
 
 
 def torchrun(stage: str, directory: Path, nproc: int, timeout: float = 240, **extra: str):
-    return subprocess.run(stage_command(stage, nproc, harness=True), cwd=directory, env=run_env(**extra),
+    return subprocess.run(stage_command(stage, nproc, directory, harness=True), cwd=directory, env=run_env(**extra),
                           capture_output=True, text=True, timeout=timeout)
 
 
@@ -163,7 +164,7 @@ def test_a_killed_two_process_run_resumes_to_the_uninterrupted_result(lstm_runs,
     # both ranks pause at the 10th step of epoch 2 (after checkpoint 1), so the kill lands there
     # whatever the machine's load (see tests/test_resume.py's PAUSE_HOOK)
     env, marker = pausing(run_env(), tmp_path.with_name(tmp_path.name + "-hook"), "stages.train_lstm", 75 + 10)
-    launcher = subprocess.Popen(stage_command("train_lstm", 2), cwd=tmp_path, env=env,
+    launcher = subprocess.Popen(stage_command("train_lstm", 2, tmp_path), cwd=tmp_path, env=env,
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     wait_until_paused(marker, launcher)
     launcher.send_signal(signal.SIGKILL)  # torchrun alone, as `kill -9` or the OOM killer would
@@ -171,7 +172,7 @@ def test_a_killed_two_process_run_resumes_to_the_uninterrupted_result(lstm_runs,
     assert not (tmp_path / "metrics/lstm/train.json").exists(), "the kill came too late"
     assert "interrupted by SIGTERM: last checkpoint models/lstm/checkpoint_epoch_" in stderr, stderr
 
-    result = subprocess.run(stage_command("train_lstm", 2), cwd=tmp_path, env=run_env(), capture_output=True,
+    result = subprocess.run(stage_command("train_lstm", 2, tmp_path), cwd=tmp_path, env=run_env(), capture_output=True,
                             text=True, timeout=240)
     assert result.returncode == 0, result.stderr
     assert "resuming from models/lstm/checkpoint_epoch_" in result.stderr
@@ -279,9 +280,12 @@ def test_a_rank_with_other_params_stops_the_run(tiny_lstm_inputs):
     assert not (tiny_lstm_inputs / "metrics/lstm/train.json").exists()
 
 
-def test_dvc_yaml_launches_both_training_stages_with_torchrun():
+def test_dvc_yaml_launches_both_training_stages_through_the_launcher():
+    from ruamel.yaml import YAML
+
+    stages = YAML(typ="safe", pure=True).load((REPO / "dvc.yaml").read_text())["stages"]
     for stage in ("train_lstm", "train_bert"):
-        args = stage_command(stage, 2)
-        assert "--nproc-per-node=2" in args and "--nnodes=1" in args and "--rdzv-endpoint=localhost:0" in args
+        assert stages[stage]["cmd"] == f"python -m src.launch stages.{stage}"
+        assert "distributed" in stages[stage]["params"]
     params = copy.deepcopy(load_params(REPO / "params.yaml"))
     assert params["distributed"]["nproc_per_node"] == 1  # one process unless asked

@@ -24,7 +24,7 @@ REPO = Path(__file__).resolve().parents[1]
 CODE_ROOTS = ("src", "stages")
 PLUMBING = {"src/__init__.py", "stages/__init__.py",   # package markers
             "src/params.py", "src/params_schema.py", "src/cli.py", "src/errors.py", "src/atomic.py",
-            "src/interrupts.py", "src/lazy.py"}
+            "src/interrupts.py", "src/lazy.py", "src/launch.py"}
 STAGE_SCRIPT = re.compile(r"(?:-m\s+|\b)stages[./](\w+)")
 
 

@@ -1,0 +1,129 @@
+"""Launch a training stage under torchrun's elastic agent, after checking what can be checked first.
+
+    python -m src.launch stages.train_bert      (dvc.yaml's cmd for train_bert and train_lstm)
+    python -m src.launch SCRIPT.py ARGS...      (a script instead of a module, as torchrun takes)
+
+Before any process starts: params.yaml is loaded and validated (a bad param is one ``error:`` line,
+not one per rank followed by the launcher's report), and the process layout in ``distributed`` is
+checked against this machine: ``nproc_per_node`` processes need as many GPUs (CUDA) or CPU cores
+(gloo), and several machines need a rendezvous endpoint the others can reach. The rendezvous waits
+at most ``distributed.timeout_s`` for the other machines.
+
+When a process fails, its own ``error:`` line (already on stderr) is the message; the launcher adds
+a line only when a process died without one (killed by a signal), and never prints a traceback.
+The processes stop with the launcher (src/training/distributed.py sets their parent-death signal).
+"""
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import sys
+
+from src.cli import pipeline_errors_exit
+from src.errors import PipelineError
+from src.params import load_params
+
+# torch's launcher logs each failure (and its traceback) itself; the child's own line says it better
+LAUNCHER_LOGGERS = ("torch.distributed.elastic", "torch.distributed.launcher", "torch.distributed.run")
+
+
+def cpu_cores() -> int:
+    """The cores this process may run on (a container's or taskset's limit, not the host's count)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def check_layout(distributed: dict, device: str) -> None:
+    """A PipelineError when this machine cannot host ``distributed``'s processes, or other machines
+    could not find the rendezvous."""
+    import torch
+
+    nproc, nnodes = distributed["nproc_per_node"], distributed["nnodes"]
+    gpus = torch.cuda.device_count() if device != "cpu" else 0
+    if device == "cuda" and gpus == 0:
+        return  # the stage itself reports "cuda without a GPU", naming its key
+    if gpus and nproc > gpus:
+        raise PipelineError(f"distributed.nproc_per_node = {nproc}: this machine has {gpus} GPU(s); "
+                            f"start at most one process per GPU (nproc_per_node <= {gpus})")
+    if not gpus and nproc > cpu_cores():
+        raise PipelineError(f"distributed.nproc_per_node = {nproc}: this machine has {cpu_cores()} CPU core(s) and "
+                            f"no GPU; start at most one process per core (nproc_per_node <= {cpu_cores()})")
+    host, _, port = distributed["rdzv_endpoint"].rpartition(":")
+    if nnodes > 1 and int(port) == 0:
+        raise PipelineError(f"distributed.nnodes = {nnodes} with distributed.rdzv_endpoint = "
+                            f"{distributed['rdzv_endpoint']}: expected a host:port with a fixed port that the other "
+                            "machines reach (port 0 picks a free port only this machine knows)")
+
+
+def torchrun_args(distributed: dict, target: list[str]) -> list[str]:
+    """torchrun's command line for ``target`` (a module, or a script and its arguments)."""
+    timeout = max(1, int(distributed["timeout_s"]))
+    args = [f"--nnodes={distributed['nnodes']}", f"--nproc-per-node={distributed['nproc_per_node']}",
+            f"--rdzv-backend={distributed['rdzv_backend']}", f"--rdzv-endpoint={distributed['rdzv_endpoint']}",
+            # how long to wait for the other machines: c10d reads join_timeout, static reads timeout
+            f"--rdzv-conf=join_timeout={timeout},timeout={timeout}"]
+    return args + (target if target[0].endswith(".py") else ["-m", *target])
+
+
+def _describe_failure(error) -> str | None:
+    """A line for a process that died without saying why (a signal); None when it printed its error."""
+    rank, failure = error.get_first_failure()
+    if failure.exitcode >= 0:
+        return None
+    name = failure.signal_name()
+    hint = " (the out-of-memory killer sends SIGKILL: lower the batch size or nproc_per_node)" \
+        if name == "SIGKILL" else ""
+    return f"{error.name}: process of rank {rank} was killed by {name}{hint}"
+
+
+def launch(target: list[str], params_path: str = "params.yaml") -> int:
+    """Validate, then run ``target`` under torchrun; the exit status of the first failed process (0 if none)."""
+    from torch.distributed.elastic.multiprocessing.api import SignalException
+    from torch.distributed import DistError
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+    from torch.distributed.elastic.rendezvous import RendezvousError
+    from torch.distributed.run import config_from_args, parse_args
+    from torch.distributed.launcher.api import elastic_launch
+
+    params = load_params(params_path)
+    device = params["bert"]["device"] if any("train_bert" in part for part in target) else "auto"
+    check_layout(params["distributed"], device)
+    for name in LAUNCHER_LOGGERS:
+        logging.getLogger(name).setLevel(logging.CRITICAL)
+    args = parse_args(torchrun_args(params["distributed"], target))
+    if args.master_port is None:  # as torchrun's run() does
+        args.master_port = 29500
+    config, entrypoint, entry_args = config_from_args(args)
+    try:
+        elastic_launch(config=config, entrypoint=entrypoint)(*entry_args)
+    except ChildFailedError as exc:
+        message = _describe_failure(exc)
+        if message is not None:
+            print(f"error: {message}", file=sys.stderr)
+            return 1
+        return exc.get_first_failure()[1].exitcode or 1
+    except SignalException as exc:  # SIGTERM / SIGINT: the agent has stopped the processes, which said so
+        return 128 + int(exc.sigval)
+    except KeyboardInterrupt:
+        return 128 + signal.SIGINT
+    except (RendezvousError, DistError) as exc:  # a rendezvous that does not answer, machines that never join
+        detail = " ".join(str(exc).split())[:300] or type(exc).__name__
+        raise PipelineError(f"distributed.rdzv_endpoint = {params['distributed']['rdzv_endpoint']}: the rendezvous of "
+                            f"{params['distributed']['nnodes']} machine(s) did not complete within distributed.timeout_s"
+                            f" = {params['distributed']['timeout_s']:g} s ({detail})") from None
+    return 0
+
+
+def main(argv: list[str]) -> None:
+    if not argv or argv[0].startswith("-"):
+        print("usage: python -m src.launch MODULE | SCRIPT.py [ARGS...]", file=sys.stderr)
+        sys.exit(2)
+    with pipeline_errors_exit():
+        sys.exit(launch(argv))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

@@ -1,0 +1,398 @@
+"""Hostile and faulty inputs, one table per class of failure: traceback, containment, lost data,
+memory, runaway, unclear. Every row runs the entry point a user meets (`dvc repro -s STAGE` in a
+temporary git + DVC repository, or `python -m ...` there), in a child process whose peak memory is
+measured, and asserts:
+
+- the exit status, and for a failure exactly one line starting `error: ` holding the expected text;
+- no `Traceback` (from our code or from torchrun's launcher);
+- nothing changed outside the repository: every file under the row's temporary directory but the
+  repository itself (a canary directory, and the repository's parent, where `sqlite:///../x.db`
+  would land) hashes the same before and after;
+- for the memory rows, a bound on the peak resident memory of the command's processes.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import pytest
+
+from src.params import load_params
+from src.preprocess import Split, normalize_tweet, write_split
+from tests.fixtures import tiny_splits, write_tiny_bert
+from tests.test_download import BODY, _Handler, server  # noqa: F401  (server: the HTTP fixture)
+
+REPO = Path(__file__).resolve().parents[1]
+LABELS = ["negative", "neutral", "positive"]
+# resident memory of the command's processes, measured by the wrapper that runs them
+MEASURE = ("import resource, subprocess, sys\n"
+           "code = subprocess.run(sys.argv[1:]).returncode\n"
+           "sys.stderr.write(f'\\npeak_kb={resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss}\\n')\n"
+           "sys.exit(code)\n")
+
+
+# ---- the repository each row runs in ------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def template(tmp_path_factory):
+    """A git + DVC repository with the pipeline's code, tiny processed data, a tiny BERT (model_name),
+    a trained-looking BERT export in models/bert and tiny params; each row works on a copy."""
+    from src.models.bert_model import BertSentimentClassifier, load_tokenizer
+
+    root = tmp_path_factory.mktemp("template") / "repo"
+    root.mkdir()
+    for name in ("src", "stages"):
+        shutil.copytree(REPO / name, root / name, ignore=shutil.ignore_patterns("__pycache__"))
+    for name in ("dvc.yaml", ".gitignore"):
+        shutil.copy(REPO / name, root / name)
+    for split, rows in tiny_splits().items():
+        write_split(root / f"data/processed/{split}.jsonl",
+                    Split([normalize_tweet(t) for t, _ in rows], [y for _, y in rows]))
+    (root / "data/vocab").mkdir(parents=True)  # train_lstm's deps exist (its rows fail before reading them)
+    (root / "data/vocab/vocab.json").write_text("{}")
+    tiny = write_tiny_bert(root / "tiny-bert")
+    BertSentimentClassifier(str(tiny), 3, 0.1, LABELS).save_pretrained(root / "models/bert/model",
+                                                                         load_tokenizer(str(tiny)))
+    params = load_params(REPO / "params.yaml")
+    params.update(model_name="tiny-bert", num_epochs=1, batch_size=8, max_length=32)
+    params["bert"].update(device="cpu", eval_batch_size=16)
+    params["tune"].update(train_fraction=1.0, n_trials=1, search_space={"learning_rate": [1e-3]})
+    params["distributed"]["timeout_s"] = 10
+    (root / "params.yaml").write_text(json.dumps(params, indent=1))
+    env = run_env()
+    for cmd in (["git", "init", "-q"], ["git", "config", "user.email", "t@example.com"],
+                ["git", "config", "user.name", "test"], [sys.executable, "-m", "dvc", "init", "-q"],
+                ["git", "add", "-A"], ["git", "commit", "-qm", "init"]):
+        subprocess.run(cmd, cwd=root, env=env, check=True, capture_output=True)
+    return root
+
+
+def run_env(**extra: str) -> dict:
+    env = {**os.environ, "PYTHONPATH": "", "DVC_NO_ANALYTICS": "1", "OMP_NUM_THREADS": "1",
+           "HF_HUB_OFFLINE": "1", **extra}
+    env.pop("PYTHONSAFEPATH", None)
+    env.pop("SENTIMENT_MIRROR", None)
+    return env
+
+
+def set_params(repo: Path, **changes) -> None:
+    """``set_params(repo, **{"tune.workers": 1000})``: edit the row's params.yaml (JSON is YAML)."""
+    params = json.loads((repo / "params.yaml").read_text())
+    for dotted, value in changes.items():
+        *parents, key = dotted.split(".")
+        node = params
+        for part in parents:
+            node = node[part]
+        node[key] = value
+    (repo / "params.yaml").write_text(json.dumps(params, indent=1))
+
+
+def tree_hash(root: Path, skip: Path) -> dict[str, str]:
+    """{path: hash of its content or link target} of everything under ``root`` but ``skip``."""
+    result = {}
+    for top, dirs, files in os.walk(root):
+        dirs[:] = [d for d in dirs if Path(top, d) != skip]
+        for name in dirs + files:
+            path = Path(top, name)
+            if path.is_symlink():
+                result[str(path)] = "link:" + os.readlink(path)
+            elif path.is_file():
+                result[str(path)] = hashlib.sha256(path.read_bytes()).hexdigest()
+            else:
+                result[str(path)] = "dir"
+    return result
+
+
+# ---- the rows ---------------------------------------------------------------------------------------------
+@dataclass
+class Row:
+    setup: Callable[[Path, Path], list[str]]  # (repo, canary) -> the command, after changing what it needs
+    expected: tuple[str, ...]                 # texts of the one `error:` line (or, with rc 0, of the output)
+    rc: int = 1
+    max_mb: int | None = None                 # memory rows: peak resident memory of the command's processes
+    seconds: float = 60                       # runaway rows: it must end well within this
+    env: dict = field(default_factory=dict)   # environment variables for the command
+
+
+def dvc_repro(stage: str) -> list[str]:
+    return [sys.executable, "-m", "dvc", "repro", "-s", stage]
+
+
+def module(name: str, *args: str) -> list[str]:
+    return [sys.executable, "-m", name, *args]
+
+
+def _params_then(command: list[str], **changes) -> Callable[[Path, Path], list[str]]:
+    def setup(repo: Path, canary: Path) -> list[str]:
+        set_params(repo, **{k.replace("__", "."): (v(repo, canary) if callable(v) else v)
+                            for k, v in changes.items()})
+        return command
+    return setup
+
+
+def _tune_storage(url_of: Callable[[Path, Path], str]):
+    return _params_then(module("stages.tune"), tune__storage=url_of)
+
+
+def _symlink_journal(repo: Path, canary: Path) -> list[str]:
+    (repo / "models/tune").mkdir(parents=True)
+    (repo / "models/tune/optuna_journal.log").symlink_to(canary / "journal.log")
+    return module("stages.tune")
+
+
+def _linked_db(repo: Path, canary: Path) -> list[str]:
+    (repo / "models/tune").mkdir(parents=True)
+    (repo / "models/tune/study.db").symlink_to(canary / "study.db")
+    set_params(repo, **{"tune.storage": "sqlite:///models/tune/study.db"})
+    return module("stages.tune")
+
+
+def _tune_best_linked_out(repo: Path, canary: Path) -> list[str]:
+    """models/tune/config_7 -> a BERT export outside the repository, and best_trial 7."""
+    shutil.copytree(repo / "models/bert", canary / "elsewhere_model")
+    (repo / "models/tune").mkdir(parents=True)
+    (repo / "models/tune/config_7").symlink_to(canary / "elsewhere_model")
+    (repo / "models/tune/tuning_results.json").write_text(json.dumps({"best_trial": 7, "trials": []}))
+    return module("stages.evaluate", "tune_best")
+
+
+def _file_linked_out(relative: str) -> Callable[[Path, Path], list[str]]:
+    """A file of the pulled models/bert replaced by a link to a copy outside the repository."""
+    def setup(repo: Path, canary: Path) -> list[str]:
+        path = repo / "models/bert" / relative
+        shutil.copy(path, canary / path.name)
+        path.unlink()
+        path.symlink_to(canary / path.name)
+        return module("src.predict", "--model", "models/bert", "hello")
+    return setup
+
+
+def _oversized_model_file(relative: str, size: int) -> Callable[[Path, Path], list[str]]:
+    def setup(repo: Path, canary: Path) -> list[str]:
+        with open(repo / "models/bert" / relative, "r+b") as handle:
+            handle.truncate(size)  # sparse: the size a reader would be asked to parse, without the disk
+        return module("src.predict", "--model", "models/bert", "hello")
+    return setup
+
+
+def _one_huge_line(repo: Path, canary: Path) -> list[str]:
+    (repo / "huge.txt").write_text(("great day " * 5_000_000) + "\n")  # one 50 MB line
+    return [*module("src.predict", "--model", "models/bert", "--input", "huge.txt"), "--batch-size", "1"]
+
+
+def _alias_bomb(repo: Path, canary: Path) -> list[str]:
+    """A "billion laughs": 12 levels of 9 aliases (9**12 values once expanded) in 5 KB, used by data.files."""
+    levels = ['"a0": &a0 ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]']
+    levels += [f'"a{i}": &a{i} [' + ",".join([f"*a{i - 1} "] * 9) + "]" for i in range(1, 12)]
+    text = (repo / "params.yaml").read_text()
+    text = text.replace("{", '{"x_laughs": {' + ", ".join(levels) + "},", 1)
+    (repo / "params.yaml").write_text(text.replace('"files": [', '"files": *a11 , "x_files": [', 1))
+    return module("src.launch", "stages.train_bert")
+
+
+def _list_for_a_string(count: int) -> Callable[[Path, Path], list[str]]:
+    def setup(repo: Path, canary: Path) -> list[str]:
+        set_params(repo, model_name=["abcdefgh"] * count)
+        return module("stages.train_bert")
+    return setup
+
+
+def _cut_journal_line(repo: Path, canary: Path) -> list[str]:
+    """A journal whose second record was cut short by a kill, with a whole record after it."""
+    import optuna
+    from optuna.storages.journal import JournalFileBackend
+
+    journal = repo / "models/tune/optuna_journal.log"
+    journal.parent.mkdir(parents=True)
+    storage = optuna.storages.JournalStorage(JournalFileBackend(str(journal)))
+    optuna.create_study(study_name="other", storage=storage).enqueue_trial({"x": 1})
+    lines = journal.read_bytes().splitlines(keepends=True)
+    journal.write_bytes(lines[0] + lines[1][: len(lines[1]) // 2] + b"\n" + b"".join(lines[2:]))
+    return module("stages.tune")
+
+
+def _part_from_another_url(repo: Path, canary: Path) -> list[str]:
+    """data/raw/file.bin.part: 60,000 bytes that came from another server (URL A)."""
+    (repo / "data/raw").mkdir(parents=True)
+    (repo / "data/raw/file.bin.part").write_bytes(b"A" * 60_000)
+    (repo / "data/raw/file.bin.part.source").write_text(json.dumps({"url": "http://a.invalid/file.bin"}))
+    return module("stages.download_data")
+
+
+def _bom_csv(repo: Path, canary: Path) -> list[str]:
+    rows = [(t, LABELS[y]) for split in tiny_splits().values() for t, y in split]
+    (repo / "own.csv").write_bytes(b"\xef\xbb\xbftext,label\n" + "".join(f"{t},{y}\n" for t, y in rows).encode())
+    set_params(repo, **{"data.input": "own.csv"})
+    return module("stages.preprocess")
+
+
+def _relative_mirror(repo: Path, canary: Path) -> list[str]:
+    from tests.fixtures import write_mirror
+
+    write_mirror(repo / "mirror")  # inside the repository: ../repo/mirror is relative, with '..'
+    return module("stages.download_data")
+
+
+OUTSIDE = "is outside models/tune, the stage's output; refusing to read or write there"
+TRACEBACK = {
+    "bad_param_train_bert": Row(_params_then(dvc_repro("train_bert"), learning_rate=-1),
+                                ("params.yaml is invalid", "learning_rate = -1: expected a value > 0")),
+    "bad_param_train_lstm": Row(_params_then(dvc_repro("train_lstm"), lstm__learning_rate=-1),
+                                ("lstm.learning_rate = -1: expected a value > 0",)),
+    "rank_failure_names_the_file": Row(lambda repo, canary: (
+        (repo / "data/processed/val.jsonl").write_text('{"text": 1\n'), dvc_repro("train_bert"))[1],
+        ("data/processed/val.jsonl:1: expected a JSON object with 'text' and 'label'",)),
+}
+CONTAINMENT = {
+    "sqlite_absolute_elsewhere": Row(_tune_storage(lambda repo, canary: f"sqlite:///{canary}/x.db"), (OUTSIDE,)),
+    "sqlite_parent_relative": Row(_tune_storage(lambda repo, canary: "sqlite:///../x.db"), (OUTSIDE,)),
+    "sqlite_dotdot_inside_path": Row(_tune_storage(lambda repo, canary: "sqlite:///models/tune/../../x.db"),
+                                     (OUTSIDE,)),
+    "sqlite_driver_form": Row(_tune_storage(lambda repo, canary: f"sqlite+pysqlite:///{canary}/x.db"), (OUTSIDE,)),
+    "sqlite_uri_form": Row(_tune_storage(lambda repo, canary: f"sqlite:///file:{canary}/x.db?uri=true"),
+                           ("an in-memory or URI-named SQLite database",)),
+    "not_a_database_url": Row(_tune_storage(lambda repo, canary: f"file://{canary}/x.db"),
+                              ("a 'file' database is not supported",)),
+    "sqlite_file_linked_out": Row(_linked_db, ("through a symbolic link", OUTSIDE)),
+    "journal_linked_out": Row(_symlink_journal, ("the Optuna journal", "through a symbolic link", OUTSIDE)),
+    "tune_best_config_linked_out": Row(_tune_best_linked_out, ("models/tune/config_7: a symbolic link to",
+                                                               "refusing to read a model from there")),
+    "bert_config_linked_out": Row(_file_linked_out("model/config.json"),
+                                  ("models/bert/model/config.json: a symbolic link to",)),
+    "bert_weights_linked_out": Row(_file_linked_out("model/model.safetensors"),
+                                   ("models/bert/model/model.safetensors: a symbolic link to",)),
+}
+LOST_DATA = {
+    "part_from_another_url_is_discarded": Row(None, ("discarding this partial download: it came from "
+                                                     "http://a.invalid/file.bin",), rc=0),
+}
+MEMORY = {
+    "predict_bert_one_50mb_line": Row(_one_huge_line, ('"label"',), rc=0, max_mb=1500),
+    "model_config_json_440mb": Row(_oversized_model_file("model/config.json", 440 << 20),
+                                   ("models/bert/model/config.json: 440 MB; expected at most 64 MB",), max_mb=900),
+    "tokenizer_json_100mb": Row(_oversized_model_file("model/tokenizer.json", 100 << 20),
+                                ("models/bert/model/tokenizer.json: 100 MB",), max_mb=900),
+    "params_alias_bomb": Row(_alias_bomb, ("x_laughs.a11: YAML aliases expand it to",), max_mb=300),
+    "params_5mb_list_for_a_string": Row(_list_for_a_string(600_000), ("params.yaml: larger than 256 KB",),
+                                        max_mb=300),
+    "params_200kb_list_for_a_string": Row(_list_for_a_string(20_000),
+                                          ("model_name = ['abcdefgh', ", "(20,000 items)]: expected type string"),
+                                          max_mb=400),
+}
+RUNAWAY = {
+    "nproc_per_node_64": Row(_params_then(dvc_repro("train_lstm"), distributed__nproc_per_node=64),
+                             ("distributed.nproc_per_node = 64: this machine has",), seconds=30),
+    "nnodes_64_on_a_free_port": Row(_params_then(dvc_repro("train_bert"), distributed__nnodes=64),
+                                    ("distributed.nnodes = 64 with distributed.rdzv_endpoint = localhost:0",),
+                                    seconds=30),
+}
+# rows that run a whole (tiny) tune or wait for a rendezvous timeout: ~20-60 s each
+SLOW = {
+    "journal_line_cut_in_the_middle": Row(_cut_journal_line, ("optuna_journal.log:2: not a whole JSON record",),
+                                          rc=0),
+    "tune_workers_1000": Row(_params_then(module("stages.tune"), tune__workers=1000),
+                             ("tune.workers = 1000: running 1 worker(s)",), rc=0, seconds=120),
+    "rendezvous_nobody_joins": Row(_params_then(module("src.launch", "stages.train_lstm"), distributed__nnodes=2,
+                                                distributed__rdzv_endpoint="localhost:29517"),
+                                   ("the rendezvous of 2 machine(s) did not complete within "
+                                    "distributed.timeout_s = 10 s",), seconds=60),
+}
+UNCLEAR = {
+    "csv_header_with_byte_order_mark": Row(_bom_csv, (), rc=0),
+    "relative_mirror_path": Row(_relative_mirror, (), rc=0, env={"SENTIMENT_MIRROR": "../repo/mirror"}),
+}
+CLASSES = {"traceback": TRACEBACK, "containment": CONTAINMENT, "memory": MEMORY, "runaway": RUNAWAY,
+           "unclear": UNCLEAR}
+
+
+def run_row(row: Row, template: Path, tmp_path: Path, command: list[str] | None = None, **env: str):
+    repo = tmp_path / "repo"
+    shutil.copytree(template, repo, symlinks=True)
+    canary = tmp_path / "canary"
+    canary.mkdir()
+    (canary / "precious.txt").write_text("must stay as it is\n")
+    command = command or row.setup(repo, canary)
+    before = tree_hash(tmp_path, skip=repo)
+    started = time.monotonic()
+    result = subprocess.run([sys.executable, "-c", MEASURE, *command], cwd=repo, env=run_env(**env),
+                            capture_output=True, text=True, timeout=row.seconds + 120)
+    elapsed = time.monotonic() - started
+    output = result.stdout + result.stderr
+    assert "Traceback" not in output, output[-5000:]
+    assert "ChildFailedError" not in output, output[-5000:]
+    assert tree_hash(tmp_path, skip=repo) == before, "something outside the repository changed"
+    if row.rc == 0:
+        assert result.returncode == 0, output[-5000:]
+        for text in row.expected:
+            assert text in output, output[-5000:]
+    else:
+        assert result.returncode != 0, output[-5000:]
+        lines = output.splitlines()
+        starts = [i for i, line in enumerate(lines) if line.startswith("error: ")]
+        assert len(starts) == 1, output[-5000:]
+        # the error, with the "  - key: ..." lines a params.yaml error lists under it
+        block = [lines[starts[0]]] + [line for line in lines[starts[0] + 1:starts[0] + 20] if line.startswith("  - ")]
+        errors = ["\n".join(block)]
+        for text in row.expected:
+            assert text in errors[0], output[-5000:]
+        assert len(errors[0]) < 1000, errors[0][:2000]
+    peak_mb = int(output.rsplit("peak_kb=", 1)[1].split()[0]) / 1024
+    if row.max_mb is not None:
+        assert peak_mb < row.max_mb, f"peak {peak_mb:.0f} MB"
+    assert elapsed < row.seconds, f"took {elapsed:.0f} s"
+    return repo, output
+
+
+@pytest.mark.parametrize("klass, name", [(k, n) for k, rows in CLASSES.items() for n in rows])
+def test_hostile_input(klass, name, template, tmp_path):
+    row = CLASSES[klass][name]
+    repo, _ = run_row(row, template, tmp_path, **row.env)
+    if name == "csv_header_with_byte_order_mark":
+        assert json.loads((repo / "metrics/data.json").read_text())  # the text column was found
+    if name == "relative_mirror_path":
+        assert (repo / "data/raw/train_text.txt").is_file()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", list(SLOW))
+def test_hostile_input_slow(name, template, tmp_path):
+    repo, _ = run_row(SLOW[name], template, tmp_path)
+    if name in ("tune_workers_1000", "journal_line_cut_in_the_middle"):
+        assert (repo / "metrics/tune.json").is_file()
+
+
+def test_lost_data_part_from_another_url_is_discarded(template, tmp_path, server):  # noqa: F811
+    row = LOST_DATA["part_from_another_url_is_discarded"]
+    repo = tmp_path / "stage"
+    shutil.copytree(template, repo, symlinks=True)
+    set_params(repo, **{"data.base_url": f"{server}/", "data.files": ["file.bin"]})
+    command = _part_from_another_url(repo, tmp_path)
+    result = subprocess.run(command, cwd=repo, env=run_env(), capture_output=True, text=True, timeout=120)
+    output = result.stdout + result.stderr
+    assert result.returncode == 0 and "Traceback" not in output, output
+    assert row.expected[0] in output, output
+    assert (repo / "data/raw/file.bin").read_bytes() == BODY  # not spliced onto the other source's bytes
+    assert not (repo / "data/raw/file.bin.part.source").exists()
+    assert [r for p, r in _Handler.requests_seen if p == "/file.bin"] == [None]  # no Range: from the start
+
+
+def test_a_part_from_the_same_url_resumes(template, tmp_path, server):  # noqa: F811
+    repo = tmp_path / "stage"
+    shutil.copytree(template, repo, symlinks=True)
+    set_params(repo, **{"data.base_url": f"{server}/", "data.files": ["file.bin"]})
+    (repo / "data/raw").mkdir(parents=True)
+    (repo / "data/raw/file.bin.part").write_bytes(BODY[:60_000])
+    (repo / "data/raw/file.bin.part.source").write_text(json.dumps({"url": f"{server}/file.bin",
+                                                                    "length": len(BODY)}))
+    result = subprocess.run(module("stages.download_data"), cwd=repo, env=run_env(), capture_output=True,
+                            text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert (repo / "data/raw/file.bin").read_bytes() == BODY
+    assert [r for p, r in _Handler.requests_seen if p == "/file.bin"] == ["bytes=60000-"]
