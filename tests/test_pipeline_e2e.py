@@ -133,14 +133,26 @@ def test_review_round_trip(project, tmp_path):
     report = (clone / "review/report.md").read_text()
     assert "| `learning_rate` | 0.003 | 3e-05 |" in report, report
     sections = {block.split("\n", 1)[0]: block for block in report.split("## ")[1:]}
-    assert "bert: changed" in sections and "lstm: unchanged" in sections, report
-    lstm_changes = [row.rsplit("|", 2)[-2].strip() for row in sections["lstm: unchanged"].splitlines()
-                    if row.startswith("| test") or row.startswith("| val")]
-    assert lstm_changes and set(lstm_changes) == {"0"}, report
+    assert "bert: changed" in sections and "- lstm: unchanged" in sections["Not changed"], report
+    assert report.split("## ")[1].startswith("Summary") and "- **bert**: macro-recall " in sections["Summary"]
     assert any(row.startswith("| test macro-recall") and not row.endswith("| 0 |")
                for row in sections["bert: changed"].splitlines()), report
+    # the same figures for a CI job: an interval per metric, a verdict consistent with it
+    review = json.loads((clone / "review/report.json").read_text())
+    assert {m: e["status"] for m, e in review["models"].items()} == {
+        "bert": "changed", "lstm": "unchanged", "tune_best": "unchanged", "majority": "unchanged"}
+    bert = review["models"]["bert"]
+    for metric in ("macro_recall", "f1_pn", "accuracy"):
+        entry = bert["metrics"][metric]
+        low, high = entry["interval"]
+        assert low <= entry["change"] <= high and 0 <= entry["p_value"] <= 1
+        assert entry["verdict"] == ("better" if low > 0 else "worse" if high < 0 else "within noise")
+        assert f"| test {metric.replace('macro_recall', 'macro-recall').replace('f1_pn', 'F1^PN')} |" in report
+    assert sum(sum(c.values()) for c in bert["flipped"].values()) == \
+        bert["mcnemar"]["base_right_new_wrong"] + bert["mcnemar"]["base_wrong_new_right"]
+    assert bert["calibration"]["ece_base"] is not None and bert["calibration"]["ece_new"] is not None
     images = sorted((clone / "review").glob("*.png"))
-    assert [p.name for p in images] == ["confusion_bert.png", "curves_bert.png"], images
+    assert [p.name for p in images] == ["confusion_bert.png", "curves_bert.png", "reliability_bert.png"], images
     for image in images:
         assert f"]({image.name})" in report
         assert image.read_bytes()[:8] == PNG_SIGNATURE

@@ -4,16 +4,25 @@ The whole review path on real runs is in tests/test_pipeline_e2e.py::test_review
 workflow cannot run here, so this checks that everything it calls exists and parses.
 """
 import importlib.util
+import json
+import math
+import os
 import shlex
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 from ruamel.yaml import YAML
+from scipy.stats import binomtest
 
-from src.review import _change, metrics_table, params_table
+from src.errors import PipelineError
+from src.metrics import detailed_metrics
+from src.probabilities import write_probabilities
+from src.review import _change, evaluate_models, metrics_table, params_table, same_values
+from src.significance import expected_calibration_error, mcnemar, paired_bootstrap, reliability_bins, verdict
 
 REPO = Path(__file__).resolve().parents[1]
 WORKFLOW = REPO / ".github/workflows/review.yml"
@@ -37,9 +46,12 @@ def test_workflow_runs_on_pull_requests_and_posts_the_report_with_cml():
     assert workflow["on"] == "pull_request"
     commands = [" ".join(words) for words in workflow_commands()]
     order = ["python -m pip install -r requirements.txt", "python -m dvc pull --run-cache",
-             "python -m dvc repro", "python -m src.review --base origin/main", "cml comment create report.md"]
+             "python -m dvc repro", "python -m src.review --base origin/main", "cml comment create --publish"]
     positions = [next(i for i, c in enumerate(commands) if c.startswith(expected)) for expected in order]
     assert positions == sorted(positions), commands
+    post = next(step for step in workflow["jobs"]["review"]["steps"] if "cml comment" in step.get("run", ""))
+    # the report and the PNGs it links by relative path, from the directory src.review wrote
+    assert post["working-directory"] == "review" and commands[positions[-1]].endswith(" report.md")
 
 
 def test_every_python_entry_point_and_dvc_command_of_the_workflow_exists():
@@ -90,3 +102,277 @@ def test_an_unknown_base_is_one_error_line(tmp_path):
     assert result.returncode == 1
     assert result.stderr.strip() == ("error: --base no-such-rev: not a git revision here "
                                      "(fetch it first, e.g. `git fetch origin main`)")
+
+
+# --- is the change real? intervals, McNemar, verdicts, calibration ------------------------------------------
+
+LABELS = ["negative", "neutral", "positive"]
+
+
+def known_pair(n: int, gained: int, lost: int, seed: int = 0):
+    """Gold labels, a base model right on ~70%, and a new model that fixes ``gained`` of the base's errors
+    and breaks ``lost`` of its right answers: the change in accuracy is exactly (gained - lost) / n."""
+    rng = np.random.default_rng(seed)
+    gold = rng.integers(0, 3, n)
+    base = np.where(rng.random(n) < 0.7, gold, (gold + rng.integers(1, 3, n)) % 3)
+    wrong, right = np.flatnonzero(base != gold), np.flatnonzero(base == gold)
+    fixed, broken = rng.choice(wrong, gained, replace=False), rng.choice(right, lost, replace=False)
+    new = base.copy()
+    new[fixed] = gold[fixed]
+    new[broken] = (gold[broken] + 1) % 3
+    return gold, base, new
+
+
+def naive_bootstrap(gold, base, new, resamples=2000, seed=1):
+    """The textbook paired bootstrap: draw tweet indices with replacement, score both models with sklearn's
+    formulas written out per resample (accuracy, macro recall)."""
+    rng = np.random.default_rng(seed)
+    n, changes = len(gold), {"accuracy": [], "macro_recall": []}
+    for _ in range(resamples):
+        index = rng.integers(0, n, n)
+        g, b, w = gold[index], base[index], new[index]
+        changes["accuracy"].append(np.mean(w == g) - np.mean(b == g))
+        changes["macro_recall"].append(np.mean([np.mean(w[g == k] == k) - np.mean(b[g == k] == k) for k in range(3)]))
+    return {metric: np.percentile(values, [2.5, 97.5]) for metric, values in changes.items()}
+
+
+def test_intervals_p_value_and_verdict_against_independent_computations():
+    gold, base, new = known_pair(4000, gained=200, lost=100)
+    result = paired_bootstrap(gold, base, new, LABELS)
+    for side, predictions in (("base", base), ("new", new)):   # the point figures are src/metrics.py's
+        expected = detailed_metrics(gold.tolist(), predictions.tolist(), LABELS)
+        for metric in ("macro_recall", "f1_pn", "accuracy"):
+            assert result[metric][side] == pytest.approx(expected[metric], abs=1e-12)
+    assert result["accuracy"]["change"] == pytest.approx(100 / 4000)
+    naive = naive_bootstrap(gold, base, new)
+    for metric in ("accuracy", "macro_recall", "f1_pn"):
+        low, high = result[metric]["interval"]
+        assert low < result[metric]["change"] < high   # the true difference of this sample is inside
+        assert 0 < low and high - low < 0.03   # narrow at n = 4000, and all above zero
+        assert verdict(result[metric]["interval"]) == "better"
+        if metric in naive:   # the same distribution as resampling tweet indices
+            np.testing.assert_allclose([low, high], naive[metric], atol=0.003)
+    # McNemar: 200 gained, 100 lost; the exact two-sided binomial p computed two other ways
+    test = mcnemar(gold, base, new)
+    assert (test["base_wrong_new_right"], test["base_right_new_wrong"]) == (200, 100)
+    assert test["p_value"] == pytest.approx(binomtest(100, 300, 0.5, alternative="two-sided").pvalue, rel=1e-12)
+    by_hand = min(1.0, 2 * sum(math.comb(300, k) for k in range(0, 101)) / 2 ** 300)
+    assert test["p_value"] == pytest.approx(by_hand, rel=1e-9)
+    # swapping the models mirrors everything
+    mirrored = paired_bootstrap(gold, new, base, LABELS)
+    assert verdict(mirrored["accuracy"]["interval"]) == "worse"
+
+
+def test_an_identical_pair_and_a_tiny_change_are_within_noise():
+    gold, base, _ = known_pair(2000, gained=0, lost=0)
+    same = paired_bootstrap(gold, base, base, LABELS)
+    assert all(entry["interval"] == [0.0, 0.0] and entry["change"] == 0 for entry in same.values())
+    assert verdict(same["accuracy"]["interval"]) == "within noise"
+    assert mcnemar(gold, base, base)["p_value"] == 1.0
+    gold, base, new = known_pair(2000, gained=12, lost=10)
+    small = paired_bootstrap(gold, base, new, LABELS)
+    assert all(verdict(entry["interval"]) == "within noise" for entry in small.values())
+    assert mcnemar(gold, base, new)["p_value"] == pytest.approx(binomtest(12, 22).pvalue)
+    assert (verdict([-0.1, 0.2]), verdict([0.01, 0.02]), verdict([-0.02, -0.01])) == \
+        ("within noise", "better", "worse")
+    # seeded: the same interval every time
+    assert paired_bootstrap(gold, base, new, LABELS) == small
+
+
+def test_expected_calibration_error_by_hand():
+    probabilities = np.array([[0.95, 0.03, 0.02], [0.95, 0.03, 0.02], [0.5, 0.3, 0.2], [0.2, 0.5, 0.3]])
+    gold = [0, 1, 0, 1]
+    # bin 15 (0.933, 1]: accuracy 1/2, confidence 0.95; bin 8 (0.467, 0.533]: accuracy 1, confidence 0.5
+    assert expected_calibration_error(probabilities, gold) == pytest.approx(2 / 4 * 0.45 + 2 / 4 * 0.5)
+    assert expected_calibration_error(np.eye(3)[[0, 1, 2]], [0, 1, 2]) == 0.0
+    assert [row["count"] for row in reliability_bins(probabilities, gold)][7] == 2
+
+
+def test_values_within_a_relative_tolerance_are_the_same():
+    assert same_values([{"epoch": 1, "val_loss": 0.8912345}], [{"epoch": 1, "val_loss": 0.8912346}])
+    assert not same_values([{"epoch": 1, "val_loss": 0.89123}], [{"epoch": 1, "val_loss": 0.89124}])
+    assert not same_values({"a": 1}, {"a": 1, "b": 2})
+
+
+def test_the_models_come_from_the_evaluate_foreach():
+    assert evaluate_models(REPO / "dvc.yaml") == ["bert", "lstm", "tune_best", "majority"]
+
+
+# --- the command line on a small DVC repository --------------------------------------------------------------
+
+DVC_YAML = """\
+stages:
+  train_lstm:
+    cmd: python -c "pass"
+    params:
+      - learning_rate
+    outs:
+      - plots/train_lstm.json:
+          cache: false
+    metrics:
+      - metrics/lstm/train.json:
+          cache: false
+  evaluate:
+    foreach:
+      bert: models/bert
+      lstm: models/lstm
+    do:
+      cmd: python -c "pass"
+      deps:
+        - data/processed/test.jsonl
+      outs:
+        - predictions/${key}
+      metrics:
+        - metrics/${key}/test.json:
+            cache: false
+"""
+
+
+def _git(work, *args):
+    subprocess.run(["git", *args], cwd=work, check=True, capture_output=True)
+
+
+def _review(work, *args):
+    env = {**os.environ, "PYTHONPATH": str(REPO), "DVC_NO_ANALYTICS": "1"}
+    env.pop("PYTHONSAFEPATH", None)
+    return subprocess.run([sys.executable, "-m", "src.review", "--base", "HEAD", *args], cwd=work, env=env,
+                          capture_output=True, text=True)
+
+
+def write_state(work: Path, gold, predictions: dict, probabilities: dict, val_loss: float) -> None:
+    """What the pipeline leaves: predictions (+ probabilities), metrics and the LSTM's curves."""
+    for model, labels in predictions.items():
+        (work / f"predictions/{model}").mkdir(parents=True, exist_ok=True)
+        (work / f"predictions/{model}/test.txt").write_text("".join(f"{y}\n" for y in labels))
+        if probabilities.get(model) is not None:
+            write_probabilities(work / f"predictions/{model}/probs_test.csv", probabilities[model], LABELS)
+        (work / f"metrics/{model}").mkdir(parents=True, exist_ok=True)
+        report = detailed_metrics(gold.tolist(), list(labels), LABELS)
+        (work / f"metrics/{model}/test.json").write_text(json.dumps(report))
+    (work / "plots").mkdir(exist_ok=True)
+    (work / "plots/train_lstm.json").write_text(json.dumps([{"epoch": 1, "val_loss": val_loss}]))
+    (work / "metrics/lstm/train.json").write_text(json.dumps({"val": {"macro_recall": 0.5 + val_loss / 10}}))
+
+
+@pytest.fixture
+def review_repo(tmp_path):
+    """A DVC repository whose HEAD holds a base (bert and lstm, no probabilities, as written before evaluate
+    kept them) and whose workspace holds a new bert (200 fixed, 100 broken, with probabilities) and an lstm
+    that differs from the base only in the 7th digit of its curves and train metrics."""
+    work = tmp_path / "repo"
+    (work / "data/processed").mkdir(parents=True)
+    shutil.copy(REPO / "params.yaml", work / "params.yaml")
+    (work / "dvc.yaml").write_text(DVC_YAML)
+    gold, base, new = known_pair(3000, gained=200, lost=100)
+    (work / "data/processed/test.jsonl").write_text(
+        "".join(json.dumps({"text": f"tweet {i} | with a pipe", "label": int(y)}) + "\n" for i, y in enumerate(gold)))
+    lstm = (gold + (np.arange(len(gold)) % 3 == 0)) % 3
+    env = {**os.environ, "DVC_NO_ANALYTICS": "1"}
+    for args in (["git", "init", "-q"], ["git", "config", "user.email", "t@example.com"],
+                 ["git", "config", "user.name", "test"], [sys.executable, "-m", "dvc", "init", "-q"]):
+        subprocess.run(args, cwd=work, check=True, capture_output=True, env=env)
+    write_state(work, gold, {"bert": base, "lstm": lstm}, {}, val_loss=0.891234)
+    subprocess.run([sys.executable, "-m", "dvc", "commit", "-f", "-q"], cwd=work, check=True, capture_output=True,
+                   env=env)
+    _git(work, "add", "-A")
+    _git(work, "commit", "-qm", "base")
+    probabilities = np.full((len(gold), 3), 0.1)
+    probabilities[np.arange(len(gold)), new] = 0.8
+    write_state(work, gold, {"bert": new, "lstm": lstm}, {"bert": probabilities}, val_loss=0.8912341)
+    return work, gold, base, new
+
+
+def test_review_reports_intervals_verdicts_flips_calibration_and_unchanged(review_repo):
+    work, gold, base, new = review_repo
+    result = _review(work, "--out", "review")
+    assert result.returncode == 0, result.stderr
+    report = json.loads((work / "review/report.json").read_text())
+    assert report["models"]["lstm"] == {"status": "unchanged"}   # 7th-digit noise is not a change
+    bert = report["models"]["bert"]
+    assert bert["status"] == "changed" and bert["n"] == 3000
+    expected_p = binomtest(200, 300).pvalue
+    for metric in ("macro_recall", "f1_pn", "accuracy"):
+        entry = bert["metrics"][metric]
+        assert set(entry) == {"base", "new", "change", "interval", "p_value", "verdict"}
+        low, high = entry["interval"]
+        assert low < entry["change"] < high and entry["verdict"] == "better"
+        assert entry["p_value"] == pytest.approx(expected_p)
+    assert bert["metrics"]["accuracy"]["change"] == pytest.approx(100 / 3000)
+    flipped = bert["flipped"]
+    for i, name in enumerate(LABELS):
+        assert flipped[name]["base_wrong_new_right"] == int(np.sum((base != gold) & (new == gold) & (gold == i)))
+        assert flipped[name]["base_right_new_wrong"] == int(np.sum((base == gold) & (new != gold) & (gold == i)))
+    assert bert["calibration"]["ece_base"] is None   # the base has no probabilities...
+    assert bert["calibration"]["ece_new"] == pytest.approx(expected_calibration_error(
+        np.where(np.eye(3)[new] == 1, 0.8, 0.1), gold), abs=1e-9)
+    assert any("The base has no predictions/bert/probs_test.csv" in note for note in bert["notes"])   # ...and the report says so
+
+    text = (work / "review/report.md").read_text()
+    head = text.splitlines()[:6]   # the first lines of the pull-request comment carry the verdicts
+    assert head[2] == "## Summary" and head[4].startswith("- **bert**: macro-recall +") and "**better**" in head[4]
+    assert head[5] == "- lstm: unchanged"
+    assert "| test macro-recall |" in text and "McNemar's exact test on the 300 tweets" in text
+    assert "| tweet | gold | base → new | confidence (new) | confidence (base) |" in text
+    assert "tweet 1 \\| with a pipe" in text or "\\| with a pipe" in text   # a pipe does not break the table
+    assert "![bert: reliability diagram" in text
+    image = work / "review/reliability_bert.png"
+    assert image.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert sorted(json.loads((work / "review/.review-files.json").read_text())) == \
+        sorted(p.name for p in (work / "review").iterdir() if p.name != ".review-files.json")
+
+
+def test_review_only_ever_replaces_files_it_wrote(review_repo):
+    work, *_ = review_repo
+    out = work / "mine"
+    out.mkdir()
+    (out / "confusion_x.png").write_bytes(b"a user's image")
+    (out / "notes.txt").write_text("keep me")
+    assert _review(work, "--out", "mine").returncode == 0
+    assert (out / "confusion_x.png").read_bytes() == b"a user's image" and (out / "notes.txt").exists()
+    first = set(json.loads((out / ".review-files.json").read_text()))
+    assert {"report.md", "report.json", "reliability_bert.png"} <= first
+    # a second review replaces the first one's files, and a file the first wrote that the second does not
+    # write goes; nothing else is touched
+    (out / "report.md").write_text("old")
+    manifest = json.loads((out / ".review-files.json").read_text())
+    (out / "curves_gone.png").write_bytes(b"from the last review")
+    (out / ".review-files.json").write_text(json.dumps([*manifest, "curves_gone.png", "../notes.txt", "/etc/x"]))
+    assert _review(work, "--out", "mine").returncode == 0
+    assert (out / "report.md").read_text().startswith("# Review") and not (out / "curves_gone.png").exists()
+    assert (out / "confusion_x.png").exists() and (out / "notes.txt").read_text() == "keep me"
+    assert not [p for p in out.iterdir() if p.name.startswith(".review-") and p.is_dir()]   # no staging left
+    # a name the report needs, taken by a file no review wrote: refused, the file intact
+    theirs = work / "theirs"
+    theirs.mkdir()
+    (theirs / "report.md").write_text("someone's report")
+    result = _review(work, "--out", "theirs")
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines()[-1] == (
+        f"error: theirs/report.md: exists and was not written by src.review (not in theirs/.review-files.json); "
+        "move it or choose another --out")
+    assert [p.name for p in theirs.iterdir()] == ["report.md"] and (theirs / "report.md").read_text() == \
+        "someone's report"
+
+
+def test_an_unparseable_base_params_yaml_is_said_once_not_shown_as_changes(review_repo):
+    work, *_ = review_repo
+    good = (work / "params.yaml").read_text()
+    (work / "params.yaml").write_text("learning_rate: [2e-5\nseed: {")
+    _git(work, "commit", "-qam", "broken params")
+    (work / "params.yaml").write_text(good)
+    result = _review(work, "--out", "review")
+    assert result.returncode == 0, result.stderr
+    assert "Traceback" not in result.stderr
+    text = (work / "review/report.md").read_text()
+    lines = [line for line in text.splitlines() if "params.yaml" in line and "could not be parsed" in line]
+    assert len(lines) == 1 and lines[0].startswith("The base's params.yaml (at `HEAD`")
+    assert "None" not in text and "| `learning_rate`" not in text
+    report = json.loads((work / "review/report.json").read_text())
+    assert report["params"]["base_parsed"] is False and report["params"]["changed"] is None
+
+
+@pytest.mark.parametrize("foreach", ['{"../out": x}', '[".hidden"]', "{}", "7"])
+def test_a_model_name_that_is_not_a_plain_name_is_refused(tmp_path, foreach):
+    (tmp_path / "dvc.yaml").write_text("stages:\n  evaluate:\n    foreach: %s\n" % foreach)
+    with pytest.raises(PipelineError, match=r"dvc.yaml: stages.evaluate.foreach = .*: expected model names"):
+        evaluate_models(tmp_path / "dvc.yaml")
