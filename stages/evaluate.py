@@ -30,6 +30,7 @@ MODELS = (*MODEL_DIRS, "majority")
 METRICS_DIR = Path("metrics")             # <model>/test.json: the same keys for every model
 PREDICTIONS_DIR = Path("predictions")     # <model>/test.txt: TweetEval's format, one label id per line in test order
 CONFUSION_DIR = Path("plots/confusion")   # <model>.csv: actual,predicted per test tweet (DVC's confusion template)
+DETAILS = ("per_class", "confusion_matrix")  # of detailed_metrics: in predictions/<model>/details_test.json
 
 
 def outputs(name: str) -> dict[str, Path]:
@@ -76,7 +77,10 @@ def majority_baseline(train_labels: list[int], test_labels: list[int], label_nam
 def write_outputs(name: str, report: dict, predictions: list[int], labels: list[int], label_names: list[str],
                   inference: dict | None = None) -> None:
     paths = outputs(name)
-    write_json(paths["metrics"], report)
+    # the metric holds the headline figures (one column each in `dvc exp show`); per class and
+    # confusion counts go beside the predictions, and the confusion matrix is also a plot
+    write_json(paths["metrics"], {key: value for key, value in report.items() if key not in DETAILS})
+    write_json(paths["predictions"] / "details_test.json", {key: report[key] for key in DETAILS})
     with atomic_open(paths["predictions"] / "test.txt") as handle:
         handle.writelines(f"{label}\n" for label in predictions)
     if inference is not None:

@@ -14,6 +14,7 @@ from src.runtime import out_of_memory_names, seed_everything, use_all_cpu_cores
 from src.training import create_trainer, distributed
 from src.training.class_weights import class_weights
 from src.training.history import best_epoch_metrics, epoch_rows, seed_history
+from src.training.live import DVCLiveLog
 from src.training.resume import run_fingerprint, source_files
 from src.training.trainer import resolve_device
 from src.vocab import Vocabulary
@@ -23,6 +24,7 @@ VOCAB_DIR = Path("data/vocab")
 MODEL_DIR = Path("models/lstm")
 METRICS_PATH = Path("metrics/lstm/train.json")  # the same keys as metrics/bert/train.json
 PLOTS_PATH = Path("plots/train_lstm.json")
+LIVE_DIR = Path("dvclive/train_lstm")  # DVCLive: per-step loss and per-epoch validation while it trains
 MONITOR = "val_macro_recall"  # TweetEval's official metric picks the best epoch
 
 
@@ -65,6 +67,7 @@ def train(params: dict, device: torch.device) -> None:
         fingerprint=run_fingerprint({"lstm": cfg, "data": {"label_names": label_names},
                                      "distributed": {"world_size": distributed.world_size()}},
                                     inputs, source_files(__file__)),
+        training_log=DVCLiveLog(LIVE_DIR) if distributed.is_main_process() else None,  # rank 0 alone logs
     )
 
     def write_model_files(published: dict) -> None:
@@ -87,6 +90,7 @@ def train(params: dict, device: torch.device) -> None:
         raise PipelineError(f"{MODEL_DIR}: no best model to save ({MONITOR} never improved)")
     write_json(METRICS_PATH, best_epoch_metrics(seed_history(history), model))
     write_json(PLOTS_PATH, epoch_rows(seed_history(history)))
+    trainer.training_log.close()
 
 
 if __name__ == "__main__":

@@ -33,8 +33,10 @@ def project(tmp_path):
            "PYTHONPATH": str(work), "DVC_NO_ANALYTICS": "1"}
     env.pop("PYTHONSAFEPATH", None)
     for cmd in (["git", "init", "-q"], ["git", "config", "user.email", "t@example.com"],
-                ["git", "config", "user.name", "test"], [sys.executable, "-m", "dvc", "init", "-q"],
-                ["git", "add", "-A"], ["git", "commit", "-qm", "init"]):
+                ["git", "config", "user.name", "test"], [sys.executable, "-m", "dvc", "init", "-q"]):
+        _run(cmd, work, env)
+    shutil.copytree(REPO / ".dvc/plots", work / ".dvc/plots")   # the plot templates dvc.yaml names
+    for cmd in (["git", "add", "-A"], ["git", "commit", "-qm", "init"]):
         _run(cmd, work, env)
     return work, env
 
@@ -160,7 +162,16 @@ def test_review_round_trip(project, tmp_path):
     assert _stages_run(out) == {"train_bert", "evaluate@bert"}, out
     changed = json.loads(_run(dvc + ["metrics", "diff", "--json"], clone, env))
     assert "metrics/bert/test.json" in changed and "metrics/bert/train.json" in changed
-    assert not {path for path in changed if not path.startswith("metrics/bert/")}, changed
+    assert not {path for path in changed if not path.startswith(("metrics/bert/", "dvclive/train_bert/"))}, changed
+    assert "Data and pipelines are up to date" in _run(dvc + ["status"], clone, env)   # a second repro: nothing
+    # readable: headline metrics only, so the experiment table fits a screen
+    table = _run(dvc + ["exp", "show", "--only-changed", "--md"], clone, env)
+    columns = [cell.strip() for cell in next(line for line in table.splitlines() if line.startswith("|")).split("|")[1:-1]]
+    assert len(columns) <= 20 and "learning_rate" in columns, table
+    assert not [column for column in columns if "per_class" in column or "confusion" in column], columns
+    assert {"metrics/bert/test.json:macro_recall", "metrics/bert/train.json:val.macro_recall",
+            "dvclive/train_bert/metrics.json:train.loss"} <= set(columns), columns   # test, train, DVCLive
+    print("EXPSHOW", len(columns), columns)
 
     _run([sys.executable, "-m", "src.review"], clone, env)
     report = (clone / "review/report.md").read_text()

@@ -136,6 +136,7 @@ def train_model(
     resume: bool = False,
     fingerprint: dict | None = None,
     on_epoch_end=None,
+    training_log=None,
 ) -> tuple[BertSentimentClassifier, dict]:
     """Fine-tune ``model_name`` and return (the best epoch's model, history).
 
@@ -153,6 +154,7 @@ def train_model(
     checkpoints and starts fresh (see ``Trainer.resume``). ``fingerprint`` defaults to this call's
     training arguments; a stage passes ``run_fingerprint`` of its params, input files and code.
     ``on_epoch_end(epoch, metrics)`` is the engine's per-epoch hook (tune's pruner reports there).
+    ``training_log`` is the engine's live log (train_bert passes src.training.live.DVCLiveLog).
     ``class_weights`` (one per class) weighs the cross-entropy loss; None, the seed's, weighs none.
     """
     seed_everything(seed)  # the head's init and dropout are reproducible
@@ -191,7 +193,8 @@ def train_model(
     trainer = _engine(model, train_loader, val_loader, optimizer, scheduler, device, model_save_dir,
                       gradient_clip=gradient_clip, class_weights=class_weights, monitor=monitor,
                       mixed_precision=mixed_precision, max_checkpoints=max_checkpoints or num_epochs, progress=progress,
-                      fingerprint=fingerprint, on_publish=export_best, on_epoch_end=on_epoch_end)
+                      fingerprint=fingerprint, on_publish=export_best, on_epoch_end=on_epoch_end,
+                      training_log=training_log)
     if resume:
         trainer.resume()
     history = seed_history(trainer.train(num_epochs, early_stopping_patience, save_best=True, save_every=1))
