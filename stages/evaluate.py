@@ -37,6 +37,7 @@ METRICS_DIR = Path("metrics")             # <model>/test.json: the same keys for
 PREDICTIONS_DIR = Path("predictions")     # <model>/test.txt: TweetEval's format, one label id per line in test order;
                                           # <model>/probs_{test,val}.csv: class probabilities per tweet
 CONFUSION_DIR = Path("plots/confusion")   # <model>.csv: actual,predicted per test tweet (DVC's confusion template)
+DETAILS = ("per_class", "confusion_matrix")  # of detailed_metrics: in predictions/<model>/details_test.json
 
 
 def outputs(name: str) -> dict[str, Path]:
@@ -91,7 +92,10 @@ def write_outputs(name: str, report: dict, predictions: list[int], labels: list[
                   probabilities: dict, inference: dict | None = None) -> None:
     """``probabilities``: {split: (tweets, classes) array} for test and val."""
     paths = outputs(name)
-    write_json(paths["metrics"], report)
+    # the metric holds the headline figures (one column each in `dvc exp show`); per class and
+    # confusion counts go beside the predictions, and the confusion matrix is also a plot
+    write_json(paths["metrics"], {key: value for key, value in report.items() if key not in DETAILS})
+    write_json(paths["predictions"] / "details_test.json", {key: report[key] for key in DETAILS})
     with atomic_open(paths["predictions"] / "test.txt") as handle:
         handle.writelines(f"{label}\n" for label in predictions)
     for split, rows in probabilities.items():

@@ -10,11 +10,13 @@ from src.models.training import train_model
 from src.training import distributed
 from src.training.trainer import resolve_device
 from src.training.history import best_epoch_metrics, epoch_rows
+from src.training.live import DVCLiveLog
 from src.training.resume import run_fingerprint, source_files
 
 MODEL_DIR = Path("models/bert")
 METRICS_PATH = Path("metrics/bert/train.json")  # the same keys as metrics/lstm/train.json
 PLOTS_PATH = Path("plots/train_bert.json")
+LIVE_DIR = Path("dvclive/train_bert")  # DVCLive: per-step loss and per-epoch validation while it trains
 # what shapes training, as listed for this stage in dvc.yaml
 TRAINING_PARAMS = ("model_name", "num_epochs", "learning_rate", "batch_size", "weight_decay", "warmup_ratio",
                    "dropout_prob", "max_length", "seed", "bert")
@@ -37,18 +39,20 @@ def train(params: dict, device) -> None:
                        "data": {"label_names": params["data"]["label_names"]},
                        # dropout streams and summation order differ with the process count
                        "distributed": {"world_size": distributed.world_size()}}
+    live = DVCLiveLog(LIVE_DIR) if distributed.is_main_process() else None  # rank 0 alone logs
     # MODEL_DIR is a persisted DVC output: a rerun after a kill resumes from its checkpoints
     model, history = train_model(
         train_loader, val_loader, MODEL_DIR, params["num_epochs"], params["learning_rate"], params["weight_decay"],
         params["warmup_ratio"], device, num_classes=len(params["data"]["label_names"]),
         dropout_prob=params["dropout_prob"], seed=params["seed"], label_names=params["data"]["label_names"],
         resume=True, fingerprint=run_fingerprint(training_params, INPUTS, source_files(__file__)),
-        **run_options(params, data),
+        training_log=live, **run_options(params, data),
     )
     if not distributed.is_main_process():  # rank 0 writes the metrics and plots
         return
     write_json(METRICS_PATH, best_epoch_metrics(history, model))
     write_json(PLOTS_PATH, epoch_rows(history))
+    live.close()
 
 
 if __name__ == "__main__":

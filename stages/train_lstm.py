@@ -21,6 +21,7 @@ def stage_arguments(params: dict) -> list[str]:
             "--output-dir", MODEL_DIR, "--checkpoint-dir", MODEL_DIR,
             "--metrics-file", "metrics/lstm/train.json",  # the same keys as metrics/bert/train.json
             "--plots-file", "plots/train_lstm.json",
+            "--live-dir", "dvclive/train_lstm",  # DVCLive: per-step loss and per-epoch validation while it trains
             "--monitor", "val_macro_recall",  # TweetEval's official metric picks the best epoch
             "--embedding-dim", cfg["embedding_dim"], "--hidden-dim", cfg["hidden_dim"], "--n-layers", cfg["n_layers"],
             "--dropout", cfg["dropout"], "--max-length", cfg["max_length"], "--batch-size", cfg["batch_size"],

@@ -94,7 +94,9 @@ def project(tmp_path):
            "PYTHONPATH": str(work), "DVC_NO_ANALYTICS": "1"}
     env.pop("PYTHONSAFEPATH", None)
     for cmd in (["git", "init", "-q"], ["git", "config", "user.email", "t@example.com"],
-                ["git", "config", "user.name", "test"], [sys.executable, "-m", "dvc", "init", "-q"],
-                ["git", "add", "-A"], ["git", "commit", "-qm", "init"]):
+                ["git", "config", "user.name", "test"], [sys.executable, "-m", "dvc", "init", "-q"]):
+        run_checked(cmd, work, env)
+    shutil.copytree(REPO / ".dvc/plots", work / ".dvc/plots")   # the plot templates dvc.yaml names
+    for cmd in (["git", "add", "-A"], ["git", "commit", "-qm", "init"]):
         run_checked(cmd, work, env)
     return work, env

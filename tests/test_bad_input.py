@@ -386,17 +386,17 @@ CASES = {
         "own.csv:3: split 'dev' is not one of train, val, test"),
     # -- train_lstm: data.label_names does not match the processed data; an output that cannot be written
     "lstm_labels_fewer_than_data": Case("train_lstm", _lstm_labels(["negative", "positive"]),
-                                        "data/processed/train.jsonl:", ("models/lstm", "metrics", "plots")),
+                                        "data/processed/train.jsonl:", ("models/lstm", "metrics", "plots", "dvclive/train_lstm")),
     "lstm_labels_more_than_data": Case("train_lstm", _lstm_labels(["negative", "neutral", "positive", "mixed"]),
                                        "data/processed/train.jsonl: no examples of label 3 (mixed) of "
                                        "data.label_names (4 names)",
-                                       ("models/lstm", "metrics", "plots")),
+                                       ("models/lstm", "metrics", "plots", "dvclive/train_lstm")),
     "lstm_model_dir_is_a_file": Case("train_lstm", _in_the_way("models/lstm"),
                                      "error: models/lstm: a file is where a directory belongs",
-                                     ("models/lstm", "metrics", "plots")),
+                                     ("models/lstm", "metrics", "plots", "dvclive/train_lstm")),
     "lstm_metrics_dir_is_a_file": Case("train_lstm", _in_the_way("metrics"),
                                        "error: metrics: a file is where a directory belongs",
-                                       ("models/lstm", "metrics", "plots")),
+                                       ("models/lstm", "metrics", "plots", "dvclive/train_lstm")),
     # -- damaged model directories through src.predict and src.evaluation
     "lstm_config_not_json": Case("predict", _model("lstm", _write("model_config.json", b"{not json")),
                                  "models/lstm/model_config.json:1: not valid JSON"),

@@ -32,3 +32,13 @@ def test_bert_vs_hf_trainer_reports_each_seed_and_the_means(tmp_path):
             assert 0 <= run["val_macro_recall"] <= 1 and 0 <= run["test_macro_recall"] <= 1
         assert report["mean"][side]["wall_s"] == round(sum(r["wall_s"] for r in runs) / 2, 4)
     assert report["speedup"] == round(report["mean"]["hf_trainer"]["wall_s"] / report["mean"]["ours"]["wall_s"], 2)
+
+
+def test_dvclive_overhead_reports_both_ways():
+    done = subprocess.run([sys.executable, "-m", "benchmarks.dvclive_overhead", "--steps", "40", "--every", "10"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    report = json.loads(done.stdout)
+    assert report["steps"] == 40
+    for way in ("next_step_per_step", "dvclive_log"):
+        assert report[way]["ms_per_step"] > 0 and report[way]["ms_per_step_last"] > 0

@@ -154,6 +154,12 @@ def test_two_processes_train_the_lstm_like_one(lstm_runs):
     for name in ("best_model.pt", "model_config.json", "vocab.json", "training_history.json"):
         assert (root / "torchrun_2/models/lstm" / name).is_file()
     assert (root / "torchrun_2/plots/train_lstm.json").is_file()
+    # DVCLive under torchrun: rank 0 logs every global step and epoch (rank 1 wrote nothing: two_processes)
+    live = {name: root / name / "dvclive/train_lstm/plots/metrics" for name in ("in_process", "torchrun_2")}
+    rows = {name: (path / "train/loss.tsv").read_text().splitlines() for name, path in live.items()}
+    assert len(rows["torchrun_2"]) == len(rows["in_process"]) > NO_DROPOUT_LSTM["epochs"]
+    epochs = (live["torchrun_2"] / "epoch.tsv").read_text().splitlines()[1:]
+    assert [int(row.split("\t")[1]) for row in epochs] == list(range(1, NO_DROPOUT_LSTM["epochs"] + 1))
 
 
 def test_a_killed_two_process_run_resumes_to_the_uninterrupted_result(lstm_runs, tmp_path):

@@ -109,6 +109,10 @@ def test_evaluate_scores_one_model_and_a_missing_model_leaves_nothing_stale(work
     evaluate.main(workdir, "majority")
     lstm, majority = (json.load(open(f"metrics/{name}/test.json")) for name in ("lstm", "majority"))
     assert lstm.keys() == majority.keys() and lstm["n"] == 60   # one layout: rows line up in `dvc metrics diff`
+    assert set(lstm) == {"accuracy", "macro_recall", "macro_f1", "f1_pn", "n"}   # headline figures only...
+    details = json.load(open("predictions/lstm/details_test.json"))   # ...the details beside the predictions
+    assert set(details) == {"per_class", "confusion_matrix"} and details["per_class"]["positive"]["support"] > 0
+    assert sum(map(sum, (row.values() for row in details["confusion_matrix"].values()))) == 60
     assert not {"inference", "tweets_per_s", "seconds"} & set(lstm)   # timing is not a metric...
     assert json.load(open("predictions/lstm/inference.json"))["tweets_per_s"] > 0   # ...it is kept beside
     assert len(open("predictions/lstm/test.txt").read().splitlines()) == 60

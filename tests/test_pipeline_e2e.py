@@ -127,7 +127,15 @@ def test_review_round_trip(project, tmp_path):
         "train_bert", "evaluate@bert", "ensemble", "evaluate@ensemble"}, out
     changed = json.loads(run_checked(dvc + ["metrics", "diff", "--json"], clone, env))
     assert "metrics/bert/test.json" in changed and "metrics/bert/train.json" in changed
-    assert not {path for path in changed if not path.startswith(("metrics/bert/", "metrics/ensemble/"))}, changed
+    assert not {path for path in changed if not path.startswith(("metrics/bert/", "metrics/ensemble/", "dvclive/train_bert/"))}, changed
+    assert "Data and pipelines are up to date" in run_checked(dvc + ["status"], clone, env)   # a second repro: nothing
+    # readable: headline metrics only, so the experiment table fits a screen
+    table = run_checked(dvc + ["exp", "show", "--only-changed", "--md"], clone, env)
+    columns = [cell.strip() for cell in next(line for line in table.splitlines() if line.startswith("|")).split("|")[1:-1]]
+    assert len(columns) <= 20 and "learning_rate" in columns, table
+    assert not [column for column in columns if "per_class" in column or "confusion" in column], columns
+    assert {"metrics/bert/test.json:macro_recall", "metrics/bert/train.json:val.macro_recall",
+            "dvclive/train_bert/metrics.json:train.loss"} <= set(columns), columns   # test, train, DVCLive
 
     run_checked([sys.executable, "-m", "src.review"], clone, env)
     report = (clone / "review/report.md").read_text()

@@ -84,3 +84,49 @@ def test_a_huge_line_costs_lstm_max_length_tokens_in_training_evaluation_and_pre
     assert batch["input_ids"].shape == (2, 16) and batch["lengths"].tolist() == [16, 1]
     # 10 MB without a space: only the first 16 x 64 characters are tokenised
     assert encode(vocab, "ab" * 5_000_000, 16) == encode(vocab, "ab" * 512, 16)
+
+
+def _tsv(path) -> list[dict]:
+    header, *rows = open(path).read().splitlines()
+    return [dict(zip(header.split("\t"), map(float, row.split("\t")))) for row in rows]
+
+
+def test_stage_logs_every_step_and_epoch_with_dvclive_while_it_trains(workdir, monkeypatch):
+    """dvclive/train_lstm (declared in dvc.yaml): a loss row per optimizer step, a validation row per
+    epoch, and metrics.json rewritten as it goes, so `dvc exp show` / `dvc plots` see a running stage."""
+    from src.training.live import DVCLiveLog
+
+    seen = []   # metrics.json as `dvc exp show` would read it right after each epoch
+    log_epoch = DVCLiveLog.log_epoch
+
+    def spy(self, step, epoch, metrics):
+        log_epoch(self, step, epoch, metrics)
+        seen.append(json.loads((self.directory / "metrics.json").read_text()))
+    monkeypatch.setattr(DVCLiveLog, "log_epoch", spy)
+    train_lstm.main(workdir)
+
+    curves = json.load(open("plots/train_lstm.json"))   # the stage's per-epoch rows
+    history = {name: [row[name] for row in curves] for name in curves[0]}
+    epochs = len(curves)
+    plots = train_lstm.LIVE_DIR / "plots/metrics"
+    steps = _tsv(plots / "train/loss.tsv")
+    per_epoch = len(steps) // epochs
+    assert [row["step"] for row in steps] == list(range(1, epochs * per_epoch + 1)) and per_epoch > 1
+    assert _tsv(plots / "epoch.tsv") == [{"step": e * per_epoch, "epoch": e} for e in range(1, epochs + 1)]
+    for figure in ("loss", "accuracy", "macro_recall", "macro_f1"):
+        rows = _tsv(plots / f"val/{figure}.tsv")
+        assert [row[figure] for row in rows] == pytest.approx(history[f"val_{figure}"])
+    assert [(m["epoch"], m["step"]) for m in seen] == [(e, e * per_epoch) for e in range(1, epochs + 1)]
+    assert seen[0]["val"]["macro_recall"] == pytest.approx(history["val_macro_recall"][0])
+    final = json.loads((train_lstm.LIVE_DIR / "metrics.json").read_text())
+    assert final["step"] == epochs * per_epoch and final["train"]["loss"] == pytest.approx(steps[-1]["loss"])
+    assert "timestamp" not in open(plots / "train/loss.tsv").readline()   # equal runs write equal files
+
+
+def test_the_engine_does_not_import_dvclive_unless_a_stage_logs():
+    import subprocess
+    import sys
+
+    code = ("import sys, src.training.trainer, src.models.training, src.training.live; "
+            "assert 'dvclive' not in sys.modules, 'imported'")
+    subprocess.run([sys.executable, "-c", code], check=True)

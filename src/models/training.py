@@ -139,6 +139,7 @@ def train_model(
     resume: bool = False,
     fingerprint: dict | None = None,
     on_epoch_end=None,
+    training_log=None,
 ) -> tuple[BertSentimentClassifier, dict]:
     """Fine-tune ``model_name`` and return (the best epoch's model, history).
 
@@ -156,6 +157,7 @@ def train_model(
     checkpoints and starts fresh (see ``Trainer.resume``). ``fingerprint`` defaults to this call's
     training arguments; a stage passes ``run_fingerprint`` of its params, input files and code.
     ``on_epoch_end(epoch, metrics)`` is the engine's per-epoch hook (tune's pruner reports there).
+    ``training_log`` is the engine's live log (train_bert passes src.training.live.DVCLiveLog).
     ``class_weights`` (one per class) weighs the cross-entropy loss; None, the seed's, weighs none.
     ``label_smoothing`` spreads that share of each target over all classes (0: the seed's loss).
     """
@@ -197,7 +199,8 @@ def train_model(
                       gradient_clip=gradient_clip, class_weights=class_weights, label_smoothing=label_smoothing,
                       monitor=monitor,
                       mixed_precision=mixed_precision, max_checkpoints=max_checkpoints or num_epochs, progress=progress,
-                      fingerprint=fingerprint, on_publish=export_best, on_epoch_end=on_epoch_end)
+                      fingerprint=fingerprint, on_publish=export_best, on_epoch_end=on_epoch_end,
+                      training_log=training_log)
     if resume:
         trainer.resume()
     history = seed_history(trainer.train(num_epochs, early_stopping_patience, save_best=True, save_every=1))

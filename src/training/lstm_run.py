@@ -80,7 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
     training.add_argument("--scheduler", choices=SCHEDULERS, default="plateau")
     training.add_argument("--monitor", choices=MONITORS, default="val_macro_recall",
                           help="picks the best epoch, drives early stopping and the plateau scheduler")
-    training.add_argument("--class-weights", choices=("balanced", "none"), default="none",
+    training.add_argument("--class-weights", choices=("balanced", "sqrt", "none"), default="none",
                           help="balanced: every class weighs the same in the loss")
     training.add_argument("--device", default="auto", help="auto | cpu | cuda")
     training.add_argument("--timeout-s", type=float, default=600.0, help="data-parallel collectives' time limit")
@@ -91,6 +91,7 @@ def build_parser() -> argparse.ArgumentParser:
     output.add_argument("--max-checkpoints", type=int, default=2, help="epoch checkpoints kept (default 2)")
     output.add_argument("--metrics-file", help="also write the best epoch's validation metrics here (JSON)")
     output.add_argument("--plots-file", help="also write per-epoch rows for DVC plots here (JSON)")
+    output.add_argument("--live-dir", help="also log per-step loss and per-epoch validation here with DVCLive")
     parser.add_argument("--config", help="a JSON file of option values by name (see above)")
     return parser
 
@@ -185,6 +186,7 @@ def _train(args: argparse.Namespace, device, glove_init) -> dict:
     from src.models.lstm_model import LSTMClassifier
     from src.runtime import seed_everything
     from src.training import create_trainer, distributed
+    from src.training.live import DVCLiveLog
     from src.training.class_weights import class_weights
     from src.training.history import best_epoch_metrics, epoch_rows, seed_history
     from src.training.trainer import default_criterion
@@ -232,7 +234,7 @@ def _train(args: argparse.Namespace, device, glove_init) -> dict:
 
     # what shapes the result: a rerun after a kill resumes only when these are unchanged
     shaping = {k: v for k, v in vars(args).items()
-               if k not in ("output_dir", "checkpoint_dir", "metrics_file", "plots_file", "config", "timeout_s")}
+               if k not in ("output_dir", "checkpoint_dir", "metrics_file", "plots_file", "live_dir", "config", "timeout_s")}
     trainer = create_trainer(
         model, train_loader, val_loader, learning_rate=args.learning_rate,
         scheduler_type=None if args.scheduler == "none" else args.scheduler, weight_decay=args.weight_decay,
@@ -243,6 +245,8 @@ def _train(args: argparse.Namespace, device, glove_init) -> dict:
         fingerprint=run_fingerprint({"args": shaping, "label_names": label_names,
                                      "distributed": {"world_size": distributed.world_size()}},
                                     _input_files(args), source_files(__file__)),
+        # rank 0 alone logs
+        training_log=DVCLiveLog(args.live_dir) if args.live_dir and distributed.is_main_process() else None,
     )
 
     def write_model_files(published: dict) -> None:
@@ -269,4 +273,6 @@ def _train(args: argparse.Namespace, device, glove_init) -> dict:
         write_json(args.metrics_file, metrics)
     if args.plots_file:
         write_json(args.plots_file, epoch_rows(seed_history(history)))
+    if trainer.training_log is not None:
+        trainer.training_log.close()
     return metrics

@@ -201,6 +201,10 @@ class Trainer:
     whatever must describe the same model beside it (a config, a vocabulary, an export), before the
     run is recorded as finished. Until then the directory keeps the previous run's complete model.
 
+    ``training_log`` (e.g. src.training.live.DVCLiveLog) gets ``log_step(step, loss)`` after every
+    optimizer step and ``log_epoch(step, epoch, metrics)`` after every validation, on the main
+    process only; the engine needs nothing of it when there is none.
+
     Under torchrun with several processes (src.training.distributed) training steps run through
     DDP, validation is gathered from all ranks, and only rank 0 writes checkpoints and publishes.
     """
@@ -229,6 +233,7 @@ class Trainer:
         fingerprint: dict | None = None,
         on_publish: Callable[[dict], None] | None = None,
         on_epoch_end: Callable[[int, dict], None] | None = None,
+        training_log: Any = None,
     ):
         if scheduler_interval not in SCHEDULER_INTERVALS:
             raise PipelineError(f"scheduler_interval = {scheduler_interval!r}: expected 'epoch' or 'step'")
@@ -260,6 +265,7 @@ class Trainer:
         self.progress = progress and self.is_main_process
         self.fingerprint = fingerprint
         self.on_epoch_end = on_epoch_end  # called with (epoch, metrics) after each epoch; may raise to stop
+        self.training_log = training_log if self.is_main_process else None  # rank 0 alone logs
         best_by = dict(DEFAULT_BEST_BY)
         best_by.setdefault(monitor.removeprefix("val_"), monitor)
         self.checkpoints = CheckpointManager(checkpoint_dir, max_checkpoints=max_checkpoints, save_best_n=save_best_n,
@@ -316,7 +322,10 @@ class Trainer:
                 self.scheduler.step()
             self.global_step += 1
 
-            total_loss += loss.item() * len(batch["labels"])
+            batch_loss = loss.item()
+            if self.training_log is not None:
+                self.training_log.log_step(self.global_step, batch_loss)
+            total_loss += batch_loss * len(batch["labels"])
             n_seen += len(batch["labels"])
             bar.set_postfix(loss=f"{total_loss / n_seen:.4f}")
         if self.world_size > 1:  # the epoch's mean over every rank's examples
@@ -395,6 +404,8 @@ class Trainer:
         if is_best:
             self.best_value, self.best_epoch = float(monitored), self.epoch
         self._record(metrics, time.perf_counter() - started)
+        if self.training_log is not None:
+            self.training_log.log_epoch(self.global_step, self.epoch, metrics)
         log.info("epoch %d/%d  train_loss %.4f  val_loss %.4f  val_acc %.4f  val_macro_recall %.4f  "
                  "lr %.2e  %.1fs%s", self.epoch, epochs, train_loss, val["loss"], val["accuracy"],
                  val["macro_recall"], learning_rate, self.history["epoch_times"][-1], "  *best*" if is_best else "")
