@@ -106,6 +106,8 @@ def run_recipe(args, overrides: dict, seed: int) -> dict:
 
     params = apply_overrides(load_params(ROOT / "params.yaml"), overrides)
     params["seed"] = seed
+    if args.model:
+        params["model_name"] = args.model
     device = resolve_device(params["bert"]["device"])
     data_dir = Path(args.data_dir)
     if args.test:
@@ -138,7 +140,7 @@ def run_stock_trainer(args, seed: int) -> dict:
 
     params = load_params(ROOT / "params.yaml")
     trainer_args = argparse.Namespace(
-        model=params["model_name"], max_length=params["max_length"], epochs=params["num_epochs"],
+        model=args.model or params["model_name"], max_length=params["max_length"], epochs=params["num_epochs"],
         train_samples=None, data_dir=args.data_dir, test=True, hf_bf16=False, **TRAINER_DEFAULTS)
     return run_hf_trainer(trainer_args, seed, resolve_device("auto"))
 
@@ -167,6 +169,7 @@ def main() -> None:
                         help="the once-on-test report: params.yaml's recipe and the stock Trainer, whole train split")
     parser.add_argument("--out", type=Path, help="also write the JSON here (after every run)")
     parser.add_argument("--data-dir", default=str(ROOT / "data/processed"))
+    parser.add_argument("--model", help="default: params.yaml's model_name")
     parser.add_argument("--run", help=argparse.SUPPRESS)   # internal: one run in this (fresh) process
     parser.add_argument("--seed", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -191,6 +194,8 @@ def main() -> None:
             forwarded = ["--test"] if args.test else ["--train-samples", str(args.train_samples or 0),
                                                       "--holdout-samples", str(args.holdout_samples)]
             started = time.perf_counter()
+            if args.model:
+                forwarded += ["--model", args.model]
             done = subprocess.run([sys.executable, "-m", "benchmarks.bert_recipes", *forwarded, "--data-dir",
                                    args.data_dir, "--run", name, "--seed", str(seed)],
                                   cwd=ROOT, capture_output=True, text=True)

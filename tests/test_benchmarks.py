@@ -42,3 +42,43 @@ def test_dvclive_overhead_reports_both_ways():
     assert report["steps"] == 40
     for way in ("next_step_per_step", "dvclive_log"):
         assert report[way]["ms_per_step"] > 0 and report[way]["ms_per_step_last"] > 0
+
+
+def _tiny_data(tmp_path):
+    for name, rows in tiny_splits().items():
+        write_split(tmp_path / f"data/{name}.jsonl", Split([normalize_tweet(t) for t, _ in rows], [y for _, y in rows]))
+    return tmp_path / "data"
+
+
+def test_bert_recipes_screen_reports_mean_and_spread_per_candidate(tmp_path):
+    model, data = write_tiny_bert(tmp_path / "tiny-bert"), _tiny_data(tmp_path)
+    out = tmp_path / "screen.json"
+    done = subprocess.run(
+        [sys.executable, "-m", "benchmarks.bert_recipes", "--model", str(model), "--data-dir", str(data),
+         "--train-samples", "0", "--holdout-samples", "12", "--seeds", "1", "2",
+         "--candidates", "unweighted_lr5e-5", "sqrt_lr5e-5", "--out", str(out)],
+        cwd=ROOT, capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stderr[-3000:]
+    report = json.loads(done.stdout)
+    assert json.loads(out.read_text()) == report
+    assert set(report["candidates"]) == {"unweighted_lr5e-5", "sqrt_lr5e-5"}
+    for candidate in report["candidates"].values():
+        runs = candidate["runs"]
+        assert [run["seed"] for run in runs] == [1, 2]
+        values = [run["val_macro_recall"] for run in runs]
+        assert candidate["val_macro_recall"]["mean"] == round(sum(values) / 2, 4)
+        assert candidate["selection_score"] == round(
+            sum((r["val_macro_recall"] + r["holdout_macro_recall"]) / 2 for r in runs) / 2, 4)
+    assert report["chosen"] == max(report["candidates"], key=lambda n: report["candidates"][n]["selection_score"])
+
+
+def test_bert_recipes_test_mode_scores_the_recipe_and_the_stock_trainer(tmp_path):
+    model, data = write_tiny_bert(tmp_path / "tiny-bert"), _tiny_data(tmp_path)
+    done = subprocess.run(
+        [sys.executable, "-m", "benchmarks.bert_recipes", "--model", str(model), "--data-dir", str(data),
+         "--test", "--seeds", "1"], cwd=ROOT, capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stderr[-3000:]
+    report = json.loads(done.stdout)
+    assert report["mode"] == "test" and set(report["candidates"]) == {"shipped", "stock_trainer"}
+    for candidate in report["candidates"].values():
+        assert 0 <= candidate["runs"][0]["test_macro_recall"] <= 1
