@@ -52,9 +52,13 @@ def fit_weights(labels: Sequence[int], probabilities: Sequence[np.ndarray], step
 
 
 def cross_validated_macro_recall(labels: Sequence[int], probabilities: Sequence[np.ndarray], step: float,
-                                 seed: int, folds: int = 5) -> float:
-    """Macro recall of out-of-fold predictions: each fold combined with weights fitted on the others."""
+                                 seed: int, folds: int = 5) -> float | None:
+    """Macro recall of out-of-fold predictions: each fold combined with weights fitted on the others.
+    Fewer folds when a class has fewer than ``folds`` tweets; None when one has fewer than two."""
     labels = np.asarray(labels)
+    folds = min(folds, int(np.bincount(labels).min()))
+    if folds < 2:
+        return None
     predicted = np.empty(len(labels), dtype=int)
     for fit_idx, score_idx in StratifiedKFold(folds, shuffle=True, random_state=seed).split(labels, labels):
         weights = fit_weights(labels[fit_idx], [p[fit_idx] for p in probabilities], step)

@@ -32,13 +32,15 @@ def main(params: dict) -> None:
                      for split, data in splits.items()}
     val_labels = splits["val"].labels
     weights = fit_weights(val_labels, probabilities["val"], cfg["grid_step"])
+    cross_validated = cross_validated_macro_recall(val_labels, probabilities["val"], cfg["grid_step"], cfg["seed"])
+    if cross_validated is not None:
+        cross_validated = round(cross_validated, 6)
     summary = {
         "members": members, "weights": dict(zip(members, weights)), "method": "weighted geometric mean",
         "grid_step": cfg["grid_step"],
         "val_macro_recall": round(macro_recall(val_labels, combine(probabilities["val"], weights)), 6),
         # weights fitted on 4/5 of validation, scored on the rest: the in-sample figure less the fit's optimism
-        "val_macro_recall_cross_validated": round(cross_validated_macro_recall(
-            val_labels, probabilities["val"], cfg["grid_step"], cfg["seed"]), 6),
+        "val_macro_recall_cross_validated": cross_validated,
         "members_val_macro_recall": {m: round(macro_recall(val_labels, p), 6)
                                      for m, p in zip(members, probabilities["val"])},
     }
@@ -46,7 +48,7 @@ def main(params: dict) -> None:
         write_probabilities(MODEL_DIR / probabilities_file(split), combine(probabilities[split], weights), label_names)
     write_json(MODEL_DIR / "ensemble.json", summary)
     print(f"ensemble: weights {summary['weights']}; val macro_recall {summary['val_macro_recall']:.4f} "
-          f"(cross-validated {summary['val_macro_recall_cross_validated']:.4f}); members "
+          f"(cross-validated {cross_validated}); members "
           + ", ".join(f"{m} {v:.4f}" for m, v in summary["members_val_macro_recall"].items()))
 
 

@@ -97,3 +97,10 @@ def test_missing_member_is_one_error_line(tmp_path):
     assert done.returncode == 1 and "Traceback" not in done.stderr
     assert done.stderr.strip().splitlines() == [
         "error: predictions/bert/probs_val.csv: not found (run the model's evaluate stage first: dvc repro)"]
+
+
+def test_cross_validation_needs_two_tweets_per_class():
+    labels = np.array([0, 0, 1, 1, 2, 2, 2])
+    member = np.eye(3)[labels]
+    assert cross_validated_macro_recall(labels, [member, member], 0.5, seed=0) == pytest.approx(1.0)  # 2 folds
+    assert cross_validated_macro_recall(labels[1:], [member[1:], member[1:]], 0.5, seed=0) is None
