@@ -276,7 +276,7 @@ CASES = {
     "bidirectional_1": Case("train_lstm", _params(**{"lstm.bidirectional": 1}),
                             "lstm.bidirectional = 1: expected type boolean"),
     "learning_rate_true": Case("train_bert", _params(learning_rate=True), "learning_rate = True: expected type number"),
-    "learning_rate_nan": Case("train_bert", _shipped_params_with("learning_rate: 2.0e-05", "learning_rate: .nan"),
+    "learning_rate_nan": Case("train_bert", _shipped_params_with("learning_rate: 5.0e-05", "learning_rate: .nan"),
                               "learning_rate = nan: expected type number (a finite value)"),
     "weight_decay_inf": Case("train_lstm", _shipped_params_with("weight_decay: 1.0e-05", "weight_decay: .inf"),
                              "lstm.weight_decay = inf: expected type number (a finite value)"),

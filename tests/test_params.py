@@ -28,7 +28,7 @@ def test_shipped_params_are_valid_and_hold_the_seed_recommendations(params):
 
 def test_dvc_style_exponent_is_read_as_a_float(tmp_path):
     # `dvc exp run -S learning_rate=3e-5` writes 3e-05: a string under YAML 1.1, a float under 1.2
-    text = (REPO / "params.yaml").read_text().replace("learning_rate: 2.0e-05", "learning_rate: 3e-05")
+    text = (REPO / "params.yaml").read_text().replace("learning_rate: 5.0e-05", "learning_rate: 3e-05")
     (tmp_path / "params.yaml").write_text(text)
     assert load_params(tmp_path / "params.yaml")["learning_rate"] == pytest.approx(3e-5)
 
