@@ -1,6 +1,10 @@
 """Tiny data the tests write themselves: TweetEval-layout files, GloVe zips, mirrors."""
 from __future__ import annotations
 
+import http.server
+import random
+import socket
+import subprocess
 import zipfile
 from pathlib import Path
 
@@ -78,3 +82,103 @@ def write_tiny_bert(directory: Path) -> Path:
                         intermediate_size=64, max_position_embeddings=64)
     BertModel(config).save_pretrained(directory)
     return directory
+
+
+# --- helpers shared by several test modules (the fixtures built on them are in tests/conftest.py) ---
+
+REPO = Path(__file__).resolve().parents[1]
+
+BODY = bytes(range(256)) * 400  # 100 KiB: what the test HTTP server serves
+
+
+class DownloadHandler(http.server.BaseHTTPRequestHandler):
+    """Serves BODY for any path (Range requests answered with 206), 404 for /missing.txt; /flaky.bin drops
+    the connection mid-body ``drops_left`` times. Every request is recorded in ``requests_seen``."""
+
+    requests_seen: list = []
+    drops_left = 0
+
+    def log_message(self, *args):  # keep pytest output clean
+        pass
+
+    def do_GET(self):
+        type(self).requests_seen.append((self.path, self.headers.get("Range")))
+        if self.path == "/missing.txt":
+            self.send_error(404)
+            return
+        start = 0
+        if self.headers.get("Range"):
+            start = int(self.headers["Range"].split("=")[1].rstrip("-"))
+            self.send_response(206)
+            self.send_header("Content-Range", f"bytes {start}-{len(BODY) - 1}/{len(BODY)}")
+        else:
+            self.send_response(200)
+        self.send_header("Content-Length", str(len(BODY) - start))
+        self.end_headers()
+        if self.path == "/flaky.bin" and type(self).drops_left > 0:
+            type(self).drops_left -= 1
+            self.wfile.write(BODY[start:start + 30_000])  # then the connection drops mid-body
+            self.wfile.flush()
+            self.connection.shutdown(socket.SHUT_RDWR)
+            return
+        self.wfile.write(BODY[start:])
+
+
+WORDS = {0: ["bad", "awful", "hate", "worst"], 1: ["table", "monday", "report", "news"],
+         2: ["good", "great", "love", "best"]}
+FILLER = ["the", "a", "is", "today", "we", "it", "so", "this"]
+
+
+def synthetic_split(n: int, seed: int) -> tuple[list[str], list[int]]:
+    """Tweets whose class is given by one cue word hidden among filler words (separable)."""
+    rng = random.Random(seed)
+    texts, labels = [], []
+    for _ in range(n):
+        label = rng.randrange(3)
+        words = rng.choices(FILLER, k=rng.randint(1, 8))
+        words.insert(rng.randrange(len(words) + 1), rng.choice(WORDS[label]))
+        texts.append(" ".join(words))
+        labels.append(label)
+    return texts, labels
+
+
+# lstm params small enough to train in seconds on synthetic_split
+TINY_LSTM = {"embedding_dim": 8, "hidden_dim": 12, "n_layers": 1, "dropout": 0.1, "bidirectional": True,
+             "max_length": 64, "batch_size": 16, "learning_rate": 0.02, "epochs": 6, "weight_decay": 0.0, "gradient_clip": 1.0,
+             "early_stopping_patience": 3, "scheduler": "cosine", "use_glove": True, "freeze_embeddings": False,
+             "class_weights": "balanced", "seed": 3}
+
+
+def bert_loaders(model_dir, batch_size=8):
+    """(tokenizer, train loader, val loader) of tiny_splits() for the BERT at ``model_dir``."""
+    from src.models.bert_data import TokenizedTweets, make_bert_loader
+    from src.models.bert_model import load_tokenizer
+    from src.preprocess import normalize_tweet
+
+    tokenizer = load_tokenizer(model_dir)
+    splits = {s: TokenizedTweets([normalize_tweet(t) for t, _ in rows], [y for _, y in rows], tokenizer, 32)
+              for s, rows in tiny_splits().items()}
+    return (tokenizer, make_bert_loader(splits["train"], batch_size, shuffle=True, seed=0),
+            make_bert_loader(splits["val"], 16, shuffle=False))
+
+
+def run_checked(args, cwd, env) -> str:
+    """Run a command; fail the test with its output unless it exits 0. Returns stdout + stderr."""
+    result = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True)
+    assert result.returncode == 0, f"{' '.join(args)} failed:\n{result.stdout}\n{result.stderr}"
+    return result.stdout + result.stderr
+
+
+def set_params(path: Path, updates: dict) -> None:
+    """Edit params.yaml in place (comments kept), ``{"lstm.epochs": 2, ...}``."""
+    from ruamel.yaml import YAML
+
+    yaml = YAML()
+    params = yaml.load(path)
+    for dotted, value in updates.items():
+        *parents, key = dotted.split(".")
+        section = params
+        for parent in parents:
+            section = section[parent]
+        section[key] = value
+    yaml.dump(params, path)

@@ -46,10 +46,10 @@ from src.preprocess import Split, write_split
 from src.runtime import explain_out_of_memory
 from src.training.trainer import evaluate
 from stages import download_data, download_glove, preprocess, train_bert, train_lstm, tune
-from tests.fixtures import GLOVE_HOST_PATH, tiny_splits, write_mirror, write_tiny_bert, write_tweeteval
-from tests.test_download import BODY, _Handler, server  # noqa: F401  (server: the HTTP fixture)
-from tests.test_train_lstm_stage import TINY_LSTM, workdir  # noqa: F401  (the fixture)
-from tests.test_training_integration import synthetic_split
+from tests.fixtures import (
+    BODY, GLOVE_HOST_PATH, TINY_LSTM, DownloadHandler, synthetic_split, tiny_splits, write_mirror, write_tiny_bert,
+    write_tweeteval,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 LABELS = ["negative", "neutral", "positive"]
@@ -745,7 +745,7 @@ def test_disk_full_while_downloading_keeps_the_part_file_and_the_next_run_resume
 
     monkeypatch.delattr(download_module, "open")  # space freed
     assert download(url, dest, sha256=sha256, progress=False).read_bytes() == BODY
-    assert _Handler.requests_seen[-1] == ("/file.bin", "bytes=40000-")
+    assert DownloadHandler.requests_seen[-1] == ("/file.bin", "bytes=40000-")
     assert os.listdir(tmp_path) == ["file.bin"]
 
 

@@ -6,24 +6,10 @@ import pytest
 import torch
 
 from src.models import training
-from src.models.bert_data import TokenizedTweets, make_bert_loader
 from src.models.bert_model import BertSentimentClassifier, load_tokenizer
 from src.evaluation import score_split
 from src.preprocess import Split, normalize_tweet, write_split
-from tests.fixtures import tiny_splits, write_tiny_bert
-
-
-@pytest.fixture(scope="module")
-def tiny_bert(tmp_path_factory):
-    return str(write_tiny_bert(tmp_path_factory.mktemp("tiny-bert")))
-
-
-def _loaders(model_dir, batch_size=8):
-    tokenizer = load_tokenizer(model_dir)
-    splits = {s: TokenizedTweets([normalize_tweet(t) for t, _ in rows], [y for _, y in rows], tokenizer, 32)
-              for s, rows in tiny_splits().items()}
-    return (tokenizer, make_bert_loader(splits["train"], batch_size, shuffle=True, seed=0),
-            make_bert_loader(splits["val"], 16, shuffle=False))
+from tests.fixtures import bert_loaders, tiny_splits
 
 
 def test_seed_signatures_hold():
@@ -41,7 +27,7 @@ def test_seed_signatures_hold():
 
 
 def test_batches_are_padded_to_their_longest_tweet_only(tiny_bert):
-    _, train_loader, _ = _loaders(tiny_bert)
+    _, train_loader, _ = bert_loaders(tiny_bert)
     for batch in train_loader:
         lengths = batch["attention_mask"].sum(dim=1)
         assert batch["input_ids"].shape[1] == int(lengths.max()) < 32
@@ -56,7 +42,7 @@ def test_no_weight_decay_on_bias_and_layernorm(tiny_bert):
 
 
 def test_train_epoch_and_evaluate_follow_the_seed(tiny_bert):
-    _, train_loader, val_loader = _loaders(tiny_bert)
+    _, train_loader, val_loader = bert_loaders(tiny_bert)
     torch.manual_seed(0)
     model = BertSentimentClassifier(tiny_bert, 3, 0.1)
     optimizer = training.build_optimizer(model, 1e-3, 0.0)
@@ -70,7 +56,7 @@ def test_train_epoch_and_evaluate_follow_the_seed(tiny_bert):
 def test_train_model_learns_writes_every_file_and_keeps_the_best_epoch(tiny_bert, tmp_path):
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-    tokenizer, train_loader, val_loader = _loaders(tiny_bert)
+    tokenizer, train_loader, val_loader = bert_loaders(tiny_bert)
     model, history = training.train_model(train_loader, val_loader, tmp_path, num_epochs=10, learning_rate=3e-3,
                                           weight_decay=0.01, warmup_ratio=0.1, device="cpu", model_name=tiny_bert,
                                           num_classes=3, tokenizer=tokenizer, seed=1, progress=False)
@@ -110,7 +96,7 @@ class _ForbiddenLoader:
 
 
 def test_tuning_scores_on_validation_only_and_writes_its_files(tiny_bert, tmp_path):
-    _, train_loader, val_loader = _loaders(tiny_bert)
+    _, train_loader, val_loader = bert_loaders(tiny_bert)
     space = {"learning_rate": [1e-5, 3e-3], "batch_size": [8, 16]}
     best_model, best = training.hyperparameter_tuning(
         train_loader, val_loader, _ForbiddenLoader(), tmp_path, space, "cpu", method="random", n_trials=3,
@@ -149,7 +135,7 @@ def test_mixed_precision_picks_bf16_where_native_fp16_with_scaling_on_older_gpus
 
 
 def test_validation_scores_shortest_first_and_returns_predictions_in_dataset_order(tiny_bert):
-    _, _, val_loader = _loaders(tiny_bert)
+    _, _, val_loader = bert_loaders(tiny_bert)
     dataset = val_loader.dataset
     lengths = dataset.lengths()
     yielded = [index for batch in val_loader.batch_sampler for index in batch]
@@ -199,7 +185,7 @@ def test_last_layer_computing_the_first_token_only_gives_the_same_logits_and_gra
 
 
 def test_training_on_a_cpu_uses_eager_attention_and_rand_dropout_and_exports_a_plain_model(tiny_bert, tmp_path):
-    tokenizer, train_loader, val_loader = _loaders(tiny_bert)
+    tokenizer, train_loader, val_loader = bert_loaders(tiny_bert)
     model, _ = training.train_model(train_loader, val_loader, tmp_path, num_epochs=1, device="cpu",
                                     model_name=tiny_bert, tokenizer=tokenizer, progress=False)
     from src.models.dropout import ATTENTION, RandDropout
@@ -248,7 +234,8 @@ def test_balanced_class_weights_reach_the_loss(tiny_bert, tmp_path, monkeypatch)
         return engine(*args, **kwargs)
 
     monkeypatch.setattr(training, "Trainer", spy)
-    tokenizer, train_loader, val_loader = _loaders(tiny_bert)
+    tokenizer, train_loader, val_loader = bert_loaders(tiny_bert)
     training.train_model(train_loader, val_loader, tmp_path, num_epochs=1, device="cpu", model_name=tiny_bert,
                          tokenizer=tokenizer, progress=False, class_weights=weights)
     assert torch.equal(criteria[0].weight, weights)
+

@@ -21,9 +21,8 @@ import pytest
 from src.batching import BucketBatchSampler
 from src.params import load_params
 from src.preprocess import Split, normalize_tweet, write_split
-from tests.fixtures import tiny_splits, write_tiny_bert
+from tests.fixtures import TINY_LSTM, tiny_splits, write_tiny_bert
 from tests.test_resume import SLOW_LSTM, pausing, wait_until_paused, write_stage_inputs
-from tests.test_train_lstm_stage import TINY_LSTM
 
 REPO = Path(__file__).resolve().parents[1]
 HARNESS = REPO / "tests" / "rank_harness.py"

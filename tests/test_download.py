@@ -1,60 +1,14 @@
 """The downloader against a real HTTP server on 127.0.0.1 that the test starts."""
 import hashlib
-import http.server
 import os
 import socket
-import threading
 
 import pytest
 
 from src import download as download_module
 from src.download import MIRROR_ENV, download, mirror_path
 from src.errors import DownloadError
-
-BODY = bytes(range(256)) * 400  # 100 KiB
-
-
-class _Handler(http.server.BaseHTTPRequestHandler):
-    requests_seen: list = []
-    drops_left = 0
-
-    def log_message(self, *args):  # keep pytest output clean
-        pass
-
-    def do_GET(self):
-        type(self).requests_seen.append((self.path, self.headers.get("Range")))
-        if self.path == "/missing.txt":
-            self.send_error(404)
-            return
-        start = 0
-        if self.headers.get("Range"):
-            start = int(self.headers["Range"].split("=")[1].rstrip("-"))
-            self.send_response(206)
-            self.send_header("Content-Range", f"bytes {start}-{len(BODY) - 1}/{len(BODY)}")
-        else:
-            self.send_response(200)
-        self.send_header("Content-Length", str(len(BODY) - start))
-        self.end_headers()
-        if self.path == "/flaky.bin" and type(self).drops_left > 0:
-            type(self).drops_left -= 1
-            self.wfile.write(BODY[start:start + 30_000])  # then the connection drops mid-body
-            self.wfile.flush()
-            self.connection.shutdown(socket.SHUT_RDWR)
-            return
-        self.wfile.write(BODY[start:])
-
-
-@pytest.fixture
-def server():
-    _Handler.requests_seen = []
-    _Handler.drops_left = 0
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{httpd.server_address[1]}"
-    httpd.shutdown()
-    httpd.server_close()
-
+from tests.fixtures import BODY, DownloadHandler
 
 @pytest.fixture(autouse=True)
 def no_mirror(monkeypatch):
@@ -69,10 +23,10 @@ def test_plain_download_with_checksum(server, tmp_path):
 
 
 def test_dropped_connection_is_retried_and_resumed(server, tmp_path):
-    _Handler.drops_left = 2
+    DownloadHandler.drops_left = 2
     dest = download(f"{server}/flaky.bin", tmp_path / "flaky.bin", backoff=0, progress=False)
     assert dest.read_bytes() == BODY
-    ranges = [r for p, r in _Handler.requests_seen if p == "/flaky.bin"]
+    ranges = [r for p, r in DownloadHandler.requests_seen if p == "/flaky.bin"]
     assert len(ranges) == 3 and ranges[0] is None
     offsets = [int(r.split("=")[1].rstrip("-")) for r in ranges[1:]]
     # each retry resumes where the last one broke (less at most the chunk in flight)
@@ -88,7 +42,7 @@ def test_checksum_mismatch_is_an_error_and_removes_the_file(server, tmp_path):
 def test_http_404_is_final_not_retried(server, tmp_path):
     with pytest.raises(DownloadError, match="HTTP 404"):
         download(f"{server}/missing.txt", tmp_path / "missing.txt", backoff=0, progress=False)
-    assert len(_Handler.requests_seen) == 1
+    assert len(DownloadHandler.requests_seen) == 1
 
 
 def test_mirror_hit_is_used_instead_of_the_network(tmp_path, monkeypatch):
@@ -142,7 +96,7 @@ def test_destination_outside_its_directory_is_refused_before_any_fetch(server, t
             download(f"{server}/file.bin", dest, within=raw, progress=False)
     with pytest.raises(DownloadError, match="outside"):  # without `within`: no '..' ever
         download(f"{server}/file.bin", raw / ".." / "x.txt", progress=False)
-    assert _Handler.requests_seen == [] and not (tmp_path / "x.txt").exists()
+    assert DownloadHandler.requests_seen == [] and not (tmp_path / "x.txt").exists()
 
 
 def test_destination_through_a_symlink_out_of_its_directory_is_refused(server, tmp_path):
@@ -193,13 +147,13 @@ def test_reuse_keeps_a_whole_download_from_the_same_url_only(server, tmp_path):
     assert (tmp_path / "downloads" / "file.bin.source").read_text() == f"{server}/file.bin\n"
     download(f"{server}/file.bin", dest, progress=False, reuse=True)
     download(f"{server}/file.bin", dest, progress=False, reuse=True, sha256=hashlib.sha256(BODY).hexdigest())
-    assert len(_Handler.requests_seen) == 1  # the second and third calls fetched nothing
+    assert len(DownloadHandler.requests_seen) == 1  # the second and third calls fetched nothing
 
     dest.write_bytes(b"damaged")  # no longer matches the pinned sha256: fetched again
     download(f"{server}/file.bin", dest, progress=False, reuse=True, sha256=hashlib.sha256(BODY).hexdigest())
-    assert len(_Handler.requests_seen) == 2 and dest.read_bytes() == BODY
+    assert len(DownloadHandler.requests_seen) == 2 and dest.read_bytes() == BODY
     download(f"{server}/flaky.bin", dest, progress=False, reuse=True)  # another URL: fetched again
-    assert len(_Handler.requests_seen) == 3
+    assert len(DownloadHandler.requests_seen) == 3
 
 
 def test_switching_glove_dimension_extracts_from_the_kept_archive(tmp_path, monkeypatch, capsys):

@@ -19,7 +19,6 @@ from src.cli import run_stage
 from stages import evaluate, train_lstm
 from stages.evaluate import majority_baseline
 from tests.fixtures import tiny_splits, write_tiny_bert
-from tests.test_train_lstm_stage import workdir  # noqa: F401  (fixture)
 
 LABELS = ["negative", "neutral", "positive"]
 

@@ -1,6 +1,5 @@
 """End to end: `dvc repro` in a temporary git repo, fed by a mirror the test writes."""
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -9,34 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.fixtures import write_mirror
+from tests.fixtures import REPO, run_checked, set_params
 
-REPO = Path(__file__).resolve().parents[1]
-
-
-def _run(args, cwd, env):
-    result = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True)
-    assert result.returncode == 0, f"{' '.join(args)} failed:\n{result.stdout}\n{result.stderr}"
-    return result.stdout + result.stderr
-
-
-@pytest.fixture
-def project(tmp_path):
-    """A copy of the pipeline (code, dvc.yaml, params.yaml) as a fresh git + DVC repository."""
-    work = tmp_path / "project"
-    work.mkdir()
-    for name in ("src", "stages"):
-        shutil.copytree(REPO / name, work / name, ignore=shutil.ignore_patterns("__pycache__"))
-    for name in ("dvc.yaml", "params.yaml", ".gitignore"):
-        shutil.copy(REPO / name, work / name)
-    env = {**os.environ, "SENTIMENT_MIRROR": str(write_mirror(tmp_path / "mirror")),
-           "PYTHONPATH": str(work), "DVC_NO_ANALYTICS": "1"}
-    env.pop("PYTHONSAFEPATH", None)
-    for cmd in (["git", "init", "-q"], ["git", "config", "user.email", "t@example.com"],
-                ["git", "config", "user.name", "test"], [sys.executable, "-m", "dvc", "init", "-q"],
-                ["git", "add", "-A"], ["git", "commit", "-qm", "init"]):
-        _run(cmd, work, env)
-    return work, env
 
 
 def test_missing_glove_dimension_fails_clearly(project):
@@ -48,21 +21,6 @@ def test_missing_glove_dimension_fails_clearly(project):
     assert result.returncode != 0
     assert "no member glove.twitter.27B.50d.txt" in result.stdout + result.stderr
     assert not (work / "data/glove/glove.twitter.27B.50d.txt").exists()
-
-
-def _set_params(path: Path, updates: dict) -> None:
-    """Edit params.yaml in place (comments kept), ``{"lstm.epochs": 2, ...}``."""
-    from ruamel.yaml import YAML
-
-    yaml = YAML()
-    params = yaml.load(path)
-    for dotted, value in updates.items():
-        *parents, key = dotted.split(".")
-        section = params
-        for parent in parents:
-            section = section[parent]
-        section[key] = value
-    yaml.dump(params, path)
 
 
 def _flat(tree: dict, prefix: str = "") -> dict:
@@ -101,13 +59,13 @@ def test_review_round_trip(project, tmp_path):
     dvc = [sys.executable, "-m", "dvc"]
     env = {**env, "OMP_NUM_THREADS": "1"}
     shutil.copy(REPO / ".dvc/config", work / ".dvc/config")   # the shipped default remote: ../dvc-remote
-    _set_params(work / "params.yaml", {
+    set_params(work / "params.yaml", {
         "model_name": str(write_tiny_bert(tmp_path / "tiny-bert")), "num_epochs": 6, "learning_rate": 3e-3,
         "batch_size": 4, "max_length": 32, "bert.eval_batch_size": 16,
         "lstm.hidden_dim": 8, "lstm.epochs": 2, "lstm.batch_size": 8,
         "tune.n_trials": 1, "tune.train_fraction": 1.0, "evaluate.batch_size": 16,
     })
-    out = _run(dvc + ["repro"], work, env)
+    out = run_checked(dvc + ["repro"], work, env)
     assert _stages_run(out) == set(STAGES), out
 
     # the data half: TweetEval layout from the mirror -> processed splits -> vocabulary + GloVe rows
@@ -140,29 +98,29 @@ def test_review_round_trip(project, tmp_path):
 
     # the author publishes: git to a bare origin, outputs and run-cache to the DVC remote
     origin = tmp_path / "origin.git"
-    _run(["git", "init", "-q", "--bare", str(origin)], tmp_path, env)
+    run_checked(["git", "init", "-q", "--bare", str(origin)], tmp_path, env)
     for cmd in (["git", "add", "-A"], ["git", "commit", "-qm", "baseline"], ["git", "branch", "-M", "main"],
                 ["git", "remote", "add", "origin", str(origin)], ["git", "push", "-q", "origin", "main"]):
-        _run(cmd, work, env)
-    _run(dvc + ["push", "--run-cache"], work, env)
+        run_checked(cmd, work, env)
+    run_checked(dvc + ["push", "--run-cache"], work, env)
     assert (tmp_path / "dvc-remote/runs").is_dir() and (tmp_path / "dvc-remote/files/md5").is_dir()
 
     # the reviewer's fresh clone: pull, nothing to reproduce
     clone = tmp_path / "clone"
-    _run(["git", "clone", "-q", "-b", "main", str(origin), str(clone)], tmp_path, env)
+    run_checked(["git", "clone", "-q", "-b", "main", str(origin), str(clone)], tmp_path, env)
     env = {**env, "PYTHONPATH": str(clone)}
-    _run(dvc + ["pull"], clone, env)
-    status = _run(dvc + ["status"], clone, env)   # what `dvc repro` would do: nothing
+    run_checked(dvc + ["pull"], clone, env)
+    status = run_checked(dvc + ["status"], clone, env)   # what `dvc repro` would do: nothing
     assert "Data and pipelines are up to date" in status, status
 
     # a new experiment: BERT alone re-trains and is re-scored
-    out = _run(dvc + ["exp", "run", "-n", "lr-3e-5", "-S", "learning_rate=3e-5"], clone, env)
+    out = run_checked(dvc + ["exp", "run", "-n", "lr-3e-5", "-S", "learning_rate=3e-5"], clone, env)
     assert _stages_run(out) == {"train_bert", "evaluate@bert"}, out
-    changed = json.loads(_run(dvc + ["metrics", "diff", "--json"], clone, env))
+    changed = json.loads(run_checked(dvc + ["metrics", "diff", "--json"], clone, env))
     assert "metrics/bert/test.json" in changed and "metrics/bert/train.json" in changed
     assert not {path for path in changed if not path.startswith("metrics/bert/")}, changed
 
-    _run([sys.executable, "-m", "src.review"], clone, env)
+    run_checked([sys.executable, "-m", "src.review"], clone, env)
     report = (clone / "review/report.md").read_text()
     assert "| `learning_rate` | 0.003 | 3e-05 |" in report, report
     sections = {block.split("\n", 1)[0]: block for block in report.split("## ")[1:]}
@@ -185,14 +143,14 @@ def test_review_round_trip(project, tmp_path):
     # in .dvc/config.local, as the README says
     remote = str(tmp_path / "dvc-remote")
     before = {p for p in Path(remote).rglob("*") if p.is_file()}
-    _run(dvc + ["remote", "modify", "--local", "storage", "url", remote], clone, env)
-    _run(dvc + ["exp", "push", "origin", "lr-3e-5"], clone, env)
+    run_checked(dvc + ["remote", "modify", "--local", "storage", "url", remote], clone, env)
+    run_checked(dvc + ["exp", "push", "origin", "lr-3e-5"], clone, env)
     assert {p for p in Path(remote).rglob("*") if p.is_file()} - before   # the new model went to ../dvc-remote
     env = {**env, "PYTHONPATH": str(work)}
-    _run(dvc + ["remote", "modify", "--local", "storage", "url", remote], work, env)
-    _run(dvc + ["exp", "pull", "origin", "lr-3e-5"], work, env)
-    _run(dvc + ["exp", "apply", "lr-3e-5"], work, env)
-    status = _run(dvc + ["status"], work, env)
+    run_checked(dvc + ["remote", "modify", "--local", "storage", "url", remote], work, env)
+    run_checked(dvc + ["exp", "pull", "origin", "lr-3e-5"], work, env)
+    run_checked(dvc + ["exp", "apply", "lr-3e-5"], work, env)
+    status = run_checked(dvc + ["status"], work, env)
     assert "Data and pipelines are up to date" in status, status
     for path in ("metrics/bert/test.json", "metrics/bert/train.json", "predictions/bert/test.txt"):
         assert (work / path).read_bytes() == (clone / path).read_bytes(), path

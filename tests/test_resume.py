@@ -39,11 +39,7 @@ from src.training.checkpoint_manager import CheckpointManager, load_checkpoint_f
 from src.training.resume import describe_change, run_fingerprint, source_files
 from src.vocab import Vocabulary
 from stages import train_lstm
-from tests.fixtures import tiny_splits
-from tests.test_bert_training import _loaders, tiny_bert  # noqa: F401 (tiny_bert is a fixture)
-from tests.test_pipeline_e2e import project  # noqa: F401 (a fixture)
-from tests.test_train_lstm_stage import TINY_LSTM, workdir  # noqa: F401 (workdir is a fixture)
-from tests.test_training_integration import synthetic_split
+from tests.fixtures import TINY_LSTM, bert_loaders, synthetic_split, tiny_splits
 
 REPO = Path(__file__).resolve().parents[1]
 QUALITY = ("val", "best_epoch", "epochs")   # metrics/lstm/train.json
@@ -447,7 +443,7 @@ def test_bert_train_model_resumes_to_the_same_result(tiny_bert, tmp_path, caplog
     caplog.set_level(logging.INFO)
 
     def train(directory):
-        tokenizer, train_loader, val_loader = _loaders(tiny_bert)
+        tokenizer, train_loader, val_loader = bert_loaders(tiny_bert)
         return training.train_model(train_loader, val_loader, directory, num_epochs=2, learning_rate=3e-3,
                                     device="cpu", model_name=tiny_bert, tokenizer=tokenizer, seed=1,
                                     progress=False, resume=True)
@@ -522,7 +518,7 @@ def test_killed_train_bert_resumes_and_ends_with_the_metrics_of_an_uninterrupted
 def test_a_bert_run_stopped_while_exporting_is_reported_incomplete_then_finished(tiny_bert, tmp_path,  # noqa: F811
                                                                                 capsys, caplog):
     def train(num_epochs: int):
-        tokenizer, train_loader, val_loader = _loaders(tiny_bert)
+        tokenizer, train_loader, val_loader = bert_loaders(tiny_bert)
         return training.train_model(train_loader, val_loader, tmp_path / "bert", num_epochs=num_epochs,
                                     learning_rate=3e-3, device="cpu", model_name=tiny_bert, tokenizer=tokenizer,
                                     seed=1, progress=False, resume=True)

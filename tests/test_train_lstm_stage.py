@@ -1,47 +1,19 @@
 """stages/train_lstm.py and src/evaluation.py end to end on a tiny processed dataset in a temp dir."""
 from __future__ import annotations
 
-import copy
 import json
 
-import numpy as np
 import pytest
-import torch
 
-from src.atomic import save_numpy
 from src.errors import PipelineError
 from src.evaluation import load_model, predict_proba
 from src.evaluation import main as evaluation_main
 from src.models.lstm_data import encode, make_loader
 from src.models.lstm_model import LSTMClassifier
-from src.params import load_params
 from src.preprocess import Split, read_split, write_split
 from src.vocab import Vocabulary
 from stages import train_lstm
-from tests.test_training_integration import synthetic_split
-
-TINY_LSTM = {"embedding_dim": 8, "hidden_dim": 12, "n_layers": 1, "dropout": 0.1, "bidirectional": True,
-             "max_length": 64, "batch_size": 16, "learning_rate": 0.02, "epochs": 6, "weight_decay": 0.0, "gradient_clip": 1.0,
-             "early_stopping_patience": 3, "scheduler": "cosine", "use_glove": True, "freeze_embeddings": False,
-             "class_weights": "balanced", "seed": 3}
-
-
-@pytest.fixture
-def workdir(tmp_path, monkeypatch):
-    """data/processed + data/vocab (with an 8-d embedding matrix) laid out as the pipeline writes them."""
-    params = load_params("params.yaml")
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("OMP_NUM_THREADS", "1")
-    torch.set_num_threads(1)
-    for name, (n, seed) in {"train": (200, 1), "val": (60, 2), "test": (60, 3)}.items():
-        write_split(f"data/processed/{name}.jsonl", Split(*synthetic_split(n, seed)))
-    vocab = Vocabulary.build(synthetic_split(200, 1)[0])
-    vocab.save("data/vocab/vocab.json")
-    save_numpy("data/vocab/embeddings.npy", np.random.default_rng(0).normal(size=(len(vocab), 8)).astype(np.float32))
-    params = copy.deepcopy(params)
-    params["lstm"] = dict(TINY_LSTM)
-    return params
-
+from tests.fixtures import TINY_LSTM, synthetic_split  # noqa: F401 (importable from here, as before)
 
 def test_stage_writes_model_metrics_and_plots(workdir, capsys):
     train_lstm.main(workdir)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-import random
 import zipfile
 from types import SimpleNamespace
 
@@ -23,24 +22,7 @@ from src.training import (
 from src.training.checkpoint_manager import load_checkpoint_file
 from src.training.trainer import resolve_device
 from src.vocab import Vocabulary
-
-WORDS = {0: ["bad", "awful", "hate", "worst"], 1: ["table", "monday", "report", "news"],
-         2: ["good", "great", "love", "best"]}
-FILLER = ["the", "a", "is", "today", "we", "it", "so", "this"]
-
-
-def synthetic_split(n: int, seed: int) -> tuple[list[str], list[int]]:
-    """Tweets whose class is given by one cue word hidden among filler words (separable)."""
-    rng = random.Random(seed)
-    texts, labels = [], []
-    for _ in range(n):
-        label = rng.randrange(3)
-        words = rng.choices(FILLER, k=rng.randint(1, 8))
-        words.insert(rng.randrange(len(words) + 1), rng.choice(WORDS[label]))
-        texts.append(" ".join(words))
-        labels.append(label)
-    return texts, labels
-
+from tests.fixtures import synthetic_split
 
 @pytest.fixture(autouse=True)
 def one_thread():

@@ -19,9 +19,7 @@ from src import tuning
 from src.models import training
 from src.params import load_params
 from src.preprocess import Split, normalize_tweet, write_split
-from tests.fixtures import tiny_splits
-from tests.test_bert_training import _loaders, tiny_bert  # noqa: F401 (tiny_bert is a fixture)
-from tests.test_pipeline_e2e import project  # noqa: F401 (a fixture)
+from tests.fixtures import bert_loaders, tiny_splits
 
 REPO = Path(__file__).resolve().parents[1]
 QUALITY = ("val_loss", "val_accuracy", "val_macro_recall", "val_macro_f1", "best_epoch")
@@ -53,7 +51,7 @@ def by_config(results: dict) -> dict:
 
 
 def search(tiny_bert, directory, workers, **options):  # noqa: F811
-    _, train_loader, val_loader = _loaders(tiny_bert)
+    _, train_loader, val_loader = bert_loaders(tiny_bert)
     return training.hyperparameter_tuning(
         SlowLoader(train_loader, 0.5), val_loader, None, directory, {"learning_rate": [1e-4, 3e-4, 1e-3, 3e-3]},
         "cpu", base_hyperparameters={"num_epochs": 2}, method="random", n_trials=4, seed=3, workers=workers,
@@ -92,7 +90,7 @@ def test_two_workers_split_the_trials_run_no_configuration_twice_and_match_one_w
 
 
 def test_pruning_stops_a_trial_that_is_clearly_behind(tiny_bert, tmp_path):  # noqa: F811
-    _, train_loader, val_loader = _loaders(tiny_bert)
+    _, train_loader, val_loader = bert_loaders(tiny_bert)
     # grid, seed 1: trial 0 learns (3e-3), trial 1 cannot move (1e-9) and falls below the median
     space = {"learning_rate": [3e-3, 1e-9]}
     training.hyperparameter_tuning(train_loader, val_loader, None, tmp_path, space, "cpu", method="grid", seed=1,
@@ -288,42 +286,41 @@ def test_two_queued_experiments_run_in_parallel_and_each_trains_from_scratch(pro
     """`dvc exp run --queue` twice, `dvc queue start -j 2`: both finish and `dvc exp show` lists both.
     Each runs in a temporary copy (.dvc/tmp/exps) that holds the baseline's persisted models/bert: the
     run fingerprint makes train_bert start fresh there instead of resuming the baseline's checkpoints."""
-    from tests.fixtures import write_tiny_bert
-    from tests.test_pipeline_e2e import _run, _set_params
+    from tests.fixtures import run_checked, set_params, write_tiny_bert
 
     work, env = project
     env = {**env, "OMP_NUM_THREADS": "1"}
     dvc = [sys.executable, "-m", "dvc"]
-    _set_params(work / "params.yaml", {"model_name": str(write_tiny_bert(tmp_path / "tiny-bert")), "num_epochs": 1,
+    set_params(work / "params.yaml", {"model_name": str(write_tiny_bert(tmp_path / "tiny-bert")), "num_epochs": 1,
                                        "batch_size": 8, "max_length": 32, "bert.eval_batch_size": 16})
-    _run(dvc + ["repro", "train_bert"], work, env)
-    _run(["git", "add", "-A"], work, env)
-    _run(["git", "commit", "-qm", "baseline"], work, env)
+    run_checked(dvc + ["repro", "train_bert"], work, env)
+    run_checked(["git", "add", "-A"], work, env)
+    run_checked(["git", "commit", "-qm", "baseline"], work, env)
 
     for rate in ("3e-5", "5e-5"):
-        _run(dvc + ["exp", "run", "--queue", "-S", f"learning_rate={rate}", "train_bert"], work, env)
+        run_checked(dvc + ["exp", "run", "--queue", "-S", f"learning_rate={rate}", "train_bert"], work, env)
     try:
-        _run(dvc + ["queue", "start", "-j", "2"], work, env)
+        run_checked(dvc + ["queue", "start", "-j", "2"], work, env)
         deadline, status = time.monotonic() + 300, ""
         while time.monotonic() < deadline:  # git refs are cheap to poll; a dvc command costs seconds of CPU
             time.sleep(1)
             finished = subprocess.run(["git", "for-each-ref", "refs/exps"], cwd=work, capture_output=True,
                                       text=True).stdout.count("\n")
-            if finished == 2 or (time.monotonic() % 15 < 1 and "Failed" in (status := _run(dvc + ["queue", "status"],
+            if finished == 2 or (time.monotonic() % 15 < 1 and "Failed" in (status := run_checked(dvc + ["queue", "status"],
                                                                                                 work, env))):
                 break
-        status = _run(dvc + ["queue", "status"], work, env)
+        status = run_checked(dvc + ["queue", "status"], work, env)
         assert status.count("Success") == 2, status
     finally:
         subprocess.run(dvc + ["queue", "stop", "--kill"], cwd=work, env=env, capture_output=True)
 
-    shown = json.loads(_run(dvc + ["exp", "show", "--json"], work, env))
+    shown = json.loads(run_checked(dvc + ["exp", "show", "--json"], work, env))
     runs = {rev["name"]: rev["data"] for entry in shown for exp in entry.get("experiments") or []
             for rev in exp["revs"]}
     assert sorted(data["params"]["params.yaml"]["data"]["learning_rate"] for data in runs.values()) == [3e-5, 5e-5]
     for data in runs.values():
         assert "macro_recall" in data["metrics"]["metrics/bert/train.json"]["data"]["val"]
     for name in runs:
-        log = _run(dvc + ["queue", "logs", name], work, env)
+        log = run_checked(dvc + ["queue", "logs", name], work, env)
         assert "Running stage 'train_bert'" in log and "Running stage 'preprocess'" not in log, log
         assert "not resuming from models/bert/checkpoint_epoch_1.pt: params changed: learning_rate" in log, log
