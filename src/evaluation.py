@@ -153,7 +153,9 @@ def load_model(model_dir: str | os.PathLike, device: str | torch.device = "auto"
     """``models/bert`` (or a tune trial directory) holding a ``model/`` export, or ``models/lstm``."""
     device, model_dir = resolve_device(device), Path(model_dir)
     if is_bert_dir(model_dir):
-        from src.models.bert_data import PadToLongest, TokenizedTweets
+        from transformers import DataCollatorWithPadding
+
+        from src.models.bert_data import TokenizedTweets
 
         export = model_dir / "model"
         check_bert_export(model_dir, export)
@@ -162,7 +164,7 @@ def load_model(model_dir: str | os.PathLike, device: str | torch.device = "auto"
         max_length = min(tokenizer.model_max_length, getattr(model.config, "max_position_embeddings", 512))
         return TrainedModel("bert", model, label_names,
                             lambda texts: TokenizedTweets(texts, [0] * len(texts), tokenizer, max_length),
-                            PadToLongest(tokenizer.pad_token_id or 0), mixed_precision=True)
+                            DataCollatorWithPadding(tokenizer), mixed_precision=True)
     if (model_dir / "model_config.json").is_file():
         from src.models.lstm_data import EncodedTweets, collate_padded
 
