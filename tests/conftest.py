@@ -27,7 +27,22 @@ SLOW_MODULES = {
     "test_tune.py",
     "test_benchmarks.py",
 }
-SLOW_TESTS: set[str] = set()  # filled in below from measured durations
+SLOW_TESTS = {
+    # real training processes killed, signalled or resumed
+    "test_resume.py::test_killed_stage_resumes_and_ends_like_an_uninterrupted_run",
+    "test_resume.py::test_sigterm_exits_143_naming_a_loadable_checkpoint",
+    "test_resume.py::test_bert_train_model_resumes_to_the_same_result",
+    "test_resume.py::test_killed_train_bert_resumes_and_ends_with_the_metrics_of_an_uninterrupted_run",
+    "test_resume.py::test_a_bert_run_stopped_while_exporting_is_reported_incomplete_then_finished",
+    "test_resume.py::test_dvc_repro_resumes_train_lstm_after_the_stage_was_killed",
+    # stages run as real processes
+    "test_bad_input.py::test_bad_data_stage_process_exits_1_without_traceback",
+    "test_bad_input.py::test_predict_with_stdin_closed_in_a_real_process",
+    "test_bad_input.py::test_predict_with_stdout_closed_or_broken_in_a_real_process",
+    # many epochs of the tiny BERT
+    "test_bert_training.py::test_train_model_learns_writes_every_file_and_keeps_the_best_epoch",
+    "test_bert_training.py::test_tuning_scores_on_validation_only_and_writes_its_files",
+}
 
 
 def pytest_collection_modifyitems(config, items):
