@@ -154,7 +154,9 @@ def load_model(model_dir: str | os.PathLike, device: str | torch.device = "auto"
     device, model_dir = resolve_device(device), Path(model_dir)
     check_model_dir(model_dir)  # no link out of the repository, no oversized config before it is parsed
     if is_bert_dir(model_dir):
-        from src.models.bert_data import PadToLongest, TokenizedTweets
+        from transformers import DataCollatorWithPadding
+
+        from src.models.bert_data import TokenizedTweets
 
         export = model_dir / "model"
         check_bert_export(model_dir, export)
@@ -163,7 +165,7 @@ def load_model(model_dir: str | os.PathLike, device: str | torch.device = "auto"
         max_length = min(tokenizer.model_max_length, getattr(model.config, "max_position_embeddings", 512))
         return TrainedModel("bert", model, label_names,
                             lambda texts: TokenizedTweets(texts, [0] * len(texts), tokenizer, max_length),
-                            PadToLongest(tokenizer.pad_token_id or 0), mixed_precision=True)
+                            DataCollatorWithPadding(tokenizer), mixed_precision=True)
     if (model_dir / "model_config.json").is_file():
         from src.models.lstm_data import EncodedTweets, collate_padded
 

@@ -259,3 +259,23 @@ def test_sqrt_class_weights_and_label_smoothing_reach_the_loss(tiny_bert, tmp_pa
                          tokenizer=tokenizer, progress=False, class_weights=weights, label_smoothing=0.1)
     assert torch.equal(criteria[0].weight, weights)
     assert criteria[0].label_smoothing == 0.1
+
+
+def test_batches_match_hand_written_padding_to_the_longest_tweet(tiny_bert):
+    """The loaders pad with transformers' DataCollatorWithPadding: the same tensors as padding each batch
+    by hand to its longest tweet (pad id on the right, mask 1 on real tokens, labels as int64)."""
+    tokenizer, train_loader, val_loader = bert_loaders(tiny_bert)
+    for loader in (train_loader, val_loader):
+        for indices, batch in zip(loader.batch_sampler, loader):
+            sequences = [loader.dataset.input_ids[i] for i in indices]
+            width = max(len(s) for s in sequences)
+            expected_ids = torch.full((len(sequences), width), tokenizer.pad_token_id, dtype=torch.long)
+            expected_mask = torch.zeros((len(sequences), width), dtype=torch.long)
+            for row, sequence in enumerate(sequences):
+                expected_ids[row, : len(sequence)] = torch.as_tensor(sequence)
+                expected_mask[row, : len(sequence)] = 1
+            expected_labels = torch.as_tensor([loader.dataset.labels[i] for i in indices], dtype=torch.long)
+            assert set(batch.keys()) == {"input_ids", "attention_mask", "labels"}
+            for key, expected in (("input_ids", expected_ids), ("attention_mask", expected_mask),
+                                  ("labels", expected_labels)):
+                assert batch[key].dtype == expected.dtype and torch.equal(batch[key], expected), key
