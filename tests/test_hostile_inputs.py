@@ -117,7 +117,7 @@ class Row:
     expected: tuple[str, ...]                 # texts of the one `error:` line (or, with rc 0, of the output)
     rc: int = 1
     max_mb: int | None = None                 # memory rows: peak resident memory of the command's processes
-    seconds: float = 60                       # runaway rows: it must end well within this
+    seconds: float | None = None              # runaway rows: it must end well within this (a loaded CPU included)
     env: dict = field(default_factory=dict)   # environment variables for the command
 
 
@@ -213,7 +213,9 @@ def _cut_journal_line(repo: Path, canary: Path) -> list[str]:
     journal.parent.mkdir(parents=True)
     storage = optuna.storages.JournalStorage(JournalFileBackend(str(journal)))
     optuna.create_study(study_name="other", storage=storage).enqueue_trial({"x": 1})
+    optuna.create_study(study_name="third", storage=storage)  # a whole record after the cut one
     lines = journal.read_bytes().splitlines(keepends=True)
+    assert len(lines) >= 3
     journal.write_bytes(lines[0] + lines[1][: len(lines[1]) // 2] + b"\n" + b"".join(lines[2:]))
     return module("stages.tune")
 
@@ -288,21 +290,21 @@ MEMORY = {
 }
 RUNAWAY = {
     "nproc_per_node_64": Row(_params_then(dvc_repro("train_lstm"), distributed__nproc_per_node=64),
-                             ("distributed.nproc_per_node = 64: this machine has",), seconds=30),
+                             ("distributed.nproc_per_node = 64: this machine has",), seconds=120),
     "nnodes_64_on_a_free_port": Row(_params_then(dvc_repro("train_bert"), distributed__nnodes=64),
                                     ("distributed.nnodes = 64 with distributed.rdzv_endpoint = localhost:0",),
-                                    seconds=30),
+                                    seconds=120),
 }
 # rows that run a whole (tiny) tune or wait for a rendezvous timeout: ~20-60 s each
 SLOW = {
     "journal_line_cut_in_the_middle": Row(_cut_journal_line, ("optuna_journal.log:2: not a whole JSON record",),
                                           rc=0),
     "tune_workers_1000": Row(_params_then(module("stages.tune"), tune__workers=1000),
-                             ("tune.workers = 1000: running 1 worker(s)",), rc=0, seconds=120),
+                             ("tune.workers = 1000: running 1 worker(s)",), rc=0, seconds=300),
     "rendezvous_nobody_joins": Row(_params_then(module("src.launch", "stages.train_lstm"), distributed__nnodes=2,
                                                 distributed__rdzv_endpoint="localhost:29517"),
                                    ("the rendezvous of 2 machine(s) did not complete within "
-                                    "distributed.timeout_s = 10 s",), seconds=60),
+                                    "distributed.timeout_s = 10 s",), seconds=120),
 }
 UNCLEAR = {
     "csv_header_with_byte_order_mark": Row(_bom_csv, (), rc=0),
@@ -322,7 +324,7 @@ def run_row(row: Row, template: Path, tmp_path: Path, command: list[str] | None 
     before = tree_hash(tmp_path, skip=repo)
     started = time.monotonic()
     result = subprocess.run([sys.executable, "-c", MEASURE, *command], cwd=repo, env=run_env(**env),
-                            capture_output=True, text=True, timeout=row.seconds + 120)
+                            capture_output=True, text=True, timeout=(row.seconds or 300) + 120)
     elapsed = time.monotonic() - started
     output = result.stdout + result.stderr
     assert "Traceback" not in output, output[-5000:]
@@ -346,7 +348,7 @@ def run_row(row: Row, template: Path, tmp_path: Path, command: list[str] | None 
     peak_mb = int(output.rsplit("peak_kb=", 1)[1].split()[0]) / 1024
     if row.max_mb is not None:
         assert peak_mb < row.max_mb, f"peak {peak_mb:.0f} MB"
-    assert elapsed < row.seconds, f"took {elapsed:.0f} s"
+    assert row.seconds is None or elapsed < row.seconds, f"took {elapsed:.0f} s"
     return repo, output
 
 
