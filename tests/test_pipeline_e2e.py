@@ -171,7 +171,6 @@ def test_review_round_trip(project, tmp_path):
     assert not [column for column in columns if "per_class" in column or "confusion" in column], columns
     assert {"metrics/bert/test.json:macro_recall", "metrics/bert/train.json:val.macro_recall",
             "dvclive/train_bert/metrics.json:train.loss"} <= set(columns), columns   # test, train, DVCLive
-    print("EXPSHOW", len(columns), columns)
 
     _run([sys.executable, "-m", "src.review"], clone, env)
     report = (clone / "review/report.md").read_text()
