@@ -28,7 +28,7 @@ import pytest
 from src.params import load_params
 from src.preprocess import Split, normalize_tweet, write_split
 from tests.fixtures import tiny_splits, write_tiny_bert
-from tests.test_download import BODY, _Handler, server  # noqa: F401  (server: the HTTP fixture)
+from tests.fixtures import BODY, DownloadHandler
 
 REPO = Path(__file__).resolve().parents[1]
 LABELS = ["negative", "neutral", "positive"]
@@ -382,7 +382,7 @@ def test_lost_data_part_from_another_url_is_discarded(template, tmp_path, server
     assert row.expected[0] in output, output
     assert (repo / "data/raw/file.bin").read_bytes() == BODY  # not spliced onto the other source's bytes
     assert not (repo / "data/raw/file.bin.part.source").exists()
-    assert [r for p, r in _Handler.requests_seen if p == "/file.bin"] == [None]  # no Range: from the start
+    assert [r for p, r in DownloadHandler.requests_seen if p == "/file.bin"] == [None]  # no Range: from the start
 
 
 def test_a_part_from_the_same_url_resumes(template, tmp_path, server):  # noqa: F811
@@ -397,4 +397,4 @@ def test_a_part_from_the_same_url_resumes(template, tmp_path, server):  # noqa: 
                             text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     assert (repo / "data/raw/file.bin").read_bytes() == BODY
-    assert [r for p, r in _Handler.requests_seen if p == "/file.bin"] == ["bytes=60000-"]
+    assert [r for p, r in DownloadHandler.requests_seen if p == "/file.bin"] == ["bytes=60000-"]
