@@ -47,9 +47,9 @@ def relative_path(path: str, what: str) -> Path:
 def ensure_inside(path: str | os.PathLike, root: str | os.PathLike, what: str) -> Path:
     """``path`` when, symlinks resolved, it lies inside ``root``; else an error naming ``what``."""
     path, root = Path(path), Path(root)
-    # '..' in the root itself (SENTIMENT_MIRROR=../shared/mirror) is the user's choice; below it, none
-    below = path.parts[len(root.parts):] if path.parts[:len(root.parts)] == root.parts else path.parts
-    if ".." in below or not path.resolve().is_relative_to(root.resolve()):
+    # no '..' anywhere: a root the user names with '..' (SENTIMENT_MIRROR=../shared/mirror) is resolved
+    # by the caller before paths are joined to it
+    if ".." in path.parts or not path.resolve().is_relative_to(root.resolve()):
         raise PipelineError(f"{what}: {path} is outside {root}; refusing to read or write there")
     return path
 

@@ -11,6 +11,7 @@ from src.runtime import out_of_memory_names
 from src.training.lstm_run import parse_args, run
 
 MODEL_DIR = Path("models/lstm")  # a persisted DVC output: after a kill, its checkpoints let a rerun resume
+LIVE_DIR = Path("dvclive/train_lstm")  # DVCLive: per-step loss and per-epoch validation while it trains
 
 
 def stage_arguments(params: dict) -> list[str]:
@@ -21,7 +22,7 @@ def stage_arguments(params: dict) -> list[str]:
             "--output-dir", MODEL_DIR, "--checkpoint-dir", MODEL_DIR,
             "--metrics-file", "metrics/lstm/train.json",  # the same keys as metrics/bert/train.json
             "--plots-file", "plots/train_lstm.json",
-            "--live-dir", "dvclive/train_lstm",  # DVCLive: per-step loss and per-epoch validation while it trains
+            "--live-dir", LIVE_DIR,
             "--monitor", "val_macro_recall",  # TweetEval's official metric picks the best epoch
             "--embedding-dim", cfg["embedding_dim"], "--hidden-dim", cfg["hidden_dim"], "--n-layers", cfg["n_layers"],
             "--dropout", cfg["dropout"], "--max-length", cfg["max_length"], "--batch-size", cfg["batch_size"],

@@ -625,7 +625,9 @@ def test_out_of_memory_in_validation_names_the_eval_batch_size():
 
 
 def test_out_of_memory_in_the_lstm_stage_names_lstm_batch_size(workdir, monkeypatch):  # noqa: F811
-    monkeypatch.setattr(train_lstm.LSTMClassifier, "forward", _out_of_memory)
+    from src.models.lstm_model import LSTMClassifier
+
+    monkeypatch.setattr(LSTMClassifier, "forward", _out_of_memory)
     with pytest.raises(PipelineError, match=r"lstm.batch_size = 16 is too large for this GPU: try lstm.batch_size=8"):
         train_lstm.main(workdir)
 

@@ -117,7 +117,7 @@ def test_evaluate_scores_one_model_and_a_missing_model_leaves_nothing_stale(work
     assert json.load(open("predictions/lstm/inference.json"))["tweets_per_s"] > 0   # ...it is kept beside
     assert len(open("predictions/lstm/test.txt").read().splitlines()) == 60
     assert {p.name for p in evaluate.PREDICTIONS_DIR.joinpath("majority").iterdir()} == \
-        {"test.txt", "probs_test.csv", "probs_val.csv"}
+        {"test.txt", "probs_test.csv", "probs_val.csv", "details_test.json"}
     assert open("plots/confusion/lstm.csv").readline() == "actual,predicted\n"
     assert not (evaluate.PREDICTIONS_DIR / "majority/inference.json").exists()
 

@@ -75,11 +75,10 @@ def template(tmp_path_factory):
 
 
 def run_env(**extra: str) -> dict:
-    env = {**os.environ, "PYTHONPATH": "", "DVC_NO_ANALYTICS": "1", "OMP_NUM_THREADS": "1",
-           "HF_HUB_OFFLINE": "1", **extra}
+    env = {**os.environ, "PYTHONPATH": "", "DVC_NO_ANALYTICS": "1", "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
     env.pop("PYTHONSAFEPATH", None)
-    env.pop("SENTIMENT_MIRROR", None)
-    return env
+    env.pop("SENTIMENT_MIRROR", None)   # the developer's mirror: a row that needs one names its own
+    return {**env, **extra}
 
 
 def set_params(repo: Path, **changes) -> None:
@@ -283,9 +282,9 @@ MEMORY = {
                                 ("models/bert/model/tokenizer.json: 100 MB",), max_mb=900),
     "params_alias_bomb": Row(_alias_bomb, ("x_laughs.a11: YAML aliases expand it to",), max_mb=300),
     "params_5mb_list_for_a_string": Row(_list_for_a_string(600_000), ("params.yaml: larger than 256 KB",),
-                                        max_mb=300),
-    "params_200kb_list_for_a_string": Row(_list_for_a_string(20_000),
-                                          ("model_name = ['abcdefgh', ", "(20,000 items)]: expected type string"),
+                                        max_mb=400),
+    "params_200kb_list_for_a_string": Row(_list_for_a_string(15_000),
+                                          ("model_name = ['abcdefgh', ", "(15,000 items)]: expected type string"),
                                           max_mb=400),
 }
 RUNAWAY = {

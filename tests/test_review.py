@@ -195,7 +195,7 @@ def test_values_within_a_relative_tolerance_are_the_same():
 
 
 def test_the_models_come_from_the_evaluate_foreach():
-    assert evaluate_models(REPO / "dvc.yaml") == ["bert", "lstm", "tune_best", "majority"]
+    assert evaluate_models(REPO / "dvc.yaml") == ["bert", "lstm", "tune_best", "ensemble", "majority"]
 
 
 # --- the command line on a small DVC repository --------------------------------------------------------------

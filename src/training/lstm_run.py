@@ -242,7 +242,7 @@ def _train(args: argparse.Namespace, device, glove_init) -> dict:
         monitor=args.monitor, criterion=default_criterion(model, weights),
         # two epoch checkpoints by default: if the newest is unreadable, resume falls back to the one before
         max_checkpoints=args.max_checkpoints, save_best_n=1, device=device,
-        fingerprint=run_fingerprint({"args": shaping, "label_names": label_names,
+        fingerprint=run_fingerprint({"lstm": shaping, "label_names": label_names,
                                      "distributed": {"world_size": distributed.world_size()}},
                                     _input_files(args), source_files(__file__)),
         # rank 0 alone logs
