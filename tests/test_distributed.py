@@ -100,8 +100,14 @@ def snapshot(directory: Path) -> dict:
 
 
 def metrics(directory: Path, stage: str) -> dict:
-    """metrics/<model>/train.json of ``stage`` (train_lstm, train_bert)."""
-    return json.loads((directory / f"metrics/{stage.removeprefix('train_')}/train.json").read_text())
+    """metrics/<model>/train.json of ``stage`` (train_lstm, train_bert), its ``val`` completed with the best
+    epoch's loss and macro-F1 from plots/train_<model>.json (train.json keeps the headline figures)."""
+    model = stage.removeprefix("train_")
+    result = json.loads((directory / f"metrics/{model}/train.json").read_text())
+    rows = json.loads((directory / f"plots/train_{model}.json").read_text())
+    best = next(row for row in rows if row["epoch"] == result["best_epoch"])
+    result["val"] = {**{key: best[f"val_{key}"] for key in ("loss", "macro_f1")}, **result["val"]}
+    return result
 
 
 def two_processes(stage: str, directory: Path) -> subprocess.CompletedProcess:
