@@ -160,8 +160,9 @@ def _summary(runs: list[dict]) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--candidates", nargs="+", choices=sorted(CANDIDATES), default=None,
-                        help="screen: these candidates (default: all); --test: ignored")
+    parser.add_argument("--candidates", nargs="+", choices=[*sorted(CANDIDATES), "stock_trainer"], default=None,
+                        help="screen: these candidates (default: all); --test: shipped and/or stock_trainer "
+                             "(default: both)")
     parser.add_argument("--seeds", type=int, nargs="+", default=[42, 43, 44])
     parser.add_argument("--train-samples", type=int, default=8000, help="screen: train subset size (0: all)")
     parser.add_argument("--holdout-samples", type=int, default=4000, help="screen: held-out slice of train")
@@ -184,7 +185,7 @@ def main() -> None:
         print(json.dumps(result))
         return
 
-    names = ["shipped", "stock_trainer"] if args.test else (args.candidates or list(CANDIDATES))
+    names = (args.candidates or ["shipped", "stock_trainer"]) if args.test else (args.candidates or list(CANDIDATES))
     report = {"mode": "test" if args.test else "screen", "seeds": args.seeds,
               "train_samples": "all" if args.test else args.train_samples,
               "holdout_samples": None if args.test else args.holdout_samples, "candidates": {}}
