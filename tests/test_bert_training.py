@@ -221,44 +221,40 @@ def test_rand_dropout_keeps_1_minus_p_scaled_and_follows_the_seed():
         torch.testing.assert_close(got, want)
 
 
+def _loss_of_train_model(tiny_bert, tmp_path, monkeypatch, **loss_options):
+    """The criterion train_model hands the engine, for one epoch on the tiny BERT with ``loss_options``."""
+    criteria, engine = [], training.Trainer
+
+    def spy(*args, **kwargs):
+        criteria.append(args[4])
+        return engine(*args, **kwargs)
+
+    monkeypatch.setattr(training, "Trainer", spy)
+    tokenizer, train_loader, val_loader = bert_loaders(tiny_bert)
+    training.train_model(train_loader, val_loader, tmp_path, num_epochs=1, device="cpu", model_name=tiny_bert,
+                         tokenizer=tokenizer, progress=False, **loss_options)
+    return criteria[0]
+
+
 def test_balanced_class_weights_reach_the_loss(tiny_bert, tmp_path, monkeypatch):
     from src.training.class_weights import class_weights
 
     weights = class_weights([0, 0, 0, 1, 2, 2], "balanced", 3, "bert.class_weights")
     assert weights.tolist() == pytest.approx([6 / 9, 2.0, 1.0])  # n / (k * count): each class weighs the same
     assert class_weights([0, 1], None, 3, "bert.class_weights") is None
-    criteria, engine = [], training.Trainer
-
-    def spy(*args, **kwargs):
-        criteria.append(args[4])
-        return engine(*args, **kwargs)
-
-    monkeypatch.setattr(training, "Trainer", spy)
-    tokenizer, train_loader, val_loader = bert_loaders(tiny_bert)
-    training.train_model(train_loader, val_loader, tmp_path, num_epochs=1, device="cpu", model_name=tiny_bert,
-                         tokenizer=tokenizer, progress=False, class_weights=weights)
-    assert torch.equal(criteria[0].weight, weights)
+    criterion = _loss_of_train_model(tiny_bert, tmp_path, monkeypatch, class_weights=weights)
+    assert torch.equal(criterion.weight, weights)
 
 
 def test_sqrt_class_weights_and_label_smoothing_reach_the_loss(tiny_bert, tmp_path, monkeypatch):
     from src.training.class_weights import class_weights
 
-    labels = [0, 0, 0, 1, 2, 2]
-    weights = class_weights(labels, "sqrt", 3, "bert.class_weights")
+    weights = class_weights([0, 0, 0, 1, 2, 2], "sqrt", 3, "bert.class_weights")
     # the square root of the balanced weights: between unweighted (1, 1, 1) and balanced
     assert weights.tolist() == pytest.approx([(6 / 9) ** 0.5, 2.0 ** 0.5, 1.0])
-    criteria, engine = [], training.Trainer
-
-    def spy(*args, **kwargs):
-        criteria.append(args[4])
-        return engine(*args, **kwargs)
-
-    monkeypatch.setattr(training, "Trainer", spy)
-    tokenizer, train_loader, val_loader = bert_loaders(tiny_bert)
-    training.train_model(train_loader, val_loader, tmp_path, num_epochs=1, device="cpu", model_name=tiny_bert,
-                         tokenizer=tokenizer, progress=False, class_weights=weights, label_smoothing=0.1)
-    assert torch.equal(criteria[0].weight, weights)
-    assert criteria[0].label_smoothing == 0.1
+    criterion = _loss_of_train_model(tiny_bert, tmp_path, monkeypatch, class_weights=weights, label_smoothing=0.1)
+    assert torch.equal(criterion.weight, weights)
+    assert criterion.label_smoothing == 0.1
 
 
 def test_batches_match_hand_written_padding_to_the_longest_tweet(tiny_bert):
