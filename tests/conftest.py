@@ -115,3 +115,15 @@ def project(tmp_path):
     for cmd in (["git", "add", "-A"], ["git", "commit", "-qm", "init"]):
         run_checked(cmd, work, env)
     return work, env
+
+
+@pytest.fixture
+def one_thread():
+    """Torch on one thread for the test: tiny models gain nothing from threads, and threads thrash when the
+    CPU is shared. Modules that train tiny models use it for every test (``pytestmark``)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -11,7 +11,6 @@ import sys
 from pathlib import Path
 
 import pytest
-import torch
 
 from src.errors import PipelineError
 from src.params import load_params
@@ -25,12 +24,7 @@ TINY_LSTM = ["--embedding-dim", "8", "--hidden-dim", "8", "--n-layers", "1", "--
              "--learning-rate", "0.02", "--min-freq", "1", "--scheduler", "none", "--seed", "1"]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")   # tests/conftest.py
 
 
 def command(args: list[str], cwd: Path, **env) -> subprocess.CompletedProcess:
