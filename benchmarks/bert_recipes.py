@@ -102,7 +102,7 @@ def run_recipe(args, overrides: dict, seed: int) -> dict:
     from src.models.training import train_model
     from src.params import load_params
     from src.preprocess import read_split
-    from src.training.trainer import resolve_device
+    from src.runtime import resolve_device
 
     params = apply_overrides(load_params(ROOT / "params.yaml"), overrides)
     params["seed"] = seed
@@ -136,7 +136,7 @@ def run_stock_trainer(args, seed: int) -> dict:
     """The stock Trainer (defaults but the epochs) on the whole train split, scored on val and test."""
     from benchmarks.bert_vs_hf_trainer import run_hf_trainer
     from src.params import load_params
-    from src.training.trainer import resolve_device
+    from src.runtime import resolve_device
 
     params = load_params(ROOT / "params.yaml")
     trainer_args = argparse.Namespace(

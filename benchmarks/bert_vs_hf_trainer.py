@@ -86,9 +86,9 @@ def run_ours(args, seed: int, device) -> dict:
     if args.no_class_weights:  # ablation: the unweighted loss, as the Trainer's
         params["bert"]["class_weights"] = None
     if args.precision == "bf16":  # ablation: bf16 autocast on this CPU even where it is not the faster choice
-        from src.training import trainer as engine
+        from src import runtime
 
-        engine.cpu_has_amx_bf16 = lambda: True
+        runtime.cpu_has_amx_bf16 = lambda: True
     tokenizer = load_tokenizer(args.model)
     tokenizer.model_max_length = args.max_length
     train, val = _split(args, "train"), _split(args, "val")
@@ -174,7 +174,7 @@ def run_hf_trainer(args, seed: int, device) -> dict:
 def run_side(args) -> None:
     """One side, one seed, in this (fresh) process: prints its result as one JSON line."""
     from src.runtime import use_all_cpu_cores
-    from src.training.trainer import resolve_device
+    from src.runtime import resolve_device
 
     use_all_cpu_cores()
     device = resolve_device(args.device)
@@ -224,7 +224,7 @@ def main() -> None:
         return run_side(args)
 
     import torch
-    from src.training.trainer import autocast_dtype, cpu_has_amx_bf16, resolve_device
+    from src.runtime import autocast_dtype, cpu_has_amx_bf16, resolve_device
 
     device = resolve_device(args.device)
     n_train = len(_split(args, "train"))

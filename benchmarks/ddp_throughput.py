@@ -40,7 +40,7 @@ def worker(args) -> None:
     from src.preprocess import read_split, stratified_subset
     from src.runtime import seed_everything, use_all_cpu_cores
     from src.training import Trainer, create_trainer, distributed
-    from src.training.trainer import resolve_device
+    from src.runtime import resolve_device
     from src.vocab import Vocabulary
 
     use_all_cpu_cores()

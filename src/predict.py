@@ -16,7 +16,8 @@ from pathlib import Path
 from typing import Iterator, Sequence
 
 from src.cli import pipeline_errors_exit, positive_int_option, print_lines
-from src.evaluation import TrainedModel, device_option, load_model, predict_proba
+from src.evaluation import device_option, predict_proba
+from src.models.loading import TrainedModel, load_model
 from src.errors import DataError
 from src.preprocess import normalize_tweet, read_lines, split_lines
 from src.runtime import explain_out_of_memory, use_all_cpu_cores

@@ -420,7 +420,7 @@ def worker_devices(device: str, workers: int) -> list[str]:
     explicit ``cuda:K`` or ``cpu`` is shared by all workers."""
     import torch
 
-    from src.training.trainer import resolve_device
+    from src.runtime import resolve_device
 
     resolved = resolve_device(device)
     if resolved.type == "cuda" and resolved.index is None:

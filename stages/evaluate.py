@@ -23,7 +23,8 @@ from pathlib import Path
 from src.atomic import atomic_open, write_json
 from src.cli import run_stage
 from src.errors import DataError, PipelineError
-from src.evaluation import load_model, predict_proba, score_texts
+from src.evaluation import predict_proba, score_texts
+from src.models.loading import load_model
 from src.metrics import detailed_metrics
 from src.preprocess import read_split
 from src.probabilities import probabilities_file, read_probabilities, write_probabilities

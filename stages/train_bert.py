@@ -8,7 +8,7 @@ from src.models.bert_run import load_bert_data, make_loaders, run_options
 from src.runtime import out_of_memory_names, use_all_cpu_cores
 from src.models.training import train_model
 from src.training import distributed
-from src.training.trainer import resolve_device
+from src.runtime import resolve_device
 from src.training.history import best_epoch_metrics, epoch_rows
 from src.training.live import DVCLiveLog
 from src.training.resume import run_fingerprint, source_files

@@ -5,7 +5,7 @@ import sys
 from pathlib import Path
 
 from src.preprocess import Split, normalize_tweet, write_split
-from src.training.trainer import cpu_has_amx_bf16
+from src.runtime import cpu_has_amx_bf16
 from tests.fixtures import tiny_splits, write_tiny_bert
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -8,7 +8,8 @@ import torch
 from sklearn.metrics import f1_score
 
 from src.errors import PipelineError
-from src.evaluation import load_model, predict_proba
+from src.evaluation import predict_proba
+from src.models.loading import load_model
 from src.metrics import detailed_metrics
 from src.models import training
 from src.models.bert_data import TokenizedTweets, make_bert_loader

@@ -27,7 +27,7 @@ import torch
 
 from src.atomic import save_numpy
 from src.errors import PipelineError
-from src.evaluation import load_model
+from src.models.loading import load_model
 from src.evaluation import main as evaluation_main
 from src.interrupts import Interrupted, install_interrupt_handlers
 from src.models import training
@@ -35,7 +35,8 @@ from src.params import load_params
 from src.preprocess import Split, normalize_tweet, write_split
 from src.training import Trainer, checkpoint_manager
 from src.predict import main as predict_main
-from src.training.checkpoint_manager import CheckpointManager, load_checkpoint_file, model_only
+from src.models.checkpoint_files import load_checkpoint_file
+from src.training.checkpoint_manager import CheckpointManager, model_only
 from src.training.resume import describe_change, run_fingerprint, source_files
 from src.vocab import Vocabulary
 from stages import train_lstm

@@ -6,7 +6,8 @@ import json
 import pytest
 
 from src.errors import PipelineError
-from src.evaluation import load_model, predict_proba
+from src.evaluation import predict_proba
+from src.models.loading import load_model
 from src.evaluation import main as evaluation_main
 from src.models.lstm_data import encode, make_loader
 from src.models.lstm_model import LSTMClassifier

@@ -19,8 +19,8 @@ from src.training import (
     CheckpointManager, EarlyStopping, GloVeLoader, Trainer, create_checkpoint_manager, create_early_stopping,
     create_trainer, initialize_model_with_glove,
 )
-from src.training.checkpoint_manager import load_checkpoint_file
-from src.training.trainer import resolve_device
+from src.models.checkpoint_files import load_checkpoint_file
+from src.runtime import resolve_device
 from src.vocab import Vocabulary
 from tests.fixtures import synthetic_split
 

@@ -54,7 +54,7 @@ def bert_loaders(data_dir: str | os.PathLike, config: dict):
     from src.data_sources import read_dataset
     from src.models.bert_data import TokenizedTweets, make_bert_loader
     from src.models.bert_model import load_tokenizer
-    from src.training.trainer import resolve_device
+    from src.runtime import resolve_device
 
     resolve_device(config["device"])  # no GPU for `cuda`: fail before any work
     splits, label_names = read_dataset(data_dir, config["label_names"], seed=config["seed"])

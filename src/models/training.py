@@ -27,11 +27,11 @@ from src.models.bert_data import with_batch_size
 from src.models.bert_model import LABEL_NAMES, BertSentimentClassifier
 from src.models.dropout import register_attention, use_rand_dropout
 from src.training import Trainer, distributed
-from src.training.checkpoint_manager import MODEL_ID_FILE, load_checkpoint_file
+from src.models.checkpoint_files import MODEL_ID_FILE, load_checkpoint_file
 from src.training.history import seed_history
 from src.training.resume import run_fingerprint
 from src.training.trainer import evaluate as run_evaluation
-from src.training.trainer import resolve_device
+from src.runtime import resolve_device
 
 log = logging.getLogger(__name__)
 

@@ -170,7 +170,7 @@ def run(args: argparse.Namespace, glove_init=None) -> dict:
     process per GPU (or CPU slot) with ``--batch-size`` the global batch."""
     from src.runtime import use_all_cpu_cores
     from src.training import distributed
-    from src.training.trainer import resolve_device
+    from src.runtime import resolve_device
 
     use_all_cpu_cores()
     with distributed.process_group(resolve_device(args.device, key="--device"), args.timeout_s) as device:

@@ -6,7 +6,6 @@ object with ``.logits`` (Hugging Face models).
 """
 from __future__ import annotations
 
-import functools
 import itertools
 import logging
 import os
@@ -25,6 +24,7 @@ from src.batching import restore_order
 from src.errors import PipelineError
 from src.interrupts import Interrupted, deferred_interrupts
 from src.metrics import MONITORABLE, classification_metrics, higher_is_better, is_improvement
+from src.runtime import autocast_context, autocast_dtype, forward_logits, move_batch, resolve_device
 from src.training import distributed
 from src.training.checkpoint_manager import (
     DEFAULT_BEST_BY, CheckpointManager, EarlyStopping, holds_resume_state, load_checkpoint_file,
@@ -34,28 +34,6 @@ from src.training.resume import describe_change
 log = logging.getLogger(__name__)
 
 SCHEDULER_INTERVALS = ("epoch", "step")
-
-
-# ---- helpers shared by training and stand-alone evaluation ----------------------------------------
-def resolve_device(device: str | torch.device = "auto", key: str = "device") -> torch.device:
-    """'auto' picks CUDA when present; asking for CUDA without one is an error, not a silent CPU run."""
-    if str(device) == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(device)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise PipelineError(f"{key} = {device}: CUDA is not available on this machine (use 'auto' or 'cpu')")
-    return device
-
-
-def move_batch(batch: dict[str, Any], device: torch.device) -> dict[str, Any]:
-    non_blocking = device.type == "cuda"  # overlaps host->GPU copies with compute (pinned memory)
-    return {k: v.to(device, non_blocking=non_blocking) if torch.is_tensor(v) else v for k, v in batch.items()}
-
-
-def forward_logits(model: nn.Module, batch: dict[str, Any]) -> torch.Tensor:
-    """``model(**inputs)`` for every key but ``labels``; accepts a tensor or an output with ``.logits``."""
-    output = model(**{k: v for k, v in batch.items() if k != "labels"})
-    return output.logits if hasattr(output, "logits") else output
 
 
 # ---- one logit per class (cross-entropy), or one logit for two classes (output_dim 1: binary cross-entropy)
@@ -84,36 +62,6 @@ def default_criterion(model: nn.Module, class_weights: torch.Tensor | None = Non
 def predicted_classes(logits: torch.Tensor) -> torch.Tensor:
     """The class of each row: the largest logit, or for a single logit 1 when it is > 0."""
     return (logits[:, 0] > 0).long() if logits.shape[1] == 1 else logits.argmax(dim=1)
-
-
-@functools.cache
-def cpu_has_amx_bf16() -> bool:
-    """AMX (Intel Sapphire Rapids and later): bf16 matmuls on tile units, made for bf16 autocast
-    (not measured here: no such CPU was at hand). With AVX512-BF16 alone it depends on the CPU: an
-    Intel Xeon ran MiniLM's training step in 0.38 s with bf16 against 0.25 s in fp32 (README, "Where
-    the time goes"), an AMD EPYC in 0.16 s against 0.22 s. fp32 on every such CPU keeps the
-    results, and train_bert's speed against the Trainer's fp32, the same on all of them."""
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as handle:
-            flags = next((line for line in handle if line.startswith("flags")), "").split()
-    except OSError:
-        return False
-    return "amx_bf16" in flags
-
-
-def autocast_dtype(device: torch.device, mixed_precision: bool) -> torch.dtype | None:
-    """bf16 on GPUs that have it and on CPUs with AMX, fp16 on older GPUs (needs loss scaling),
-    None (full precision) otherwise: every other CPU trains and scores faster in fp32."""
-    if not mixed_precision:
-        return None
-    if device.type == "cuda":
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    return torch.bfloat16 if device.type == "cpu" and cpu_has_amx_bf16() else None
-
-
-def autocast_context(device: torch.device, mixed_precision: bool):
-    dtype = autocast_dtype(device, mixed_precision)
-    return torch.autocast(device_type=device.type, dtype=dtype or torch.bfloat16, enabled=dtype is not None)
 
 
 @torch.no_grad()
