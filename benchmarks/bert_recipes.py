@@ -61,7 +61,7 @@ def screen_splits(data_dir: Path, train_samples: int | None, holdout_samples: in
     training seed, so every candidate and seed sees the same tweets."""
     from sklearn.model_selection import train_test_split
 
-    from src.preprocess import Split, read_split
+    from src.data.preprocess import Split, read_split
 
     train = read_split(data_dir / "train.jsonl")
     rest, holdout_idx = train_test_split(list(range(len(train))), test_size=holdout_samples,
@@ -84,7 +84,7 @@ def apply_overrides(params: dict, overrides: dict) -> dict:
 
 
 def _scores(model, split, tokenizer, params, device, options) -> dict:
-    from src.metrics import classification_metrics
+    from src.scoring.metrics import classification_metrics
     from src.models.bert_data import TokenizedTweets, make_bert_loader
     from src.models.training import evaluate
 
@@ -101,7 +101,7 @@ def run_recipe(args, overrides: dict, seed: int) -> dict:
     from src.models.bert_run import BertData, make_loaders, run_options
     from src.models.training import train_model
     from src.params import load_params
-    from src.preprocess import read_split
+    from src.data.preprocess import read_split
     from src.runtime import resolve_device
 
     params = apply_overrides(load_params(ROOT / "params.yaml"), overrides)

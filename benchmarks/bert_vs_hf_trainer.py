@@ -50,14 +50,14 @@ SIDES = ("ours", "hf_trainer")
 
 
 def _split(args, name: str):
-    from src.preprocess import read_split, stratified_subset
+    from src.data.preprocess import read_split, stratified_subset
 
     split = read_split(Path(args.data_dir) / f"{name}.jsonl")
     return stratified_subset(split, args.train_samples, 0) if name == "train" else split
 
 
 def _metrics(labels, predictions) -> dict:
-    from src.metrics import classification_metrics
+    from src.scoring.metrics import classification_metrics
 
     return {k: round(v, 4) for k, v in classification_metrics(labels, predictions).items()}
 
@@ -97,7 +97,7 @@ def run_ours(args, seed: int, device) -> dict:
     train_loader, val_loader = make_loaders(data, params, args.batch_size)
     if args.pool_batches is not None:  # ablation: another length-grouping pool
         from torch.utils.data import DataLoader
-        from src.batching import BucketBatchSampler
+        from src.data.batching import BucketBatchSampler
 
         sampler = BucketBatchSampler(data.train.lengths(), args.batch_size, seed=seed, pool_batches=args.pool_batches)
         train_loader = DataLoader(data.train, batch_sampler=sampler, collate_fn=train_loader.collate_fn)

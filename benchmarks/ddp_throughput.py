@@ -37,11 +37,11 @@ def worker(args) -> None:
     from src.models.bert_model import BertSentimentClassifier, load_tokenizer
     from src.models.lstm_data import make_loader
     from src.models.lstm_model import LSTMClassifier
-    from src.preprocess import read_split, stratified_subset
+    from src.data.preprocess import read_split, stratified_subset
     from src.runtime import seed_everything, use_all_cpu_cores
     from src.training import Trainer, create_trainer, distributed
     from src.runtime import resolve_device
-    from src.vocab import Vocabulary
+    from src.data.vocab import Vocabulary
 
     use_all_cpu_cores()
     with distributed.process_group(resolve_device(args.device)) as device:

@@ -42,7 +42,7 @@ PHASES = {
 def _copy_repository(work: Path, train_samples: int | None, overrides: list[str]) -> None:
     from ruamel.yaml import YAML
 
-    from src.preprocess import read_split, stratified_subset, write_split
+    from src.data.preprocess import read_split, stratified_subset, write_split
 
     listed = ["git", "ls-files", "--cached", "--others", "--exclude-standard"]  # the work tree, not only commits
     tracked = subprocess.run(listed, cwd=ROOT, capture_output=True, text=True, check=True).stdout.split()

@@ -27,7 +27,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
 
     from src.cli import run_command
-    from src.data_sources import read_dataset
+    from src.data.data_sources import read_dataset
     from src.models.bert_data import TokenizedTweets, make_bert_loader
     from src.models.bert_model import load_tokenizer
     from src.models.training import hyperparameter_tuning, train_model

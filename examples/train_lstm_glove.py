@@ -28,11 +28,11 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
 
     from src.cli import run_command
-    from src.data_sources import read_dataset
+    from src.data.data_sources import read_dataset
     from src.models.lstm_data import make_loader
     from src.models.lstm_model import LSTMClassifier
     from src.training import create_trainer, initialize_model_with_glove
-    from src.vocab import Vocabulary
+    from src.data.vocab import Vocabulary
 
     def work() -> None:
         # 1. data: train/val splits and their label names; a vocabulary built from train

@@ -18,12 +18,12 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from src.batching import LengthSortedSampler
+from src.data.batching import LengthSortedSampler
 from src.cli import pipeline_errors_exit, positive_int_option, print_lines
 from src.errors import PipelineError
-from src.metrics import detailed_metrics
+from src.scoring.metrics import detailed_metrics
 from src.models.loading import TrainedModel, load_model
-from src.preprocess import read_split
+from src.data.preprocess import read_split
 from src.runtime import (
     autocast_context, explain_out_of_memory, forward_logits, move_batch, resolve_device, use_all_cpu_cores,
 )

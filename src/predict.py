@@ -3,7 +3,7 @@
     python -m src.predict --model models/bert "what a great day" "traffic is awful"
     python -m src.predict --model models/lstm --input tweets.txt      # one text per line; - reads stdin
 
-Texts get the normalisation the training data got (src.preprocess.normalize_tweet); a text longer
+Texts get the normalisation the training data got (src.data.preprocess.normalize_tweet); a text longer
 than 64K characters is classified by its first 64K (the model reads at most max_length tokens).
 Output line i answers input text i, empty lines included.
 """
@@ -19,7 +19,7 @@ from src.cli import pipeline_errors_exit, positive_int_option, print_lines
 from src.evaluation import device_option, predict_proba
 from src.models.loading import TrainedModel, load_model
 from src.errors import DataError
-from src.preprocess import normalize_tweet, read_lines, split_lines
+from src.data.preprocess import normalize_tweet, read_lines, split_lines
 from src.runtime import explain_out_of_memory, use_all_cpu_cores
 
 
@@ -31,7 +31,7 @@ MAX_TEXT_CHARS = 64 * 1024
 
 def read_texts(path: str) -> list[str]:
     """One text per line from ``path`` (``-``: stdin). Stdin follows the rules of a file, by the same
-    reader (src.preprocess.split_lines): split on ``\\n`` only, UTF-8 or an error naming the line,
+    reader (src.data.preprocess.split_lines): split on ``\\n`` only, UTF-8 or an error naming the line,
     empty input is an error."""
     if path != "-":
         return read_lines(Path(path))  # as preprocess reads its files: missing, empty, bad bytes are errors

@@ -9,7 +9,7 @@ probabilities differ in value beyond a relative 1e-6, not merely in text), the r
 
 - its test metrics, base against new, and for test macro-recall, F1^PN and accuracy a 95% paired
   bootstrap interval of the change, McNemar's exact p-value and a verdict (better, worse, within
-  noise) (src/significance.py);
+  noise) (src/scoring/significance.py);
 - the flipped tweets: counts per gold class each way, and the most confident ones as a table;
 - calibration: expected calibration error before and after, and ``reliability_<model>.png``;
 - ``curves_<model>.png`` and ``confusion_<model>.png`` (base dashed or left, workspace solid or right).
@@ -288,7 +288,7 @@ def parse_test_split(text: str | None) -> tuple[list[str], list[int]] | None:
 
 def read_probabilities(files, model: str, labels: list[str], n: int | None) -> np.ndarray | None:
     """A model's test probabilities at a revision, or None (absent, e.g. written before evaluate kept them)."""
-    from src.probabilities import parse_probabilities
+    from src.scoring.probabilities import parse_probabilities
 
     text = files.read(PROBABILITIES.format(model=model))
     if text is None:
@@ -400,7 +400,7 @@ def plot_reliability(model: str, curves: dict, path: Path) -> None:
 
 
 def calibration_section(model: str, gold, base_probs, new_probs, base: str, out: Path) -> tuple[list[str], dict]:
-    from src.significance import ECE_BINS, expected_calibration_error, reliability_bins
+    from src.scoring.significance import ECE_BINS, expected_calibration_error, reliability_bins
 
     result = {"bins": ECE_BINS, "ece_base": None, "ece_new": None}
     curves = {}
@@ -451,7 +451,7 @@ def model_status(model: str, metrics_diff: dict, old_files, new_files, labels: l
 def compare_model(model: str, files: dict, metrics_diff: dict, old_files, new_files, labels: list[str],
                   base: str, out: Path) -> tuple[list[str], dict]:
     """The markdown section and report.json entry of one changed model."""
-    from src.significance import RESAMPLES, mcnemar, paired_bootstrap, verdict
+    from src.scoring.significance import RESAMPLES, mcnemar, paired_bootstrap, verdict
 
     table, _ = metrics_table(model, metrics_diff)
     lines = [f"## {model}: changed", "", table]
@@ -587,7 +587,7 @@ def write_report(base: str, out: Path) -> Path:
         if others:
             lines += ["## Not changed", "", *(f"- {line}" for line in others), ""]
         (staging / "report.md").write_text("\n".join(lines).rstrip() + "\n", encoding="utf-8")
-        from src.significance import CONFIDENCE, RESAMPLES
+        from src.scoring.significance import CONFIDENCE, RESAMPLES
 
         write_json(staging / "report.json", {
             "base": base, "base_commit": commit,

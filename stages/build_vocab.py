@@ -1,11 +1,11 @@
 """build_vocab: the LSTM vocabulary from train, GloVe aligned to it (.npy), coverage in metrics/vocab.json."""
 from pathlib import Path
 
-from src import glove
+from src.data import glove
 from src.atomic import save_numpy, write_json
 from src.cli import run_stage
-from src.preprocess import read_split
-from src.vocab import Vocabulary, align_glove, coverage_stats, glove_words_wanted
+from src.data.preprocess import read_split
+from src.data.vocab import Vocabulary, align_glove, coverage_stats, glove_words_wanted
 
 VOCAB_DIR = Path("data/vocab")
 METRICS_PATH = Path("metrics/vocab.json")

@@ -2,7 +2,7 @@
 from pathlib import Path
 
 from src.cli import run_stage
-from src.download import download
+from src.data.download import download
 from src.errors import PipelineError
 from src.paths import plain_file_name
 

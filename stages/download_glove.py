@@ -1,9 +1,9 @@
 """download_glove: fetch the GloVe archive for glove.corpus and extract glove.dimension into data/glove/."""
 from pathlib import Path
 
-from src import glove
+from src.data import glove
 from src.cli import run_stage
-from src.download import download
+from src.data.download import download
 
 GLOVE_DIR = Path("data/glove")
 # Archives are large (GloVe Twitter: 1.4 GB) and hold every dimension. data/downloads is this stage's

@@ -3,7 +3,7 @@
     python -m stages.ensemble
 
 Reads each member's per-tweet probabilities from its evaluate stage (predictions/<model>/probs_val.csv
-and probs_test.csv), chooses the weights of their geometric mean on validation alone (src/ensemble.py),
+and probs_test.csv), chooses the weights of their geometric mean on validation alone (src/scoring/ensemble.py),
 and writes models/ensemble/: ensemble.json (members, weights, validation figures) and the combined
 probabilities of validation and test, which evaluate@ensemble scores like any other model.
 """
@@ -11,10 +11,10 @@ from pathlib import Path
 
 from src.atomic import write_json
 from src.cli import run_stage
-from src.ensemble import combine, cross_validated_macro_recall, fit_weights, macro_recall
+from src.scoring.ensemble import combine, cross_validated_macro_recall, fit_weights, macro_recall
 from src.errors import ParamsError
-from src.preprocess import read_split
-from src.probabilities import probabilities_file, read_probabilities, write_probabilities
+from src.data.preprocess import read_split
+from src.scoring.probabilities import probabilities_file, read_probabilities, write_probabilities
 
 DATA_DIR = Path("data/processed")
 PREDICTIONS_DIR = Path("predictions")

@@ -8,7 +8,7 @@ do not move. Only scoring happens here: the models were selected on validation b
 train_lstm and tune. ``majority`` (always the most frequent train class) is the floor every model
 must clear. Inference speed goes to predictions/<model>/inference.json, not to the metrics: timing
 is noise in a review's diff. Beside test.txt go the per-tweet class probabilities of test and
-validation, predictions/<model>/probs_test.csv and probs_val.csv (src/probabilities.py): what the
+validation, predictions/<model>/probs_test.csv and probs_val.csv (src/scoring/probabilities.py): what the
 review's calibration and an ensemble read. The majority baseline's rows are its train class prior
 (the share of each class in train), the same row for every tweet: a probability, unlike a one-hot
 row, and its argmax is the class it predicts.
@@ -25,9 +25,9 @@ from src.cli import run_stage
 from src.errors import DataError, PipelineError
 from src.evaluation import predict_proba, score_texts
 from src.models.loading import load_model
-from src.metrics import detailed_metrics
-from src.preprocess import read_split
-from src.probabilities import probabilities_file, read_probabilities, write_probabilities
+from src.scoring.metrics import detailed_metrics
+from src.data.preprocess import read_split
+from src.scoring.probabilities import probabilities_file, read_probabilities, write_probabilities
 from src.runtime import explain_out_of_memory, use_all_cpu_cores
 
 DATA_DIR = Path("data/processed")

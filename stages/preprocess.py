@@ -1,7 +1,7 @@
 """preprocess: raw splits -> normalised, de-duplicated data/processed/{train,val,test}.jsonl + metrics/data.json."""
 from pathlib import Path
 
-from src import preprocess as pp
+from src.data import preprocess as pp
 from src.atomic import write_json
 from src.cli import run_stage
 from src.paths import relative_path

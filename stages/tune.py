@@ -13,7 +13,7 @@ from src.cli import run_stage
 from src.models.bert_run import load_bert_data, make_loaders, run_options
 from src.runtime import out_of_memory_names, use_all_cpu_cores
 from src.models.training import TUNABLE, hyperparameter_tuning, join_search
-from src.preprocess import read_split, stratified_subset
+from src.data.preprocess import read_split, stratified_subset
 from src.training.resume import run_fingerprint, source_files
 from src.tuning import check_storage
 

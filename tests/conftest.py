@@ -72,8 +72,8 @@ def workdir(tmp_path, monkeypatch):
     temporary directory that is the working directory; returns params with ``lstm`` = TINY_LSTM."""
     from src.atomic import save_numpy
     from src.params import load_params
-    from src.preprocess import Split, write_split
-    from src.vocab import Vocabulary
+    from src.data.preprocess import Split, write_split
+    from src.data.vocab import Vocabulary
 
     params = load_params(REPO / "params.yaml")
     monkeypatch.chdir(tmp_path)

@@ -71,7 +71,7 @@ def write_tiny_bert(directory: Path) -> Path:
     import torch
     from transformers import BertConfig, BertModel, BertTokenizerFast
 
-    from src.preprocess import normalize_tweet
+    from src.data.preprocess import normalize_tweet
 
     directory.mkdir(parents=True, exist_ok=True)
     words = sorted({w for rows in tiny_splits().values() for t, _ in rows for w in normalize_tweet(t).split()})
@@ -153,7 +153,7 @@ def bert_loaders(model_dir, batch_size=8):
     """(tokenizer, train loader, val loader) of tiny_splits() for the BERT at ``model_dir``."""
     from src.models.bert_data import TokenizedTweets, make_bert_loader
     from src.models.bert_model import load_tokenizer
-    from src.preprocess import normalize_tweet
+    from src.data.preprocess import normalize_tweet
 
     tokenizer = load_tokenizer(model_dir)
     splits = {s: TokenizedTweets([normalize_tweet(t) for t, _ in rows], [y for _, y in rows], tokenizer, 32)

@@ -32,17 +32,17 @@ import torch
 from torch import nn
 
 from src import atomic
-from src import download as download_module
+from src.data import download as download_module
 from src.atomic import atomic_open, write_json
 from src.cli import run_stage
-from src.download import MIRROR_ENV, download
+from src.data.download import MIRROR_ENV, download
 from src.errors import PipelineError
 from src.evaluation import main as evaluation_main
 from src.models.bert_model import BertSentimentClassifier, load_tokenizer
 from src.models.training import _export
 from src.params import load_params
 from src.predict import main as predict_main
-from src.preprocess import Split, write_split
+from src.data.preprocess import Split, write_split
 from src.runtime import explain_out_of_memory
 from src.training.trainer import evaluate
 from stages import download_data, download_glove, preprocess, train_bert, train_lstm, tune
@@ -104,7 +104,7 @@ def trained_dirs(tmp_path_factory, shipped_params):
         for name, (n, seed) in {"train": (90, 1), "val": (30, 2), "test": (30, 3)}.items():
             write_split(f"data/processed/{name}.jsonl", Split(*synthetic_split(n, seed)))
         from src.atomic import save_numpy
-        from src.vocab import Vocabulary
+        from src.data.vocab import Vocabulary
         vocab = Vocabulary.build(synthetic_split(90, 1)[0])
         vocab.save("data/vocab/vocab.json")
         save_numpy("data/vocab/embeddings.npy", torch.randn(len(vocab), 8).numpy())

@@ -4,7 +4,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from src.preprocess import Split, normalize_tweet, write_split
+from src.data.preprocess import Split, normalize_tweet, write_split
 from src.runtime import cpu_has_amx_bf16
 from tests.fixtures import tiny_splits, write_tiny_bert
 

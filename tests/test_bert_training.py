@@ -8,7 +8,7 @@ import torch
 from src.models import training
 from src.models.bert_model import BertSentimentClassifier, load_tokenizer
 from src.evaluation import score_split
-from src.preprocess import Split, normalize_tweet, write_split
+from src.data.preprocess import Split, normalize_tweet, write_split
 from tests.fixtures import bert_loaders, tiny_splits
 
 
@@ -120,18 +120,18 @@ def test_unloadable_model_name_says_how_to_fix(monkeypatch, tmp_path):
 
 
 def test_mixed_precision_picks_bf16_where_native_fp16_with_scaling_on_older_gpus(monkeypatch):
-    from src.training import trainer as engine
+    from src import runtime
 
     cpu, cuda = torch.device("cpu"), torch.device("cuda")
-    assert engine.autocast_dtype(cpu, False) is None
-    monkeypatch.setattr(engine, "cpu_has_amx_bf16", lambda: False)
-    assert engine.autocast_dtype(cpu, True) is None  # AVX512-BF16 alone or emulated: slower than fp32
-    monkeypatch.setattr(engine, "cpu_has_amx_bf16", lambda: True)
-    assert engine.autocast_dtype(cpu, True) == torch.bfloat16
+    assert runtime.autocast_dtype(cpu, False) is None
+    monkeypatch.setattr(runtime, "cpu_has_amx_bf16", lambda: False)
+    assert runtime.autocast_dtype(cpu, True) is None  # AVX512-BF16 alone or emulated: slower than fp32
+    monkeypatch.setattr(runtime, "cpu_has_amx_bf16", lambda: True)
+    assert runtime.autocast_dtype(cpu, True) == torch.bfloat16
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: False)
-    assert engine.autocast_dtype(cuda, True) == torch.float16
+    assert runtime.autocast_dtype(cuda, True) == torch.float16
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
-    assert engine.autocast_dtype(cuda, True) == torch.bfloat16
+    assert runtime.autocast_dtype(cuda, True) == torch.bfloat16
 
 
 def test_validation_scores_shortest_first_and_returns_predictions_in_dataset_order(tiny_bert):

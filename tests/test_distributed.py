@@ -18,9 +18,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from src.batching import BucketBatchSampler
+from src.data.batching import BucketBatchSampler
 from src.params import load_params
-from src.preprocess import Split, normalize_tweet, write_split
+from src.data.preprocess import Split, normalize_tweet, write_split
 from tests.fixtures import TINY_LSTM, tiny_splits, write_tiny_bert
 from tests.test_resume import SLOW_LSTM, pausing, wait_until_paused, write_stage_inputs
 

@@ -5,8 +5,8 @@ import socket
 
 import pytest
 
-from src import download as download_module
-from src.download import MIRROR_ENV, download, mirror_path
+from src.data import download as download_module
+from src.data.download import MIRROR_ENV, download, mirror_path
 from src.errors import DownloadError
 from tests.fixtures import BODY, DownloadHandler
 

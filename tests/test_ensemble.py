@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from src.ensemble import combine, cross_validated_macro_recall, fit_weights, macro_recall, simplex_grid
-from src.probabilities import write_probabilities
+from src.scoring.ensemble import combine, cross_validated_macro_recall, fit_weights, macro_recall, simplex_grid
+from src.scoring.probabilities import write_probabilities
 
 REPO = Path(__file__).resolve().parents[1]
 LABELS = ["negative", "neutral", "positive"]

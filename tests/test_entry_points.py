@@ -102,8 +102,8 @@ def test_config_file_takes_the_documented_training_config_and_flags_win(tmp_path
 
 
 def test_processed_directory_with_a_built_vocabulary(tmp_path, monkeypatch):
-    from src.preprocess import Split, write_split
-    from src.vocab import Vocabulary
+    from src.data.preprocess import Split, write_split
+    from src.data.vocab import Vocabulary
 
     monkeypatch.chdir(tmp_path)
     splits = tiny_splits()

@@ -10,13 +10,13 @@ from sklearn.metrics import f1_score
 from src.errors import PipelineError
 from src.evaluation import predict_proba
 from src.models.loading import load_model
-from src.metrics import detailed_metrics
+from src.scoring.metrics import detailed_metrics
 from src.models import training
 from src.models.bert_data import TokenizedTweets, make_bert_loader
 from src.models.bert_model import load_tokenizer
 from src.predict import main as predict_main
-from src.preprocess import normalize_tweet, read_split
-from src.probabilities import parse_probabilities
+from src.data.preprocess import normalize_tweet, read_split
+from src.scoring.probabilities import parse_probabilities
 from src.cli import run_stage
 from stages import evaluate, train_lstm
 from stages.evaluate import majority_baseline

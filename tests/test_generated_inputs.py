@@ -24,7 +24,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from src import preprocess as pp
+from src.data import preprocess as pp
 from src.errors import DataError, ParamsError
 from src.params import load_params, validate_params
 from src.params_schema import PARAMS_SCHEMA

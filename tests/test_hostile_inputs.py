@@ -26,7 +26,7 @@ from typing import Callable
 import pytest
 
 from src.params import load_params
-from src.preprocess import Split, normalize_tweet, write_split
+from src.data.preprocess import Split, normalize_tweet, write_split
 from tests.fixtures import tiny_splits, write_tiny_bert
 from tests.fixtures import BODY, DownloadHandler
 

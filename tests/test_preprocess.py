@@ -1,6 +1,6 @@
 import pytest
 
-from src import preprocess as pp
+from src.data import preprocess as pp
 from src.errors import DataError
 from tests.fixtures import LABEL_NAMES, write_tweeteval
 

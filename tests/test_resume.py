@@ -32,13 +32,13 @@ from src.evaluation import main as evaluation_main
 from src.interrupts import Interrupted, install_interrupt_handlers
 from src.models import training
 from src.params import load_params
-from src.preprocess import Split, normalize_tweet, write_split
+from src.data.preprocess import Split, normalize_tweet, write_split
 from src.training import Trainer, checkpoint_manager
 from src.predict import main as predict_main
 from src.models.checkpoint_files import load_checkpoint_file
 from src.training.checkpoint_manager import CheckpointManager, model_only
 from src.training.resume import describe_change, run_fingerprint, source_files
-from src.vocab import Vocabulary
+from src.data.vocab import Vocabulary
 from stages import train_lstm
 from tests.fixtures import TINY_LSTM, bert_loaders, synthetic_split, tiny_splits
 

@@ -19,10 +19,10 @@ from ruamel.yaml import YAML
 from scipy.stats import binomtest
 
 from src.errors import PipelineError
-from src.metrics import detailed_metrics
-from src.probabilities import write_probabilities
+from src.scoring.metrics import detailed_metrics
+from src.scoring.probabilities import write_probabilities
 from src.review import _change, evaluate_models, metrics_table, params_table, same_values
-from src.significance import expected_calibration_error, mcnemar, paired_bootstrap, reliability_bins, verdict
+from src.scoring.significance import expected_calibration_error, mcnemar, paired_bootstrap, reliability_bins, verdict
 
 REPO = Path(__file__).resolve().parents[1]
 WORKFLOW = REPO / ".github/workflows/review.yml"
@@ -139,7 +139,7 @@ def naive_bootstrap(gold, base, new, resamples=2000, seed=1):
 def test_intervals_p_value_and_verdict_against_independent_computations():
     gold, base, new = known_pair(4000, gained=200, lost=100)
     result = paired_bootstrap(gold, base, new, LABELS)
-    for side, predictions in (("base", base), ("new", new)):   # the point figures are src/metrics.py's
+    for side, predictions in (("base", base), ("new", new)):   # the point figures are src/scoring/metrics.py's
         expected = detailed_metrics(gold.tolist(), predictions.tolist(), LABELS)
         for metric in ("macro_recall", "f1_pn", "accuracy"):
             assert result[metric][side] == pytest.approx(expected[metric], abs=1e-12)

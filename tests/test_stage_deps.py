@@ -169,9 +169,9 @@ def test_plumbing_exists_and_imports_only_plumbing():
 
 
 def test_training_does_not_import_the_downloader_or_the_other_model():
-    assert "src/download.py" not in stage_code("stages/train_lstm.py")
+    assert "src/data/download.py" not in stage_code("stages/train_lstm.py")
     bert = stage_code("stages/train_bert.py")
-    assert not {"src/training/glove_loader.py", "src/models/lstm_model.py", "src/glove.py"} & set(bert)
+    assert not {"src/training/glove_loader.py", "src/models/lstm_model.py", "src/data/glove.py"} & set(bert)
 
 
 @pytest.mark.parametrize("source, expected", [
@@ -179,16 +179,16 @@ def test_training_does_not_import_the_downloader_or_the_other_model():
     ("from src.training import GloVeLoader", {"src/training/__init__.py", "src/training/glove_loader.py"}),
     ("from src.models import training", {"src/models/__init__.py", "src/models/training.py"}),
     ("import src.training.history", {"src/training/__init__.py", "src/training/history.py"}),
-    ("def f():\n    from src.vocab import Vocabulary", {"src/vocab.py"}),
-    ("from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from src.vocab import Vocabulary", set()),
+    ("def f():\n    from src.data.vocab import Vocabulary", {"src/data/__init__.py", "src/data/vocab.py"}),
+    ("from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from src.data.vocab import Vocabulary", set()),
 ])
 def test_import_resolution(source, expected):
     assert direct_imports("stages/probe.py", source) - {"src/__init__.py"} == expected
 
 
 def test_a_missing_and_a_needless_dep_are_named():
-    deps = ["stages/train_lstm.py", "src/download.py", "src/cli.py"]
+    deps = ["stages/train_lstm.py", "src/data/download.py", "src/cli.py"]
     problems = "\n".join(deps_problems("train_lstm", "python -m stages.train_lstm", deps))
     assert "add `- src/training/trainer.py` (imported via stages/train_lstm.py -> " in problems
-    assert "remove `- src/download.py` (src/download.py, which the stage never imports)" in problems
+    assert "remove `- src/data/download.py` (src/data/download.py, which the stage never imports)" in problems
     assert "remove `- src/cli.py`: src/cli.py is shared plumbing" in problems

@@ -11,8 +11,8 @@ from src.models.loading import load_model
 from src.evaluation import main as evaluation_main
 from src.models.lstm_data import encode, make_loader
 from src.models.lstm_model import LSTMClassifier
-from src.preprocess import Split, read_split, write_split
-from src.vocab import Vocabulary
+from src.data.preprocess import Split, read_split, write_split
+from src.data.vocab import Vocabulary
 from stages import train_lstm
 from tests.fixtures import TINY_LSTM, synthetic_split  # noqa: F401 (importable from here, as before)
 

@@ -21,7 +21,7 @@ from src.training import (
 )
 from src.models.checkpoint_files import load_checkpoint_file
 from src.runtime import resolve_device
-from src.vocab import Vocabulary
+from src.data.vocab import Vocabulary
 from tests.fixtures import synthetic_split
 
 pytestmark = pytest.mark.usefixtures("one_thread")   # tests/conftest.py

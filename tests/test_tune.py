@@ -18,7 +18,7 @@ import pytest
 from src import tuning
 from src.models import training
 from src.params import load_params
-from src.preprocess import Split, normalize_tweet, write_split
+from src.data.preprocess import Split, normalize_tweet, write_split
 from tests.fixtures import bert_loaders, tiny_splits
 
 REPO = Path(__file__).resolve().parents[1]

@@ -6,7 +6,7 @@ from typing import Sequence
 from torch.utils.data import DataLoader, Dataset
 from transformers import DataCollatorWithPadding
 
-from src.batching import BucketBatchSampler, LengthSortedSampler
+from src.data.batching import BucketBatchSampler, LengthSortedSampler
 
 
 class TokenizedTweets(Dataset):

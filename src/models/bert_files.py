@@ -1,6 +1,6 @@
 """What scripts.train and scripts.tune share: a JSON config file of BERT settings, and loaders from a data set.
 
-The data set is any layout src.data_sources reads (TweetEval directory, processed directory, CSV/TSV file).
+The data set is any layout src.data.data_sources reads (TweetEval directory, processed directory, CSV/TSV file).
 Tokenising, batching and training are the pipeline's own (src.models.bert_data, src.models.training).
 """
 from __future__ import annotations
@@ -51,7 +51,7 @@ def read_config(path: str | os.PathLike, extra: dict | None = None) -> dict:
 
 def bert_loaders(data_dir: str | os.PathLike, config: dict):
     """(tokenizer, label names, train loader, val loader, test loader or None) for ``config``."""
-    from src.data_sources import read_dataset
+    from src.data.data_sources import read_dataset
     from src.models.bert_data import TokenizedTweets, make_bert_loader
     from src.models.bert_model import load_tokenizer
     from src.runtime import resolve_device

@@ -5,7 +5,7 @@ from dataclasses import dataclass
 
 from src.models.bert_data import TokenizedTweets, make_bert_loader
 from src.models.bert_model import load_tokenizer
-from src.preprocess import Split, read_split
+from src.data.preprocess import Split, read_split
 from src.training.class_weights import class_weights
 from src.runtime import resolve_device
 

@@ -59,7 +59,7 @@ def load_lstm(model_dir: str | os.PathLike, device: torch.device):
     of another training run) is a PipelineError naming the file: it says to train again, never a traceback."""
     from src.models.lstm_data import DEFAULT_MAX_LENGTH
     from src.models.lstm_model import LSTMClassifier
-    from src.vocab import Vocabulary
+    from src.data.vocab import Vocabulary
 
     model_dir = Path(model_dir)
     config_path = model_dir / "model_config.json"

@@ -6,8 +6,8 @@ from typing import Sequence
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from src.batching import BucketBatchSampler
-from src.vocab import PAD_ID, UNK_ID, Vocabulary
+from src.data.batching import BucketBatchSampler
+from src.data.vocab import PAD_ID, UNK_ID, Vocabulary
 
 
 # For model directories written before lstm.max_length existed. The real train split's longest tweet

@@ -7,7 +7,7 @@ from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence
 
 from src.errors import PipelineError
-from src.vocab import PAD_ID
+from src.data.vocab import PAD_ID
 
 
 class LSTMClassifier(nn.Module):

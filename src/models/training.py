@@ -21,7 +21,7 @@ from torch import nn
 
 from src.atomic import fsync_tree, full_disk_reported, write_json
 from src.errors import PipelineError
-from src.metrics import higher_is_better, is_improvement
+from src.scoring.metrics import higher_is_better, is_improvement
 from src.runtime import seed_everything
 from src.models.bert_data import with_batch_size
 from src.models.bert_model import LABEL_NAMES, BertSentimentClassifier

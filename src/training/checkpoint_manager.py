@@ -26,7 +26,7 @@ import torch
 from src.atomic import publish_copy, save_torch, write_json
 from src.errors import PipelineError
 from src.interrupts import deferred_interrupts
-from src.metrics import higher_is_better, is_improvement
+from src.scoring.metrics import higher_is_better, is_improvement
 # the checkpoint-file reader is shared with loading trained models for scoring
 from src.models.checkpoint_files import load_checkpoint_file
 from src.paths import is_plain_file_name

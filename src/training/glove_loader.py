@@ -8,16 +8,16 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from src import glove
-from src.download import download
+from src.data import glove
+from src.data.download import download
 from src.errors import PipelineError
-from src.vocab import Vocabulary, align_glove, glove_words_wanted
+from src.data.vocab import Vocabulary, align_glove, glove_words_wanted
 
 log = logging.getLogger(__name__)
 
 
 class GloVeLoader:
-    """Downloads (src.download: retries, sha256, $SENTIMENT_MIRROR) and reads GloVe vectors under ``cache_dir``."""
+    """Downloads (src.data.download: retries, sha256, $SENTIMENT_MIRROR) and reads GloVe vectors under ``cache_dir``."""
 
     def __init__(self, cache_dir: str | os.PathLike = "data/glove", base_url: str = glove.GLOVE_BASE_URL,
                  sha256: str | None = None):
@@ -53,7 +53,7 @@ def initialize_model_with_glove(
 ) -> dict:
     """Fill ``model.embedding`` with GloVe rows aligned to the vocabulary; returns coverage statistics.
 
-    Words GloVe lacks get seeded random rows on the GloVe scale (``src.vocab.align_glove``).
+    Words GloVe lacks get seeded random rows on the GloVe scale (``src.data.vocab.align_glove``).
     """
     embedding = getattr(model, "embedding", None)
     if not isinstance(embedding, nn.Embedding):

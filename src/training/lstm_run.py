@@ -9,7 +9,7 @@ Train the (Bi)LSTM sentiment classifier from the command line:
         --glove-dim 25d --epochs 20 --early-stopping-patience 5
 
 DATA (``--data-dir``): a TweetEval-layout directory, the processed directory of `dvc repro preprocess`, or
-one CSV/TSV file (see src/data_sources.py). The vocabulary is built from its train split, or read from
+one CSV/TSV file (see src/data/data_sources.py). The vocabulary is built from its train split, or read from
 ``--vocab-dir`` (a `dvc repro build_vocab` output: vocab.json, and embeddings.npy used by --use-glove).
 ``--config FILE.json`` sets any option by its name (``batch_size``, ``learning_rate``, ``epochs``,
 ``output_dim``, ...), flat or as ``{"model_config": {...}, "training_config": {...}}``; options given on
@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import sys
 from pathlib import Path
 
 from src.errors import PipelineError
@@ -181,7 +180,7 @@ def _train(args: argparse.Namespace, device, glove_init) -> dict:
     import numpy as np
 
     from src.atomic import publish_copy, write_json
-    from src.data_sources import read_dataset
+    from src.data.data_sources import read_dataset
     from src.models.lstm_data import make_loader
     from src.models.lstm_model import LSTMClassifier
     from src.runtime import seed_everything
@@ -191,7 +190,7 @@ def _train(args: argparse.Namespace, device, glove_init) -> dict:
     from src.training.history import best_epoch_metrics, epoch_rows, seed_history
     from src.training.trainer import default_criterion
     from src.training.resume import run_fingerprint, source_files
-    from src.vocab import Vocabulary
+    from src.data.vocab import Vocabulary
 
     seed_everything(args.seed)
     output_dir, checkpoint_dir = Path(args.output_dir), Path(args.checkpoint_dir)

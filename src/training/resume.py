@@ -10,7 +10,7 @@ import os
 from pathlib import Path
 from typing import Any, Iterable
 
-from src.checksum import sha256_of  # not src.download: the downloader is no dep of training
+from src.data.checksum import sha256_of  # not src.data.download: the downloader is no dep of training
 
 SOURCE_DIR = Path(__file__).resolve().parents[1]  # src/
 REPO_DIR = SOURCE_DIR.parent

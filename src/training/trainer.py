@@ -20,10 +20,10 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from src.batching import restore_order
+from src.data.batching import restore_order
 from src.errors import PipelineError
 from src.interrupts import Interrupted, deferred_interrupts
-from src.metrics import MONITORABLE, classification_metrics, higher_is_better, is_improvement
+from src.scoring.metrics import MONITORABLE, classification_metrics, higher_is_better, is_improvement
 from src.runtime import autocast_context, autocast_dtype, forward_logits, move_batch, resolve_device
 from src.training import distributed
 from src.training.checkpoint_manager import (
@@ -294,7 +294,7 @@ class Trainer:
         """Under torchrun every rank must train on its own shard (BucketBatchSampler does it)."""
         if getattr(sampler, "num_replicas", 1) != self.world_size:
             raise PipelineError(f"the training loader is not sharded over the {self.world_size} processes: "
-                                "build it with src.batching.BucketBatchSampler after joining the process group")
+                                "build it with src.data.batching.BucketBatchSampler after joining the process group")
 
     def evaluate_model(self, data_loader: Iterable) -> dict[str, Any]:
         """loss, accuracy, macro_recall, macro_f1 and predictions of the current model on a loader."""

@@ -4,7 +4,7 @@
 - the processed directory that the ``preprocess`` stage writes (``train.jsonl``, ``val.jsonl``, ``test.jsonl``),
 - one CSV or TSV file (text and label columns; rows split by a split column or a stratified random split).
 
-Reading, validation and normalisation are ``src.preprocess``'s (the same errors, naming file and line).
+Reading, validation and normalisation are ``src.data.preprocess``'s (the same errors, naming file and line).
 Label names come from ``mapping.txt`` when there is one, else from the labels themselves: label ids
 ``0..K-1`` name themselves (``"0"``, ``"1"``, ...), other values are names, in sorted order.
 """
@@ -15,7 +15,7 @@ import os
 from pathlib import Path
 
 from src.errors import DataError
-from src.preprocess import (
+from src.data.preprocess import (
     SPLITS, Split, _LABEL_ID, check_every_class_present, clean_splits, read_csv_dataset, read_lines, read_split,
     read_tweeteval,
 )

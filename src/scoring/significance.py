@@ -20,7 +20,7 @@ from typing import Sequence
 import numpy as np
 from scipy.stats import binomtest
 
-METRICS = ("macro_recall", "f1_pn", "accuracy")   # what the intervals are for, as src/metrics.py computes them
+METRICS = ("macro_recall", "f1_pn", "accuracy")   # what the intervals are for, as src/scoring/metrics.py computes them
 RESAMPLES = 2000
 CONFIDENCE = 0.95
 ECE_BINS = 15

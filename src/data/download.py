@@ -29,7 +29,7 @@ import requests
 from tqdm import tqdm
 
 from src.atomic import atomic_open, full_disk_reported
-from src.checksum import sha256_of  # noqa: F401  (also src.download.sha256_of, as before)
+from src.data.checksum import sha256_of  # noqa: F401  (also src.data.download.sha256_of, as before)
 from src.errors import DownloadError, PipelineError
 from src.paths import ensure_inside
 

@@ -11,7 +11,7 @@ import numpy as np
 
 from src.atomic import write_json
 from src.errors import DataError
-from src.tokenizer import tokenize
+from src.data.tokenizer import tokenize
 
 PAD_TOKEN, UNK_TOKEN = "<pad>", "<unk>"
 PAD_ID, UNK_ID = 0, 1
