@@ -124,7 +124,7 @@ def _number(value) -> str:
     return f"{value:.4f}"
 
 
-def _change(old, new) -> str:
+def format_change(old, new) -> str:
     if old is None or new is None:
         return "–"
     difference = new - old
@@ -140,7 +140,7 @@ def metrics_table(model: str, metrics_diff: dict) -> tuple[str, bool]:
             continue
         old, new = entry.get("old"), entry.get("new")
         changed |= old != new
-        rows.append(f"| {label} | {_number(old)} | {_number(new)} | {_change(old, new)} |")
+        rows.append(f"| {label} | {_number(old)} | {_number(new)} | {format_change(old, new)} |")
     if not rows:
         return "", False
     return "| metric | base | new | change |\n| --- | ---: | ---: | ---: |\n" + "\n".join(rows) + "\n", changed

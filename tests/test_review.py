@@ -21,7 +21,7 @@ from scipy.stats import binomtest
 from src.errors import PipelineError
 from src.scoring.metrics import detailed_metrics
 from src.scoring.probabilities import write_probabilities
-from src.review import _change, evaluate_models, metrics_table, params_table, same_values
+from src.review import evaluate_models, format_change, metrics_table, params_table, same_values
 from src.scoring.significance import expected_calibration_error, mcnemar, paired_bootstrap, reliability_bins, verdict
 
 REPO = Path(__file__).resolve().parents[1]
@@ -89,7 +89,7 @@ def test_tables_show_base_new_and_change():
     assert "| test accuracy | 0.5000 | 0.5000 | 0 |" in table
     assert "| val macro-recall (best epoch) | – | 0.5800 | – |" in table   # new in this change
     assert metrics_table("lstm", diff) == ("", False)
-    assert _change(0.5, 0.25) == "-0.2500"
+    assert format_change(0.5, 0.25) == "-0.2500"
     assert params_table({}) == "No params changed.\n"
     assert "| `learning_rate` | 2e-05 | 3e-05 |" in params_table(
         {"params.yaml": {"learning_rate": {"old": 2e-05, "new": 3e-05}}})
