@@ -18,7 +18,6 @@ this module decides which configurations run, where, and when the search is done
 """
 from __future__ import annotations
 
-import ctypes
 import hashlib
 import json
 import logging
@@ -27,7 +26,6 @@ import os
 import shutil
 import signal
 import socket
-import sys
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -428,19 +426,13 @@ def worker_devices(device: str, workers: int) -> list[str]:
     return [str(resolved)] * workers
 
 
-def _die_with_parent(parent_pid: int) -> None:
-    """Linux: the kernel kills this worker when the process that started it dies (a SIGKILLed tune
-    must not leave workers writing into its output directory)."""
-    if sys.platform.startswith("linux"):
-        PR_SET_PDEATHSIG = 1
-        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
-    if os.getppid() != parent_pid:  # the parent died before prctl took effect
-        os._exit(1)
-
-
 def _worker_process(search: Search, run_trial, device: str, worker: int, adopt: list[int],
                     threads: int | None, parent_pid: int) -> None:
-    _die_with_parent(parent_pid)
+    from src.training.distributed import signal_when_parent_dies
+
+    # a SIGKILLed tune must not leave workers writing into its output directory
+    if not signal_when_parent_dies(signal.SIGKILL, parent_pid):
+        os._exit(1)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
     if threads is not None:
         import torch
