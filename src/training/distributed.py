@@ -118,7 +118,7 @@ def signal_when_parent_dies(signum: int, parent_pid: int) -> bool:
         if ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signum, 0, 0, 0) != 0:
             log.warning("could not ask for %s when the parent process dies (prctl errno %d)",
                         signal.Signals(signum).name, ctypes.get_errno())
-    return parent_pid != 1 and os.getppid() == parent_pid  # 1: reparented to init, the parent is gone
+    return os.getppid() == parent_pid
 
 
 def _stop_with_the_launcher() -> None:
@@ -129,7 +129,10 @@ def _stop_with_the_launcher() -> None:
     their own. With the parent-death signal they stop like after a SIGTERM: a save in progress
     completes, and the next `dvc repro` resumes from the last checkpoint.
     """
-    if sys.platform.startswith("linux") and not signal_when_parent_dies(signal.SIGTERM, os.getppid()):
+    if not sys.platform.startswith("linux"):
+        return
+    parent = os.getppid()  # 1 already: torchrun died and init adopted this process
+    if parent == 1 or not signal_when_parent_dies(signal.SIGTERM, parent):
         os.kill(os.getpid(), signal.SIGTERM)  # torchrun died before the request took effect
 
 
