@@ -144,14 +144,16 @@ def make_search(train_loader, val_loader, output_dir: str | os.PathLike, hyperpa
                     "max_checkpoints": 1, **train_kwargs}
     space = {NAMED: list(named)} if named else {name: list(values) for name, values in hyperparameters.items()}
     if fingerprint is None:
-        plain = {k: v for k, v in train_kwargs.items() if isinstance(v, (str, int, float, bool, list, tuple, type(None)))}
+        plain = {k: v for k, v in train_kwargs.items()
+                 if isinstance(v, (str, int, float, bool, list, tuple, type(None)))}
         fingerprint = run_fingerprint({"search_space": space, "method": method, "seed": seed, "base": base,
                                        "pruning": pruning or {}, "train": plain,
                                        "batches": [len(train_loader), len(val_loader)]})
     monitor = train_kwargs["monitor"]
     search = Search(Path(output_dir), storage, study_name(fingerprint), space, method, seed,
                     n_trials or space_size(space), "maximize" if higher_is_better(monitor) else "minimize", pruning)
-    return search, TrialTrainer(train_loader, val_loader, Path(output_dir), base, seed, train_kwargs, named), fingerprint
+    trainer = TrialTrainer(train_loader, val_loader, Path(output_dir), base, seed, train_kwargs, named)
+    return search, trainer, fingerprint
 
 
 # ---- samplers and pruner -----------------------------------------------------------------------------
