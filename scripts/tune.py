@@ -9,7 +9,7 @@ plus method: grid | random | tpe and n_trials), and "hyperparameters": the value
 {"config_1": {"learning_rate": 2e-5, ...}, ...} (or a list of them).
 Writes into --output_dir: config_X/ per trained configuration, tuning_results.json (every trial, the best),
 best_hyperparameters.json. Configurations are scored on validation only. The tune stage runs the same
-search (src.models.training.hyperparameter_tuning) with params.yaml's values.
+search (src.tuning.tune) with params.yaml's values.
 """
 from __future__ import annotations
 
@@ -35,21 +35,22 @@ def main(argv: list[str] | None = None) -> None:
     def work() -> None:
         args = build_parser().parse_args(argv)
         from src.models.bert_files import TUNING, bert_loaders, read_config, train_options
-        from src.models.training import TUNABLE, hyperparameter_tuning
         from src.runtime import use_all_cpu_cores
+        from src.tuning import TUNABLE, tune
 
         use_all_cpu_cores()
         config = read_config(args.config, TUNING)
         if not config["hyperparameters"]:
             raise PipelineError(f"{args.config}: missing \"hyperparameters\" (the values to try)")
-        tokenizer, label_names, train_loader, val_loader, test_loader, train_labels = bert_loaders(args.data_dir,
-                                                                                                 config)
-        _, best = hyperparameter_tuning(
-            train_loader, val_loader, test_loader, args.output_dir, config["hyperparameters"], config["device"],
+        # the test split, if any, is never read: configurations are scored on validation only
+        tokenizer, label_names, train_loader, val_loader, _, train_labels = bert_loaders(args.data_dir, config)
+        results = tune(
+            train_loader, val_loader, args.output_dir, config["hyperparameters"], config["device"],
             base_hyperparameters={name: config[name] for name in TUNABLE}, method=config["method"],
             n_trials=config["n_trials"], seed=config["seed"],
             **train_options(config, tokenizer, label_names, train_labels, args.data_dir))
-        print(json.dumps({"output_dir": args.output_dir, "best_hyperparameters": best}, indent=2))
+        print(json.dumps({"output_dir": args.output_dir, "best_hyperparameters": results["best_hyperparameters"]},
+                         indent=2))
 
     run_command(work)
 

@@ -1,8 +1,15 @@
-"""Hyperparameter search on Optuna: one study, N worker processes sharing its storage, median pruning.
+"""tune: the BERT hyperparameter search on Optuna, from the search space to tuning_results.json.
 
-What a trial does (train one configuration) is the caller's ``run_trial(trial, config, device)``;
-this module decides which configurations run, where, and when the search is done:
+``tune(...)`` runs a search and writes its results (the tune stage, scripts.tune, and the seed's
+``src.models.training.hyperparameter_tuning``, which also loads the best model); ``join_search(...)``
+adds workers on another machine to a search kept in a database. A trial goes ``tune`` ->
+``run_search`` (the worker processes) -> ``run_worker`` (ask, skip or train, tell) ->
+``TrialTrainer`` -> ``src.models.training.train_model``: one study, N worker processes sharing its
+storage, median pruning.
 
+- **Search space**: ``{name: [values]}`` (the sampler combines them) or named configurations
+  (``{name: {hyperparameter: value}}`` or a list of such dicts: the sampler picks a name). Only
+  ``TUNABLE`` names; the others come from ``base_hyperparameters`` over the seed's ``RECOMMENDED``.
 - **Samplers** (``method``): ``grid`` (GridSampler: trial n takes grid point n of a seeded
   shuffle), ``random`` (RandomSampler) and ``tpe`` (TPESampler). Random and TPE draw from a sampler
   seeded with (seed, trial number), so trial n gets the same draw whichever worker runs it.
@@ -15,10 +22,12 @@ this module decides which configurations run, where, and when the search is done
   with the same configuration; completed and pruned trials are kept. The study is named after a
   fingerprint of everything that shapes a trial's result, so a changed search space, data or code
   starts a new study; so does a rerun after a finished one (as ``Trainer.resume`` does).
+- **Outputs** in the output directory: ``config_X/`` per trial (X: its number; ``trial.json``, and
+  unless pruned ``training_history.json`` and the ``model/`` export), ``tuning_results.json``,
+  ``best_hyperparameters.json`` and the journal.
 """
 from __future__ import annotations
 
-import ctypes
 import hashlib
 import json
 import logging
@@ -27,7 +36,7 @@ import os
 import shutil
 import signal
 import socket
-import sys
+import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,8 +46,13 @@ import optuna
 from optuna.samplers import BaseSampler, GridSampler, RandomSampler, TPESampler
 from optuna.trial import FrozenTrial, TrialState
 
+from src.atomic import write_json
 from src.errors import PipelineError
-from src.training.resume import describe_change
+from src.models.bert_data import with_batch_size
+from src.models.training import RECOMMENDED, remove_checkpoints, train_model
+from src.scoring.metrics import higher_is_better
+from src.training.distributed import signal_when_parent_dies
+from src.training.resume import describe_change, run_fingerprint
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +66,94 @@ HEARTBEAT_S, GRACE_S = 60, 180
 
 class SkippedTrial(Exception):
     """A trial that is not trained: its configuration is held by an earlier trial, or the budget is spent."""
+
+
+# ---- the search: what tune runs -----------------------------------------------------------------------
+TUNABLE = tuple(RECOMMENDED)  # what a search may set: train_model's hyperparameters and the batch size
+NAMED = "configuration"  # the one searched name when hyperparameters are named configurations
+
+
+def tune(train_loader, val_loader, output_dir: str | os.PathLike, hyperparameters, device: str = "auto", *,
+         workers: int = 1, **options: Any) -> dict[str, Any]:
+    """Search ``hyperparameters`` and return what it writes to ``tuning_results.json``.
+
+    ``hyperparameters``: ``{name: [values to try]}`` or named configurations (see the module's
+    docstring). ``options``: ``make_search``'s, i.e. ``method``: ``grid`` (every combination, or the
+    first ``n_trials`` of a seeded shuffle), ``random`` or ``tpe``; ``n_trials`` trials (default:
+    every combination), no configuration trained twice; ``pruning``
+    (``{"enabled", "startup_trials", "warmup_epochs"}``) stops a trial whose validation ``monitor``
+    after an epoch is below the median of the finished trials; ``storage`` (default: a journal file
+    in ``output_dir``; or an RDB URL); ``fingerprint`` (default: these arguments), under which a
+    rerun after a kill resumes the study; untuned values from ``base_hyperparameters``; ``seed``;
+    and train_model's keyword arguments. ``workers`` processes run trials at once; on a GPU machine
+    worker i trains on ``cuda:(i % GPUs)``. Trials are scored on ``val_loader`` only.
+    """
+    search, trainer, fingerprint = make_search(train_loader, val_loader, output_dir, hyperparameters, **options)
+    study, interrupted = prepare_study(search, fingerprint)
+    run_search(search, trainer, device, workers, adopt=interrupted)
+    return write_results(study, search, trainer.train_kwargs["monitor"])
+
+
+def join_search(train_loader, val_loader, output_dir: str | os.PathLike, hyperparameters, device: str = "auto", *,
+                workers: int = 1, **options: Any) -> None:
+    """Run ``workers`` more workers for the search that ``tune`` (same arguments) started in the RDB
+    ``storage``; each trial's directory is written here, under ``output_dir``."""
+    if options.get("storage") is None:
+        raise PipelineError("tune.storage = null: a worker on another machine needs an RDB URL that every machine "
+                            "reaches (e.g. postgresql://user@host/optuna)")
+    search, trainer, _ = make_search(train_loader, val_loader, output_dir, hyperparameters, **options)
+    try:
+        search.open()
+    except KeyError:
+        raise PipelineError(f"no study {search.name} in tune.storage: start the search first (dvc repro tune), "
+                            "with the same params, data and code") from None
+    run_search(search, trainer, device, workers)
+
+
+def named_configurations(hyperparameters) -> dict[str, dict] | None:
+    """Named configurations as ``{name: {hyperparameter: value}}``: from a dict of dicts, or a list of
+    dicts (named config_1, config_2, ...); None for a grid (``{name: [values]}``)."""
+    if isinstance(hyperparameters, (list, tuple)):
+        if not hyperparameters or not all(isinstance(c, dict) for c in hyperparameters):
+            raise PipelineError("hyperparameters: a list must hold configurations ({name: value} dicts)")
+        return {f"config_{i}": dict(c) for i, c in enumerate(hyperparameters, 1)}
+    if hyperparameters and all(isinstance(v, dict) for v in hyperparameters.values()):
+        return {str(k): dict(v) for k, v in hyperparameters.items()}
+    return None
+
+
+def make_search(train_loader, val_loader, output_dir: str | os.PathLike, hyperparameters, *,
+                base_hyperparameters: dict | None = None, method: str = "grid", n_trials: int | None = None,
+                seed: int = 42, pruning: dict | None = None, storage: str | None = None,
+                fingerprint: dict | None = None, **train_kwargs: Any) -> tuple[Search, TrialTrainer, dict]:
+    """The checked search space as a ``Search`` (the study's description), the ``TrialTrainer``
+    that trains its trials, and the study's fingerprint (default: these arguments)."""
+    named = named_configurations(hyperparameters)
+    if named is None and not isinstance(hyperparameters, dict) or named is None and not all(
+            isinstance(values, (list, tuple)) and values for values in hyperparameters.values()):
+        raise PipelineError("hyperparameters: expected {name: [values to try]}, {config name: {name: value}} "
+                            f"or a list of {{name: value}} configurations, got {hyperparameters!r}")
+    unknown = sorted((set().union(*named.values()) if named else set(hyperparameters)) - set(TUNABLE))
+    if unknown:
+        raise PipelineError(f"tune.search_space: cannot tune {', '.join(unknown)} (tunable: {', '.join(TUNABLE)})")
+    if method not in METHODS:
+        raise PipelineError(f"tune.method = {method!r}: expected one of {', '.join(METHODS)}")
+    base = {**RECOMMENDED, **(base_hyperparameters or {})}
+    # a trial's .pt files also hold the optimizer (~3x the model) and are never resumed: not kept
+    train_kwargs = {"monitor": "val_macro_recall", "progress": False, "keep_checkpoints": False,
+                    "max_checkpoints": 1, **train_kwargs}
+    space = {NAMED: list(named)} if named else {name: list(values) for name, values in hyperparameters.items()}
+    if fingerprint is None:
+        plain = {k: v for k, v in train_kwargs.items()
+                 if isinstance(v, (str, int, float, bool, list, tuple, type(None)))}
+        fingerprint = run_fingerprint({"search_space": space, "method": method, "seed": seed, "base": base,
+                                       "pruning": pruning or {}, "train": plain,
+                                       "batches": [len(train_loader), len(val_loader)]})
+    monitor = train_kwargs["monitor"]
+    search = Search(Path(output_dir), storage, study_name(fingerprint), space, method, seed,
+                    n_trials or space_size(space), "maximize" if higher_is_better(monitor) else "minimize", pruning)
+    trainer = TrialTrainer(train_loader, val_loader, Path(output_dir), base, seed, train_kwargs, named)
+    return search, trainer, fingerprint
 
 
 # ---- samplers and pruner -----------------------------------------------------------------------------
@@ -325,6 +427,69 @@ def recover_interrupted(study: optuna.Study, search: Search) -> list[int]:
     return adopt
 
 
+# ---- one trial ------------------------------------------------------------------------------------------
+@dataclass
+class TrialTrainer:
+    """Trains one trial's configuration with ``train_model`` into ``config_<trial number>/`` and
+    returns its best validation ``monitor`` value; reports that value after each epoch to the pruner.
+
+    Picklable, so that spawned workers receive it. Every trial is seeded with the same ``seed``
+    (model head, dropout, batch order): its result depends on its configuration only, not on the
+    worker or the trials before it.
+    """
+    train_loader: Any
+    val_loader: Any
+    output_dir: Path
+    base: dict  # the untuned hyperparameters
+    seed: int
+    train_kwargs: dict  # train_model's keyword arguments, monitor included
+    named: dict[str, dict] | None = None  # named configurations: the search picks a name (NAMED), this holds its values
+
+    def __call__(self, trial: optuna.Trial, sampled: dict, device: str) -> float:
+        config = {**self.base, **(self.named[sampled[NAMED]] if self.named else sampled)}
+        directory = self.output_dir / f"config_{trial.number}"
+        shutil.rmtree(directory, ignore_errors=True)  # what a killed attempt left
+        loader = with_batch_size(self.train_loader, config["batch_size"], self.seed) \
+            if hasattr(self.train_loader, "dataset") else self.train_loader
+        monitor = self.train_kwargs["monitor"]
+        epochs: list[dict] = []  # each epoch's metrics, as the engine reports them
+
+        def report(epoch: int, metrics: dict) -> None:
+            epochs.append(metrics)
+            with warnings.catch_warnings():  # a retried trial reports its epochs again: the same values
+                warnings.simplefilter("ignore")
+                trial.report(metrics[monitor], epoch)
+            if epoch < config["num_epochs"] and trial.should_prune():  # after the last epoch: nothing to save
+                raise optuna.TrialPruned(f"{monitor} {metrics[monitor]:.4f} after epoch {epoch} is below the "
+                                         "median of the finished trials")
+
+        started = time.perf_counter()
+        pruned = None
+        try:
+            _, history = train_model(loader, self.val_loader, directory, config["num_epochs"], config["learning_rate"],
+                                     config["weight_decay"], config["warmup_ratio"], device,
+                                     dropout_prob=config["dropout_prob"], seed=self.seed, on_epoch_end=report,
+                                     **self.train_kwargs)
+            best_epoch = history["best_epoch"]
+        except optuna.TrialPruned as exc:
+            pruned = exc
+            remove_checkpoints(directory)  # a pruned trial keeps its record only
+            # no history comes back from a raise: the best reported epoch, the first on a tie, as the
+            # Trainer picks it
+            pick = max if higher_is_better(monitor) else min
+            best_epoch = 1 + pick(range(len(epochs)), key=lambda i: epochs[i][monitor])
+        best = epochs[best_epoch - 1]
+        record = {"params": sampled, "hyperparameters": config, "epochs_run": len(epochs), "best_epoch": best_epoch,
+                  **{key: best[key] for key in ("val_loss", "val_accuracy", "val_macro_recall", "val_macro_f1")},
+                  "time_s": round(time.perf_counter() - started, 2)}
+        write_json(directory / "trial.json", {"trial": trial.number, "state": "pruned" if pruned else "complete",
+                                              **record})
+        trial.set_user_attr("result", record)
+        if pruned is not None:
+            raise pruned
+        return float(best[monitor])
+
+
 # ---- the worker loop ----------------------------------------------------------------------------------
 def search_done(study: optuna.Study, search: Search) -> bool:
     trials = study.get_trials(deepcopy=False, states=COUNTED)
@@ -428,19 +593,11 @@ def worker_devices(device: str, workers: int) -> list[str]:
     return [str(resolved)] * workers
 
 
-def _die_with_parent(parent_pid: int) -> None:
-    """Linux: the kernel kills this worker when the process that started it dies (a SIGKILLed tune
-    must not leave workers writing into its output directory)."""
-    if sys.platform.startswith("linux"):
-        PR_SET_PDEATHSIG = 1
-        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
-    if os.getppid() != parent_pid:  # the parent died before prctl took effect
-        os._exit(1)
-
-
 def _worker_process(search: Search, run_trial, device: str, worker: int, adopt: list[int],
                     threads: int | None, parent_pid: int) -> None:
-    _die_with_parent(parent_pid)
+    # a SIGKILLed tune must not leave workers writing into its output directory
+    if not signal_when_parent_dies(signal.SIGKILL, parent_pid):
+        os._exit(1)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
     if threads is not None:
         import torch
@@ -496,3 +653,23 @@ def trial_record(trial: FrozenTrial) -> dict[str, Any]:
     worker = {key: value for key, value in trial.user_attrs.get("worker", {}).items() if key != "pid"}
     return {"trial": trial.number, "state": trial.state.name.lower(), **trial.user_attrs.get("result", {}),
             "worker": worker}
+
+
+def write_results(study: optuna.Study, search: Search, monitor: str) -> dict[str, Any]:
+    """Write ``tuning_results.json`` (every trained trial, the best) and ``best_hyperparameters.json``,
+    mark the study finished, and return the results."""
+    trials = trained_trials(study)
+    if not any(t.state == TrialState.COMPLETE for t in trials):
+        raise PipelineError(f"tune: no trial completed in {search.output_dir} (every one was pruned)")
+    best = study.best_trial
+    best_hyperparameters = best.user_attrs["result"]["hyperparameters"]
+    results = {
+        "monitor": monitor, "method": search.method, "search_space": search.space, "n_trials": search.n_trials,
+        "trials": [trial_record(t) for t in trials], "best_trial": best.number,
+        "best_hyperparameters": best_hyperparameters, "pruned": sum(t.state == TrialState.PRUNED for t in trials),
+        "skipped": skipped_count(study),
+    }
+    write_json(search.output_dir / "tuning_results.json", results)
+    write_json(search.output_dir / "best_hyperparameters.json", best_hyperparameters)
+    study.set_user_attr("finished", True)  # a rerun starts a new search (as a finished training run does)
+    return results

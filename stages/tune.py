@@ -4,18 +4,16 @@
 `python -m stages.tune --worker` joins a running search from another machine: it needs `tune.storage`
 (an RDB URL every machine reaches) and the same params, data and code as the machine running the stage.
 """
-import json
 import sys
 from pathlib import Path
 
+from src import tuning
 from src.atomic import write_json
 from src.cli import run_stage
+from src.data.preprocess import read_split, stratified_subset
 from src.models.bert_run import load_bert_data, make_loaders, run_options
 from src.runtime import out_of_memory_names, use_all_cpu_cores
-from src.models.training import TUNABLE, hyperparameter_tuning, join_search
-from src.data.preprocess import read_split, stratified_subset
 from src.training.resume import run_fingerprint, source_files
-from src.tuning import check_storage
 
 OUTPUT_DIR = Path("models/tune")
 METRICS_PATH = Path("metrics/tune.json")
@@ -37,16 +35,16 @@ def search_fingerprint(params: dict) -> dict:
 
 
 def _search_inputs(params: dict) -> tuple:
-    """The loaders, and hyperparameter_tuning's keyword arguments, from params."""
+    """The loaders, and tune's keyword arguments, from params."""
     tune = params["tune"]
-    check_storage(tune["storage"], OUTPUT_DIR)  # before any work: a database outside the output is refused
+    tuning.check_storage(tune["storage"], OUTPUT_DIR)  # before any work: a database outside the output is refused
     use_all_cpu_cores()
     train = read_split("data/processed/train.jsonl")
     train = stratified_subset(train, max(1, round(tune["train_fraction"] * len(train))), tune["seed"])
     data = load_bert_data(params, train_split=train)
     # Untuned values come from the top level; learning_rate is always searched (schema), so a
     # `-S learning_rate=...` experiment does not re-run the search.
-    base = {name: params[name] for name in TUNABLE if name not in tune["search_space"]}
+    base = {name: params[name] for name in tuning.TUNABLE if name not in tune["search_space"]}
     train_loader, val_loader = make_loaders(data, params, params["batch_size"])  # re-batched per trial when searched
     arguments = dict(
         base_hyperparameters=base, method=tune["method"], n_trials=tune["n_trials"], seed=tune["seed"],
@@ -60,13 +58,12 @@ def _search_inputs(params: dict) -> tuple:
 @out_of_memory_names(("tune.search_space.batch_size", "batch_size"), eval_key="bert.eval_batch_size")
 def main(params: dict) -> None:
     data, train_loader, val_loader, arguments = _search_inputs(params)
-    _, best = hyperparameter_tuning(train_loader, val_loader, None, OUTPUT_DIR, params["tune"]["search_space"],
-                                    params["bert"]["device"], **arguments)
-    results = json.loads((OUTPUT_DIR / "tuning_results.json").read_text())
+    results = tuning.tune(train_loader, val_loader, OUTPUT_DIR, params["tune"]["search_space"],
+                          params["bert"]["device"], **arguments)
     best_trial = next(t for t in results["trials"] if t["trial"] == results["best_trial"])
     write_json(METRICS_PATH, {
         "trials": len(results["trials"]), "pruned": results["pruned"], "train_rows": len(data.train),
-        "best_trial": best_trial["trial"], "best_hyperparameters": best,
+        "best_trial": best_trial["trial"], "best_hyperparameters": results["best_hyperparameters"],
         "val": {key: best_trial[f"val_{key}"] for key in ("loss", "accuracy", "macro_recall", "macro_f1")},
     })
 
@@ -75,8 +72,8 @@ def main(params: dict) -> None:
 def join(params: dict) -> None:
     """`--worker`: run `tune.workers` more workers on this machine for the search in `tune.storage`."""
     _, train_loader, val_loader, arguments = _search_inputs(params)
-    join_search(train_loader, val_loader, OUTPUT_DIR, params["tune"]["search_space"], params["bert"]["device"],
-                **arguments)
+    tuning.join_search(train_loader, val_loader, OUTPUT_DIR, params["tune"]["search_space"],
+                       params["bert"]["device"], **arguments)
 
 
 if __name__ == "__main__":

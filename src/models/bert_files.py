@@ -11,12 +11,12 @@ import os
 from pathlib import Path
 
 from src.errors import PipelineError
+from src.models.training import RECOMMENDED
 
 # every key a config file may set, with its default (model_name: the same as params.yaml's)
 SETTINGS = {
     "model_name": "sentence-transformers/all-MiniLM-L6-v2",
-    "num_epochs": 4, "learning_rate": 2e-5, "batch_size": 16, "weight_decay": 0.01, "warmup_ratio": 0.1,
-    "dropout_prob": 0.1,
+    **RECOMMENDED,
     "max_length": 128, "seed": 42, "device": "auto", "eval_batch_size": 128, "label_names": None,
     "gradient_clip": 1.0, "early_stopping_patience": None, "monitor": "val_macro_recall", "class_weights": None,
     "mixed_precision": True,

@@ -3,7 +3,8 @@
 Every function runs on the project's one training engine (``src.training.Trainer``): the loop,
 checkpointing and early stopping live there, not here. This module adds what is BERT-specific:
 AdamW without weight decay on biases and LayerNorm weights, linear warmup then linear decay
-stepped per batch, and the pretrained model's export.
+stepped per batch, and the pretrained model's export. The search behind ``hyperparameter_tuning``
+is ``src.tuning``'s.
 """
 from __future__ import annotations
 
@@ -11,8 +12,6 @@ import logging
 import math
 import os
 import shutil
-import time
-import warnings
 from pathlib import Path
 from typing import Any
 
@@ -21,9 +20,7 @@ from torch import nn
 
 from src.atomic import fsync_tree, full_disk_reported, write_json
 from src.errors import PipelineError
-from src.scoring.metrics import higher_is_better, is_improvement
 from src.runtime import seed_everything
-from src.models.bert_data import with_batch_size
 from src.models.bert_model import LABEL_NAMES, BertSentimentClassifier
 from src.models.dropout import register_attention, use_rand_dropout
 from src.training import Trainer, distributed
@@ -35,7 +32,10 @@ from src.runtime import resolve_device
 
 log = logging.getLogger(__name__)
 
-TUNABLE = ("learning_rate", "num_epochs", "batch_size", "weight_decay", "warmup_ratio", "dropout_prob")
+# The seed's recommended hyperparameters (config/model_config.json holds the same): train_model's
+# defaults, and what a search does not tune.
+RECOMMENDED = {"num_epochs": 4, "learning_rate": 2e-5, "batch_size": 16, "weight_decay": 0.01, "warmup_ratio": 0.1,
+               "dropout_prob": 0.1}
 NO_DECAY = ("bias", "LayerNorm.weight", "layer_norm.weight", "LayerNorm.bias")
 
 
@@ -114,15 +114,15 @@ def train_model(
     train_loader,
     val_loader,
     model_save_dir: str | os.PathLike,
-    num_epochs: int = 4,
-    learning_rate: float = 2e-5,
-    weight_decay: float = 0.01,
-    warmup_ratio: float = 0.1,
+    num_epochs: int = RECOMMENDED["num_epochs"],
+    learning_rate: float = RECOMMENDED["learning_rate"],
+    weight_decay: float = RECOMMENDED["weight_decay"],
+    warmup_ratio: float = RECOMMENDED["warmup_ratio"],
     device: str = "auto",
     model_name: str = "bert-base-uncased",
     num_classes: int = 3,
     *,
-    dropout_prob: float = 0.1,
+    dropout_prob: float = RECOMMENDED["dropout_prob"],
     gradient_clip: float | None = 1.0,
     monitor: str = "val_macro_recall",
     early_stopping_patience: int | None = None,
@@ -209,139 +209,15 @@ def train_model(
     if trainer.model_id is None:  # no epoch ever improved on the monitored metric (NaN losses)
         raise PipelineError(f"{model_save_dir}: no best model to export ({monitor} never improved)")
     if not keep_checkpoints:
-        for checkpoint in [*model_save_dir.glob("*.pt"), model_save_dir / "checkpoint_registry.json"]:
-            checkpoint.unlink(missing_ok=True)
+        remove_checkpoints(model_save_dir)
     return model, history
 
 
-NAMED = "configuration"  # the one searched name when hyperparameters are named configurations
-
-
-def named_configurations(hyperparameters) -> dict[str, dict] | None:
-    """Named configurations as ``{name: {hyperparameter: value}}``: from a dict of dicts, or a list of
-    dicts (named config_1, config_2, ...); None for a grid (``{name: [values]}``)."""
-    if isinstance(hyperparameters, (list, tuple)):
-        if not hyperparameters or not all(isinstance(c, dict) for c in hyperparameters):
-            raise PipelineError("hyperparameters: a list must hold configurations ({name: value} dicts)")
-        return {f"config_{i}": dict(c) for i, c in enumerate(hyperparameters, 1)}
-    if hyperparameters and all(isinstance(v, dict) for v in hyperparameters.values()):
-        return {str(k): dict(v) for k, v in hyperparameters.items()}
-    return None
-
-
-class _TrialTrainer:
-    """Trains one trial's configuration with ``train_model`` into ``config_<trial number>/``.
-
-    Picklable, so that spawned tune workers receive it. Every trial is seeded with the same ``seed``
-    (model head, dropout, batch order): its result depends on its configuration only, not on the
-    worker or the trials before it. Reports the monitored value after each epoch to the pruner.
-    """
-
-    def __init__(self, train_loader, val_loader, output_dir: Path, base: dict, seed: int, train_kwargs: dict,
-                 named: dict[str, dict] | None = None):
-        self.train_loader, self.val_loader, self.output_dir = train_loader, val_loader, output_dir
-        self.base, self.seed, self.train_kwargs = base, seed, train_kwargs
-        self.named = named  # named configurations: the search picks a name (NAMED), this holds its values
-
-    def __call__(self, trial, sampled: dict, device: str) -> float:
-        import optuna
-
-        config = {**self.base, **(self.named[sampled[NAMED]] if self.named else sampled)}
-        directory = self.output_dir / f"config_{trial.number}"
-        shutil.rmtree(directory, ignore_errors=True)  # what a killed attempt left
-        loader = with_batch_size(self.train_loader, config["batch_size"], self.seed) \
-            if hasattr(self.train_loader, "dataset") else self.train_loader
-        monitor = self.train_kwargs["monitor"]
-        epochs: list[dict] = []
-
-        def report(epoch: int, metrics: dict) -> None:
-            epochs.append(metrics)
-            with warnings.catch_warnings():  # a retried trial reports its epochs again: the same values
-                warnings.simplefilter("ignore")
-                trial.report(metrics[monitor], epoch)
-            if epoch < config["num_epochs"] and trial.should_prune():  # after the last epoch: nothing to save
-                raise optuna.TrialPruned(f"{monitor} {metrics[monitor]:.4f} after epoch {epoch} is below the "
-                                         "median of the finished trials")
-
-        started = time.perf_counter()
-        pruned = None
-        try:
-            train_model(loader, self.val_loader, directory, config["num_epochs"], config["learning_rate"],
-                        config["weight_decay"], config["warmup_ratio"], device, dropout_prob=config["dropout_prob"],
-                        seed=self.seed, on_epoch_end=report, **self.train_kwargs)
-        except optuna.TrialPruned as exc:
-            pruned = exc
-            for checkpoint in [*directory.glob("*.pt"), directory / "checkpoint_registry.json"]:
-                checkpoint.unlink(missing_ok=True)  # a pruned trial keeps its record only
-        best_index = 0
-        for index, metrics in enumerate(epochs):
-            if is_improvement(metrics[monitor], epochs[best_index][monitor] if index else None, monitor):
-                best_index = index
-        best = epochs[best_index]
-        record = {"params": sampled, "hyperparameters": config, "epochs_run": len(epochs),
-                  "best_epoch": best_index + 1, **{key: best[key] for key in
-                                                  ("val_loss", "val_accuracy", "val_macro_recall", "val_macro_f1")},
-                  "time_s": round(time.perf_counter() - started, 2)}
-        write_json(directory / "trial.json", {"trial": trial.number, "state": "pruned" if pruned else "complete",
-                                              **record})
-        trial.set_user_attr("result", record)
-        if pruned is not None:
-            raise pruned
-        return float(best[monitor])
-
-
-def _search(train_loader, val_loader, output_dir, hyperparameters, base_hyperparameters, method, n_trials, seed,
-            pruning, storage, fingerprint, train_kwargs):
-    """The study's description and the trial trainer that hyperparameter_tuning and join_search share."""
-    from src import tuning
-
-    named = named_configurations(hyperparameters)
-    if named is None and not isinstance(hyperparameters, dict) or named is None and not all(
-            isinstance(values, (list, tuple)) and values for values in hyperparameters.values()):
-        raise PipelineError("hyperparameters: expected {name: [values to try]}, {config name: {name: value}} "
-                            f"or a list of {{name: value}} configurations, got {hyperparameters!r}")
-    unknown = sorted((set().union(*named.values()) if named else set(hyperparameters)) - set(TUNABLE))
-    if unknown:
-        raise PipelineError(f"tune.search_space: cannot tune {', '.join(unknown)} (tunable: {', '.join(TUNABLE)})")
-    if method not in tuning.METHODS:
-        raise PipelineError(f"tune.method = {method!r}: expected one of {', '.join(tuning.METHODS)}")
-    base = {"num_epochs": 4, "learning_rate": 2e-5, "batch_size": 16, "weight_decay": 0.01,
-            "warmup_ratio": 0.1, "dropout_prob": 0.1, **(base_hyperparameters or {})}
-    monitor = train_kwargs.setdefault("monitor", "val_macro_recall")
-    train_kwargs.setdefault("progress", False)
-    train_kwargs.setdefault("keep_checkpoints", False)  # each .pt also holds the optimizer: ~3x the model
-    train_kwargs.setdefault("max_checkpoints", 1)
-    space = {NAMED: list(named)} if named else {name: list(values) for name, values in hyperparameters.items()}
-    if fingerprint is None:
-        plain = {k: v for k, v in train_kwargs.items() if isinstance(v, (str, int, float, bool, list, tuple, type(None)))}
-        fingerprint = run_fingerprint({"search_space": space, "method": method, "seed": seed, "base": base,
-                                       "pruning": pruning or {}, "train": plain,
-                                       "batches": [len(train_loader), len(val_loader)]})
-    search = tuning.Search(Path(output_dir), storage, tuning.study_name(fingerprint), space, method, seed,
-                           n_trials or tuning.space_size(space), "maximize" if higher_is_better(monitor) else "minimize",
-                           pruning)
-    return search, _TrialTrainer(train_loader, val_loader, Path(output_dir), base, seed, train_kwargs,
-                                 named), fingerprint
-
-
-def join_search(train_loader, val_loader, output_dir, hyperparameters, device="auto", *, base_hyperparameters=None,
-                method="grid", n_trials=None, seed=42, pruning=None, workers=1, storage=None, fingerprint=None,
-                **train_kwargs) -> None:
-    """Run ``workers`` more workers for the search that ``hyperparameter_tuning`` (same arguments)
-    started in the RDB ``storage``; each trial's directory is written here, under ``output_dir``."""
-    from src import tuning
-
-    if storage is None:
-        raise PipelineError("tune.storage = null: a worker on another machine needs an RDB URL that every machine "
-                            "reaches (e.g. postgresql://user@host/optuna)")
-    search, trainer, _ = _search(train_loader, val_loader, output_dir, hyperparameters, base_hyperparameters, method,
-                                 n_trials, seed, pruning, storage, fingerprint, train_kwargs)
-    try:
-        search.open()
-    except KeyError:
-        raise PipelineError(f"no study {search.name} in tune.storage: start the search first (dvc repro tune), "
-                            "with the same params, data and code") from None
-    tuning.run_search(search, trainer, device, workers)
+def remove_checkpoints(directory: Path) -> None:
+    """Remove the ``.pt`` files and their registry from a training directory: the export in
+    ``model/`` and ``training_history.json`` stay (a tuning trial needs no resume state)."""
+    for checkpoint in [*directory.glob("*.pt"), directory / "checkpoint_registry.json"]:
+        checkpoint.unlink(missing_ok=True)
 
 
 def hyperparameter_tuning(
@@ -351,58 +227,24 @@ def hyperparameter_tuning(
     output_dir: str | os.PathLike,
     hyperparameters: dict[str, list],
     device: str = "auto",
-    *,
-    base_hyperparameters: dict[str, Any] | None = None,
-    method: str = "grid",
-    n_trials: int | None = None,
-    seed: int = 42,
-    pruning: dict | None = None,
-    workers: int = 1,
-    storage: str | None = None,
-    fingerprint: dict | None = None,
-    **train_kwargs: Any,
+    **options: Any,
 ) -> tuple[BertSentimentClassifier, dict]:
     """Search ``hyperparameters`` with Optuna and return (best model, best hyperparameters).
 
     ``hyperparameters`` maps each tuned name to the values to try, or names configurations to try
-    (``{"config_1": {"learning_rate": 2e-5, ...}, ...}`` or a list of such dicts). ``method``: ``grid`` (every
-    combination, or the first ``n_trials`` of a seeded shuffle), ``random`` or ``tpe``, ``n_trials``
-    trials (default: every combination); no configuration is trained twice. ``pruning``
-    (``{"enabled", "startup_trials", "warmup_epochs"}``) stops a trial whose validation ``monitor``
-    after an epoch is below the median of the finished trials. ``workers`` processes run trials at
-    once, sharing the study's ``storage`` (default: a journal file in ``output_dir``; or an RDB URL);
-    on a GPU machine worker i trains on ``cuda:(i % GPUs)``. A rerun after a kill resumes the study
-    when its ``fingerprint`` (default: this call's arguments) is unchanged (see ``src.tuning``).
-
-    Untuned values come from ``base_hyperparameters``. Trials are scored on ``val_loader`` only:
-    ``test_loader`` is accepted for the seed's signature and never read, so nothing is selected
-    on test. Writes ``config_X/`` per trial (X: the trial number), ``tuning_results.json`` (every
-    trained trial; the best) and ``best_hyperparameters.json``.
+    (``{"config_1": {"learning_rate": 2e-5, ...}, ...}`` or a list of such dicts). ``options`` are
+    ``src.tuning.tune``'s (method, n_trials, pruning, workers, storage, base_hyperparameters, and
+    train_model's keyword arguments); untuned values default to ``RECOMMENDED``. Trials are scored
+    on ``val_loader`` only: ``test_loader`` is accepted for the seed's signature and never read, so
+    nothing is selected on test. Writes ``config_X/`` per trial (X: the trial number),
+    ``tuning_results.json`` (every trained trial; the best) and ``best_hyperparameters.json``.
     """
-    from src import tuning
+    from src import tuning  # on call: src.tuning imports this module (train_model)
 
     del test_loader  # see docstring: selection never sees test data
-    search, trainer, fingerprint = _search(train_loader, val_loader, output_dir, hyperparameters,
-                                           base_hyperparameters, method, n_trials, seed, pruning, storage,
-                                           fingerprint, train_kwargs)
-    output_dir, monitor, space = search.output_dir, train_kwargs["monitor"], search.space
-    study, interrupted = tuning.prepare_study(search, fingerprint)
-    tuning.run_search(search, trainer, device, workers, adopt=interrupted)
-
-    trials = tuning.trained_trials(study)
-    if not any(t.state.name == "COMPLETE" for t in trials):
-        raise PipelineError(f"tune: no trial completed in {output_dir} (every one was pruned)")
-    best = study.best_trial
-    best_hyperparameters = best.user_attrs["result"]["hyperparameters"]
-    write_json(output_dir / "tuning_results.json", {
-        "monitor": monitor, "method": method, "search_space": space, "n_trials": search.n_trials,
-        "trials": [tuning.trial_record(t) for t in trials], "best_trial": best.number,
-        "best_hyperparameters": best_hyperparameters, "pruned": sum(t.state.name == "PRUNED" for t in trials),
-        "skipped": tuning.skipped_count(study),
-    })
-    write_json(output_dir / "best_hyperparameters.json", best_hyperparameters)
-    study.set_user_attr("finished", True)  # a rerun starts a new search (as a finished training run does)
-    best_model = BertSentimentClassifier(str(output_dir / f"config_{best.number}" / "model"),
-                                         train_kwargs.get("num_classes", 3), best_hyperparameters["dropout_prob"],
-                                         train_kwargs.get("label_names", LABEL_NAMES))
-    return best_model, best_hyperparameters
+    results = tuning.tune(train_loader, val_loader, output_dir, hyperparameters, device, **options)
+    best = results["best_hyperparameters"]
+    best_model = BertSentimentClassifier(str(Path(output_dir) / f"config_{results['best_trial']}" / "model"),
+                                         options.get("num_classes", 3), best["dropout_prob"],
+                                         options.get("label_names", LABEL_NAMES))
+    return best_model, best

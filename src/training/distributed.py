@@ -107,6 +107,20 @@ def process_group(device: torch.device, timeout_s: float = 600.0) -> Iterator[to
         dist.destroy_process_group()
 
 
+def signal_when_parent_dies(signum: int, parent_pid: int) -> bool:
+    """Linux: ask the kernel to send ``signum`` to this process when its parent, ``parent_pid``, dies
+    (PR_SET_PDEATHSIG), so that a SIGKILLed launcher leaves no process training, and writing, on its own.
+
+    Returns False when the parent is gone already: it died before the request took effect, so the
+    signal will never come and the caller must stop itself. Elsewhere than on Linux only that check.
+    """
+    if sys.platform.startswith("linux"):
+        if ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signum, 0, 0, 0) != 0:
+            log.warning("could not ask for %s when the parent process dies (prctl errno %d)",
+                        signal.Signals(signum).name, ctypes.get_errno())
+    return os.getppid() == parent_pid
+
+
 def _stop_with_the_launcher() -> None:
     """SIGTERM this process when torchrun dies.
 
@@ -117,12 +131,9 @@ def _stop_with_the_launcher() -> None:
     """
     if not sys.platform.startswith("linux"):
         return
-    parent = os.getppid()
-    libc = ctypes.CDLL(None, use_errno=True)
-    if libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0) != 0:
-        log.warning("could not ask to be stopped with torchrun (prctl errno %d)", ctypes.get_errno())
-    elif parent == 1 or os.getppid() != parent:  # torchrun died before the request took effect
-        os.kill(os.getpid(), signal.SIGTERM)
+    parent = os.getppid()  # 1 already: torchrun died and init adopted this process
+    if parent == 1 or not signal_when_parent_dies(signal.SIGTERM, parent):
+        os.kill(os.getpid(), signal.SIGTERM)  # torchrun died before the request took effect
 
 
 def _ignore_further_interrupts() -> None:
