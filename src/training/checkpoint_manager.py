@@ -94,9 +94,8 @@ class CheckpointManager:
     Kept on disk: the ``max_checkpoints`` most recent epoch checkpoints, plus the ``save_best_n``
     best by each ranking in ``best_by`` (loss and accuracy by default), plus ``best_model_name``
     (the model of the checkpoint the caller marked best, without optimizer state). Only the newest
-    checkpoint keeps what resuming needs. ``registry_name`` is a JSON file describing every kept
-    checkpoint and the rankings, rewritten atomically after each save; it also records whether the
-    training that wrote them finished (``mark_complete``).
+    checkpoint keeps what resuming needs. ``registry_name``, rewritten atomically after each save,
+    describes the kept checkpoints, the rankings and whether the run finished (``mark_complete``).
 
     With ``stage_best`` (how the Trainer uses it) the best model of the run in progress is written to
     ``best_model.in_progress.pt``, and only ``publish_best()`` puts it in place as ``best_model_name``:
@@ -126,38 +125,34 @@ class CheckpointManager:
         self.stage_best = stage_best
         stem, suffix = os.path.splitext(best_model_name)
         self.staged_best_path = self.checkpoint_dir / f"{stem}.in_progress{suffix}"
-        self._reported: set[str] = set()  # symbolic links already warned about
-        self.entries = self._scan()  # metadata of every readable epoch checkpoint on disk, oldest first
+        self.entries = self._scan()  # the metadata of each readable epoch checkpoint on disk, oldest first
         self.training_complete = self._read_registry()
 
     # ---- state, read from the files ----------------------------------------------------------------
     def _epoch_of(self, name: Any) -> int | None:
         """The epoch in a file name made from ``checkpoint_name``; None for any other name or value."""
         prefix, _, suffix = self.checkpoint_name.partition("{epoch}")
-        if not (isinstance(name, str) and name.startswith(prefix) and name.endswith(suffix)):
-            return None
-        epoch = name[len(prefix): len(name) - len(suffix)]
-        return int(epoch) if epoch.isascii() and epoch.isdigit() else None
+        epoch = name[len(prefix): len(name) - len(suffix)] if isinstance(name, str) else ""
+        matches = isinstance(name, str) and name.startswith(prefix) and name.endswith(suffix)
+        return int(epoch) if matches and epoch.isascii() and epoch.isdigit() else None
 
     def epoch_checkpoints(self) -> list[Path]:
-        """Files named like ``checkpoint_name`` on disk, newest epoch first. Symbolic links are left
-        out: they are not checkpoints written here, and following one could read anywhere."""
+        """Files named like ``checkpoint_name`` on disk, newest epoch first, symbolic links left out."""
         prefix, _, suffix = self.checkpoint_name.partition("{epoch}")
         found = [(self._epoch_of(path.name), path) for path in self.checkpoint_dir.glob(f"{prefix}*{suffix}")]
         return [path for epoch, path in sorted(found, reverse=True) if epoch is not None and self._is_own_file(path)]
 
-    def _is_own_file(self, path: Path) -> bool:
+    @staticmethod
+    def _is_own_file(path: Path) -> bool:
         """A regular file of this directory: never a symbolic link (it could lead anywhere)."""
         if path.is_symlink():
-            if path.name not in self._reported:
-                self._reported.add(path.name)
-                log.warning("%s: a symbolic link, not a checkpoint written here; ignored", path)
+            log.warning("%s: a symbolic link, not a checkpoint written here; ignored", path)
             return False
         return path.is_file()
 
     def _scan(self) -> list[dict]:
-        """The metadata block of each readable epoch checkpoint, oldest first; the file name and epoch
-        are the ones on disk (resume() reports an unreadable file)."""
+        """Each readable epoch checkpoint's metadata block, with the file name and epoch on disk (an
+        unreadable file is left for resume() to report)."""
         entries = []
         for path in reversed(self.epoch_checkpoints()):
             try:
@@ -173,8 +168,8 @@ class CheckpointManager:
         return entries
 
     def _read_registry(self) -> bool:
-        """Whether the run that wrote the registry finished. Entries naming no checkpoint file of this
-        directory are reported (it comes with the directory, from a DVC remote say), never used."""
+        """Whether the run that wrote the registry finished; what else it lists is not used, and
+        entries naming no checkpoint file of this directory are reported."""
         path, registry, problem = self.registry_path, None, "not a JSON object"
         if path.is_symlink():
             problem = "a symbolic link"
@@ -189,62 +184,53 @@ class CheckpointManager:
             log.warning("%s: %s; ignored, rebuilt from the %d checkpoint file(s) here", path, problem, len(self.entries))
             return False
         listed = registry.get("checkpoints") if isinstance(registry.get("checkpoints"), list) else []
-        strays = [_brief(e) for e in listed if not isinstance(e, dict) or self._epoch_of(e.get("file")) is None]
+        strays = [e for e in listed if not isinstance(e, dict) or self._epoch_of(e.get("file")) is None]
         if strays:
             log.warning("%s: ignored what is not safe to use: %s", path,
-                        "; ".join(f"{s} is not a checkpoint file of this directory" for s in strays))
+                        "; ".join(f"{_brief(e)} is not a checkpoint file of this directory" for e in strays))
         return registry.get("training_complete") is True
 
     # ---- writing -------------------------------------------------------------------------------
     def save_state(self, state: dict, epoch: int, metrics: dict[str, float], is_best: bool = False,
                    filename: str | None = None) -> Path:
         """Write ``state`` (with a metadata block added) as this epoch's checkpoint, then rotate.
-
-        SIGINT / SIGTERM wait until the checkpoint, the best model, the rewriting of the previous
-        checkpoint to the model alone and the registry are all written: a stopped run leaves a
-        consistent directory to resume from.
-        """
+        SIGINT / SIGTERM wait until all of it is written: a stopped run leaves a consistent directory."""
         filename = filename or self.checkpoint_name.format(epoch=epoch)
         metadata = {"file": filename, "epoch": epoch, "time": time.strftime("%Y-%m-%dT%H:%M:%S"),
                     "torch_version": str(torch.__version__),
                     "metrics": {k: float(v) for k, v in metrics.items() if isinstance(v, (int, float))},
                     "resume_state": holds_resume_state(state)}
-        path = self.checkpoint_dir / filename
         with deferred_interrupts():
             checkpoint = {**state, "metadata": metadata}
-            save_torch(checkpoint, path)
-            if is_best:
-                self._save_best(checkpoint, filename)
-            self._settle(newest=filename)
-        return path
+            save_torch(checkpoint, self.checkpoint_dir / filename)
+            self.settle(filename, (self.checkpoint_dir / filename, checkpoint) if is_best else None)
+        return self.checkpoint_dir / filename
 
-    def resumed_from(self, path: Path, best: tuple[Path, dict] | None = None) -> None:
-        """Finish what a SIGKILL right after writing ``path`` left undone: stage the best model again
-        from ``best`` (its checkpoint file and contents) when given, rotate, slim, write the registry."""
+    def settle(self, newest: str, best: tuple[Path, dict] | None = None) -> None:
+        """After writing ``newest`` (or resuming from it, to finish what a SIGKILL cut short): stage
+        the model of ``best`` (a checkpoint's path and contents) as the best model, rotate, keep the
+        resume state in ``newest`` alone (an older one's optimizer state is 2x the model with Adam,
+        and resuming starts from the newest), rewrite the registry."""
         with deferred_interrupts():
             if best is not None:
-                self._save_best(best[1], best[0].name)
-            self._settle(newest=path.name)
-
-    def _settle(self, newest: str) -> None:
-        """After a save or a resume: rotate, keep resume state in ``newest`` alone (resuming starts
-        there; an older one's optimizer state is 2x the model with Adam), rewrite the registry."""
-        self.entries = self._scan()
-        self._rotate()
-        for entry in self.entries:
-            if entry["resume_state"] and entry["file"] != newest:
+                model_id = secrets.token_hex(8)
+                model = {**model_only(best[1]), "model_id": model_id}
+                model["metadata"].update(file=self.best_model_name, source=best[0].name, model_id=model_id)
+                save_torch(model, self.staged_best_path if self.stage_best else self.checkpoint_dir / self.best_model_name)
+            self.entries = self._scan()
+            keep = {e["file"] for e in self.entries[-self.max_checkpoints:]}
+            for name in self.best_by:
+                keep |= {e["file"] for e in self.ranking(name)[: self.save_best_n]}
+            for entry in self.entries:
                 path = self.checkpoint_dir / entry["file"]
-                save_torch(model_only(load_checkpoint_file(path, mmap=True)), path)
-                entry["resume_state"] = False
-        self.training_complete = False
-        self._write_registry()
-
-    def _save_best(self, checkpoint: dict, source: str) -> None:
-        """The model of ``checkpoint`` (the file ``source``) as the best model, stamped with a new model id."""
-        model_id = secrets.token_hex(8)
-        best = {**model_only(checkpoint), "model_id": model_id}
-        best["metadata"].update(file=self.best_model_name, source=source, model_id=model_id)
-        save_torch(best, self.staged_best_path if self.stage_best else self.checkpoint_dir / self.best_model_name)
+                if entry["file"] not in keep:
+                    path.unlink(missing_ok=True)
+                elif entry["resume_state"] and entry["file"] != newest:
+                    save_torch(model_only(load_checkpoint_file(path, mmap=True)), path)
+                    entry["resume_state"] = False
+            self.entries = [e for e in self.entries if e["file"] in keep]
+            self.training_complete = False
+            self._write_registry()
 
     def publish_best(self) -> dict | None:
         """Put the staged best model in place as ``best_model_name`` (a hard link or an atomic copy).
@@ -253,14 +239,13 @@ class CheckpointManager:
         same model again when it resumes. Returns the published model's metadata (``model_id``,
         ``epoch``, ``metrics``, ``source``), or None when nothing is staged.
         """
-        staged = self.staged_best_path
-        if not self.stage_best or not self._is_own_file(staged):
+        staged = self.staged_best() if self.stage_best else None
+        if staged is None:
             return None
-        checkpoint = load_checkpoint_file(staged, mmap=True)
         with deferred_interrupts():
-            publish_copy(staged, self.checkpoint_dir / self.best_model_name)
+            publish_copy(self.staged_best_path, self.checkpoint_dir / self.best_model_name)
             self._write_registry()
-        return {**checkpoint.get("metadata", {}), "model_id": checkpoint.get("model_id"), "file": self.best_model_name}
+        return {**staged.get("metadata", {}), "model_id": staged.get("model_id"), "file": self.best_model_name}
 
     def staged_best(self) -> dict | None:
         """The staged best model's checkpoint (tensors mapped, not read), or None if there is none."""
@@ -289,23 +274,6 @@ class CheckpointManager:
         metrics = {"train_loss": train_loss, "val_loss": val_loss, "val_accuracy": val_accuracy, **extra_metrics}
         return self.save_state(state, epoch, metrics, is_best=is_best)
 
-    # ---- rankings, the registry and clean-up -----------------------------------------------------
-    def ranking(self, name: str) -> list[dict]:
-        """Kept checkpoints that carry the ranking's metric, best first (ties: earlier epoch first)."""
-        metric = self.best_by[name]
-        sign = -1.0 if higher_is_better(metric) else 1.0
-        scored = [e for e in self.entries if metric in e["metrics"]]
-        return sorted(scored, key=lambda e: (sign * e["metrics"][metric], e["epoch"]))
-
-    def _rotate(self) -> None:
-        keep = {e["file"] for e in self.entries[-self.max_checkpoints:]}
-        for name in self.best_by:
-            keep |= {e["file"] for e in self.ranking(name)[: self.save_best_n]}
-        for entry in self.entries:
-            if entry["file"] not in keep:
-                (self.checkpoint_dir / entry["file"]).unlink(missing_ok=True)
-        self.entries = [e for e in self.entries if e["file"] in keep]
-
     def _write_registry(self) -> None:
         best_model = None  # the staged model while a run is in progress, else the published one
         for path in (self.staged_best_path, self.checkpoint_dir / self.best_model_name):
@@ -321,10 +289,11 @@ class CheckpointManager:
             "training_complete": self.training_complete,
         })
 
+    # ---- clean-up ------------------------------------------------------------------------------
     def clear(self) -> None:
         """Remove the training state (every checkpoint, the staged best model, the registry), so that
-        nothing stale mixes into a fresh run. The published best model stays: it remains the
-        directory's model until the new run publishes its own."""
+        nothing stale mixes into a fresh run. The published best model stays until the new run
+        publishes its own."""
         for path in [*self.epoch_checkpoints(), self.staged_best_path, self.registry_path]:
             path.unlink(missing_ok=True)  # plain names inside the directory; a link is removed, not followed
         self.remove_partial_writes()
@@ -342,6 +311,13 @@ class CheckpointManager:
                 path.unlink()
 
     # ---- reading -------------------------------------------------------------------------------
+    def ranking(self, name: str) -> list[dict]:
+        """Kept checkpoints that carry the ranking's metric, best first (ties: earlier epoch first)."""
+        metric = self.best_by[name]
+        sign = -1.0 if higher_is_better(metric) else 1.0
+        return sorted((e for e in self.entries if metric in e["metrics"]),
+                      key=lambda e: (sign * e["metrics"][metric], e["epoch"]))
+
     def get_checkpoint_info(self, path: str | os.PathLike) -> dict:
         """The metadata block of a checkpoint file (epoch, metrics, time, torch version)."""
         return load_checkpoint_file(path, mmap=True)["metadata"]

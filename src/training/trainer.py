@@ -536,7 +536,7 @@ class Trainer:
                 break
             self._restore(checkpoint)
             if self.is_main_process:  # under torchrun the other ranks only read
-                self.checkpoints.resumed_from(path, best)
+                self.checkpoints.settle(path.name, best)  # what a kill right after saving it left undone
             log.info("resuming from %s (epoch %d done)", path, self.epoch)
             return True
         else:
