@@ -187,7 +187,7 @@ class CheckpointManager:
         strays = [e for e in listed if not isinstance(e, dict) or self._epoch_of(e.get("file")) is None]
         if strays:
             log.warning("%s: ignored what is not safe to use: %s", path,
-                        "; ".join(f"{_brief(e)} is not a checkpoint file of this directory" for e in strays))
+                        "; ".join(f"{json.dumps(e, default=str)[:80]} is not a checkpoint file of this directory" for e in strays))
         return registry.get("training_complete") is True
 
     # ---- writing -------------------------------------------------------------------------------
@@ -233,12 +233,9 @@ class CheckpointManager:
             self._write_registry()
 
     def publish_best(self) -> dict | None:
-        """Put the staged best model in place as ``best_model_name`` (a hard link or an atomic copy).
-
-        The staged file stays until ``mark_complete``, so a run stopped in between publishes the
-        same model again when it resumes. Returns the published model's metadata (``model_id``,
-        ``epoch``, ``metrics``, ``source``), or None when nothing is staged.
-        """
+        """Put the staged best model in place as ``best_model_name`` (a hard link or an atomic copy); it
+        stays staged until ``mark_complete``, so a run stopped in between publishes it again when it
+        resumes. Returns its metadata (``model_id``, ``epoch``, ``metrics``, ``source``), or None."""
         staged = self.staged_best() if self.stage_best else None
         if staged is None:
             return None
@@ -299,11 +296,6 @@ class CheckpointManager:
         self.remove_partial_writes()
         self.entries, self.training_complete = [], False
 
-    def discard(self, path: Path) -> None:
-        """Remove one checkpoint file (an unreadable one) and forget it."""
-        path.unlink(missing_ok=True)
-        self.entries = [e for e in self.entries if e["file"] != path.name]
-
     def remove_partial_writes(self) -> None:
         """Temp files of atomic writes cut short by SIGKILL (complete files are never temp files)."""
         for path in self.checkpoint_dir.glob(".*.tmp"):
@@ -328,11 +320,6 @@ class CheckpointManager:
             raise PipelineError(f"unknown ranking {metric!r}: expected one of {', '.join(self.best_by)}")
         ranked = self.ranking(metric)
         return self.checkpoint_dir / ranked[0]["file"] if ranked else None
-
-
-def _brief(value: Any) -> str:
-    text = json.dumps(value, default=str)
-    return text if len(text) <= 80 else text[:77] + "..."
 
 
 def create_checkpoint_manager(checkpoint_dir: str | os.PathLike = "checkpoints", max_checkpoints: int = 5,

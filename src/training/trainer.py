@@ -521,7 +521,7 @@ class Trainer:
                 checkpoint = load_checkpoint_file(path, map_location=self.device)
             except PipelineError as exc:
                 log.warning("%s; removed it, trying the previous checkpoint", exc)
-                self.checkpoints.discard(path)
+                path.unlink(missing_ok=True)
                 unreadable = True
                 continue
             reason = describe_change(checkpoint.get("fingerprint"), self.fingerprint)
