@@ -9,7 +9,6 @@ is ``src.tuning``'s.
 from __future__ import annotations
 
 import logging
-import math
 import os
 import shutil
 from pathlib import Path
@@ -27,6 +26,7 @@ from src.training import Trainer, distributed
 from src.models.checkpoint_files import MODEL_ID_FILE, load_checkpoint_file
 from src.training.history import seed_history
 from src.training.resume import run_fingerprint
+from src.training.trainer import build_scheduler as engine_scheduler
 from src.training.trainer import evaluate as run_evaluation
 from src.runtime import resolve_device
 
@@ -54,11 +54,8 @@ def build_optimizer(model: nn.Module, learning_rate: float, weight_decay: float,
 
 
 def build_scheduler(optimizer: torch.optim.Optimizer, total_steps: int, warmup_ratio: float):
-    """Linear warmup over ``warmup_ratio`` of the steps, then linear decay to zero (stepped per batch)."""
-    from transformers import get_linear_schedule_with_warmup
-
-    # rounded up, as transformers' TrainingArguments.get_warmup_steps does (round() would take 12 for 12.5)
-    return get_linear_schedule_with_warmup(optimizer, math.ceil(warmup_ratio * total_steps), total_steps)
+    """BERT's schedule, stepped per batch: the engine's linear warmup, then linear decay to zero."""
+    return engine_scheduler(optimizer, "linear_warmup", total_steps=total_steps, warmup_ratio=warmup_ratio)
 
 
 def _engine(model, train_loader, val_loader, optimizer, scheduler, device, checkpoint_dir="checkpoints",

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import math
 import os
 import random
 import signal
@@ -23,11 +24,12 @@ from tqdm import tqdm
 from src.data.batching import restore_order
 from src.errors import PipelineError
 from src.interrupts import Interrupted, deferred_interrupts
-from src.scoring.metrics import MONITORABLE, classification_metrics, higher_is_better, is_improvement
+from src.models.checkpoint_files import load_checkpoint_file
 from src.runtime import autocast_context, autocast_dtype, forward_logits, move_batch, resolve_device
+from src.scoring.metrics import MONITORABLE, classification_metrics, higher_is_better
 from src.training import distributed
 from src.training.checkpoint_manager import (
-    DEFAULT_BEST_BY, CheckpointManager, EarlyStopping, holds_resume_state, load_checkpoint_file,
+    DEFAULT_BEST_BY, BestTracker, CheckpointManager, EarlyStopping, holds_resume_state,
 )
 from src.training.resume import describe_change
 
@@ -225,8 +227,7 @@ class Trainer:
         self.early_stopping: EarlyStopping | None = None
         self.epoch = 0                # epochs completed
         self.global_step = 0          # optimizer steps taken
-        self.best_value: float | None = None
-        self.best_epoch: int | None = None
+        self.best = BestTracker(monitor)  # the best epoch by `monitor`: the best checkpoint, the published model
         self.history = self._empty_history()
 
     @staticmethod
@@ -348,9 +349,7 @@ class Trainer:
             else:
                 self.scheduler.step()
 
-        is_best = is_improvement(monitored, self.best_value, self.monitor)
-        if is_best:
-            self.best_value, self.best_epoch = float(monitored), self.epoch
+        is_best = self.best.record(monitored, self.epoch)
         self._record(metrics, time.perf_counter() - started)
         if self.training_log is not None:
             self.training_log.log_epoch(self.global_step, self.epoch, metrics)
@@ -388,9 +387,9 @@ class Trainer:
         h["epoch_times"].append(seconds)
         h["total_time"] += seconds
         h["best_val_loss"] = min(h["val_losses"])
-        h["best_epoch"], h["best_value"] = self.best_epoch, self.best_value
+        h["best_epoch"], h["best_value"] = self.best.best_epoch, self.best.best_value
 
-    # ---- checkpoints -------------------------------------------------------------------------------
+    # ---- checkpoints and resume ------------------------------------------------------------------
     def _publish_best(self) -> None:
         """Put the run's best model in place, let ``on_publish`` write what goes with it, then record
         that the run finished. A signal waits until all of it is written; a kill in between leaves
@@ -416,8 +415,8 @@ class Trainer:
             "scheduler_state_dict": self.scheduler.state_dict() if self.scheduler is not None else None,
             "history": self.history,
             "monitor": self.monitor,
-            "best_value": self.best_value,
-            "best_epoch": self.best_epoch,
+            "best_value": self.best.best_value,
+            "best_epoch": self.best.best_epoch,
             "early_stopping": self.early_stopping.state_dict() if self.early_stopping is not None else None,
             "rng_state": rng_state(),
             "grad_scaler_state_dict": self.grad_scaler.state_dict(),
@@ -445,7 +444,7 @@ class Trainer:
         self.epoch = checkpoint["epoch"]
         self.global_step = checkpoint.get("global_step", 0)
         self.history = checkpoint.get("history") or self._empty_history()
-        self.best_value, self.best_epoch = checkpoint.get("best_value"), checkpoint.get("best_epoch")
+        self.best.best_value, self.best.best_epoch = checkpoint.get("best_value"), checkpoint.get("best_epoch")
         if checkpoint.get("early_stopping") is not None:
             self.early_stopping = EarlyStopping()
             self.early_stopping.load_state_dict(checkpoint["early_stopping"])
@@ -465,45 +464,40 @@ class Trainer:
         stale mixes into the new run. Logs which it did and why; True when it resumed.
         """
         self.checkpoints.remove_partial_writes()
-        found_unreadable = False
+        unreadable = False
         for path in self.checkpoints.epoch_checkpoints():
             try:
                 checkpoint = load_checkpoint_file(path, map_location=self.device)
             except PipelineError as exc:
                 log.warning("%s; removed it, trying the previous checkpoint", exc)
-                self.checkpoints.discard(path)
-                found_unreadable = True
+                path.unlink(missing_ok=True)
+                unreadable = True
                 continue
             reason = describe_change(checkpoint.get("fingerprint"), self.fingerprint)
             if reason is None and self.checkpoints.training_complete:
                 reason = "the run that wrote it had finished"
             if reason is None and not holds_resume_state(checkpoint):
                 reason = "it holds the model only (the newest checkpoint keeps the resume state)"
-            best = None
-            if reason is None:
-                best = self._best_model_source(path, checkpoint)
-                if isinstance(best, str):
-                    reason = best
-            if reason is None:
-                self._restore(checkpoint)
-                if self.is_main_process:  # under torchrun the other ranks only read
-                    if best is not None and best[0] != path:  # the staged best model is missing or stale
-                        self.checkpoints.adopt(*best, is_best=True, newest=False)
-                    self.checkpoints.adopt(path, checkpoint, is_best=best is not None and best[0] == path)
-                log.info("resuming from %s (epoch %d done)", path, self.epoch)
-                return True
-            log.info("not resuming from %s: %s; training from scratch", path, reason)
-            break
+            best = self._best_to_stage(path, checkpoint) if reason is None else None
+            reason = best if isinstance(best, str) else reason
+            if reason is not None:
+                log.info("not resuming from %s: %s; training from scratch", path, reason)
+                break
+            self._restore(checkpoint)
+            if self.is_main_process:  # under torchrun the other ranks only read
+                self.checkpoints.settle(path.name, best)  # what a kill right after saving it left undone
+            log.info("resuming from %s (epoch %d done)", path, self.epoch)
+            return True
         else:
-            if found_unreadable:
+            if unreadable:
                 log.warning("no readable checkpoint left in %s; training from scratch", self.checkpoint_dir)
         self.checkpoints.clear()
         return False
 
-    def _best_model_source(self, path: Path, checkpoint: dict) -> tuple[Path, dict] | str | None:
-        """Where the staged best model must be (re)written from when resuming from ``checkpoint``: a
-        kill can land between writing a checkpoint and staging its model. None when the staged one is
-        already the best epoch's; a reason (str) when that epoch's weights are gone."""
+    def _best_to_stage(self, path: Path, checkpoint: dict) -> tuple[Path, dict] | str | None:
+        """The checkpoint (file, contents) to stage the best model from again when resuming from
+        ``checkpoint``: a kill can land between writing a checkpoint and staging its model. None when
+        the staged one is already the best epoch's; a reason (str) when that epoch's weights are gone."""
         best_epoch = checkpoint.get("best_epoch")
         if best_epoch is None:
             return None
@@ -517,9 +511,7 @@ class Trainer:
             best = load_checkpoint_file(best_path, map_location="cpu", mmap=True)
         except PipelineError as exc:
             return f"the best epoch's model is gone ({exc})"
-        if best.get("fingerprint") != self.fingerprint:
-            return f"{best_path} is from another run"
-        return best_path, best
+        return (best_path, best) if best.get("fingerprint") == self.fingerprint else f"{best_path} is from another run"
 
     def resume_training(self, checkpoint_path: str | os.PathLike, additional_epochs: int,
                         early_stopping_patience: int | None = None, save_best: bool = True,
@@ -532,17 +524,17 @@ class Trainer:
     def get_training_summary(self) -> dict:
         h = self.history
         total, trainable = count_parameters(self.model)
-        best = (self.best_epoch - 1) if self.best_epoch else None
+        best = (self.best.best_epoch - 1) if self.best.best_epoch else None
         return {
             "training_status": {
                 "epochs_completed": self.epoch,
-                "best_epoch": self.best_epoch,
+                "best_epoch": self.best.best_epoch,
                 "global_step": self.global_step,
                 "early_stopped": bool(self.early_stopping and self.early_stopping.stopped_epoch),
             },
             "performance_metrics": {
                 "monitor": self.monitor,
-                "best_value": self.best_value,
+                "best_value": self.best.best_value,
                 "best_val_loss": h["best_val_loss"],
                 "best_val_accuracy": max(h["val_accuracies"]) if h["val_accuracies"] else None,
                 "best_epoch_val_accuracy": h["val_accuracies"][best] if best is not None else None,
@@ -565,9 +557,12 @@ class Trainer:
 
 
 # ---- factory ----------------------------------------------------------------------------------------
-def build_scheduler(optimizer: torch.optim.Optimizer, scheduler_type: str | None, epochs: int, monitor: str,
-                    step_size: int | None = None, gamma: float = 0.5, patience: int = 2):
-    """The epoch-level schedulers create_trainer offers: plateau, step, cosine, or None."""
+def build_scheduler(optimizer: torch.optim.Optimizer, scheduler_type: str | None, epochs: int | None = None,
+                    monitor: str = "val_loss", *, step_size: int | None = None, gamma: float = 0.5, patience: int = 2,
+                    total_steps: int | None = None, warmup_ratio: float = 0.0):
+    """The engine's learning-rate schedules, or None. Stepped per epoch (create_trainer): plateau (on
+    ``monitor``), step, cosine (over ``epochs``). Stepped per batch (BERT): linear_warmup, a linear
+    warmup over ``warmup_ratio`` of ``total_steps``, then a linear decay to zero."""
     if scheduler_type is None:
         return None
     if scheduler_type == "plateau":
@@ -577,7 +572,12 @@ def build_scheduler(optimizer: torch.optim.Optimizer, scheduler_type: str | None
         return torch.optim.lr_scheduler.StepLR(optimizer, step_size=step_size or max(1, epochs // 3), gamma=gamma)
     if scheduler_type == "cosine":
         return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(1, epochs))
-    raise PipelineError(f"scheduler = {scheduler_type!r}: expected plateau, step, cosine or null")
+    if scheduler_type == "linear_warmup":
+        from transformers import get_linear_schedule_with_warmup  # imported by BERT's runs alone
+
+        # rounded up, as transformers' TrainingArguments.get_warmup_steps does (round() would take 12 for 12.5)
+        return get_linear_schedule_with_warmup(optimizer, math.ceil(warmup_ratio * total_steps), total_steps)
+    raise PipelineError(f"scheduler = {scheduler_type!r}: expected plateau, step, cosine, linear_warmup or null")
 
 
 def create_trainer(
