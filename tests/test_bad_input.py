@@ -39,7 +39,7 @@ from src.data.download import MIRROR_ENV, download
 from src.errors import PipelineError
 from src.evaluation import main as evaluation_main
 from src.models.bert_model import BertSentimentClassifier, load_tokenizer
-from src.models.training import _export
+from src.models.training import export_pretrained
 from src.params import load_params
 from src.predict import main as predict_main
 from src.data.preprocess import Split, write_split
@@ -707,7 +707,7 @@ def test_disk_full_while_exporting_bert_removes_the_partial_export(tmp_path):
     (tmp_path / "model").mkdir()
     (tmp_path / "model" / "model.safetensors").write_bytes(b"the previous export")
     with pytest.raises(PipelineError, match=r"model: no space left on device while writing; the partial export was removed"):
-        _export(FillsTheDisk(), None, tmp_path / "model")
+        export_pretrained(FillsTheDisk(), None, tmp_path / "model")
     assert os.listdir(tmp_path) == ["model"]
     assert (tmp_path / "model" / "model.safetensors").read_bytes() == b"the previous export"
 

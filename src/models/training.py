@@ -89,7 +89,7 @@ def _remove(path: Path) -> None:
         shutil.rmtree(path)
 
 
-def _export(model: BertSentimentClassifier, tokenizer, directory: Path, model_id: str | None = None) -> None:
+def export_pretrained(model: BertSentimentClassifier, tokenizer, directory: Path, model_id: str | None = None) -> None:
     """save_pretrained into a temp directory, synced to disk, then swapped in by two renames: a kill
     never leaves half an export (between the renames there is none, and the stage has not finished).
     ``model_id`` (of the best_model.pt it is made from) goes into ``MODEL_ID_FILE`` inside it."""
@@ -190,7 +190,7 @@ def train_model(
         best = load_checkpoint_file(model_save_dir / "best_model.pt", map_location=device)
         model.load_state_dict(best["model_state_dict"])
         write_json(model_save_dir / "training_history.json", seed_history(trainer.history))
-        _export(model, tokenizer, model_save_dir / "model", published["model_id"])
+        export_pretrained(model, tokenizer, model_save_dir / "model", published["model_id"])
 
     trainer = _engine(model, train_loader, val_loader, optimizer, scheduler, device, model_save_dir,
                       gradient_clip=gradient_clip, class_weights=class_weights, label_smoothing=label_smoothing,
