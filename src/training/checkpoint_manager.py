@@ -21,11 +21,13 @@ import copy
 import json
 import logging
 import os
+import random
 import secrets
 import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from src.atomic import publish_copy, save_torch, write_json
@@ -33,6 +35,7 @@ from src.errors import PipelineError
 from src.interrupts import deferred_interrupts
 from src.models.checkpoint_files import load_checkpoint_file
 from src.scoring.metrics import higher_is_better, is_improvement
+from src.training.resume import describe_change
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +56,31 @@ def model_only(checkpoint: dict) -> dict:
     metadata = checkpoint.get("metadata")
     slim["metadata"] = {**(metadata if isinstance(metadata, dict) else {}), "resume_state": False}
     return slim
+
+
+def rng_state() -> dict:
+    """Python, NumPy and torch RNG states as tensors / plain types (loadable with weights_only=True)."""
+    np_name, np_keys, np_pos, np_has_gauss, np_gauss = np.random.get_state()
+    state = {"python": random.getstate(), "numpy": (np_name, torch.from_numpy(np_keys.astype(np.int64)),
+                                                   int(np_pos), int(np_has_gauss), float(np_gauss)),
+             "torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict) -> None:
+    random.setstate(_as_tuples(state["python"]))
+    name, keys, pos, has_gauss, gauss = state["numpy"]
+    np.random.set_state((name, keys.numpy().astype(np.uint32), pos, has_gauss, gauss))
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def _as_tuples(value):
+    # random.setstate insists on tuples; serialisation may hand back lists.
+    return tuple(_as_tuples(v) for v in value) if isinstance(value, (list, tuple)) else value
 
 
 class CheckpointManager:
@@ -252,6 +280,66 @@ class CheckpointManager:
             "checkpoints": self.entries,
             "training_complete": self.training_complete,
         })
+
+    # ---- resuming ------------------------------------------------------------------------------
+    def resume_point(self, fingerprint: dict | None, map_location: Any = "cpu",
+                     repair: bool = True) -> tuple[Path, dict] | None:
+        """The newest checkpoint to continue from, read, or None after clearing the directory for a
+        fresh run (the published best model stays until that run publishes its own).
+
+        It must carry ``fingerprint`` (else the log says what changed) and resume state, and the run
+        that wrote it must not have finished. An unreadable one (truncated, not a checkpoint) is
+        reported and removed, and the one before it tried. With ``repair`` (the main process) the
+        directory is brought up to date with it: a kill right after saving it can leave the best
+        model unstaged and the rotation undone.
+        """
+        self.remove_partial_writes()
+        unreadable = False
+        for path in self.epoch_checkpoints():
+            try:
+                checkpoint = load_checkpoint_file(path, map_location=map_location)
+            except PipelineError as exc:
+                log.warning("%s; removed it, trying the previous checkpoint", exc)
+                path.unlink(missing_ok=True)
+                unreadable = True
+                continue
+            reason = describe_change(checkpoint.get("fingerprint"), fingerprint)
+            if reason is None and self.training_complete:
+                reason = "the run that wrote it had finished"
+            if reason is None and not holds_resume_state(checkpoint):
+                reason = "it holds the model only (the newest checkpoint keeps the resume state)"
+            best = self._best_to_stage(path, checkpoint, fingerprint) if reason is None else None
+            reason = best if isinstance(best, str) else reason
+            if reason is not None:
+                log.info("not resuming from %s: %s; training from scratch", path, reason)
+                break
+            if repair:
+                self.settle(path.name, best)
+            return path, checkpoint
+        else:
+            if unreadable:
+                log.warning("no readable checkpoint left in %s; training from scratch", self.checkpoint_dir)
+        self.clear()
+        return None
+
+    def _best_to_stage(self, path: Path, checkpoint: dict, fingerprint: dict | None) -> tuple[Path, dict] | str | None:
+        """The checkpoint (file, contents) to stage the best model from again when resuming from
+        ``checkpoint``: a kill can land between writing a checkpoint and staging its model. None when
+        the staged one is already the best epoch's; a reason (str) when that epoch's weights are gone."""
+        best_epoch = checkpoint.get("best_epoch")
+        if best_epoch is None:
+            return None
+        staged = self.staged_best()
+        if staged is not None and staged["epoch"] == best_epoch and staged.get("fingerprint") == fingerprint:
+            return None
+        if best_epoch == checkpoint["epoch"]:
+            return path, checkpoint
+        best_path = self.checkpoint_dir / self.checkpoint_name.format(epoch=best_epoch)
+        try:
+            best = load_checkpoint_file(best_path, map_location="cpu", mmap=True)
+        except PipelineError as exc:
+            return f"the best epoch's model is gone ({exc})"
+        return (best_path, best) if best.get("fingerprint") == fingerprint else f"{best_path} is from another run"
 
     # ---- clean-up ------------------------------------------------------------------------------
     def clear(self) -> None:

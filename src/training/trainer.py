@@ -10,7 +10,6 @@ import itertools
 import logging
 import math
 import os
-import random
 import signal
 import time
 from pathlib import Path
@@ -29,9 +28,8 @@ from src.runtime import autocast_context, autocast_dtype, forward_logits, move_b
 from src.scoring.metrics import MONITORABLE, classification_metrics, higher_is_better
 from src.training import distributed
 from src.training.checkpoint_manager import (
-    DEFAULT_BEST_BY, BestTracker, CheckpointManager, EarlyStopping, holds_resume_state,
+    DEFAULT_BEST_BY, BestTracker, CheckpointManager, EarlyStopping, holds_resume_state, rng_state, set_rng_state,
 )
-from src.training.resume import describe_change
 
 log = logging.getLogger(__name__)
 
@@ -102,31 +100,6 @@ def evaluate(model: nn.Module, data_loader: Iterable, device: torch.device, crit
     # a length-sorted loader scores out of dataset order: predictions go back into it
     result["predictions"] = restore_order(predictions, getattr(getattr(data_loader, "sampler", None), "order", None))
     return result
-
-
-def rng_state() -> dict:
-    """Python, NumPy and torch RNG states as tensors / plain types (loadable with weights_only=True)."""
-    np_name, np_keys, np_pos, np_has_gauss, np_gauss = np.random.get_state()
-    state = {"python": random.getstate(), "numpy": (np_name, torch.from_numpy(np_keys.astype(np.int64)),
-                                                   int(np_pos), int(np_has_gauss), float(np_gauss)),
-             "torch": torch.get_rng_state()}
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def set_rng_state(state: dict) -> None:
-    random.setstate(_as_tuples(state["python"]))
-    name, keys, pos, has_gauss, gauss = state["numpy"]
-    np.random.set_state((name, keys.numpy().astype(np.uint32), pos, has_gauss, gauss))
-    torch.set_rng_state(state["torch"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
-
-
-def _as_tuples(value):
-    # random.setstate insists on tuples; serialisation may hand back lists.
-    return tuple(_as_tuples(v) for v in value) if isinstance(value, (list, tuple)) else value
 
 
 def count_parameters(model: nn.Module) -> tuple[int, int]:
@@ -455,63 +428,15 @@ class Trainer:
 
     @distributed.main_process_first
     def resume(self) -> bool:
-        """Continue from the newest good checkpoint in the checkpoint directory, or start fresh.
-
-        Resumes when that checkpoint carries this trainer's fingerprint and resume state, and the run
-        that wrote it did not finish. An unreadable checkpoint (truncated, not a checkpoint) is
-        reported and removed, and the one before it tried. Otherwise every checkpoint there is
-        cleared (the published best model stays until this run publishes its own), so that nothing
-        stale mixes into the new run. Logs which it did and why; True when it resumed.
-        """
-        self.checkpoints.remove_partial_writes()
-        unreadable = False
-        for path in self.checkpoints.epoch_checkpoints():
-            try:
-                checkpoint = load_checkpoint_file(path, map_location=self.device)
-            except PipelineError as exc:
-                log.warning("%s; removed it, trying the previous checkpoint", exc)
-                path.unlink(missing_ok=True)
-                unreadable = True
-                continue
-            reason = describe_change(checkpoint.get("fingerprint"), self.fingerprint)
-            if reason is None and self.checkpoints.training_complete:
-                reason = "the run that wrote it had finished"
-            if reason is None and not holds_resume_state(checkpoint):
-                reason = "it holds the model only (the newest checkpoint keeps the resume state)"
-            best = self._best_to_stage(path, checkpoint) if reason is None else None
-            reason = best if isinstance(best, str) else reason
-            if reason is not None:
-                log.info("not resuming from %s: %s; training from scratch", path, reason)
-                break
-            self._restore(checkpoint)
-            if self.is_main_process:  # under torchrun the other ranks only read
-                self.checkpoints.settle(path.name, best)  # what a kill right after saving it left undone
-            log.info("resuming from %s (epoch %d done)", path, self.epoch)
-            return True
-        else:
-            if unreadable:
-                log.warning("no readable checkpoint left in %s; training from scratch", self.checkpoint_dir)
-        self.checkpoints.clear()
-        return False
-
-    def _best_to_stage(self, path: Path, checkpoint: dict) -> tuple[Path, dict] | str | None:
-        """The checkpoint (file, contents) to stage the best model from again when resuming from
-        ``checkpoint``: a kill can land between writing a checkpoint and staging its model. None when
-        the staged one is already the best epoch's; a reason (str) when that epoch's weights are gone."""
-        best_epoch = checkpoint.get("best_epoch")
-        if best_epoch is None:
-            return None
-        staged = self.checkpoints.staged_best()
-        if staged is not None and staged["epoch"] == best_epoch and staged.get("fingerprint") == self.fingerprint:
-            return None
-        if best_epoch == checkpoint["epoch"]:
-            return path, checkpoint
-        best_path = self.checkpoint_dir / self.checkpoints.checkpoint_name.format(epoch=best_epoch)
-        try:
-            best = load_checkpoint_file(best_path, map_location="cpu", mmap=True)
-        except PipelineError as exc:
-            return f"the best epoch's model is gone ({exc})"
-        return (best_path, best) if best.get("fingerprint") == self.fingerprint else f"{best_path} is from another run"
+        """Continue from the newest checkpoint of this run, if it did not finish, or start fresh:
+        ``CheckpointManager.resume_point`` decides, and logs why it will not resume. True when it resumed."""
+        found = self.checkpoints.resume_point(self.fingerprint, self.device, repair=self.is_main_process)
+        if found is None:
+            return False
+        path, checkpoint = found
+        self._restore(checkpoint)
+        log.info("resuming from %s (epoch %d done)", path, self.epoch)
+        return True
 
     def resume_training(self, checkpoint_path: str | os.PathLike, additional_epochs: int,
                         early_stopping_patience: int | None = None, save_best: bool = True,
