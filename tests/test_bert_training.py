@@ -1,15 +1,19 @@
 """BERT fine-tuning on a tiny BERT the test builds, loaded through the production from_pretrained path."""
 import inspect
 import json
+import os
+import re
+import subprocess
+import sys
 
 import pytest
 import torch
 
-from src.models import training
-from src.models.bert_model import BertSentimentClassifier, load_tokenizer
-from src.evaluation import score_split
 from src.data.preprocess import Split, normalize_tweet, write_split
-from tests.fixtures import bert_loaders, tiny_splits
+from src.evaluation import score_split
+from src.models import training
+from src.models.bert_model import BertSentimentClassifier
+from tests.fixtures import REPO, bert_loaders, tiny_splits
 
 
 def test_seed_signatures_hold():
@@ -110,13 +114,13 @@ def test_tuning_scores_on_validation_only_and_writes_its_files(tiny_bert, tmp_pa
     assert isinstance(best_model, BertSentimentClassifier)
 
 
-def test_unloadable_model_name_says_how_to_fix(monkeypatch, tmp_path):
-    from src.errors import PipelineError
-
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setenv("HF_HOME", str(tmp_path))
-    with pytest.raises(PipelineError, match="model_name = 'no-such/model' cannot be loaded.*HF_HOME"):
-        load_tokenizer("no-such/model")
+def test_unloadable_model_name_says_how_to_fix(tmp_path):
+    # a process of its own: huggingface_hub reads HF_HUB_OFFLINE and HF_HOME once, at import (set here
+    # in-process it would try the network first, 46 s)
+    code = "from src.models.bert_model import load_tokenizer\nload_tokenizer('no-such/model')"
+    result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True,
+                            env={**os.environ, "HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path)})
+    assert re.search(r"PipelineError: model_name = 'no-such/model' cannot be loaded.*HF_HOME", result.stderr)
 
 
 def test_mixed_precision_picks_bf16_where_native_fp16_with_scaling_on_older_gpus(monkeypatch):
