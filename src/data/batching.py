@@ -4,10 +4,18 @@ from __future__ import annotations
 from typing import Iterator, Sequence
 
 import numpy as np
+import torch.distributed as dist
 from torch.utils.data import Sampler
 
 from src.errors import PipelineError
-from src.training import distributed
+
+
+def process_group() -> tuple[int, int]:
+    """(world size, rank) of the torchrun process group this process joined; (1, 0) outside one.
+    Read from torch directly: scoring batches with these samplers too, and must not depend on the engine."""
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_world_size(), dist.get_rank()
+    return 1, 0
 
 
 class BucketBatchSampler(Sampler[list[int]]):
@@ -32,8 +40,9 @@ class BucketBatchSampler(Sampler[list[int]]):
         self.seed = seed
         self.pool_size = batch_size * pool_batches
         self.epoch = 0
-        self.num_replicas = distributed.world_size() if num_replicas is None else num_replicas
-        self.rank = distributed.rank() if rank is None else rank
+        group_size, group_rank = process_group()
+        self.num_replicas = group_size if num_replicas is None else num_replicas
+        self.rank = group_rank if rank is None else rank
         if len(self.lengths) < self.num_replicas:
             raise PipelineError(f"{len(self.lengths)} training examples cannot be shared by "
                                 f"{self.num_replicas} processes: use fewer processes")
