@@ -174,6 +174,16 @@ def test_training_does_not_import_the_downloader_or_the_other_model():
     assert not {"src/training/glove_loader.py", "src/models/lstm_model.py", "src/data/glove.py"} & set(bert)
 
 
+
+def test_scoring_does_not_import_the_training_engine():
+    """The evaluate stages and the tools that load a trained model read its files only: a change to
+    the training loop must not re-score every model."""
+    for script in ("stages/evaluate.py", "stages/ensemble.py"):
+        engine = sorted(file for file in stage_code(script) if file.startswith("src/training/"))
+        assert not engine, f"{script} imports the training engine: {engine}"
+    for shared in ("src/runtime.py", "src/models/loading.py", "src/models/checkpoint_files.py", "src/data/batching.py"):
+        assert not [file for file in direct_imports(shared) if file.startswith("src/training/")], shared
+
 @pytest.mark.parametrize("source, expected", [
     ("from src.training import create_trainer", {"src/training/__init__.py", "src/training/trainer.py"}),
     ("from src.training import GloVeLoader", {"src/training/__init__.py", "src/training/glove_loader.py"}),
