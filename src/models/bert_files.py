@@ -5,12 +5,12 @@ Tokenising, batching and training are the pipeline's own (src.models.bert_data, 
 """
 from __future__ import annotations
 
-import json
 import math
 import os
 from pathlib import Path
 
 from src.errors import PipelineError
+from src.json_files import read_json_object
 from src.models.training import RECOMMENDED
 
 # every key a config file may set, with its default (model_name: the same as params.yaml's)
@@ -30,14 +30,7 @@ def read_config(path: str | os.PathLike, extra: dict | None = None) -> dict:
     """SETTINGS (and ``extra``'s keys) overridden by the JSON object in ``path``; an unknown key or a
     value of the wrong type is an error naming the file and the key."""
     path, allowed = Path(path), {**SETTINGS, **(extra or {})}
-    try:
-        raw = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise PipelineError(f"{path}: file not found") from None
-    except (OSError, ValueError) as exc:
-        raise PipelineError(f"{path}: not a JSON file ({exc})") from None
-    if not isinstance(raw, dict):
-        raise PipelineError(f"{path}: expected a JSON object of settings")
+    raw = read_json_object(path)
     for key, value in raw.items():
         if key not in allowed:
             raise PipelineError(f"{path}: unknown key {key!r}; expected one of {', '.join(allowed)}")

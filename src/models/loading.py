@@ -8,7 +8,6 @@ imports the engine.
 """
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +18,7 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from src.errors import PipelineError
+from src.json_files import read_json_object
 from src.models.checkpoint_files import MODEL_ID_FILE, check_one_model, load_checkpoint_file, read_model_id
 from src.paths import check_model_dir, file_in
 from src.runtime import resolve_device
@@ -39,19 +39,6 @@ def is_bert_dir(model_dir: str | os.PathLike) -> bool:
     return (Path(model_dir) / "model" / "config.json").is_file()  # train_bert's save_pretrained export
 
 
-def _read_json_object(path: Path, what: str) -> dict:
-    """A JSON object from ``path``; anything else is a PipelineError naming the file (and line)."""
-    try:
-        value = json.loads(path.read_bytes().decode("utf-8"))
-    except UnicodeDecodeError as exc:
-        raise PipelineError(f"{path}: not valid UTF-8 ({exc.reason} at byte {exc.start}); {what}") from None
-    except json.JSONDecodeError as exc:
-        raise PipelineError(f"{path}:{exc.lineno}: not valid JSON ({exc.msg}); {what}") from None
-    if not isinstance(value, dict):
-        raise PipelineError(f"{path}: expected a JSON object, found {type(value).__name__}; {what}")
-    return value
-
-
 def load_lstm(model_dir: str | os.PathLike, device: torch.device):
     """The LSTM, vocabulary, label names and max_length that stages/train_lstm.py wrote to ``model_dir``.
 
@@ -66,7 +53,7 @@ def load_lstm(model_dir: str | os.PathLike, device: torch.device):
     if not config_path.is_file():
         raise PipelineError(f"{config_path}: not found (run `dvc repro train_lstm` first)")
     again = "run `dvc repro train_lstm` again"
-    config = _read_json_object(config_path, again)
+    config = read_json_object(config_path, again)
     missing = {"vocab", "weights", "label_names"} - set(config)
     if missing:
         raise PipelineError(f"{config_path}: no {', '.join(sorted(missing))} (written by an older train_lstm: "
@@ -104,7 +91,7 @@ def check_bert_export(model_dir: Path, export: Path) -> None:
     stamp, weights = export / MODEL_ID_FILE, model_dir / "best_model.pt"
     if not (stamp.is_file() and weights.is_file()):
         return  # an export from before stamps, or a tune trial, which keeps no best_model.pt
-    export_id = _read_json_object(stamp, "run `dvc repro train_bert` again").get("model_id")
+    export_id = read_json_object(stamp, "run `dvc repro train_bert` again").get("model_id")
     check_one_model(model_dir, stamp, export_id, weights, read_model_id(weights), "dvc repro train_bert")
 
 

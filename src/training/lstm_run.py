@@ -23,11 +23,11 @@ best_model.pt, model_config.json, vocab.json, training_history.json (and ``--met
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 from pathlib import Path
 
 from src.errors import PipelineError
+from src.json_files import read_json_object
 
 log = logging.getLogger(__name__)
 
@@ -97,14 +97,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _config_defaults(parser: argparse.ArgumentParser, path: str) -> dict:
     """The values of a --config JSON file by option name, type-checked as the command line would be."""
-    try:
-        raw = json.loads(Path(path).read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise PipelineError(f"{path}: file not found") from None
-    except (OSError, ValueError) as exc:
-        raise PipelineError(f"{path}: not a JSON file ({exc})") from None
-    if not isinstance(raw, dict):
-        raise PipelineError(f"{path}: expected a JSON object of option names and values")
+    raw = read_json_object(path)
     flat = {k: v for k, v in raw.items() if k not in CONFIG_SECTIONS}
     for section in CONFIG_SECTIONS:
         if not isinstance(raw.get(section, {}), dict):
