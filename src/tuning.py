@@ -51,6 +51,7 @@ from src.errors import PipelineError
 from src.models.bert_data import with_batch_size
 from src.models.training import RECOMMENDED, remove_checkpoints, train_model
 from src.scoring.metrics import higher_is_better
+from src.training.checkpoint_manager import BestTracker
 from src.training.distributed import signal_when_parent_dies
 from src.training.resume import describe_change, run_fingerprint
 
@@ -474,10 +475,11 @@ class TrialTrainer:
         except optuna.TrialPruned as exc:
             pruned = exc
             remove_checkpoints(directory)  # a pruned trial keeps its record only
-            # no history comes back from a raise: the best reported epoch, the first on a tie, as the
-            # Trainer picks it
-            pick = max if higher_is_better(monitor) else min
-            best_epoch = 1 + pick(range(len(epochs)), key=lambda i: epochs[i][monitor])
+            # no history comes back from a raise: the reported epochs decide, by the Trainer's own rule
+            tracker = BestTracker(monitor)
+            for epoch, metrics in enumerate(epochs, 1):
+                tracker.record(metrics[monitor], epoch)
+            best_epoch = tracker.best_epoch or 1
         best = epochs[best_epoch - 1]
         record = {"params": sampled, "hyperparameters": config, "epochs_run": len(epochs), "best_epoch": best_epoch,
                   **{key: best[key] for key in ("val_loss", "val_accuracy", "val_macro_recall", "val_macro_f1")},
