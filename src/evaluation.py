@@ -18,15 +18,16 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from src.data.batching import LengthSortedSampler
 from src.cli import pipeline_errors_exit, positive_int_option, print_lines
-from src.errors import PipelineError
-from src.scoring.metrics import detailed_metrics
-from src.models.loading import TrainedModel, load_model
+from src.data.batching import LengthSortedSampler
 from src.data.preprocess import read_split
+from src.errors import PipelineError
+from src.models.loading import TrainedModel, load_model
 from src.runtime import (
     autocast_context, explain_out_of_memory, forward_logits, move_batch, resolve_device, use_all_cpu_cores,
 )
+from src.scoring.metrics import detailed_metrics
+
 
 def device_option(value: str, option: str = "--device"):
     """``auto``, ``cpu``, ``cuda`` or ``cuda:N`` as a torch.device (CUDA must be present); else a PipelineError."""

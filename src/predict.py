@@ -16,10 +16,10 @@ from pathlib import Path
 from typing import Iterator, Sequence
 
 from src.cli import pipeline_errors_exit, positive_int_option, print_lines
+from src.data.preprocess import normalize_tweet, read_lines, split_lines
+from src.errors import DataError
 from src.evaluation import device_option, predict_proba
 from src.models.loading import TrainedModel, load_model
-from src.errors import DataError
-from src.data.preprocess import normalize_tweet, read_lines, split_lines
 from src.runtime import explain_out_of_memory, use_all_cpu_cores
 
 
