@@ -25,6 +25,7 @@ split, each scored once on validation and test:
 Prints JSON; with ``--out`` it also writes it there after every run, so a long screen that is
 stopped keeps what it measured. Needs data/processed (``dvc repro preprocess``).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -37,7 +38,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-BERT_KEYS = ("class_weights", "label_smoothing")   # under params.yaml's `bert:`; the rest are top level
+BERT_KEYS = ("class_weights", "label_smoothing")  # under params.yaml's `bert:`; the rest are top level
 
 # name -> params.yaml overrides; "shipped" is whatever params.yaml holds
 CANDIDATES = {
@@ -64,11 +65,13 @@ def screen_splits(data_dir: Path, train_samples: int | None, holdout_samples: in
     from src.data.preprocess import Split, read_split
 
     train = read_split(data_dir / "train.jsonl")
-    rest, holdout_idx = train_test_split(list(range(len(train))), test_size=holdout_samples,
-                                         stratify=train.labels, random_state=0)
+    rest, holdout_idx = train_test_split(
+        list(range(len(train))), test_size=holdout_samples, stratify=train.labels, random_state=0
+    )
     if train_samples is not None and train_samples < len(rest):
-        rest, _ = train_test_split(rest, train_size=train_samples, stratify=[train.labels[i] for i in rest],
-                                   random_state=0)
+        rest, _ = train_test_split(
+            rest, train_size=train_samples, stratify=[train.labels[i] for i in rest], random_state=0
+        )
 
     def take(idx):
         idx = sorted(idx)
@@ -84,24 +87,27 @@ def apply_overrides(params: dict, overrides: dict) -> dict:
 
 
 def _scores(model, split, tokenizer, params, device, options) -> dict:
-    from src.scoring.metrics import classification_metrics
     from src.models.bert_data import TokenizedTweets, make_bert_loader
     from src.models.training import evaluate
+    from src.scoring.metrics import classification_metrics
 
-    loader = make_bert_loader(TokenizedTweets(split.texts, split.labels, tokenizer, params["max_length"]),
-                              params["bert"]["eval_batch_size"], shuffle=False)
+    loader = make_bert_loader(
+        TokenizedTweets(split.texts, split.labels, tokenizer, params["max_length"]),
+        params["bert"]["eval_batch_size"],
+        shuffle=False,
+    )
     _, _, predictions = evaluate(model, loader, device, mixed_precision=options["mixed_precision"])
     return {k: round(v, 4) for k, v in classification_metrics(split.labels, predictions).items()}
 
 
 def run_recipe(args, overrides: dict, seed: int) -> dict:
     """One candidate, one seed, in this process: train_bert's code on the screen's train subset."""
+    from src.data.preprocess import read_split
     from src.models.bert_data import TokenizedTweets
     from src.models.bert_model import load_tokenizer
     from src.models.bert_run import BertData, make_loaders, run_options
     from src.models.training import train_model
     from src.params import load_params
-    from src.data.preprocess import read_split
     from src.runtime import resolve_device
 
     params = apply_overrides(load_params(ROOT / "params.yaml"), overrides)
@@ -118,14 +124,28 @@ def run_recipe(args, overrides: dict, seed: int) -> dict:
     val = read_split(data_dir / "val.jsonl")
     tokenizer = load_tokenizer(params["model_name"])
     tokenizer.model_max_length = params["max_length"]
-    data = BertData(tokenizer, TokenizedTweets(train.texts, train.labels, tokenizer, params["max_length"]),
-                    TokenizedTweets(val.texts, val.labels, tokenizer, params["max_length"]))
+    data = BertData(
+        tokenizer,
+        TokenizedTweets(train.texts, train.labels, tokenizer, params["max_length"]),
+        TokenizedTweets(val.texts, val.labels, tokenizer, params["max_length"]),
+    )
     train_loader, val_loader = make_loaders(data, params, params["batch_size"])
     options = run_options(params, data)
     with tempfile.TemporaryDirectory() as model_dir:
-        model, _ = train_model(train_loader, val_loader, model_dir, params["num_epochs"], params["learning_rate"],
-                               params["weight_decay"], params["warmup_ratio"], device,
-                               dropout_prob=params["dropout_prob"], seed=seed, progress=False, **options)
+        model, _ = train_model(
+            train_loader,
+            val_loader,
+            model_dir,
+            params["num_epochs"],
+            params["learning_rate"],
+            params["weight_decay"],
+            params["warmup_ratio"],
+            device,
+            dropout_prob=params["dropout_prob"],
+            seed=seed,
+            progress=False,
+            **options,
+        )
     result = {f"val_{k}": v for k, v in _scores(model, val, tokenizer, params, device, options).items()}
     for name, split in held_out.items():
         result.update({f"{name}_{k}": v for k, v in _scores(model, split, tokenizer, params, device, options).items()})
@@ -140,8 +160,15 @@ def run_stock_trainer(args, seed: int) -> dict:
 
     params = load_params(ROOT / "params.yaml")
     trainer_args = argparse.Namespace(
-        model=args.model or params["model_name"], max_length=params["max_length"], epochs=params["num_epochs"],
-        train_samples=None, data_dir=args.data_dir, test=True, hf_bf16=False, **TRAINER_DEFAULTS)
+        model=args.model or params["model_name"],
+        max_length=params["max_length"],
+        epochs=params["num_epochs"],
+        train_samples=None,
+        data_dir=args.data_dir,
+        test=True,
+        hf_bf16=False,
+        **TRAINER_DEFAULTS,
+    )
     return run_hf_trainer(trainer_args, seed, resolve_device("auto"))
 
 
@@ -150,28 +177,38 @@ def _summary(runs: list[dict]) -> dict:
     for key in runs[0]:
         if key.endswith(("macro_recall", "accuracy", "macro_f1", "wall_s")):
             values = [run[key] for run in runs]
-            summary[key] = {"mean": round(statistics.fmean(values), 4),
-                            "std": round(statistics.stdev(values), 4) if len(values) > 1 else 0.0}
+            summary[key] = {
+                "mean": round(statistics.fmean(values), 4),
+                "std": round(statistics.stdev(values), 4) if len(values) > 1 else 0.0,
+            }
     if "holdout_macro_recall" in runs[0]:
-        summary["selection_score"] = round(statistics.fmean(
-            (run["val_macro_recall"] + run["holdout_macro_recall"]) / 2 for run in runs), 4)
+        summary["selection_score"] = round(
+            statistics.fmean((run["val_macro_recall"] + run["holdout_macro_recall"]) / 2 for run in runs), 4
+        )
     return summary
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--candidates", nargs="+", choices=[*sorted(CANDIDATES), "stock_trainer"], default=None,
-                        help="screen: these candidates (default: all); --test: shipped and/or stock_trainer "
-                             "(default: both)")
+    parser.add_argument(
+        "--candidates",
+        nargs="+",
+        choices=[*sorted(CANDIDATES), "stock_trainer"],
+        default=None,
+        help="screen: these candidates (default: all); --test: shipped and/or stock_trainer (default: both)",
+    )
     parser.add_argument("--seeds", type=int, nargs="+", default=[42, 43, 44])
     parser.add_argument("--train-samples", type=int, default=8000, help="screen: train subset size (0: all)")
     parser.add_argument("--holdout-samples", type=int, default=4000, help="screen: held-out slice of train")
-    parser.add_argument("--test", action="store_true",
-                        help="the once-on-test report: params.yaml's recipe and the stock Trainer, whole train split")
+    parser.add_argument(
+        "--test",
+        action="store_true",
+        help="the once-on-test report: params.yaml's recipe and the stock Trainer, whole train split",
+    )
     parser.add_argument("--out", type=Path, help="also write the JSON here (after every run)")
     parser.add_argument("--data-dir", default=str(ROOT / "data/processed"))
     parser.add_argument("--model", help="default: params.yaml's model_name")
-    parser.add_argument("--run", help=argparse.SUPPRESS)   # internal: one run in this (fresh) process
+    parser.add_argument("--run", help=argparse.SUPPRESS)  # internal: one run in this (fresh) process
     parser.add_argument("--seed", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.train_samples == 0:
@@ -180,30 +217,59 @@ def main() -> None:
         from src.runtime import use_all_cpu_cores
 
         use_all_cpu_cores()
-        result = run_stock_trainer(args, args.seed) if args.run == "stock_trainer" else \
-            run_recipe(args, CANDIDATES.get(args.run, {}), args.seed)
+        result = (
+            run_stock_trainer(args, args.seed)
+            if args.run == "stock_trainer"
+            else run_recipe(args, CANDIDATES.get(args.run, {}), args.seed)
+        )
         print(json.dumps(result))
         return
 
     names = (args.candidates or ["shipped", "stock_trainer"]) if args.test else (args.candidates or list(CANDIDATES))
-    report = {"mode": "test" if args.test else "screen", "seeds": args.seeds,
-              "train_samples": "all" if args.test else args.train_samples,
-              "holdout_samples": None if args.test else args.holdout_samples, "candidates": {}}
+    report = {
+        "mode": "test" if args.test else "screen",
+        "seeds": args.seeds,
+        "train_samples": "all" if args.test else args.train_samples,
+        "holdout_samples": None if args.test else args.holdout_samples,
+        "candidates": {},
+    }
     for name in names:
         runs = []
         for seed in args.seeds:
-            forwarded = ["--test"] if args.test else ["--train-samples", str(args.train_samples or 0),
-                                                      "--holdout-samples", str(args.holdout_samples)]
+            forwarded = (
+                ["--test"]
+                if args.test
+                else ["--train-samples", str(args.train_samples or 0), "--holdout-samples", str(args.holdout_samples)]
+            )
             started = time.perf_counter()
             if args.model:
                 forwarded += ["--model", args.model]
-            done = subprocess.run([sys.executable, "-m", "benchmarks.bert_recipes", *forwarded, "--data-dir",
-                                   args.data_dir, "--run", name, "--seed", str(seed)],
-                                  cwd=ROOT, capture_output=True, text=True)
+            done = subprocess.run(
+                [
+                    sys.executable,
+                    "-m",
+                    "benchmarks.bert_recipes",
+                    *forwarded,
+                    "--data-dir",
+                    args.data_dir,
+                    "--run",
+                    name,
+                    "--seed",
+                    str(seed),
+                ],
+                cwd=ROOT,
+                capture_output=True,
+                text=True,
+            )
             if done.returncode != 0:
                 sys.exit(f"error: {name} seed {seed} failed:\n{done.stderr[-4000:]}")
-            runs.append({"seed": seed, "wall_s": round(time.perf_counter() - started, 1),
-                         **json.loads(done.stdout.strip().splitlines()[-1])})
+            runs.append(
+                {
+                    "seed": seed,
+                    "wall_s": round(time.perf_counter() - started, 1),
+                    **json.loads(done.stdout.strip().splitlines()[-1]),
+                }
+            )
             print(f"{name} seed {seed}: {runs[-1]}", file=sys.stderr, flush=True)
             overrides = CANDIDATES.get(name, TRAINER_DEFAULTS if name == "stock_trainer" else {})
             report["candidates"][name] = {"overrides": overrides, "runs": runs, **_summary(runs)}

@@ -32,6 +32,7 @@ ablation). ``--hf-bf16`` also gives the Trainer ``bf16=True`` on a CPU.
 The ablation flags (``--pool-batches``, ``--schedule-epochs``, ``--no-class-weights``,
 ``--stock-model``, ``--precision bf16``) change ours only, to find where quality goes.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -69,13 +70,14 @@ class _StopAfterEpochs(Exception):
 def run_ours(args, seed: int, device) -> dict:
     """train_bert's path: bert_run's tokenisation and loaders, then train_model into a temp dir."""
     from src.models.bert_data import TokenizedTweets, make_bert_loader
-    from src.models.bert_run import BertData, make_loaders, run_options
     from src.models.bert_model import load_tokenizer
+    from src.models.bert_run import BertData, make_loaders, run_options
     from src.models.training import evaluate, train_model
     from src.params import load_params
 
     if args.stock_model:  # ablation: transformers' default attention and dropout, every token in the last layer
-        from src.models import bert_model, training as bert_training
+        from src.models import bert_model
+        from src.models import training as bert_training
 
         bert_training.register_attention = lambda: None
         bert_training.use_rand_dropout = lambda model: model
@@ -92,11 +94,15 @@ def run_ours(args, seed: int, device) -> dict:
     tokenizer = load_tokenizer(args.model)
     tokenizer.model_max_length = args.max_length
     train, val = _split(args, "train"), _split(args, "val")
-    data = BertData(tokenizer, TokenizedTweets(train.texts, train.labels, tokenizer, args.max_length),
-                    TokenizedTweets(val.texts, val.labels, tokenizer, args.max_length))
+    data = BertData(
+        tokenizer,
+        TokenizedTweets(train.texts, train.labels, tokenizer, args.max_length),
+        TokenizedTweets(val.texts, val.labels, tokenizer, args.max_length),
+    )
     train_loader, val_loader = make_loaders(data, params, args.batch_size)
     if args.pool_batches is not None:  # ablation: another length-grouping pool
         from torch.utils.data import DataLoader
+
         from src.data.batching import BucketBatchSampler
 
         sampler = BucketBatchSampler(data.train.lengths(), args.batch_size, seed=seed, pool_batches=args.pool_batches)
@@ -112,17 +118,35 @@ def run_ours(args, seed: int, device) -> dict:
     options = run_options(params, data)
     with tempfile.TemporaryDirectory() as model_dir:
         try:
-            model, _ = train_model(train_loader, val_loader, model_dir, epochs, args.lr, args.weight_decay,
-                                   args.warmup_ratio, device, dropout_prob=args.dropout, seed=seed,
-                                   progress=False, on_epoch_end=stop_after_epochs, **options)
+            model, _ = train_model(
+                train_loader,
+                val_loader,
+                model_dir,
+                epochs,
+                args.lr,
+                args.weight_decay,
+                args.warmup_ratio,
+                device,
+                dropout_prob=args.dropout,
+                seed=seed,
+                progress=False,
+                on_epoch_end=stop_after_epochs,
+                **options,
+            )
         except _StopAfterEpochs:
             model = None
-        result = {"val_" + k.removeprefix("val_"): round(v, 4) for k, v in epoch_metrics[-1].items()
-                  if k in ("val_accuracy", "val_macro_recall", "val_macro_f1")}
+        result = {
+            "val_" + k.removeprefix("val_"): round(v, 4)
+            for k, v in epoch_metrics[-1].items()
+            if k in ("val_accuracy", "val_macro_recall", "val_macro_f1")
+        }
         if args.test and model is not None:
             test = _split(args, "test")
-            loader = make_bert_loader(TokenizedTweets(test.texts, test.labels, tokenizer, args.max_length),
-                                      params["bert"]["eval_batch_size"], shuffle=False)
+            loader = make_bert_loader(
+                TokenizedTweets(test.texts, test.labels, tokenizer, args.max_length),
+                params["bert"]["eval_batch_size"],
+                shuffle=False,
+            )
             _, _, predictions = evaluate(model, loader, device, mixed_precision=options["mixed_precision"])
             result.update({f"test_{k}": v for k, v in _metrics(test.labels, predictions).items()})
     return result
@@ -132,8 +156,14 @@ def run_hf_trainer(args, seed: int, device) -> dict:
     """The stock Trainer on the same work; default arguments otherwise (see the module docstring)."""
     import numpy as np
     import torch
-    from transformers import (AutoModelForSequenceClassification, AutoTokenizer, DataCollatorWithPadding,
-                              Trainer, TrainingArguments, set_seed)
+    from transformers import (
+        AutoModelForSequenceClassification,
+        AutoTokenizer,
+        DataCollatorWithPadding,
+        Trainer,
+        TrainingArguments,
+        set_seed,
+    )
 
     set_seed(seed)
     tokenizer = AutoTokenizer.from_pretrained(args.model)
@@ -147,21 +177,34 @@ def run_hf_trainer(args, seed: int, device) -> dict:
             return len(self.labels)
 
         def __getitem__(self, i):
-            return {"input_ids": self.encoded["input_ids"][i], "attention_mask": self.encoded["attention_mask"][i],
-                    "labels": self.labels[i]}
+            return {
+                "input_ids": self.encoded["input_ids"][i],
+                "attention_mask": self.encoded["attention_mask"][i],
+                "labels": self.labels[i],
+            }
 
     train, val = _split(args, "train"), _split(args, "val")
-    model = AutoModelForSequenceClassification.from_pretrained(args.model, num_labels=3,
-                                                               classifier_dropout=args.dropout)
+    model = AutoModelForSequenceClassification.from_pretrained(
+        args.model, num_labels=3, classifier_dropout=args.dropout
+    )
     bf16 = device.type == "cuda" or args.hf_bf16
     with tempfile.TemporaryDirectory() as out:
         targs = TrainingArguments(
-            output_dir=out, num_train_epochs=args.epochs, per_device_train_batch_size=args.batch_size,
-            learning_rate=args.lr, seed=seed, weight_decay=args.weight_decay,
+            output_dir=out,
+            num_train_epochs=args.epochs,
+            per_device_train_batch_size=args.batch_size,
+            learning_rate=args.lr,
+            seed=seed,
+            weight_decay=args.weight_decay,
             warmup_steps=args.warmup_ratio,  # a float in [0, 1) is a ratio of the steps (transformers 5)
-            bf16=bf16, use_cpu=device.type == "cpu", save_strategy="no", disable_tqdm=True)
-        trainer = Trainer(model=model, args=targs, train_dataset=Encoded(train),
-                          data_collator=DataCollatorWithPadding(tokenizer))
+            bf16=bf16,
+            use_cpu=device.type == "cpu",
+            save_strategy="no",
+            disable_tqdm=True,
+        )
+        trainer = Trainer(
+            model=model, args=targs, train_dataset=Encoded(train), data_collator=DataCollatorWithPadding(tokenizer)
+        )
         trainer.train()
         predict = lambda split: np.argmax(trainer.predict(Encoded(split)).predictions, axis=1).tolist()  # noqa: E731
         result = {f"val_{k}": v for k, v in _metrics(val.labels, predict(val)).items()}
@@ -173,8 +216,7 @@ def run_hf_trainer(args, seed: int, device) -> dict:
 
 def run_side(args) -> None:
     """One side, one seed, in this (fresh) process: prints its result as one JSON line."""
-    from src.runtime import use_all_cpu_cores
-    from src.runtime import resolve_device
+    from src.runtime import resolve_device, use_all_cpu_cores
 
     use_all_cpu_cores()
     device = resolve_device(args.device)
@@ -203,17 +245,31 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[42, 43, 44])
     parser.add_argument("--sides", nargs="+", choices=SIDES, default=list(SIDES))
     parser.add_argument("--device", default="auto")
-    parser.add_argument("--precision", choices=("auto", "fp32", "bf16"), default="auto",
-                        help="ours: auto = train_bert's choice; fp32; bf16 (autocast on a CPU too: an ablation)")
+    parser.add_argument(
+        "--precision",
+        choices=("auto", "fp32", "bf16"),
+        default="auto",
+        help="ours: auto = train_bert's choice; fp32; bf16 (autocast on a CPU too: an ablation)",
+    )
     parser.add_argument("--hf-bf16", action="store_true", help="bf16=True for the Trainer on a CPU too")
     parser.add_argument("--test", action="store_true", help="also score the test split (once, for the report)")
     parser.add_argument("--pool-batches", type=int, default=None, help="ablation: ours' length-grouping pool")
-    parser.add_argument("--schedule-epochs", type=int, default=None,
-                        help="ablation: ours' LR schedule spans this many epochs, training stops after --epochs")
-    parser.add_argument("--no-class-weights", action="store_true",
-                        help="ablation: ours with an unweighted loss (params.yaml: bert.class_weights)")
-    parser.add_argument("--stock-model", action="store_true",
-                        help="ablation: ours without its CPU speed-ups (eager attention, rand dropout, first token)")
+    parser.add_argument(
+        "--schedule-epochs",
+        type=int,
+        default=None,
+        help="ablation: ours' LR schedule spans this many epochs, training stops after --epochs",
+    )
+    parser.add_argument(
+        "--no-class-weights",
+        action="store_true",
+        help="ablation: ours with an unweighted loss (params.yaml: bert.class_weights)",
+    )
+    parser.add_argument(
+        "--stock-model",
+        action="store_true",
+        help="ablation: ours without its CPU speed-ups (eager attention, rand dropout, first token)",
+    )
     parser.add_argument("--data-dir", default=str(ROOT / "data/processed"))
     parser.add_argument("--side", choices=SIDES, help=argparse.SUPPRESS)  # internal: one run in this process
     parser.add_argument("--seed", type=int, help=argparse.SUPPRESS)
@@ -224,6 +280,7 @@ def main() -> None:
         return run_side(args)
 
     import torch
+
     from src.runtime import autocast_dtype, cpu_has_amx_bf16, resolve_device
 
     device = resolve_device(args.device)
@@ -233,38 +290,84 @@ def main() -> None:
     for seed in args.seeds:  # interleaved, so that a drift in the machine's speed hits both sides alike
         for side in args.sides:
             started = time.perf_counter()
-            done = subprocess.run([sys.executable, "-m", "benchmarks.bert_vs_hf_trainer", *forwarded,
-                                   "--side", side, "--seed", str(seed)],
-                                  cwd=ROOT, capture_output=True, text=True)
+            done = subprocess.run(
+                [
+                    sys.executable,
+                    "-m",
+                    "benchmarks.bert_vs_hf_trainer",
+                    *forwarded,
+                    "--side",
+                    side,
+                    "--seed",
+                    str(seed),
+                ],
+                cwd=ROOT,
+                capture_output=True,
+                text=True,
+            )
             wall = time.perf_counter() - started
             if done.returncode != 0:
                 sys.exit(f"{side} seed {seed} failed:\n{done.stderr[-4000:]}")
             result = json.loads(done.stdout.strip().splitlines()[-1])
-            runs[side].append({"seed": seed, "wall_s": round(wall, 1),
-                               "samples_per_s": round(n_train * args.epochs / wall, 1), **result})
+            runs[side].append(
+                {
+                    "seed": seed,
+                    "wall_s": round(wall, 1),
+                    "samples_per_s": round(n_train * args.epochs / wall, 1),
+                    **result,
+                }
+            )
             print(f"{side} seed {seed}: {runs[side][-1]}", file=sys.stderr, flush=True)
     means = {side: {key: _mean(rows, key) for key in rows[0] if key != "seed"} for side, rows in runs.items()}
     summary = {}
     if set(SIDES) <= set(runs):
-        summary = {"speedup": round(means["hf_trainer"]["wall_s"] / means["ours"]["wall_s"], 2),
-                   "val_macro_recall_delta": round(means["ours"]["val_macro_recall"]
-                                                   - means["hf_trainer"]["val_macro_recall"], 4)}
+        summary = {
+            "speedup": round(means["hf_trainer"]["wall_s"] / means["ours"]["wall_s"], 2),
+            "val_macro_recall_delta": round(
+                means["ours"]["val_macro_recall"] - means["hf_trainer"]["val_macro_recall"], 4
+            ),
+        }
     ours_bf16 = args.precision == "bf16" or (args.precision == "auto" and autocast_dtype(device, True) is not None)
-    print(json.dumps({
-        "device": torch.cuda.get_device_name(0) if device.type == "cuda"
-        else f"cpu ({os.cpu_count()} cores, {platform.processor() or platform.machine()}, "
-             f"AMX: {cpu_has_amx_bf16()})",
-        "torch": torch.__version__, "model": args.model, "train_samples": n_train, "epochs": args.epochs,
-        "batch_size": args.batch_size, "learning_rate": args.lr, "seeds": args.seeds,
-        "precision": {"ours": "bf16" if ours_bf16 else "fp32",
-                      "hf_trainer": "bf16" if device.type == "cuda" or args.hf_bf16 else "fp32"},
-        "class_weights": {"ours": None if args.no_class_weights else params["bert"]["class_weights"],
-                          "hf_trainer": None},
-        **({"ablation": {"pool_batches": args.pool_batches, "schedule_epochs": args.schedule_epochs,
-                         "stock_model": args.stock_model}}
-           if args.pool_batches is not None or args.schedule_epochs or args.stock_model else {}),
-        "runs": runs, "mean": means, **summary,
-    }, indent=2))
+    print(
+        json.dumps(
+            {
+                "device": torch.cuda.get_device_name(0)
+                if device.type == "cuda"
+                else f"cpu ({os.cpu_count()} cores, {platform.processor() or platform.machine()}, "
+                f"AMX: {cpu_has_amx_bf16()})",
+                "torch": torch.__version__,
+                "model": args.model,
+                "train_samples": n_train,
+                "epochs": args.epochs,
+                "batch_size": args.batch_size,
+                "learning_rate": args.lr,
+                "seeds": args.seeds,
+                "precision": {
+                    "ours": "bf16" if ours_bf16 else "fp32",
+                    "hf_trainer": "bf16" if device.type == "cuda" or args.hf_bf16 else "fp32",
+                },
+                "class_weights": {
+                    "ours": None if args.no_class_weights else params["bert"]["class_weights"],
+                    "hf_trainer": None,
+                },
+                **(
+                    {
+                        "ablation": {
+                            "pool_batches": args.pool_batches,
+                            "schedule_epochs": args.schedule_epochs,
+                            "stock_model": args.stock_model,
+                        }
+                    }
+                    if args.pool_batches is not None or args.schedule_epochs or args.stock_model
+                    else {}
+                ),
+                "runs": runs,
+                "mean": means,
+                **summary,
+            },
+            indent=2,
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@ and train_lstm split it. Reads data/processed (and data/vocab for the LSTM): run
 On a CPU, 2 processes share the cores one process used (OMP_NUM_THREADS=1 each): this shows that
 it works and what the gradient exchange costs, not a speed-up.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -32,16 +33,15 @@ def worker(args) -> None:
     import numpy as np
     import torch.distributed as dist
 
+    from src.data.preprocess import read_split, stratified_subset
+    from src.data.vocab import Vocabulary
     from src.models import training
     from src.models.bert_data import TokenizedTweets, make_bert_loader
     from src.models.bert_model import BertSentimentClassifier, load_tokenizer
     from src.models.lstm_data import make_loader
     from src.models.lstm_model import LSTMClassifier
-    from src.data.preprocess import read_split, stratified_subset
-    from src.runtime import seed_everything, use_all_cpu_cores
+    from src.runtime import resolve_device, seed_everything, use_all_cpu_cores
     from src.training import Trainer, create_trainer, distributed
-    from src.runtime import resolve_device
-    from src.data.vocab import Vocabulary
 
     use_all_cpu_cores()
     with distributed.process_group(resolve_device(args.device)) as device:
@@ -50,22 +50,38 @@ def worker(args) -> None:
         with tempfile.TemporaryDirectory() as checkpoints:
             if args.kind == "bert":
                 tokenizer = load_tokenizer(args.model)
-                loader = make_bert_loader(TokenizedTweets(train.texts, train.labels, tokenizer, args.max_length),
-                                          args.batch_size, shuffle=True, seed=args.seed,
-                                          pin_memory=device.type == "cuda")
+                loader = make_bert_loader(
+                    TokenizedTweets(train.texts, train.labels, tokenizer, args.max_length),
+                    args.batch_size,
+                    shuffle=True,
+                    seed=args.seed,
+                    pin_memory=device.type == "cuda",
+                )
                 model = BertSentimentClassifier(args.model, 3, 0.1)
                 optimizer = training.build_optimizer(model, 5e-5, 0.01, device)
                 scheduler = training.build_scheduler(optimizer, args.epochs * len(loader), 0.1)
-                trainer = Trainer(model, loader, None, optimizer, None, scheduler, 1.0, checkpoints,
-                                  scheduler_interval="step", device=device, progress=False,
-                                  mixed_precision=args.mixed_precision)
+                trainer = Trainer(
+                    model,
+                    loader,
+                    None,
+                    optimizer,
+                    None,
+                    scheduler,
+                    1.0,
+                    checkpoints,
+                    scheduler_interval="step",
+                    device=device,
+                    progress=False,
+                    mixed_precision=args.mixed_precision,
+                )
             else:
                 vocab = Vocabulary.load(Path(args.vocab_dir) / "vocab.json")
                 loader = make_loader(train.texts, train.labels, vocab, args.batch_size, shuffle=True, seed=args.seed)
                 model = LSTMClassifier(len(vocab), 25, 128, 3, 1, 0.5, True)
                 model.load_pretrained_embeddings(np.load(Path(args.vocab_dir) / "embeddings.npy"))
-                trainer = create_trainer(model, loader, None, learning_rate=2e-3, checkpoint_dir=checkpoints,
-                                         device=device, progress=False)
+                trainer = create_trainer(
+                    model, loader, None, learning_rate=2e-3, checkpoint_dir=checkpoints, device=device, progress=False
+                )
             seconds = []
             for _ in range(args.epochs):
                 if distributed.is_distributed():
@@ -97,9 +113,12 @@ def worker(args) -> None:
         if distributed.is_main_process():
             result = {
                 "model": args.model if args.kind == "bert" else "lstm (BiLSTM 128, GloVe 25d)",
-                "processes": distributed.world_size(), "device": str(device),
-                "global_batch": args.batch_size, "train_samples": len(train),
-                "steps_per_epoch": len(loader), "timed_epochs": len(timed),
+                "processes": distributed.world_size(),
+                "device": str(device),
+                "global_batch": args.batch_size,
+                "train_samples": len(train),
+                "steps_per_epoch": len(loader),
+                "timed_epochs": len(timed),
                 "train_samples_per_s": round(len(train) * len(timed) / slowest, 2),
                 "seconds_per_step": round(slowest / (len(loader) * len(timed)), 4),
                 "trainable_parameters": trainable,
@@ -113,11 +132,36 @@ def worker(args) -> None:
 def launch(args, kind: str, nproc: int) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "result.json"
-        command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}",
-                   "-m", "benchmarks.ddp_throughput", "--worker", "--kind", kind, "--out", str(out),
-                   *[f"--{k.replace('_', '-')}={v}" for k, v in vars(args).items()
-                     if k in ("model", "train_samples", "epochs", "batch_size", "max_length",
-                              "seed", "device", "data_dir", "vocab_dir")]]
+        command = [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            f"--nproc-per-node={nproc}",
+            "-m",
+            "benchmarks.ddp_throughput",
+            "--worker",
+            "--kind",
+            kind,
+            "--out",
+            str(out),
+            *[
+                f"--{k.replace('_', '-')}={v}"
+                for k, v in vars(args).items()
+                if k
+                in (
+                    "model",
+                    "train_samples",
+                    "epochs",
+                    "batch_size",
+                    "max_length",
+                    "seed",
+                    "device",
+                    "data_dir",
+                    "vocab_dir",
+                )
+            ],
+        ]
         if kind == "lstm":  # the last --batch-size / --train-samples wins
             command += [f"--batch-size={args.lstm_batch_size}", f"--train-samples={args.lstm_train_samples}"]
         if args.mixed_precision:
@@ -154,14 +198,24 @@ def main() -> None:
     for kind in args.models:  # speed-up against the first process count, per model
         own = [r for r in runs if (r["model"] == args.model) == (kind == "bert")]
         for run in own:
-            run["speedup_vs_%d_process" % own[0]["processes"]] = round(
-                run["train_samples_per_s"] / own[0]["train_samples_per_s"], 2)
-    print(json.dumps({
-        "machine": {"cpu_count": os.cpu_count(), "processor": platform.processor() or platform.machine(),
-                    "torch": torch.__version__, "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available()
-                    else None, "omp_num_threads_per_process": os.environ.get("OMP_NUM_THREADS", "1")},
-        "runs": runs,
-    }, indent=2))
+            run[f"speedup_vs_{own[0]['processes']}_process"] = round(
+                run["train_samples_per_s"] / own[0]["train_samples_per_s"], 2
+            )
+    print(
+        json.dumps(
+            {
+                "machine": {
+                    "cpu_count": os.cpu_count(),
+                    "processor": platform.processor() or platform.machine(),
+                    "torch": torch.__version__,
+                    "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+                    "omp_num_threads_per_process": os.environ.get("OMP_NUM_THREADS", "1"),
+                },
+                "runs": runs,
+            },
+            indent=2,
+        )
+    )
 
 
 if __name__ == "__main__":

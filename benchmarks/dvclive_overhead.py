@@ -8,6 +8,7 @@ way. ``next_step()`` re-reads every row logged so far (for DVC Studio, even when
 configured), so its cost per step grows with the run; DVCLiveLog appends one row per step and
 rewrites metrics.json every few seconds and at each epoch (here: every ``--every`` steps).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -50,8 +51,10 @@ def project_log(directory: Path, steps: int, every: int) -> list[float]:
 
 
 def summary(times: list[float], every: int) -> dict:
-    return {"ms_per_step": round(1000 * sum(times) / len(times), 3),
-            "ms_per_step_last": round(1000 * sum(times[-every:]) / len(times[-every:]), 3)}
+    return {
+        "ms_per_step": round(1000 * sum(times) / len(times), 3),
+        "ms_per_step_last": round(1000 * sum(times[-every:]) / len(times[-every:]), 3),
+    }
 
 
 def main(argv: list[str] | None = None) -> None:

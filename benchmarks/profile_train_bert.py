@@ -11,6 +11,7 @@ gives the phases inside it; what the process does not account for is DVC's and t
 (start-up, hashing and caching the outputs), which the script also splits out by timing torchrun
 launching an empty module and `dvc status` of the finished stage.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -52,8 +53,9 @@ def _copy_repository(work: Path, train_samples: int | None, overrides: list[str]
             shutil.copy2(ROOT / name, work / name)
     processed = work / "data/processed"
     processed.mkdir(parents=True, exist_ok=True)
-    write_split(processed / "train.jsonl", stratified_subset(read_split(ROOT / "data/processed/train.jsonl"),
-                                                             train_samples, 0))
+    write_split(
+        processed / "train.jsonl", stratified_subset(read_split(ROOT / "data/processed/train.jsonl"), train_samples, 0)
+    )
     shutil.copy2(ROOT / "data/processed/val.jsonl", processed / "val.jsonl")
     yaml = YAML()
     params = yaml.load((work / "params.yaml").read_text())
@@ -68,10 +70,14 @@ def _copy_repository(work: Path, train_samples: int | None, overrides: list[str]
         yaml.dump(params, handle)
     dvc_yaml = (work / "dvc.yaml").read_text()
     assert "-m stages.train_bert" in dvc_yaml
-    (work / "dvc.yaml").write_text(dvc_yaml.replace("-m stages.train_bert",
-                                                    "-m cProfile -o train_bert.prof -m stages.train_bert"))
-    for command in (["git", "init", "-q"], ["git", "add", "-A"],
-                    ["git", "-c", "user.name=profile", "-c", "user.email=profile@localhost", "commit", "-qm", "copy"]):
+    (work / "dvc.yaml").write_text(
+        dvc_yaml.replace("-m stages.train_bert", "-m cProfile -o train_bert.prof -m stages.train_bert")
+    )
+    for command in (
+        ["git", "init", "-q"],
+        ["git", "add", "-A"],
+        ["git", "-c", "user.name=profile", "-c", "user.email=profile@localhost", "commit", "-qm", "copy"],
+    ):
         subprocess.run(command, cwd=work, check=True)
 
 
@@ -92,8 +98,12 @@ def _phase_seconds(profile: Path) -> tuple[dict, float]:
     total = max(ct for (_, _, name), (_, _, _, ct, _) in stats.items() if name == "<module>")
 
     def seconds(targets):
-        return sum(t for (filename, name), t in by_function.items()
-                   for suffix, target in targets if filename.endswith(suffix) and name == target)
+        return sum(
+            t
+            for (filename, name), t in by_function.items()
+            for suffix, target in targets
+            if filename.endswith(suffix) and name == target
+        )
 
     return {phase: seconds(targets) for phase, targets in PHASES.items()}, total
 
@@ -101,8 +111,15 @@ def _phase_seconds(profile: Path) -> tuple[dict, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--train-samples", type=int, default=4000, help="0: the whole train split")
-    parser.add_argument("-S", "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                        help="params.yaml override, as `dvc exp run -S`")
+    parser.add_argument(
+        "-S",
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="params.yaml override, as `dvc exp run -S`",
+    )
     parser.add_argument("--keep", action="store_true", help="keep the throwaway copy (its path goes to stderr)")
     args = parser.parse_args()
     env = {**os.environ, "PYTHONPATH": ""}
@@ -112,10 +129,16 @@ def main() -> None:
     try:
         _copy_repository(work, args.train_samples or None, args.overrides)
         python_start = _wall([sys.executable, "-c", "pass"], work, env)
-        torchrun = ["torchrun", "--nnodes=1", "--nproc-per-node=1", "--rdzv-backend=c10d",
-                    "--rdzv-endpoint=localhost:0"]  # dvc.yaml's launch with the default distributed params
-        torchrun_start = (_wall([*torchrun, "-m", "platform"], work, env)
-                          - _wall([sys.executable, "-m", "platform"], work, env))
+        torchrun = [
+            "torchrun",
+            "--nnodes=1",
+            "--nproc-per-node=1",
+            "--rdzv-backend=c10d",
+            "--rdzv-endpoint=localhost:0",
+        ]  # dvc.yaml's launch with the default distributed params
+        torchrun_start = _wall([*torchrun, "-m", "platform"], work, env) - _wall(
+            [sys.executable, "-m", "platform"], work, env
+        )
         total = _wall(["dvc", "repro", "-s", "-f", "train_bert"], work, env)
         dvc_status = _wall(["dvc", "status", "train_bert"], work, env)
         phases, process = _phase_seconds(work / "train_bert.prof")
@@ -127,17 +150,28 @@ def main() -> None:
     accounted = sum(phases.values())
     rows = {
         "DVC: start-up, dependency and params checks (dvc status)": dvc_status,
-        "DVC: hashing and caching the outputs, lock file (the rest of dvc's time)":
-            total - process - torchrun_start - python_start - dvc_status,
+        "DVC: hashing and caching the outputs, lock file (the rest of dvc's time)": total
+        - process
+        - torchrun_start
+        - python_start
+        - dvc_status,
         "torchrun launcher (rendezvous, worker start)": torchrun_start,
         "Python interpreter start-up": python_start,
         **phases,
         # the stage process under cProfile: its <module> total minus the phases
         "imports at start-up (torch, src) and the rest": process - accounted,
     }
-    print(json.dumps({"train_samples": args.train_samples, "overrides": args.overrides,
-                      "total_s": round(total, 1),
-                      "phases_s": {name: round(value, 2) for name, value in rows.items()}}, indent=2))
+    print(
+        json.dumps(
+            {
+                "train_samples": args.train_samples,
+                "overrides": args.overrides,
+                "total_s": round(total, 1),
+                "phases_s": {name: round(value, 2) for name, value in rows.items()},
+            },
+            indent=2,
+        )
+    )
 
 
 if __name__ == "__main__":

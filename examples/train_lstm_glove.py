@@ -7,6 +7,7 @@
 SENTIMENT_MIRROR to read it from an offline mirror). The same training, with every option, is the command
 line src/training/train_model.py.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -29,10 +30,10 @@ def main(argv: list[str] | None = None) -> None:
 
     from src.cli import run_command
     from src.data.data_sources import read_dataset
+    from src.data.vocab import Vocabulary
     from src.models.lstm_data import make_loader
     from src.models.lstm_model import LSTMClassifier
     from src.training import create_trainer, initialize_model_with_glove
-    from src.data.vocab import Vocabulary
 
     def work() -> None:
         # 1. data: train/val splits and their label names; a vocabulary built from train
@@ -42,19 +43,40 @@ def main(argv: list[str] | None = None) -> None:
         val_loader = make_loader(splits["val"].texts, splits["val"].labels, vocab, 256, shuffle=False)
 
         # 2. the model, its embedding initialised with GloVe rows aligned to the vocabulary
-        model = LSTMClassifier(vocab_size=len(vocab), embedding_dim=int(args.glove_dim.rstrip("d")),
-                               hidden_dim=args.hidden_dim, output_dim=len(label_names), n_layers=1)
+        model = LSTMClassifier(
+            vocab_size=len(vocab),
+            embedding_dim=int(args.glove_dim.rstrip("d")),
+            hidden_dim=args.hidden_dim,
+            output_dim=len(label_names),
+            n_layers=1,
+        )
         stats = initialize_model_with_glove(model, vocab, corpus=args.glove_corpus, dimension=args.glove_dim)
 
         # 3. train with checkpoints, a plateau scheduler and early stopping
-        trainer = create_trainer(model, train_loader, val_loader, learning_rate=2e-3, scheduler_type="plateau",
-                                 checkpoint_dir=args.output_dir, epochs=args.epochs, progress=False)
+        trainer = create_trainer(
+            model,
+            train_loader,
+            val_loader,
+            learning_rate=2e-3,
+            scheduler_type="plateau",
+            checkpoint_dir=args.output_dir,
+            epochs=args.epochs,
+            progress=False,
+        )
         history = trainer.train(epochs=args.epochs, early_stopping_patience=3)
         summary = trainer.get_training_summary()
-        print(json.dumps({"glove_vocab_coverage": stats["vocab_coverage"],
-                          "epochs_completed": summary["training_status"]["epochs_completed"],
-                          "best_val_accuracy": summary["performance_metrics"]["best_val_accuracy"],
-                          "val_losses": history["val_losses"], "checkpoints": args.output_dir}, indent=2))
+        print(
+            json.dumps(
+                {
+                    "glove_vocab_coverage": stats["vocab_coverage"],
+                    "epochs_completed": summary["training_status"]["epochs_completed"],
+                    "best_val_accuracy": summary["performance_metrics"]["best_val_accuracy"],
+                    "val_losses": history["val_losses"],
+                    "checkpoints": args.output_dir,
+                },
+                indent=2,
+            )
+        )
 
     run_command(work)
 

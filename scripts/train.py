@@ -9,6 +9,7 @@ Writes into --output_dir: checkpoint_epoch_X.pt after each epoch, best_model.pt 
 macro recall), training_history.json, and model/ (save_pretrained weights and tokenizer).
 The train_bert stage runs the same training (src.models.training.train_model) with params.yaml's values.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -17,8 +18,12 @@ import json
 
 def build_parser() -> argparse.ArgumentParser:
     doc = __doc__.split("\n\n")
-    parser = argparse.ArgumentParser(prog="python -m scripts.train", description=doc[0], epilog="\n\n".join(doc[2:]),
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m scripts.train",
+        description=doc[0],
+        epilog="\n\n".join(doc[2:]),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--data_dir", required=True, help="the data set (directory or .csv/.tsv file)")
     parser.add_argument("--output_dir", default="./models", help="where the model files go (default ./models)")
     parser.add_argument("--config", default="./config/model_config.json", help="JSON of settings")
@@ -38,13 +43,30 @@ def main(argv: list[str] | None = None) -> None:
         config = read_config(args.config)
         tokenizer, label_names, train_loader, val_loader, _, train_labels = bert_loaders(args.data_dir, config)
         _, history = train_model(
-            train_loader, val_loader, args.output_dir, config["num_epochs"], config["learning_rate"],
-            config["weight_decay"], config["warmup_ratio"], config["device"], dropout_prob=config["dropout_prob"],
-            seed=config["seed"], **train_options(config, tokenizer, label_names, train_labels, args.data_dir))
+            train_loader,
+            val_loader,
+            args.output_dir,
+            config["num_epochs"],
+            config["learning_rate"],
+            config["weight_decay"],
+            config["warmup_ratio"],
+            config["device"],
+            dropout_prob=config["dropout_prob"],
+            seed=config["seed"],
+            **train_options(config, tokenizer, label_names, train_labels, args.data_dir),
+        )
         best = history["best_epoch"] - 1
-        print(json.dumps({"output_dir": args.output_dir, "best_epoch": history["best_epoch"],
-                          "val_accuracy": history["val_accuracy"][best],
-                          "val_macro_recall": history["val_macro_recall"][best]}, indent=2))
+        print(
+            json.dumps(
+                {
+                    "output_dir": args.output_dir,
+                    "best_epoch": history["best_epoch"],
+                    "val_accuracy": history["val_accuracy"][best],
+                    "val_macro_recall": history["val_macro_recall"][best],
+                },
+                indent=2,
+            )
+        )
 
     run_command(work)
 

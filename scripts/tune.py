@@ -11,6 +11,7 @@ Writes into --output_dir: config_X/ per trained configuration, tuning_results.js
 best_hyperparameters.json. Configurations are scored on validation only. The tune stage runs the same
 search (src.tuning.tune) with params.yaml's values.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -21,8 +22,12 @@ from src.errors import PipelineError
 
 def build_parser() -> argparse.ArgumentParser:
     doc = __doc__.split("\n\n")
-    parser = argparse.ArgumentParser(prog="python -m scripts.tune", description=doc[0], epilog="\n\n".join(doc[2:]),
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m scripts.tune",
+        description=doc[0],
+        epilog="\n\n".join(doc[2:]),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--data_dir", required=True, help="the data set (directory or .csv/.tsv file)")
     parser.add_argument("--output_dir", default="./tuning_results", help="default ./tuning_results")
     parser.add_argument("--config", default="./config/hyperparameter_config.json", help="JSON of settings and grid")
@@ -41,16 +46,26 @@ def main(argv: list[str] | None = None) -> None:
         use_all_cpu_cores()
         config = read_config(args.config, TUNING)
         if not config["hyperparameters"]:
-            raise PipelineError(f"{args.config}: missing \"hyperparameters\" (the values to try)")
+            raise PipelineError(f'{args.config}: missing "hyperparameters" (the values to try)')
         # the test split, if any, is never read: configurations are scored on validation only
         tokenizer, label_names, train_loader, val_loader, _, train_labels = bert_loaders(args.data_dir, config)
         results = tune(
-            train_loader, val_loader, args.output_dir, config["hyperparameters"], config["device"],
-            base_hyperparameters={name: config[name] for name in TUNABLE}, method=config["method"],
-            n_trials=config["n_trials"], seed=config["seed"],
-            **train_options(config, tokenizer, label_names, train_labels, args.data_dir))
-        print(json.dumps({"output_dir": args.output_dir, "best_hyperparameters": results["best_hyperparameters"]},
-                         indent=2))
+            train_loader,
+            val_loader,
+            args.output_dir,
+            config["hyperparameters"],
+            config["device"],
+            base_hyperparameters={name: config[name] for name in TUNABLE},
+            method=config["method"],
+            n_trials=config["n_trials"],
+            seed=config["seed"],
+            **train_options(config, tokenizer, label_names, train_labels, args.data_dir),
+        )
+        print(
+            json.dumps(
+                {"output_dir": args.output_dir, "best_hyperparameters": results["best_hyperparameters"]}, indent=2
+            )
+        )
 
     run_command(work)
 

@@ -3,6 +3,7 @@
 A process killed at any moment leaves either the old file or the complete new one, never a
 truncated file that looks complete. A full disk is a PipelineError naming the file.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -11,8 +12,9 @@ import json
 import os
 import shutil
 import tempfile
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import IO, Any, Callable, Iterator
+from typing import IO, Any
 
 from src.errors import PipelineError
 
@@ -30,8 +32,11 @@ def no_space_error(exc: BaseException, path: Path, kept: str) -> PipelineError |
 
     Call it before removing the partial file: that frees the space it looks for.
     """
-    full = (isinstance(exc, OSError) and exc.errno == errno.ENOSPC) or "No space left on device" in str(exc) or (
-        isinstance(exc, (OSError, RuntimeError)) and shutil.disk_usage(path.parent).free < _NEARLY_FULL_BYTES)
+    full = (
+        (isinstance(exc, OSError) and exc.errno == errno.ENOSPC)
+        or "No space left on device" in str(exc)
+        or (isinstance(exc, (OSError, RuntimeError)) and shutil.disk_usage(path.parent).free < _NEARLY_FULL_BYTES)
+    )
     if not full:
         return None
     return PipelineError(f"{path}: no space left on device while writing; {kept}. Free space and run again")

@@ -1,4 +1,5 @@
 """Entry point shared by every stage script: load + validate params, run, turn errors into exit codes."""
+
 from __future__ import annotations
 
 import contextlib
@@ -7,18 +8,27 @@ import logging
 import os
 import signal
 import sys
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import Callable, Iterable, Iterator
 
 from src.errors import PipelineError
 from src.interrupts import install_interrupt_handlers
 from src.params import load_params
 
-
 # OSErrors that mean "this path cannot be written (or read) as it stands": a user fixes them
 # (permissions, a read-only mount, a file where a directory belongs), so one line, not a traceback.
-_PATH_ERRNOS = {errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOTDIR, errno.EISDIR, errno.EEXIST,
-                errno.ENOSPC, errno.EDQUOT, errno.ENAMETOOLONG, errno.ELOOP}
+_PATH_ERRNOS = {
+    errno.EACCES,
+    errno.EPERM,
+    errno.EROFS,
+    errno.ENOTDIR,
+    errno.EISDIR,
+    errno.EEXIST,
+    errno.ENOSPC,
+    errno.EDQUOT,
+    errno.ENAMETOOLONG,
+    errno.ELOOP,
+}
 
 
 def path_error_message(exc: OSError) -> str | None:
@@ -32,8 +42,11 @@ def path_error_message(exc: OSError) -> str | None:
         path = next((p for p in [path, *path.parents] if p.is_file()), path)
         if path.is_file():
             return f"{path}: a file is where a directory belongs"
-    hint = {errno.EACCES: "check its permissions", errno.EPERM: "check its permissions",
-            errno.EROFS: "it is on a read-only file system"}.get(exc.errno)
+    hint = {
+        errno.EACCES: "check its permissions",
+        errno.EPERM: "check its permissions",
+        errno.EROFS: "it is on a read-only file system",
+    }.get(exc.errno)
     return f"{path}: {exc.strerror}" + (f" ({hint})" if hint else "")
 
 
@@ -105,8 +118,10 @@ def stage_usage() -> str:
     main = sys.modules.get("__main__")
     spec = getattr(main, "__spec__", None)
     name = spec.name if spec is not None else Path(sys.argv[0]).stem
-    return f"usage: python -m {name}\n\n{(getattr(main, '__doc__', None) or '').strip()}\n\n" \
-           "Reads params.yaml (run from the repository root); `dvc repro` runs it as a stage of dvc.yaml."
+    return (
+        f"usage: python -m {name}\n\n{(getattr(main, '__doc__', None) or '').strip()}\n\n"
+        "Reads params.yaml (run from the repository root); `dvc repro` runs it as a stage of dvc.yaml."
+    )
 
 
 def run_stage(main: Callable[[dict], None], params_path: str = "params.yaml") -> None:

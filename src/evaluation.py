@@ -5,14 +5,15 @@
 prints the test report as JSON (accuracy, macro_recall: TweetEval's metric, macro_f1, f1_pn,
 per-class figures, confusion matrix). Nothing selects a model here.
 """
+
 from __future__ import annotations
 
 import argparse
 import json
 import os
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import torch
@@ -24,7 +25,12 @@ from src.data.preprocess import read_split
 from src.errors import PipelineError
 from src.models.loading import TrainedModel, load_model
 from src.runtime import (
-    autocast_context, explain_out_of_memory, forward_logits, move_batch, resolve_device, use_all_cpu_cores,
+    autocast_context,
+    explain_out_of_memory,
+    forward_logits,
+    move_batch,
+    resolve_device,
+    use_all_cpu_cores,
 )
 from src.scoring.metrics import detailed_metrics
 
@@ -43,8 +49,9 @@ def device_option(value: str, option: str = "--device"):
 
 
 @torch.inference_mode()
-def predict_proba(trained: TrainedModel, texts: Sequence[str], batch_size: int = 128,
-                  device: str | torch.device = "auto") -> np.ndarray:
+def predict_proba(
+    trained: TrainedModel, texts: Sequence[str], batch_size: int = 128, device: str | torch.device = "auto"
+) -> np.ndarray:
     """Class probabilities, one row per text in input order. Texts must already be normalised.
 
     Batches are formed from length-sorted texts and padded to their longest member, so little
@@ -53,8 +60,9 @@ def predict_proba(trained: TrainedModel, texts: Sequence[str], batch_size: int =
     device = resolve_device(device)
     dataset = trained.encode(list(texts))
     sampler = LengthSortedSampler(dataset.lengths())
-    loader = DataLoader(dataset, batch_size=batch_size, sampler=sampler, collate_fn=trained.collate,
-                        pin_memory=device.type == "cuda")
+    loader = DataLoader(
+        dataset, batch_size=batch_size, sampler=sampler, collate_fn=trained.collate, pin_memory=device.type == "cuda"
+    )
     chunks = []
     for batch in loader:
         batch = move_batch(batch, device)
@@ -67,8 +75,13 @@ def predict_proba(trained: TrainedModel, texts: Sequence[str], batch_size: int =
     return probabilities
 
 
-def score_texts(trained: TrainedModel, texts: Sequence[str], labels: Sequence[int], batch_size: int,
-                device: str | torch.device = "auto") -> tuple[dict, list[int], np.ndarray]:
+def score_texts(
+    trained: TrainedModel,
+    texts: Sequence[str],
+    labels: Sequence[int],
+    batch_size: int,
+    device: str | torch.device = "auto",
+) -> tuple[dict, list[int], np.ndarray]:
     """(test report + inference speed, predicted label ids, class probabilities), both in input order."""
     device = resolve_device(device)
     if device.type == "cuda":
@@ -78,13 +91,18 @@ def score_texts(trained: TrainedModel, texts: Sequence[str], labels: Sequence[in
     predictions = probabilities.argmax(axis=1).tolist()
     seconds = time.perf_counter() - started  # tokenisation included: what a user of the model waits for
     report = detailed_metrics(labels, predictions, trained.label_names)
-    report["inference"] = {"tweets_per_s": round(len(texts) / seconds, 1), "seconds": round(seconds, 2),
-                           "batch_size": batch_size, "device": str(device)}
+    report["inference"] = {
+        "tweets_per_s": round(len(texts) / seconds, 1),
+        "seconds": round(seconds, 2),
+        "batch_size": batch_size,
+        "device": str(device),
+    }
     return report, predictions, probabilities
 
 
-def score_split(model_dir: str | os.PathLike, split_path: str | os.PathLike, batch_size: int = 256,
-                device: str = "auto") -> dict:
+def score_split(
+    model_dir: str | os.PathLike, split_path: str | os.PathLike, batch_size: int = 256, device: str = "auto"
+) -> dict:
     """The test report of a trained model on one processed split (``data/processed/*.jsonl``)."""
     trained = load_model(model_dir, device)
     split = read_split(split_path, trained.label_names)  # labels the model does not know: an error naming the line

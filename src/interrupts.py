@@ -4,12 +4,13 @@ Python's default SIGTERM handler ends the process on the spot; turned into ``Int
 unwinds like Ctrl-C instead, so temp files are removed and the stage can say where its last
 checkpoint is before exiting 128 + signal number (130 for SIGINT, 143 for SIGTERM).
 """
+
 from __future__ import annotations
 
 import contextlib
 import signal
 import threading
-from typing import Iterator
+from collections.abc import Iterator
 
 HANDLED = (signal.SIGINT, signal.SIGTERM)
 

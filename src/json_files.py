@@ -1,5 +1,6 @@
 """Read a JSON object from a file (a config, a model directory's metadata): anything else is one
 PipelineError naming the file, and the line where the JSON breaks."""
+
 from __future__ import annotations
 
 import json

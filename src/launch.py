@@ -13,6 +13,7 @@ When a process fails, its own ``error:`` line (already on stderr) is the message
 a line only when a process died without one (killed by a signal), and never prints a traceback.
 The processes stop with the launcher (src/training/distributed.py sets their parent-death signal).
 """
+
 from __future__ import annotations
 
 import logging
@@ -46,25 +47,35 @@ def check_layout(distributed: dict, device: str) -> None:
     if device == "cuda" and gpus == 0:
         return  # the stage itself reports "cuda without a GPU", naming its key
     if gpus and nproc > gpus:
-        raise PipelineError(f"distributed.nproc_per_node = {nproc}: this machine has {gpus} GPU(s); "
-                            f"start at most one process per GPU (nproc_per_node <= {gpus})")
+        raise PipelineError(
+            f"distributed.nproc_per_node = {nproc}: this machine has {gpus} GPU(s); "
+            f"start at most one process per GPU (nproc_per_node <= {gpus})"
+        )
     if not gpus and nproc > cpu_cores():
-        raise PipelineError(f"distributed.nproc_per_node = {nproc}: this machine has {cpu_cores()} CPU core(s) and "
-                            f"no GPU; start at most one process per core (nproc_per_node <= {cpu_cores()})")
+        raise PipelineError(
+            f"distributed.nproc_per_node = {nproc}: this machine has {cpu_cores()} CPU core(s) and "
+            f"no GPU; start at most one process per core (nproc_per_node <= {cpu_cores()})"
+        )
     host, _, port = distributed["rdzv_endpoint"].rpartition(":")
     if nnodes > 1 and int(port) == 0:
-        raise PipelineError(f"distributed.nnodes = {nnodes} with distributed.rdzv_endpoint = "
-                            f"{distributed['rdzv_endpoint']}: expected a host:port with a fixed port that the other "
-                            "machines reach (port 0 picks a free port only this machine knows)")
+        raise PipelineError(
+            f"distributed.nnodes = {nnodes} with distributed.rdzv_endpoint = "
+            f"{distributed['rdzv_endpoint']}: expected a host:port with a fixed port that the other "
+            "machines reach (port 0 picks a free port only this machine knows)"
+        )
 
 
 def torchrun_args(distributed: dict, target: list[str]) -> list[str]:
     """torchrun's command line for ``target`` (a module, or a script and its arguments)."""
     timeout = max(1, int(distributed["timeout_s"]))
-    args = [f"--nnodes={distributed['nnodes']}", f"--nproc-per-node={distributed['nproc_per_node']}",
-            f"--rdzv-backend={distributed['rdzv_backend']}", f"--rdzv-endpoint={distributed['rdzv_endpoint']}",
-            # how long to wait for the other machines: c10d reads join_timeout, static reads timeout
-            f"--rdzv-conf=join_timeout={timeout},timeout={timeout}"]
+    args = [
+        f"--nnodes={distributed['nnodes']}",
+        f"--nproc-per-node={distributed['nproc_per_node']}",
+        f"--rdzv-backend={distributed['rdzv_backend']}",
+        f"--rdzv-endpoint={distributed['rdzv_endpoint']}",
+        # how long to wait for the other machines: c10d reads join_timeout, static reads timeout
+        f"--rdzv-conf=join_timeout={timeout},timeout={timeout}",
+    ]
     return args + (target if target[0].endswith(".py") else ["-m", *target])
 
 
@@ -74,19 +85,20 @@ def _describe_failure(error) -> str | None:
     if failure.exitcode >= 0:
         return None
     name = failure.signal_name()
-    hint = " (the out-of-memory killer sends SIGKILL: lower the batch size or nproc_per_node)" \
-        if name == "SIGKILL" else ""
+    hint = (
+        " (the out-of-memory killer sends SIGKILL: lower the batch size or nproc_per_node)" if name == "SIGKILL" else ""
+    )
     return f"{error.name}: process of rank {rank} was killed by {name}{hint}"
 
 
 def launch(target: list[str], params_path: str = "params.yaml") -> int:
     """Validate, then run ``target`` under torchrun; the exit status of the first failed process (0 if none)."""
-    from torch.distributed.elastic.multiprocessing.api import SignalException
     from torch.distributed import DistError
+    from torch.distributed.elastic.multiprocessing.api import SignalException
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
     from torch.distributed.elastic.rendezvous import RendezvousError
-    from torch.distributed.run import config_from_args, parse_args
     from torch.distributed.launcher.api import elastic_launch
+    from torch.distributed.run import config_from_args, parse_args
 
     params = load_params(params_path)
     device = params["bert"]["device"] if any("train_bert" in part for part in target) else "auto"
@@ -111,9 +123,11 @@ def launch(target: list[str], params_path: str = "params.yaml") -> int:
         return 128 + signal.SIGINT
     except (RendezvousError, DistError) as exc:  # a rendezvous that does not answer, machines that never join
         detail = " ".join(str(exc).split())[:300] or type(exc).__name__
-        raise PipelineError(f"distributed.rdzv_endpoint = {params['distributed']['rdzv_endpoint']}: the rendezvous of "
-                            f"{params['distributed']['nnodes']} machine(s) did not complete within distributed.timeout_s"
-                            f" = {params['distributed']['timeout_s']:g} s ({detail})") from None
+        raise PipelineError(
+            f"distributed.rdzv_endpoint = {params['distributed']['rdzv_endpoint']}: the rendezvous of "
+            f"{params['distributed']['nnodes']} machine(s) did not complete within distributed.timeout_s"
+            f" = {params['distributed']['timeout_s']:g} s ({detail})"
+        ) from None
     return 0
 
 

@@ -1,10 +1,11 @@
 """Package exports imported on first use (PEP 562), so that importing a package imports only the
 modules a caller uses: a stage then depends on those and no others (tests/test_stage_deps.py reads
 each package's ``_EXPORTS``)."""
+
 from __future__ import annotations
 
 import importlib
-from typing import Callable
+from collections.abc import Callable
 
 
 def lazy_exports(package: str, exports: dict[str, str]) -> tuple[Callable[[str], object], Callable[[], list[str]]]:

@@ -7,6 +7,7 @@ Types are strict, stricter than JSON Schema's defaults: an integer key takes an 
 is refused: jsonschema would take it and a later ``range(300.0)`` would crash); a number key takes
 a finite int or float (no ``.nan``/``.inf``, which pass every ``minimum``); booleans are neither.
 """
+
 from __future__ import annotations
 
 import math
@@ -23,9 +24,9 @@ from src.params_schema import PARAMS_SCHEMA
 
 DEFAULT_PARAMS_PATH = Path("params.yaml")
 # params.yaml holds a few KB of settings; these bound the time and memory spent on a hostile one
-MAX_PARAMS_BYTES = 256 << 10         # read no more than this (the pure-Python YAML parser takes ~3 s for it)
-MAX_ALIAS_VALUES = 10_000            # values that YAML aliases may add once expanded (a "billion laughs" file)
-MAX_SHOWN_CHARS = 120                # of a value quoted in an error
+MAX_PARAMS_BYTES = 256 << 10  # read no more than this (the pure-Python YAML parser takes ~3 s for it)
+MAX_ALIAS_VALUES = 10_000  # values that YAML aliases may add once expanded (a "billion laughs" file)
+MAX_SHOWN_CHARS = 120  # of a value quoted in an error
 
 
 def _plain(value: Any, _seen: tuple[int, ...] = (), _done: dict | None = None) -> Any:
@@ -54,8 +55,9 @@ def _expanded_size(value: Any, sizes: dict[int, int]) -> int:
         return 1
     if id(value) not in sizes:
         sizes[id(value)] = 1  # while measuring it: a recursive alias counts once (_plain reports it)
-        sizes[id(value)] = 1 + sum(_expanded_size(v, sizes) for v in (value.values() if isinstance(value, dict)
-                                                                         else value))
+        sizes[id(value)] = 1 + sum(
+            _expanded_size(v, sizes) for v in (value.values() if isinstance(value, dict) else value)
+        )
     return sizes[id(value)]
 
 
@@ -73,8 +75,10 @@ def _check_expanded_size(params: dict) -> None:
             if _expanded_size(child, sizes) * 2 < _expanded_size(node, sizes):
                 break
             key, node = f"{key}.{inner}", child
-        raise ParamsError(f"{key}: YAML aliases expand it to {_expanded_size(node, sizes):,} values; refusing more "
-                          f"than {MAX_ALIAS_VALUES:,} values from aliases (expected a few settings)")
+        raise ParamsError(
+            f"{key}: YAML aliases expand it to {_expanded_size(node, sizes):,} values; refusing more "
+            f"than {MAX_ALIAS_VALUES:,} values from aliases (expected a few settings)"
+        )
 
 
 def _written_size(value: Any, seen: set[int]) -> int:
@@ -111,8 +115,7 @@ def _is_integer(checker, instance) -> bool:
 
 
 def _is_number(checker, instance) -> bool:
-    return (isinstance(instance, (int, float)) and not isinstance(instance, bool)
-            and math.isfinite(instance))
+    return isinstance(instance, (int, float)) and not isinstance(instance, bool) and math.isfinite(instance)
 
 
 # Draft 2020-12 with strict numeric types (the module docstring says why); every schema keyword,
@@ -120,7 +123,8 @@ def _is_number(checker, instance) -> bool:
 StrictValidator = jsonschema.validators.extend(
     jsonschema.Draft202012Validator,
     type_checker=jsonschema.Draft202012Validator.TYPE_CHECKER.redefine_many(
-        {"integer": _is_integer, "number": _is_number}),
+        {"integer": _is_integer, "number": _is_number}
+    ),
 )
 
 
@@ -132,18 +136,23 @@ def _describe(error: jsonschema.ValidationError) -> str:
     """One line per error: the key's dotted path, the value found and what was expected."""
     where = list(error.absolute_path)
     if "propertyNames" in error.schema_path:
-        return f"{_dotted(where)} key {shorten(error.instance)}: expected {error.schema.get('description', error.message)}"
+        return (
+            f"{_dotted(where)} key {shorten(error.instance)}: expected {error.schema.get('description', error.message)}"
+        )
     if error.validator == "additionalProperties":
         allowed = sorted(error.schema.get("properties", {}))
         unknown = sorted(set(error.instance) - set(allowed))
         keys = ", ".join(_dotted(where + [k])[:80] for k in unknown[:10]) + (
-            f" (and {len(unknown) - 10:,} more)" if len(unknown) > 10 else "")
+            f" (and {len(unknown) - 10:,} more)" if len(unknown) > 10 else ""
+        )
         return f"unknown key {keys}: expected one of {', '.join(allowed)}"
     if error.validator == "required":
         missing = error.message.split("'")[1]
         return f"missing key {_dotted(where + [missing])}"
     expected = {
-        "type": lambda v: f"expected type {v if isinstance(v, str) else ' or '.join(v)}" + _type_hint(error.instance, v),
+        "type": lambda v: (
+            f"expected type {v if isinstance(v, str) else ' or '.join(v)}" + _type_hint(error.instance, v)
+        ),
         "enum": lambda v: "expected one of " + ", ".join("null" if x is None else str(x) for x in v),
         "minimum": lambda v: f"expected a value >= {v}",
         "maximum": lambda v: f"expected a value <= {v}",

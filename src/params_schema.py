@@ -6,14 +6,23 @@ POSITIVE_INT = {"type": "integer", "minimum": 1}
 SEED = {"type": "integer", "minimum": 0, "maximum": 2**32 - 1}
 # Names that become paths (src/paths.py checks them again where they are used); \Z, not $: $ also
 # matches before a final newline. One file name: no '/', '\', control characters, not '.' or '..':
-FILE_NAME = {"type": "string", "pattern": r"^(?!\.{1,2}\Z)[^/\\\x00-\x1f]+\Z",
-             "description": "a plain file name (no '/', '\\', '..' or control characters)"}
+FILE_NAME = {
+    "type": "string",
+    "pattern": r"^(?!\.{1,2}\Z)[^/\\\x00-\x1f]+\Z",
+    "description": "a plain file name (no '/', '\\', '..' or control characters)",
+}
 # a path inside the repository: relative, no '..' component, no '~', '\' or control characters
-REPO_PATH = {"type": "string", "pattern": r"^(?![/~])(?!(.*/)?\.\.(/|\Z))[^\\\x00-\x1f]+\Z",
-             "description": "a relative path inside the repository (not absolute, no '..', '~' or '\\')"}
+REPO_PATH = {
+    "type": "string",
+    "pattern": r"^(?![/~])(?!(.*/)?\.\.(/|\Z))[^\\\x00-\x1f]+\Z",
+    "description": "a relative path inside the repository (not absolute, no '..', '~' or '\\')",
+}
 # a label name: no surrounding whitespace, not all digits (those are label ids), one line
-LABEL_NAME = {"type": "string", "pattern": r"^(?![0-9]+\Z)[^\s](?:[^\x00-\x1f]*[^\s])?\Z",
-              "description": "a label name: not all digits, no surrounding spaces, one line"}
+LABEL_NAME = {
+    "type": "string",
+    "pattern": r"^(?![0-9]+\Z)[^\s](?:[^\x00-\x1f]*[^\s])?\Z",
+    "description": "a label name: not all digits, no surrounding spaces, one line",
+}
 
 
 def _section(properties: dict, required: list[str] | None = None) -> dict:
@@ -93,11 +102,13 @@ TUNE = _section(
         "seed": SEED,
         "workers": POSITIVE_INT,
         "storage": {"type": ["string", "null"], "pattern": "^[a-z][a-z0-9+]*://"},  # an SQLAlchemy URL
-        "pruning": _section({
-            "enabled": {"type": "boolean"},
-            "startup_trials": {"type": "integer", "minimum": 0},
-            "warmup_epochs": {"type": "integer", "minimum": 0},
-        }),
+        "pruning": _section(
+            {
+                "enabled": {"type": "boolean"},
+                "startup_trials": {"type": "integer", "minimum": 0},
+                "warmup_epochs": {"type": "integer", "minimum": 0},
+            }
+        ),
         "search_space": {
             "type": "object",
             "required": ["learning_rate"],  # so `-S learning_rate=...` never re-runs the search
@@ -108,7 +119,10 @@ TUNE = _section(
                 "batch_size": {**HYPERPARAMETER_VALUES, "items": POSITIVE_INT},
                 "weight_decay": {**HYPERPARAMETER_VALUES, "items": {"type": "number", "minimum": 0}},
                 "warmup_ratio": {**HYPERPARAMETER_VALUES, "items": PROBABILITY},
-                "dropout_prob": {**HYPERPARAMETER_VALUES, "items": {"type": "number", "minimum": 0, "exclusiveMaximum": 1}},
+                "dropout_prob": {
+                    **HYPERPARAMETER_VALUES,
+                    "items": {"type": "number", "minimum": 0, "exclusiveMaximum": 1},
+                },
             },
         },
     }
@@ -136,10 +150,14 @@ EVALUATE = _section({"batch_size": POSITIVE_INT, "device": DEVICE})
 # the ensemble stage: which evaluated models it combines, and the weight grid it searches on validation
 ENSEMBLE = _section(
     {
-        "members": {"type": "array", "items": {"enum": ["bert", "tune_best", "lstm"]}, "minItems": 2,
-                    "uniqueItems": True},
-        "grid_step": {"enum": [0.5, 0.25, 0.2, 0.1, 0.05]},   # 1 / a whole number: the grid ends at 1
-        "seed": SEED,   # folds of the cross-validated estimate
+        "members": {
+            "type": "array",
+            "items": {"enum": ["bert", "tune_best", "lstm"]},
+            "minItems": 2,
+            "uniqueItems": True,
+        },
+        "grid_step": {"enum": [0.5, 0.25, 0.2, 0.1, 0.05]},  # 1 / a whole number: the grid ends at 1
+        "seed": SEED,  # folds of the cross-validated estimate
     }
 )
 
@@ -149,7 +167,10 @@ DISTRIBUTED = _section(
         "nproc_per_node": POSITIVE_INT,
         "nnodes": POSITIVE_INT,
         "rdzv_backend": {"enum": ["c10d", "static"]},  # static: the node running dvc is node rank 0
-        "rdzv_endpoint": {"type": "string", "pattern": "^([^\\s:\\[\\]]+|\\[[0-9a-fA-F:.]+\\]):[0-9]+$"},  # host:port or [v6]:port
+        "rdzv_endpoint": {
+            "type": "string",
+            "pattern": "^([^\\s:\\[\\]]+|\\[[0-9a-fA-F:.]+\\]):[0-9]+$",
+        },  # host:port or [v6]:port
         "timeout_s": {"type": "number", "minimum": 10},
     }
 )
@@ -180,8 +201,20 @@ PARAMS_SCHEMA = {
         "distributed": DISTRIBUTED,
     },
     "required": [
-        "model_name", "num_epochs", "learning_rate", "batch_size", "weight_decay",
-        "warmup_ratio", "dropout_prob", "max_length", "seed", "bert", "data", "glove", "vocab", "distributed",
+        "model_name",
+        "num_epochs",
+        "learning_rate",
+        "batch_size",
+        "weight_decay",
+        "warmup_ratio",
+        "dropout_prob",
+        "max_length",
+        "seed",
+        "bert",
+        "data",
+        "glove",
+        "vocab",
+        "distributed",
     ],
     "additionalProperties": False,
 }

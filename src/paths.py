@@ -4,6 +4,7 @@ The rule (README, "When things go wrong"): nothing that params, a mirror or a do
 holds can make a stage read or write outside its declared inputs and outputs. A name that would
 (``../x``, ``/abs/x``, ``a/b``, a NUL byte) is an error naming where it came from.
 """
+
 from __future__ import annotations
 
 import os
@@ -15,8 +16,14 @@ from src.errors import PipelineError
 
 def is_plain_file_name(name: Any) -> bool:
     """A name that can only mean a file directly inside the directory it is joined to."""
-    return (isinstance(name, str) and name not in ("", ".", "..") and "/" not in name and "\\" not in name
-            and "\0" not in name and Path(name).name == name)
+    return (
+        isinstance(name, str)
+        and name not in ("", ".", "..")
+        and "/" not in name
+        and "\\" not in name
+        and "\0" not in name
+        and Path(name).name == name
+    )
 
 
 def plain_file_name(name: str, what: str) -> str:
@@ -37,10 +44,18 @@ def relative_path(path: str, what: str) -> Path:
     """``path`` when it is relative and has no ``..`` component, so it stays under the directory it is
     read from (params: the repository root); else an error naming ``what``."""
     pure = PurePosixPath(path) if isinstance(path, str) else None
-    if (pure is None or not path or "\0" in path or "\\" in path or pure.is_absolute() or ".." in pure.parts
-            or path.startswith("~")):
-        raise PipelineError(f"{what} = {path!r}: expected a relative path inside the repository "
-                            "(not absolute, no '..', no '~')")
+    if (
+        pure is None
+        or not path
+        or "\0" in path
+        or "\\" in path
+        or pure.is_absolute()
+        or ".." in pure.parts
+        or path.startswith("~")
+    ):
+        raise PipelineError(
+            f"{what} = {path!r}: expected a relative path inside the repository (not absolute, no '..', no '~')"
+        )
     return Path(path)
 
 
@@ -77,8 +92,9 @@ def check_model_dir(directory: str | os.PathLike) -> None:
 
     def check(path: Path) -> None:
         if path.is_symlink() and not path.resolve().is_relative_to(root):
-            raise PipelineError(f"{path}: a symbolic link to {path.resolve()}, outside {root}; "
-                                "refusing to read a model from there")
+            raise PipelineError(
+                f"{path}: a symbolic link to {path.resolve()}, outside {root}; refusing to read a model from there"
+            )
 
     if absolute.is_relative_to(cwd):  # each directory on the way down: models/tune/config_7 -> elsewhere
         for depth in range(len(cwd.parts) + 1, len(absolute.parts) + 1):
@@ -88,10 +104,14 @@ def check_model_dir(directory: str | os.PathLike) -> None:
         for name in [*dirs, *files]:
             entries += 1
             if entries > MAX_MODEL_DIR_ENTRIES:
-                raise PipelineError(f"{directory}: more than {MAX_MODEL_DIR_ENTRIES:,} files; expected a model directory")
+                raise PipelineError(
+                    f"{directory}: more than {MAX_MODEL_DIR_ENTRIES:,} files; expected a model directory"
+                )
             path = Path(top) / name
             check(path)
             if name in files and path.suffix not in WEIGHT_SUFFIXES and path.stat().st_size > MAX_MODEL_FILE_BYTES:
-                raise PipelineError(f"{path}: {path.stat().st_size / 2**20:.0f} MB; expected at most "
-                                    f"{MAX_MODEL_FILE_BYTES >> 20} MB for a model's configuration, tokenizer or "
-                                    "vocabulary file (damaged or replaced?)")
+                raise PipelineError(
+                    f"{path}: {path.stat().st_size / 2**20:.0f} MB; expected at most "
+                    f"{MAX_MODEL_FILE_BYTES >> 20} MB for a model's configuration, tokenizer or "
+                    "vocabulary file (damaged or replaced?)"
+                )

@@ -7,13 +7,14 @@ Texts get the normalisation the training data got (src.data.preprocess.normalize
 than 64K characters is classified by its first 64K (the model reads at most max_length tokens).
 Output line i answers input text i, empty lines included.
 """
+
 from __future__ import annotations
 
 import argparse
 import json
 import sys
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Iterator, Sequence
 
 from src.cli import pipeline_errors_exit, positive_int_option, print_lines
 from src.data.preprocess import normalize_tweet, read_lines, split_lines
@@ -21,7 +22,6 @@ from src.errors import DataError
 from src.evaluation import device_option, predict_proba
 from src.models.loading import TrainedModel, load_model
 from src.runtime import explain_out_of_memory, use_all_cpu_cores
-
 
 STDIN = "<stdin>"
 # A model reads at most max_length (<= 4096) tokens of a text; tokenising a 50 MB line whole to keep
@@ -46,21 +46,29 @@ def read_texts(path: str) -> list[str]:
     return split_lines(data, STDIN)
 
 
-def classify(trained: TrainedModel, texts: Sequence[str], batch_size: int = 128,
-             device: str = "auto") -> Iterator[dict]:
+def classify(
+    trained: TrainedModel, texts: Sequence[str], batch_size: int = 128, device: str = "auto"
+) -> Iterator[dict]:
     """``{"text", "label", "label_id", "probabilities": {name: p}}`` per text, in order."""
     probabilities = predict_proba(trained, [normalize_tweet(t[:MAX_TEXT_CHARS]) for t in texts], batch_size, device)
     for text, row in zip(texts, probabilities):
         label_id = int(row.argmax())
-        yield {"text": text, "label": trained.label_names[label_id], "label_id": label_id,
-               "probabilities": {name: round(float(p), 4) for name, p in zip(trained.label_names, row)}}
+        yield {
+            "text": text,
+            "label": trained.label_names[label_id],
+            "label_id": label_id,
+            "probabilities": {name: round(float(p), 4) for name, p in zip(trained.label_names, row)},
+        }
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("texts", nargs="*", help="texts to classify")
-    parser.add_argument("--model", required=True, help="a trained model directory: models/bert, models/lstm, "
-                                                         "or a tune trial (models/tune/config_N)")
+    parser.add_argument(
+        "--model",
+        required=True,
+        help="a trained model directory: models/bert, models/lstm, or a tune trial (models/tune/config_N)",
+    )
     parser.add_argument("--input", help="a file with one text per line (- for stdin)")
     parser.add_argument("--batch-size", default="128")
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")

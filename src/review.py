@@ -24,6 +24,7 @@ previous review's files, which ``OUT/.review-files.json`` lists. A file in OUT t
 never deleted or overwritten: a name the new report needs that is taken by such a file is an error.
 Rendering is matplotlib's Agg backend: offline, no browser.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -45,27 +46,32 @@ from src.atomic import write_json
 from src.cli import pipeline_errors_exit
 from src.errors import PipelineError
 
-CURVES = "plots/train_{model}.json"   # per-epoch rows of a train stage (bert, lstm)
+CURVES = "plots/train_{model}.json"  # per-epoch rows of a train stage (bert, lstm)
 CONFUSION = "plots/confusion/{model}.csv"
 PREDICTIONS = "predictions/{model}/test.txt"
 PROBABILITIES = "predictions/{model}/probs_test.csv"
 TEST_SPLIT = "data/processed/test.jsonl"
 # (file, key, row label) per model; the four test figures TweetEval and SemEval report, then the
 # validation figure the model was selected on
-QUALITY = (("test", "macro_recall", "test macro-recall"), ("test", "f1_pn", "test F1^PN"),
-           ("test", "accuracy", "test accuracy"), ("test", "macro_f1", "test macro-F1"),
-           ("train", "val.macro_recall", "val macro-recall (best epoch)"))
+QUALITY = (
+    ("test", "macro_recall", "test macro-recall"),
+    ("test", "f1_pn", "test F1^PN"),
+    ("test", "accuracy", "test accuracy"),
+    ("test", "macro_f1", "test macro-F1"),
+    ("train", "val.macro_recall", "val macro-recall (best epoch)"),
+)
 METRIC_LABELS = {"macro_recall": "macro-recall", "f1_pn": "F1^PN", "accuracy": "accuracy"}
-RELATIVE_TOLERANCE = 1e-6   # values closer than this are the same figure (a re-run's last-digit noise)
-PROBABILITY_TOLERANCE = 2e-6   # probabilities are written with 6 decimals
-MANIFEST = ".review-files.json"   # the files the last review wrote in OUT: the only ones a review replaces
-TOP_FLIPS = 5   # flipped tweets shown per direction
+RELATIVE_TOLERANCE = 1e-6  # values closer than this are the same figure (a re-run's last-digit noise)
+PROBABILITY_TOLERANCE = 2e-6  # probabilities are written with 6 decimals
+MANIFEST = ".review-files.json"  # the files the last review wrote in OUT: the only ones a review replaces
+TOP_FLIPS = 5  # flipped tweets shown per direction
 SIGNIFICANCE = 0.05
 
 
 def resolve_rev(rev: str) -> str:
-    result = subprocess.run(["git", "rev-parse", "--verify", "--quiet", f"{rev}^{{commit}}"], capture_output=True,
-                            text=True)
+    result = subprocess.run(
+        ["git", "rev-parse", "--verify", "--quiet", f"{rev}^{{commit}}"], capture_output=True, text=True
+    )
     if result.returncode != 0:
         raise PipelineError(f"--base {rev}: not a git revision here (fetch it first, e.g. `git fetch origin main`)")
     return result.stdout.strip()
@@ -147,8 +153,11 @@ def metrics_table(model: str, metrics_diff: dict) -> tuple[str, bool]:
 
 
 def params_table(params_diff: dict) -> str:
-    rows = [f"| `{name}` | {entry.get('old', '–')} | {entry.get('new', '–')} |"
-            for path, entries in sorted(params_diff.items()) for name, entry in sorted(entries.items())]
+    rows = [
+        f"| `{name}` | {entry.get('old', '–')} | {entry.get('new', '–')} |"
+        for path, entries in sorted(params_diff.items())
+        for name, entry in sorted(entries.items())
+    ]
     if not rows:
         return "No params changed.\n"
     return "| param | base | new |\n| --- | --- | --- |\n" + "\n".join(rows) + "\n"
@@ -166,19 +175,28 @@ def _figure(ncols: int, width: float = 5.0):
 def plot_curves(model: str, base: list[dict] | None, new: list[dict] | None, path: Path, base_name: str) -> None:
     """Loss and validation scores per epoch: base dashed with crosses, workspace solid with dots."""
     plt, fig, axes = _figure(2)
-    panels = ((axes[0][0], "loss", ("train_loss", "val_loss")),
-              (axes[0][1], "validation", ("val_macro_recall", "val_accuracy", "val_macro_f1")))
+    panels = (
+        (axes[0][0], "loss", ("train_loss", "val_loss")),
+        (axes[0][1], "validation", ("val_macro_recall", "val_accuracy", "val_macro_f1")),
+    )
     for ax, title, series in panels:
         for color, name in zip(("tab:blue", "tab:orange", "tab:green"), series):
             for rows, style, marker, label in ((base, "--", "x", base_name), (new, "-", "o", "workspace")):
-                if rows:   # markers tell base from workspace when a run has a single epoch
-                    ax.plot([r["epoch"] for r in rows], [r[name] for r in rows], style, color=color, marker=marker,
-                            markersize=4, label=f"{name} ({label})")
+                if rows:  # markers tell base from workspace when a run has a single epoch
+                    ax.plot(
+                        [r["epoch"] for r in rows],
+                        [r[name] for r in rows],
+                        style,
+                        color=color,
+                        marker=marker,
+                        markersize=4,
+                        label=f"{name} ({label})",
+                    )
         ax.set_title(f"{model}: {title}")
         ax.set_xlabel("epoch")
         last = max(r["epoch"] for rows in (base, new) if rows for r in rows)
         ax.set_xlim(0.5, last + 0.5)
-        ax.set_xticks(range(1, last + 1, max(1, last // 10)))   # whole epochs
+        ax.set_xticks(range(1, last + 1, max(1, last // 10)))  # whole epochs
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
     fig.tight_layout()
@@ -193,8 +211,9 @@ def confusion_counts(text: str, labels: list[str]) -> list[list[int]]:
     return counts
 
 
-def plot_confusion(model: str, base: str | None, new: str | None, path: Path, labels: list[str],
-                   base_name: str) -> None:
+def plot_confusion(
+    model: str, base: str | None, new: str | None, path: Path, labels: list[str], base_name: str
+) -> None:
     """Test confusion matrices, base on the left, workspace on the right (colour: share of the actual class)."""
     panels = [(f"{base_name}", base), ("workspace", new)]
     panels = [(title, text) for title, text in panels if text is not None]
@@ -228,15 +247,18 @@ def evaluate_models(dvc_yaml: str | os.PathLike = "dvc.yaml") -> list[str]:
 
     try:
         foreach = YAML(typ="safe", pure=True).load(Path(dvc_yaml).read_text(encoding="utf-8"))["stages"]["evaluate"][
-            "foreach"]
+            "foreach"
+        ]
     except Exception as exc:  # noqa: BLE001 - unreadable, not YAML, or no such stage: one line either way
-        raise PipelineError(f"{dvc_yaml}: no stages.evaluate.foreach to take the models from "
-                            f"({type(exc).__name__})") from None
+        raise PipelineError(
+            f"{dvc_yaml}: no stages.evaluate.foreach to take the models from ({type(exc).__name__})"
+        ) from None
     models = [str(key) for key in foreach] if isinstance(foreach, (dict, list)) else []
     # a model's name becomes part of file names (predictions/<model>/, reliability_<model>.png)
     if not models or not all(re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_-]*", model) for model in models):
-        raise PipelineError(f"{dvc_yaml}: stages.evaluate.foreach = {foreach!r:.200}: expected model names "
-                            "(letters, digits, _ and -)")
+        raise PipelineError(
+            f"{dvc_yaml}: stages.evaluate.foreach = {foreach!r:.200}: expected model names (letters, digits, _ and -)"
+        )
     return models
 
 
@@ -315,65 +337,98 @@ def _p(value: float) -> str:
 def _cell(text: str, limit: int = 120) -> str:
     """A tweet as one markdown table cell."""
     text = " ".join(text.split())
-    text = text if len(text) <= limit else text[:limit - 1] + "…"
+    text = text if len(text) <= limit else text[: limit - 1] + "…"
     return text.replace("\\", "\\\\").replace("|", "\\|")
 
 
 def statistics_section(model: str, stats: dict, test: dict) -> list[str]:
     """The interval table and what it says, in words."""
-    rows = ["| metric | base | new | change | 95% interval | McNemar p | verdict |",
-            "| --- | ---: | ---: | ---: | --- | ---: | --- |"]
+    rows = [
+        "| metric | base | new | change | 95% interval | McNemar p | verdict |",
+        "| --- | ---: | ---: | ---: | --- | ---: | --- |",
+    ]
     words = []
     for metric, entry in stats["metrics"].items():
         name = METRIC_LABELS[metric]
-        rows.append(f"| test {name} | {entry['base']:.4f} | {entry['new']:.4f} | {_signed(entry['change'])} | "
-                    f"{_interval(entry['interval'])} | {_p(entry['p_value'])} | {entry['verdict']} |")
+        rows.append(
+            f"| test {name} | {entry['base']:.4f} | {entry['new']:.4f} | {_signed(entry['change'])} | "
+            f"{_interval(entry['interval'])} | {_p(entry['p_value'])} | {entry['verdict']} |"
+        )
         moved = "rose" if entry["change"] > 0 else "fell" if entry["change"] < 0 else "did not move"
         amount = f" by {abs(entry['change']):.4f}" if entry["change"] else ""
         if entry["verdict"] == "within noise":
-            words.append(f"Test {name} {moved}{amount}, but the 95% interval {_interval(entry['interval'])} holds "
-                         "zero: **within noise**.")
+            words.append(
+                f"Test {name} {moved}{amount}, but the 95% interval {_interval(entry['interval'])} holds "
+                "zero: **within noise**."
+            )
         else:
-            words.append(f"Test {name} {moved}{amount} and the whole 95% interval {_interval(entry['interval'])} is "
-                         f"{'above' if entry['verdict'] == 'better' else 'below'} zero: **{entry['verdict']}**.")
+            words.append(
+                f"Test {name} {moved}{amount} and the whole 95% interval {_interval(entry['interval'])} is "
+                f"{'above' if entry['verdict'] == 'better' else 'below'} zero: **{entry['verdict']}**."
+            )
     mc = stats["mcnemar"]
     significant = mc["p_value"] < SIGNIFICANCE
-    words.append(f"McNemar's exact test on the {mc['base_right_new_wrong'] + mc['base_wrong_new_right']} tweets exactly "
-                 f"one model gets right ({mc['base_right_new_wrong']} lost, {mc['base_wrong_new_right']} gained): "
-                 f"p = {_p(mc['p_value'])}, {'' if significant else 'not '}significant at 5%.")
+    words.append(
+        f"McNemar's exact test on the {mc['base_right_new_wrong'] + mc['base_wrong_new_right']} tweets exactly "
+        f"one model gets right ({mc['base_right_new_wrong']} lost, {mc['base_wrong_new_right']} gained): "
+        f"p = {_p(mc['p_value'])}, {'' if significant else 'not '}significant at 5%."
+    )
     accuracy = stats["metrics"].get("accuracy")
     if accuracy and significant == (accuracy["verdict"] == "within noise"):
         words.append("The two tests disagree on accuracy: treat the change as borderline.")
-    return [f"**Is the change real?** Paired bootstrap over {test['resamples']:,} resamples of the {test['n']:,} "
-            "test tweets (seeded), McNemar's exact test on the same tweets.", "", *rows, "", " ".join(words), ""]
+    return [
+        f"**Is the change real?** Paired bootstrap over {test['resamples']:,} resamples of the {test['n']:,} "
+        "test tweets (seeded), McNemar's exact test on the same tweets.",
+        "",
+        *rows,
+        "",
+        " ".join(words),
+        "",
+    ]
 
 
-def flipped_section(model: str, gold, base, new, texts, new_probs, base_probs, labels: list[str]) -> tuple[list[str], dict]:
+def flipped_section(
+    model: str, gold, base, new, texts, new_probs, base_probs, labels: list[str]
+) -> tuple[list[str], dict]:
     """Counts of flipped tweets per gold class each way, and the most confident flips as tables."""
     gold, base, new = np.asarray(gold), np.asarray(base), np.asarray(new)
     lost, gained = (base == gold) & (new != gold), (base != gold) & (new == gold)
-    counts = {name: {"base_right_new_wrong": int(np.sum(lost & (gold == i))),
-                     "base_wrong_new_right": int(np.sum(gained & (gold == i)))} for i, name in enumerate(labels)}
-    lines = [f"**Flipped tweets** ({int(np.sum(base != new))} predicted differently, "
-             f"{int(lost.sum())} now wrong, {int(gained.sum())} now right):", "",
-             "| gold | base right, new wrong | base wrong, new right |", "| --- | ---: | ---: |",
-             *(f"| {name} | {c['base_right_new_wrong']} | {c['base_wrong_new_right']} |" for name, c in counts.items()),
-             ""]
+    counts = {
+        name: {
+            "base_right_new_wrong": int(np.sum(lost & (gold == i))),
+            "base_wrong_new_right": int(np.sum(gained & (gold == i))),
+        }
+        for i, name in enumerate(labels)
+    }
+    lines = [
+        f"**Flipped tweets** ({int(np.sum(base != new))} predicted differently, "
+        f"{int(lost.sum())} now wrong, {int(gained.sum())} now right):",
+        "",
+        "| gold | base right, new wrong | base wrong, new right |",
+        "| --- | ---: | ---: |",
+        *(f"| {name} | {c['base_right_new_wrong']} | {c['base_wrong_new_right']} |" for name, c in counts.items()),
+        "",
+    ]
     confidence = new_probs.max(axis=1) if new_probs is not None else None
     for title, members in (("now wrong", lost), ("now right", gained)):
         index = np.flatnonzero(members)
         if not len(index):
             continue
-        if confidence is not None:   # the new model's surest flips first
+        if confidence is not None:  # the new model's surest flips first
             index = index[np.argsort(-confidence[index], kind="stable")]
-        lines += [f"Most confident flips, {title}:", "",
-                  "| tweet | gold | base → new | confidence (new) | confidence (base) |",
-                  "| --- | --- | --- | ---: | ---: |"]
+        lines += [
+            f"Most confident flips, {title}:",
+            "",
+            "| tweet | gold | base → new | confidence (new) | confidence (base) |",
+            "| --- | --- | --- | ---: | ---: |",
+        ]
         for i in index[:TOP_FLIPS]:
             new_conf = f"{new_probs[i].max():.2f}" if new_probs is not None else "–"
             base_conf = f"{base_probs[i].max():.2f}" if base_probs is not None else "–"
-            lines.append(f"| {_cell(texts[i])} | {labels[gold[i]]} | {labels[base[i]]} → {labels[new[i]]} | "
-                         f"{new_conf} | {base_conf} |")
+            lines.append(
+                f"| {_cell(texts[i])} | {labels[gold[i]]} | {labels[base[i]]} → {labels[new[i]]} | "
+                f"{new_conf} | {base_conf} |"
+            )
         lines.append("")
     return lines, counts
 
@@ -385,8 +440,14 @@ def plot_reliability(model: str, curves: dict, path: Path) -> None:
     ax.plot([0, 1], [0, 1], ":", color="grey", label="perfectly calibrated")
     for name, (bins, ece, style, marker) in curves.items():
         points = [(row["confidence"], row["accuracy"]) for row in bins if row["count"]]
-        ax.plot([c for c, _ in points], [a for _, a in points], style, marker=marker, markersize=4,
-                label=f"{name} (ECE {ece:.4f})")
+        ax.plot(
+            [c for c, _ in points],
+            [a for _, a in points],
+            style,
+            marker=marker,
+            markersize=4,
+            label=f"{name} (ECE {ece:.4f})",
+        )
     ax.set_xlim(0, 1)
     ax.set_ylim(0, 1)
     ax.set_xlabel("confidence (top probability), mean per bin")
@@ -404,8 +465,10 @@ def calibration_section(model: str, gold, base_probs, new_probs, base: str, out:
 
     result = {"bins": ECE_BINS, "ece_base": None, "ece_new": None}
     curves = {}
-    for side, name, probabilities, style, marker in (("base", base, base_probs, "--", "x"),
-                                                     ("new", "workspace", new_probs, "-", "o")):
+    for side, name, probabilities, style, marker in (
+        ("base", base, base_probs, "--", "x"),
+        ("new", "workspace", new_probs, "-", "o"),
+    ):
         if probabilities is not None:
             result[f"ece_{side}"] = expected_calibration_error(probabilities, gold)
             curves[name] = (reliability_bins(probabilities, gold), result[f"ece_{side}"], style, marker)
@@ -413,43 +476,54 @@ def calibration_section(model: str, gold, base_probs, new_probs, base: str, out:
         return [], result
     plot_reliability(model, curves, out / f"reliability_{model}.png")
     ece = " → ".join(f"{result[f'ece_{side}']:.4f}" for side in ("base", "new") if result[f"ece_{side}"] is not None)
-    lines = [f"**Calibration**: expected calibration error (15 equal-width bins of the top probability) {ece}"
-             f"{'' if base_probs is not None else ' (new only: the base has no probabilities)'}.", "",
-             f"![{model}: reliability diagram, {base} dashed, workspace solid](reliability_{model}.png)", ""]
+    lines = [
+        f"**Calibration**: expected calibration error (15 equal-width bins of the top probability) {ece}"
+        f"{'' if base_probs is not None else ' (new only: the base has no probabilities)'}.",
+        "",
+        f"![{model}: reliability diagram, {base} dashed, workspace solid](reliability_{model}.png)",
+        "",
+    ]
     return lines, result
 
 
 def model_status(model: str, metrics_diff: dict, old_files, new_files, labels: list[str]) -> tuple[str, dict]:
-    """"changed" / "unchanged" / "new" / "missing", and the files read for it."""
+    """ "changed" / "unchanged" / "new" / "missing", and the files read for it."""
     files = {}
     for key, pattern in (("curves", CURVES), ("confusion", CONFUSION), ("predictions", PREDICTIONS)):
         files[key] = (old_files.read(pattern.format(model=model)), new_files.read(pattern.format(model=model)))
-    entries = [entry for path, rows in metrics_diff.items() if path.startswith(f"metrics/{model}/")
-               for entry in rows.values()]
+    entries = [
+        entry for path, rows in metrics_diff.items() if path.startswith(f"metrics/{model}/") for entry in rows.values()
+    ]
     if not entries and files["predictions"][1] is None:
         return "missing", files
     if entries and all(entry.get("old") is None for entry in entries) and files["predictions"][0] is None:
         return "new", files
-    changed = any(entry.get("old") is not None and entry.get("new") is not None
-                  and not same_values(entry["old"], entry["new"]) for entry in entries)
+    changed = any(
+        entry.get("old") is not None and entry.get("new") is not None and not same_values(entry["old"], entry["new"])
+        for entry in entries
+    )
     old, new = files["curves"]
     if old is not None and new is not None:
         try:
             changed |= not same_values(json.loads(old), json.loads(new))
         except ValueError:
             changed |= old != new
-    for key in ("confusion", "predictions"):   # categories: the text is the value
+    for key in ("confusion", "predictions"):  # categories: the text is the value
         old, new = files[key]
         changed |= old is not None and new is not None and old.split() != new.split()
-    if not changed:   # the same labels, but maybe other probabilities (compared where both sides have them)
+    if not changed:  # the same labels, but maybe other probabilities (compared where both sides have them)
         old, new = (read_probabilities(f, model, labels, None) for f in (old_files, new_files))
-        changed = old is not None and new is not None and (
-            old.shape != new.shape or not np.allclose(old, new, rtol=0, atol=PROBABILITY_TOLERANCE))
+        changed = (
+            old is not None
+            and new is not None
+            and (old.shape != new.shape or not np.allclose(old, new, rtol=0, atol=PROBABILITY_TOLERANCE))
+        )
     return ("changed" if changed else "unchanged"), files
 
 
-def compare_model(model: str, files: dict, metrics_diff: dict, old_files, new_files, labels: list[str],
-                  base: str, out: Path) -> tuple[list[str], dict]:
+def compare_model(
+    model: str, files: dict, metrics_diff: dict, old_files, new_files, labels: list[str], base: str, out: Path
+) -> tuple[list[str], dict]:
     """The markdown section and report.json entry of one changed model."""
     from src.scoring.significance import RESAMPLES, mcnemar, paired_bootstrap, verdict
 
@@ -461,34 +535,46 @@ def compare_model(model: str, files: dict, metrics_diff: dict, old_files, new_fi
     base_test = parse_test_split(old_files.read(TEST_SPLIT))
     base_labels, new_labels = (parse_labels(text) for text in files["predictions"])
     if test is None or new_labels is None or len(new_labels) != len(test[1]):
-        notes.append(f"The workspace has no test predictions of {model} that match {TEST_SPLIT}: "
-                     "run `dvc repro` first; no intervals.")
+        notes.append(
+            f"The workspace has no test predictions of {model} that match {TEST_SPLIT}: "
+            "run `dvc repro` first; no intervals."
+        )
     elif base_labels is None:
-        notes.append(f"The base's {PREDICTIONS.format(model=model)} could not be read at `{base}` "
-                     "(`dvc pull` at that revision fetches it): no intervals.")
+        notes.append(
+            f"The base's {PREDICTIONS.format(model=model)} could not be read at `{base}` "
+            "(`dvc pull` at that revision fetches it): no intervals."
+        )
     elif base_test is not None and base_test != test or len(base_labels) != len(new_labels):
         notes.append(f"The test set differs at `{base}` ({TEST_SPLIT}): the predictions are not paired, no intervals.")
     else:
         texts, gold = test
         if base_test is None:
-            notes.append(f"{TEST_SPLIT} could not be read at `{base}`: paired on the assumption that the test set "
-                         "did not change (the same number of tweets).")
+            notes.append(
+                f"{TEST_SPLIT} could not be read at `{base}`: paired on the assumption that the test set "
+                "did not change (the same number of tweets)."
+            )
         n = len(gold)
         bootstrap = paired_bootstrap(gold, base_labels, new_labels, labels, RESAMPLES)
         test_mcnemar = mcnemar(gold, base_labels, new_labels)
         for metric, figures in bootstrap.items():
-            entry["metrics"][metric] = {**figures, "p_value": test_mcnemar["p_value"],
-                                        "verdict": verdict(figures["interval"])}
+            entry["metrics"][metric] = {
+                **figures,
+                "p_value": test_mcnemar["p_value"],
+                "verdict": verdict(figures["interval"]),
+            }
         entry.update(n=n, resamples=RESAMPLES, mcnemar=test_mcnemar)
         lines += statistics_section(model, entry, {"resamples": RESAMPLES, "n": n})
         base_probs, new_probs = (read_probabilities(f, model, labels, n) for f in (old_files, new_files))
-        flips, entry["flipped"] = flipped_section(model, gold, base_labels, new_labels, texts, new_probs, base_probs,
-                                                  labels)
+        flips, entry["flipped"] = flipped_section(
+            model, gold, base_labels, new_labels, texts, new_probs, base_probs, labels
+        )
         lines += flips
         if base_probs is None:
-            notes.append(f"The base has no {PROBABILITIES.format(model=model)} (made before the evaluate stage wrote "
-                         "probabilities): the intervals come from the predicted labels; calibration is shown for "
-                         "the new model only.")
+            notes.append(
+                f"The base has no {PROBABILITIES.format(model=model)} (made before the evaluate stage wrote "
+                "probabilities): the intervals come from the predicted labels; calibration is shown for "
+                "the new model only."
+            )
         calibration, entry["calibration"] = calibration_section(model, gold, base_probs, new_probs, base, out)
         lines += calibration
     lines += [f"Note: {note}" for note in notes] + ([""] if notes else [])
@@ -496,8 +582,9 @@ def compare_model(model: str, files: dict, metrics_diff: dict, old_files, new_fi
     old, new = files["curves"]
     if new is not None and old != new:
         plot_curves(model, json.loads(old) if old else None, json.loads(new), out / f"curves_{model}.png", base)
-        images.append(f"![{model}: training curves, {base} dashed with crosses, workspace solid with dots]"
-                      f"(curves_{model}.png)")
+        images.append(
+            f"![{model}: training curves, {base} dashed with crosses, workspace solid with dots](curves_{model}.png)"
+        )
     old, new = files["confusion"]
     if new is not None and old != new:
         plot_confusion(model, old, new, out / f"confusion_{model}.png", labels, base)
@@ -514,12 +601,17 @@ def summary_lines(models: dict) -> list[str]:
         elif not entry["metrics"]:
             lines.append(f"- **{model}**: changed; no intervals (see its section)")
         else:
-            verdicts = "; ".join(f"{METRIC_LABELS[m]} {_signed(e['change'])} {_interval(e['interval'])} "
-                                 f"**{e['verdict']}**" for m, e in entry["metrics"].items())
+            verdicts = "; ".join(
+                f"{METRIC_LABELS[m]} {_signed(e['change'])} {_interval(e['interval'])} **{e['verdict']}**"
+                for m, e in entry["metrics"].items()
+            )
             lines.append(f"- **{model}**: {verdicts}; McNemar p = {_p(entry['mcnemar']['p_value'])}")
     if any(entry.get("metrics") for entry in models.values()):
-        lines += ["", "Changes are new - base on the test set with their 95% paired-bootstrap interval; a verdict is "
-                  "better or worse only when the whole interval is on one side of zero."]
+        lines += [
+            "",
+            "Changes are new - base on the test set with their 95% paired-bootstrap interval; a verdict is "
+            "better or worse only when the whole interval is on one side of zero.",
+        ]
     return lines + [""]
 
 
@@ -531,8 +623,11 @@ def read_manifest(out: Path) -> set[str]:
         return set()
     if not isinstance(names, list):
         return set()
-    return {name for name in names if isinstance(name, str) and name not in {"", ".", "..", MANIFEST}
-            and "/" not in name and "\\" not in name}
+    return {
+        name
+        for name in names
+        if isinstance(name, str) and name not in {"", ".", "..", MANIFEST} and "/" not in name and "\\" not in name
+    }
 
 
 def publish(staging: Path, out: Path) -> None:
@@ -542,9 +637,11 @@ def publish(staging: Path, out: Path) -> None:
     for name in names:
         target = out / name
         if (target.exists() or target.is_symlink()) and name not in previous:
-            raise PipelineError(f"{target}: exists and was not written by src.review (not in {out / MANIFEST}); "
-                                "move it or choose another --out")
-    for name in sorted(previous - set(names)):   # the previous report's files this one does not have
+            raise PipelineError(
+                f"{target}: exists and was not written by src.review (not in {out / MANIFEST}); "
+                "move it or choose another --out"
+            )
+    for name in sorted(previous - set(names)):  # the previous report's files this one does not have
         stale = out / name
         if stale.is_file() and not stale.is_symlink():
             stale.unlink()
@@ -570,31 +667,50 @@ def write_report(base: str, out: Path) -> Path:
             params_lines = ["## Params changed", "", params_table(params_diff)]
         else:
             print(f"warning: params.yaml at {base}: could not be parsed; params not compared", file=sys.stderr)
-            params_lines = ["## Params changed", "", f"The base's params.yaml (at `{base}`, {commit[:7]}) could not "
-                            f"be parsed ({params_problem}); params are not compared.", ""]
+            params_lines = [
+                "## Params changed",
+                "",
+                f"The base's params.yaml (at `{base}`, {commit[:7]}) could not "
+                f"be parsed ({params_problem}); params are not compared.",
+                "",
+            ]
         sections, models = [], {}
         for model in models_to_review:
             status, files = model_status(model, metrics_diff, old_files, new_files, labels)
             if status != "changed":
                 models[model] = {"status": status}
                 continue
-            lines, models[model] = compare_model(model, files, metrics_diff, old_files, new_files, labels, base,
-                                                 staging)
+            lines, models[model] = compare_model(
+                model, files, metrics_diff, old_files, new_files, labels, base, staging
+            )
             sections += lines
         others = [f"{model}: {entry['status']}" for model, entry in models.items() if entry["status"] != "changed"]
-        lines = [f"# Review: `{base}` ({commit[:7]}) against the workspace", "", *summary_lines(models),
-                 *params_lines, *sections]
+        lines = [
+            f"# Review: `{base}` ({commit[:7]}) against the workspace",
+            "",
+            *summary_lines(models),
+            *params_lines,
+            *sections,
+        ]
         if others:
             lines += ["## Not changed", "", *(f"- {line}" for line in others), ""]
         (staging / "report.md").write_text("\n".join(lines).rstrip() + "\n", encoding="utf-8")
         from src.scoring.significance import CONFIDENCE, RESAMPLES
 
-        write_json(staging / "report.json", {
-            "base": base, "base_commit": commit,
-            "params": {"base_parsed": params_problem is None, "problem": params_problem,
-                       "changed": params_diff if params_problem is None else None},
-            "bootstrap": {"resamples": RESAMPLES, "confidence": CONFIDENCE, "seed": 0},
-            "models": models})
+        write_json(
+            staging / "report.json",
+            {
+                "base": base,
+                "base_commit": commit,
+                "params": {
+                    "base_parsed": params_problem is None,
+                    "problem": params_problem,
+                    "changed": params_diff if params_problem is None else None,
+                },
+                "bootstrap": {"resamples": RESAMPLES, "confidence": CONFIDENCE, "seed": 0},
+                "models": models,
+            },
+        )
         publish(staging, out)
     finally:
         old_files.close()
@@ -605,9 +721,12 @@ def write_report(base: str, out: Path) -> Path:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m src.review", description=__doc__.splitlines()[0])
     parser.add_argument("--base", default="main", help="git revision to compare against (default: main)")
-    parser.add_argument("--out", default="review", type=Path,
-                        help="directory for report.md, report.json and their PNGs (only files a review wrote are "
-                             "replaced)")
+    parser.add_argument(
+        "--out",
+        default="review",
+        type=Path,
+        help="directory for report.md, report.json and their PNGs (only files a review wrote are replaced)",
+    )
     args = parser.parse_args(argv)
     with pipeline_errors_exit():
         print(write_report(args.base, args.out))

@@ -3,13 +3,15 @@
 
 The engine (src.training) and the evaluate stages both import this module; it imports neither.
 """
+
 from __future__ import annotations
 
 import contextlib
 import functools
 import os
 import random
-from typing import Any, Callable, Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import numpy as np
 import torch
@@ -69,6 +71,7 @@ def autocast_context(device: torch.device, mixed_precision: bool):
     dtype = autocast_dtype(device, mixed_precision)
     return torch.autocast(device_type=device.type, dtype=dtype or torch.bfloat16, enabled=dtype is not None)
 
+
 # ---- process set-up ----------------------------------------------------------------------------------
 def use_all_cpu_cores() -> None:
     """All cores for torch unless OMP_NUM_THREADS says otherwise.
@@ -110,8 +113,9 @@ def _lower_batch_size(key: str, value: int | list[int]) -> str:
 
 
 @contextlib.contextmanager
-def explain_out_of_memory(key: str, value: int | list[int], eval_key: str | None = None,
-                          eval_value: int | None = None) -> Iterator[None]:
+def explain_out_of_memory(
+    key: str, value: int | list[int], eval_key: str | None = None, eval_value: int | None = None
+) -> Iterator[None]:
     """Turn a GPU out-of-memory error into a PipelineError naming the batch size to lower.
 
     With ``eval_key``, an OOM raised inside validation (``src.training.trainer.evaluate``) names
@@ -142,6 +146,7 @@ def out_of_memory_names(batch_size_keys: tuple[str, ...], eval_key: str | None =
     ``batch_size_keys``: where the training batch size comes from, the first one present wins
     (tune: the search space when it searches batch sizes, else the top-level ``batch_size``).
     """
+
     def decorate(main: Callable[[dict], None]) -> Callable[[dict], None]:
         @functools.wraps(main)
         def run(params: dict) -> None:
@@ -149,5 +154,7 @@ def out_of_memory_names(batch_size_keys: tuple[str, ...], eval_key: str | None =
             eval_value = _lookup(params, (eval_key,))[1] if eval_key else None
             with explain_out_of_memory(key, value, eval_key, eval_value):
                 main(params)
+
         return run
+
     return decorate

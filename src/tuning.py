@@ -26,6 +26,7 @@ storage, median pruning.
   unless pruned ``training_history.json`` and the ``model/`` export), ``tuning_results.json``,
   ``best_hyperparameters.json`` and the journal.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -38,9 +39,10 @@ import signal
 import socket
 import time
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import optuna
 from optuna.samplers import BaseSampler, GridSampler, RandomSampler, TPESampler
@@ -74,8 +76,16 @@ TUNABLE = tuple(RECOMMENDED)  # what a search may set: train_model's hyperparame
 NAMED = "configuration"  # the one searched name when hyperparameters are named configurations
 
 
-def tune(train_loader, val_loader, output_dir: str | os.PathLike, hyperparameters, device: str = "auto", *,
-         workers: int = 1, **options: Any) -> dict[str, Any]:
+def tune(
+    train_loader,
+    val_loader,
+    output_dir: str | os.PathLike,
+    hyperparameters,
+    device: str = "auto",
+    *,
+    workers: int = 1,
+    **options: Any,
+) -> dict[str, Any]:
     """Search ``hyperparameters`` and return what it writes to ``tuning_results.json``.
 
     ``hyperparameters``: ``{name: [values to try]}`` or named configurations (see the module's
@@ -95,19 +105,31 @@ def tune(train_loader, val_loader, output_dir: str | os.PathLike, hyperparameter
     return write_results(study, search, trainer.train_kwargs["monitor"])
 
 
-def join_search(train_loader, val_loader, output_dir: str | os.PathLike, hyperparameters, device: str = "auto", *,
-                workers: int = 1, **options: Any) -> None:
+def join_search(
+    train_loader,
+    val_loader,
+    output_dir: str | os.PathLike,
+    hyperparameters,
+    device: str = "auto",
+    *,
+    workers: int = 1,
+    **options: Any,
+) -> None:
     """Run ``workers`` more workers for the search that ``tune`` (same arguments) started in the RDB
     ``storage``; each trial's directory is written here, under ``output_dir``."""
     if options.get("storage") is None:
-        raise PipelineError("tune.storage = null: a worker on another machine needs an RDB URL that every machine "
-                            "reaches (e.g. postgresql://user@host/optuna)")
+        raise PipelineError(
+            "tune.storage = null: a worker on another machine needs an RDB URL that every machine "
+            "reaches (e.g. postgresql://user@host/optuna)"
+        )
     search, trainer, _ = make_search(train_loader, val_loader, output_dir, hyperparameters, **options)
     try:
         search.open()
     except KeyError:
-        raise PipelineError(f"no study {search.name} in tune.storage: start the search first (dvc repro tune), "
-                            "with the same params, data and code") from None
+        raise PipelineError(
+            f"no study {search.name} in tune.storage: start the search first (dvc repro tune), "
+            "with the same params, data and code"
+        ) from None
     run_search(search, trainer, device, workers)
 
 
@@ -123,17 +145,34 @@ def named_configurations(hyperparameters) -> dict[str, dict] | None:
     return None
 
 
-def make_search(train_loader, val_loader, output_dir: str | os.PathLike, hyperparameters, *,
-                base_hyperparameters: dict | None = None, method: str = "grid", n_trials: int | None = None,
-                seed: int = 42, pruning: dict | None = None, storage: str | None = None,
-                fingerprint: dict | None = None, **train_kwargs: Any) -> tuple[Search, TrialTrainer, dict]:
+def make_search(
+    train_loader,
+    val_loader,
+    output_dir: str | os.PathLike,
+    hyperparameters,
+    *,
+    base_hyperparameters: dict | None = None,
+    method: str = "grid",
+    n_trials: int | None = None,
+    seed: int = 42,
+    pruning: dict | None = None,
+    storage: str | None = None,
+    fingerprint: dict | None = None,
+    **train_kwargs: Any,
+) -> tuple[Search, TrialTrainer, dict]:
     """The checked search space as a ``Search`` (the study's description), the ``TrialTrainer``
     that trains its trials, and the study's fingerprint (default: these arguments)."""
     named = named_configurations(hyperparameters)
-    if named is None and not isinstance(hyperparameters, dict) or named is None and not all(
-            isinstance(values, (list, tuple)) and values for values in hyperparameters.values()):
-        raise PipelineError("hyperparameters: expected {name: [values to try]}, {config name: {name: value}} "
-                            f"or a list of {{name: value}} configurations, got {hyperparameters!r}")
+    if (
+        named is None
+        and not isinstance(hyperparameters, dict)
+        or named is None
+        and not all(isinstance(values, (list, tuple)) and values for values in hyperparameters.values())
+    ):
+        raise PipelineError(
+            "hyperparameters: expected {name: [values to try]}, {config name: {name: value}} "
+            f"or a list of {{name: value}} configurations, got {hyperparameters!r}"
+        )
     unknown = sorted((set().union(*named.values()) if named else set(hyperparameters)) - set(TUNABLE))
     if unknown:
         raise PipelineError(f"tune.search_space: cannot tune {', '.join(unknown)} (tunable: {', '.join(TUNABLE)})")
@@ -141,18 +180,41 @@ def make_search(train_loader, val_loader, output_dir: str | os.PathLike, hyperpa
         raise PipelineError(f"tune.method = {method!r}: expected one of {', '.join(METHODS)}")
     base = {**RECOMMENDED, **(base_hyperparameters or {})}
     # a trial's .pt files also hold the optimizer (~3x the model) and are never resumed: not kept
-    train_kwargs = {"monitor": "val_macro_recall", "progress": False, "keep_checkpoints": False,
-                    "max_checkpoints": 1, **train_kwargs}
+    train_kwargs = {
+        "monitor": "val_macro_recall",
+        "progress": False,
+        "keep_checkpoints": False,
+        "max_checkpoints": 1,
+        **train_kwargs,
+    }
     space = {NAMED: list(named)} if named else {name: list(values) for name, values in hyperparameters.items()}
     if fingerprint is None:
-        plain = {k: v for k, v in train_kwargs.items()
-                 if isinstance(v, (str, int, float, bool, list, tuple, type(None)))}
-        fingerprint = run_fingerprint({"search_space": space, "method": method, "seed": seed, "base": base,
-                                       "pruning": pruning or {}, "train": plain,
-                                       "batches": [len(train_loader), len(val_loader)]})
+        plain = {
+            k: v for k, v in train_kwargs.items() if isinstance(v, (str, int, float, bool, list, tuple, type(None)))
+        }
+        fingerprint = run_fingerprint(
+            {
+                "search_space": space,
+                "method": method,
+                "seed": seed,
+                "base": base,
+                "pruning": pruning or {},
+                "train": plain,
+                "batches": [len(train_loader), len(val_loader)],
+            }
+        )
     monitor = train_kwargs["monitor"]
-    search = Search(Path(output_dir), storage, study_name(fingerprint), space, method, seed,
-                    n_trials or space_size(space), "maximize" if higher_is_better(monitor) else "minimize", pruning)
+    search = Search(
+        Path(output_dir),
+        storage,
+        study_name(fingerprint),
+        space,
+        method,
+        seed,
+        n_trials or space_size(space),
+        "maximize" if higher_is_better(monitor) else "minimize",
+        pruning,
+    )
     trainer = TrialTrainer(train_loader, val_loader, Path(output_dir), base, seed, train_kwargs, named)
     return search, trainer, fingerprint
 
@@ -208,8 +270,9 @@ def make_pruner(pruning: dict | None) -> optuna.pruners.BasePruner:
     trials at that epoch, once ``startup_trials`` trials have finished."""
     if not pruning or not pruning.get("enabled", True):
         return optuna.pruners.NopPruner()
-    return optuna.pruners.MedianPruner(n_startup_trials=pruning.get("startup_trials", 2),
-                                       n_warmup_steps=pruning.get("warmup_epochs", 0))
+    return optuna.pruners.MedianPruner(
+        n_startup_trials=pruning.get("startup_trials", 2), n_warmup_steps=pruning.get("warmup_epochs", 0)
+    )
 
 
 def space_size(space: dict[str, list]) -> int:
@@ -245,8 +308,10 @@ def check_storage(storage: str | None, output_dir: Path) -> None:
     dialect = url.get_backend_name()
     if dialect in SERVER_DIALECTS:
         return
-    expected = (f"expected sqlite:///{output_dir.as_posix()}/NAME.db (a file in the stage's output) or a database "
-                f"server's URL ({', '.join(d + '://' for d in SERVER_DIALECTS[:2])}...)")
+    expected = (
+        f"expected sqlite:///{output_dir.as_posix()}/NAME.db (a file in the stage's output) or a database "
+        f"server's URL ({', '.join(d + '://' for d in SERVER_DIALECTS[:2])}...)"
+    )
     if dialect != "sqlite":
         raise PipelineError(f"tune.storage = {shown!r}: a {dialect!r} database is not supported; {expected}")
     database = url.database or ""
@@ -260,8 +325,10 @@ def _inside(path: Path, output_dir: Path, what: str, expected: str = "") -> None
     resolved = path.resolve() if path.is_absolute() else (Path.cwd() / path).resolve()
     if not resolved.is_relative_to((Path.cwd() / output_dir).resolve()):
         link = f" (through a symbolic link, to {resolved})" if resolved != Path(os.path.abspath(path)) else ""
-        raise PipelineError(f"{what}: {path}{link} is outside {output_dir}, the stage's output; refusing to read or "
-                            f"write there" + (f" ({expected})" if expected else ""))
+        raise PipelineError(
+            f"{what}: {path}{link} is outside {output_dir}, the stage's output; refusing to read or "
+            f"write there" + (f" ({expected})" if expected else "")
+        )
 
 
 def open_storage(storage: str | None, output_dir: Path) -> optuna.storages.BaseStorage:
@@ -283,9 +350,12 @@ def open_storage(storage: str | None, output_dir: Path) -> optuna.storages.BaseS
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         try:
             return optuna.storages.RDBStorage(
-                storage, engine_kwargs={"connect_args": connect_args},
-                heartbeat_interval=HEARTBEAT_S, grace_period=GRACE_S,
-                heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback())
+                storage,
+                engine_kwargs={"connect_args": connect_args},
+                heartbeat_interval=HEARTBEAT_S,
+                grace_period=GRACE_S,
+                heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(),
+            )
         except (SQLAlchemyError, ImportError, ValueError, optuna.exceptions.StorageInternalError) as exc:
             detail = " ".join(str(exc).split())[:300]
             raise PipelineError(f"tune.storage: cannot open the database ({type(exc).__name__}: {detail})") from None
@@ -311,8 +381,12 @@ def repair_journal(path: Path) -> None:
                     raise ValueError("cut short")
                 json.loads(line)
             except ValueError:
-                log.warning("%s:%d: not a whole JSON record (cut short by a kill?): dropping it and every line "
-                            "after it; the trials they recorded run again", path, line_no)
+                log.warning(
+                    "%s:%d: not a whole JSON record (cut short by a kill?): dropping it and every line "
+                    "after it; the trials they recorded run again",
+                    path,
+                    line_no,
+                )
                 break
             keep += len(line)
     if keep < path.stat().st_size:
@@ -329,6 +403,7 @@ def study_name(fingerprint: dict) -> str:
 @dataclass
 class Search:
     """What every worker needs to open the study and run trials (picklable: workers are spawned)."""
+
     output_dir: Path
     storage: str | None
     name: str
@@ -340,9 +415,12 @@ class Search:
     pruning: dict | None
 
     def open(self) -> optuna.Study:
-        return optuna.load_study(study_name=self.name, storage=open_storage(self.storage, self.output_dir),
-                                 sampler=make_sampler(self.method, self.space, self.seed),
-                                 pruner=make_pruner(self.pruning))
+        return optuna.load_study(
+            study_name=self.name,
+            storage=open_storage(self.storage, self.output_dir),
+            sampler=make_sampler(self.method, self.space, self.seed),
+            pruner=make_pruner(self.pruning),
+        )
 
 
 def prepare_study(search: Search, fingerprint: dict) -> tuple[optuna.Study, list[int]]:
@@ -370,15 +448,23 @@ def prepare_study(search: Search, fingerprint: dict) -> tuple[optuna.Study, list
         else:
             reason = None
         if reason:
-            log.info("not resuming the study in %s: %s; searching from scratch",
-                     search.storage or search.output_dir / JOURNAL_NAME, reason)
+            log.info(
+                "not resuming the study in %s: %s; searching from scratch",
+                search.storage or search.output_dir / JOURNAL_NAME,
+                reason,
+            )
         clear_output_dir(search.output_dir)  # trial directories of another search, or of none
         if search.storage is None:
             storage = open_storage(None, search.output_dir)  # a new, empty journal
     # this handle only keeps the books (the workers sample): a GridSampler here would stop the study
     # when failing an interrupted trial exhausts the grid, which only works inside optimize()
-    study = optuna.create_study(study_name=search.name, storage=storage, load_if_exists=True,
-                                direction=search.direction, sampler=RandomSampler(seed=search.seed))
+    study = optuna.create_study(
+        study_name=search.name,
+        storage=storage,
+        load_if_exists=True,
+        direction=search.direction,
+        sampler=RandomSampler(seed=search.seed),
+    )
     study.set_user_attr("fingerprint", fingerprint)
     return study, recover_interrupted(study, search)
 
@@ -438,6 +524,7 @@ class TrialTrainer:
     (model head, dropout, batch order): its result depends on its configuration only, not on the
     worker or the trials before it.
     """
+
     train_loader: Any
     val_loader: Any
     output_dir: Path
@@ -450,8 +537,11 @@ class TrialTrainer:
         config = {**self.base, **(self.named[sampled[NAMED]] if self.named else sampled)}
         directory = self.output_dir / f"config_{trial.number}"
         shutil.rmtree(directory, ignore_errors=True)  # what a killed attempt left
-        loader = with_batch_size(self.train_loader, config["batch_size"], self.seed) \
-            if hasattr(self.train_loader, "dataset") else self.train_loader
+        loader = (
+            with_batch_size(self.train_loader, config["batch_size"], self.seed)
+            if hasattr(self.train_loader, "dataset")
+            else self.train_loader
+        )
         monitor = self.train_kwargs["monitor"]
         epochs: list[dict] = []  # each epoch's metrics, as the engine reports them
 
@@ -461,16 +551,27 @@ class TrialTrainer:
                 warnings.simplefilter("ignore")
                 trial.report(metrics[monitor], epoch)
             if epoch < config["num_epochs"] and trial.should_prune():  # after the last epoch: nothing to save
-                raise optuna.TrialPruned(f"{monitor} {metrics[monitor]:.4f} after epoch {epoch} is below the "
-                                         "median of the finished trials")
+                raise optuna.TrialPruned(
+                    f"{monitor} {metrics[monitor]:.4f} after epoch {epoch} is below the median of the finished trials"
+                )
 
         started = time.perf_counter()
         pruned = None
         try:
-            _, history = train_model(loader, self.val_loader, directory, config["num_epochs"], config["learning_rate"],
-                                     config["weight_decay"], config["warmup_ratio"], device,
-                                     dropout_prob=config["dropout_prob"], seed=self.seed, on_epoch_end=report,
-                                     **self.train_kwargs)
+            _, history = train_model(
+                loader,
+                self.val_loader,
+                directory,
+                config["num_epochs"],
+                config["learning_rate"],
+                config["weight_decay"],
+                config["warmup_ratio"],
+                device,
+                dropout_prob=config["dropout_prob"],
+                seed=self.seed,
+                on_epoch_end=report,
+                **self.train_kwargs,
+            )
             best_epoch = history["best_epoch"]
         except optuna.TrialPruned as exc:
             pruned = exc
@@ -481,11 +582,17 @@ class TrialTrainer:
                 tracker.record(metrics[monitor], epoch)
             best_epoch = tracker.best_epoch or 1
         best = epochs[best_epoch - 1]
-        record = {"params": sampled, "hyperparameters": config, "epochs_run": len(epochs), "best_epoch": best_epoch,
-                  **{key: best[key] for key in ("val_loss", "val_accuracy", "val_macro_recall", "val_macro_f1")},
-                  "time_s": round(time.perf_counter() - started, 2)}
-        write_json(directory / "trial.json", {"trial": trial.number, "state": "pruned" if pruned else "complete",
-                                              **record})
+        record = {
+            "params": sampled,
+            "hyperparameters": config,
+            "epochs_run": len(epochs),
+            "best_epoch": best_epoch,
+            **{key: best[key] for key in ("val_loss", "val_accuracy", "val_macro_recall", "val_macro_f1")},
+            "time_s": round(time.perf_counter() - started, 2),
+        }
+        write_json(
+            directory / "trial.json", {"trial": trial.number, "state": "pruned" if pruned else "complete", **record}
+        )
         trial.set_user_attr("result", record)
         if pruned is not None:
             raise pruned
@@ -510,8 +617,10 @@ def skip_reason(study: optuna.Study, trial: optuna.Trial, config: dict, n_trials
     me = next(t for t in trials if t.number == trial.number)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        retry = "retry_of" in me.user_attrs or \
-            optuna.storages.RetryHeartbeatStaleTrialCallback.retried_trial_number(me) is not None
+        retry = (
+            "retry_of" in me.user_attrs
+            or optuna.storages.RetryHeartbeatStaleTrialCallback.retried_trial_number(me) is not None
+        )
     for other in earlier:
         if config_of(other) == config:
             return f"duplicate of trial {other.number}"
@@ -520,8 +629,13 @@ def skip_reason(study: optuna.Study, trial: optuna.Trial, config: dict, n_trials
     return None
 
 
-def run_worker(search: Search, run_trial: Callable[[optuna.Trial, dict, str], float], device: str,
-               worker: int = 0, adopt: list[int] = ()) -> None:
+def run_worker(
+    search: Search,
+    run_trial: Callable[[optuna.Trial, dict, str], float],
+    device: str,
+    worker: int = 0,
+    adopt: list[int] = (),
+) -> None:
     """Train the interrupted trials in ``adopt``, then ask, train and tell new trials until the
     search is done (the body of every worker process)."""
     study = search.open()
@@ -536,8 +650,9 @@ def run_worker(search: Search, run_trial: Callable[[optuna.Trial, dict, str], fl
             log.info("worker %d: trial %d %s skipped: %s", worker, trial.number, config, reason)
             trial.set_user_attr("skipped", reason)
             raise SkippedTrial(reason)
-        trial.set_user_attr("worker", {"host": socket.gethostname(), "pid": os.getpid(), "index": worker,
-                                       "device": device})
+        trial.set_user_attr(
+            "worker", {"host": socket.gethostname(), "pid": os.getpid(), "index": worker, "device": device}
+        )
         log.info("worker %d (%s): trial %d %s", worker, device, trial.number, config)
         return run_trial(trial, config, device)
 
@@ -546,8 +661,9 @@ def run_worker(search: Search, run_trial: Callable[[optuna.Trial, dict, str], fl
         # search gives it: the params it holds, or the sampler's draw for that number (a kill can
         # land between ask and the first suggestion). It is told through a study without the
         # GridSampler, whose stop() only works inside optimize().
-        books = optuna.load_study(study_name=search.name, storage=open_storage(search.storage, search.output_dir),
-                                  sampler=RandomSampler())
+        books = optuna.load_study(
+            study_name=search.name, storage=open_storage(search.storage, search.output_dir), sampler=RandomSampler()
+        )
         frozen = {t.number: t for t in study.get_trials(deepcopy=False)}
         for number in adopt:
             study.sampler.before_trial(study, frozen[number])  # GridSampler: assigns grid point `number`
@@ -577,8 +693,14 @@ def worker_count(workers: int, n_trials: int) -> int:
         cores = os.cpu_count() or 1
     capped = max(1, min(workers, n_trials, cores))
     if capped < workers:
-        log.warning("tune.workers = %d: running %d worker(s) (at most one per trial, tune.n_trials = %d, and one "
-                    "per CPU core, %d here)", workers, capped, n_trials, cores)
+        log.warning(
+            "tune.workers = %d: running %d worker(s) (at most one per trial, tune.n_trials = %d, and one "
+            "per CPU core, %d here)",
+            workers,
+            capped,
+            n_trials,
+            cores,
+        )
     return capped
 
 
@@ -595,8 +717,9 @@ def worker_devices(device: str, workers: int) -> list[str]:
     return [str(resolved)] * workers
 
 
-def _worker_process(search: Search, run_trial, device: str, worker: int, adopt: list[int],
-                    threads: int | None, parent_pid: int) -> None:
+def _worker_process(
+    search: Search, run_trial, device: str, worker: int, adopt: list[int], threads: int | None, parent_pid: int
+) -> None:
     # a SIGKILLed tune must not leave workers writing into its output directory
     if not signal_when_parent_dies(signal.SIGKILL, parent_pid):
         os._exit(1)
@@ -618,13 +741,18 @@ def run_search(search: Search, run_trial, device: str, workers: int, adopt: list
         run_worker(search, run_trial, devices[0], 0, list(adopt))
         return
     # CPU workers split the cores unless OMP_NUM_THREADS says otherwise
-    threads = None if "OMP_NUM_THREADS" in os.environ or devices[0] != "cpu" else \
-        max(1, (os.cpu_count() or 1) // workers)
+    threads = (
+        None if "OMP_NUM_THREADS" in os.environ or devices[0] != "cpu" else max(1, (os.cpu_count() or 1) // workers)
+    )
     context = multiprocessing.get_context("spawn")  # no forked CUDA or OpenMP state
-    processes = [context.Process(target=_worker_process, name=f"tune-worker-{i}",
-                                 args=(search, run_trial, devices[i], i, list(adopt[i::workers]), threads,
-                                       os.getpid()))
-                 for i in range(workers)]
+    processes = [
+        context.Process(
+            target=_worker_process,
+            name=f"tune-worker-{i}",
+            args=(search, run_trial, devices[i], i, list(adopt[i::workers]), threads, os.getpid()),
+        )
+        for i in range(workers)
+    ]
     for process in processes:
         process.start()
     try:
@@ -643,8 +771,9 @@ def run_search(search: Search, run_trial, device: str, workers: int, adopt: list
 # ---- results ----------------------------------------------------------------------------------------------
 def trained_trials(study: optuna.Study) -> list[FrozenTrial]:
     """Every trial that trained (completed or pruned), by trial number."""
-    return sorted(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED)),
-                  key=lambda t: t.number)
+    return sorted(
+        study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED)), key=lambda t: t.number
+    )
 
 
 def skipped_count(study: optuna.Study) -> int:
@@ -653,8 +782,12 @@ def skipped_count(study: optuna.Study) -> int:
 
 def trial_record(trial: FrozenTrial) -> dict[str, Any]:
     worker = {key: value for key, value in trial.user_attrs.get("worker", {}).items() if key != "pid"}
-    return {"trial": trial.number, "state": trial.state.name.lower(), **trial.user_attrs.get("result", {}),
-            "worker": worker}
+    return {
+        "trial": trial.number,
+        "state": trial.state.name.lower(),
+        **trial.user_attrs.get("result", {}),
+        "worker": worker,
+    }
 
 
 def write_results(study: optuna.Study, search: Search, monitor: str) -> dict[str, Any]:
@@ -666,9 +799,14 @@ def write_results(study: optuna.Study, search: Search, monitor: str) -> dict[str
     best = study.best_trial
     best_hyperparameters = best.user_attrs["result"]["hyperparameters"]
     results = {
-        "monitor": monitor, "method": search.method, "search_space": search.space, "n_trials": search.n_trials,
-        "trials": [trial_record(t) for t in trials], "best_trial": best.number,
-        "best_hyperparameters": best_hyperparameters, "pruned": sum(t.state == TrialState.PRUNED for t in trials),
+        "monitor": monitor,
+        "method": search.method,
+        "search_space": search.space,
+        "n_trials": search.n_trials,
+        "trials": [trial_record(t) for t in trials],
+        "best_trial": best.number,
+        "best_hyperparameters": best_hyperparameters,
+        "pruned": sum(t.state == TrialState.PRUNED for t in trials),
         "skipped": skipped_count(study),
     }
     write_json(search.output_dir / "tuning_results.json", results)

@@ -1,9 +1,10 @@
 """build_vocab: the LSTM vocabulary from train, GloVe aligned to it (.npy), coverage in metrics/vocab.json."""
+
 from pathlib import Path
 
-from src.data import glove
 from src.atomic import save_numpy, write_json
 from src.cli import run_stage
+from src.data import glove
 from src.data.preprocess import read_split
 from src.data.vocab import Vocabulary, align_glove, coverage_stats, glove_words_wanted
 
@@ -22,8 +23,14 @@ def main(params: dict) -> None:
 
     vocab.save(VOCAB_DIR / "vocab.json")
     save_numpy(VOCAB_DIR / "embeddings.npy", matrix)
-    write_json(METRICS_PATH, {"glove": f"{gcfg['corpus']}.{gcfg['dimension']}", "embedding_dim": dim,
-                              **coverage_stats(vocab, found, train.texts)})
+    write_json(
+        METRICS_PATH,
+        {
+            "glove": f"{gcfg['corpus']}.{gcfg['dimension']}",
+            "embedding_dim": dim,
+            **coverage_stats(vocab, found, train.texts),
+        },
+    )
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
 """download_data: fetch TweetEval sentiment into data/raw/ (params: data.base_url, data.files, data.sha256)."""
+
 from pathlib import Path
 
 from src.cli import run_stage

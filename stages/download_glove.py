@@ -1,8 +1,9 @@
 """download_glove: fetch the GloVe archive for glove.corpus and extract glove.dimension into data/glove/."""
+
 from pathlib import Path
 
-from src.data import glove
 from src.cli import run_stage
+from src.data import glove
 from src.data.download import download
 
 GLOVE_DIR = Path("data/glove")
@@ -18,8 +19,9 @@ def main(params: dict) -> None:
     cfg = params["glove"]
     member = glove.member_name(cfg["corpus"], cfg["dimension"])  # bad pair: error before any download
     url = glove.archive_url(cfg["corpus"], cfg["base_url"])
-    archive = download(url, ARCHIVE_DIR / glove.GLOVE_VARIANTS[cfg["corpus"]][0], sha256=cfg["sha256"],
-                       within=ARCHIVE_DIR, reuse=True)
+    archive = download(
+        url, ARCHIVE_DIR / glove.GLOVE_VARIANTS[cfg["corpus"]][0], sha256=cfg["sha256"], within=ARCHIVE_DIR, reuse=True
+    )
     glove.extract_member(archive, member, GLOVE_DIR / member, within=GLOVE_DIR)
 
 

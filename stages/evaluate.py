@@ -13,6 +13,7 @@ review's calibration and an ensemble read. The majority baseline's rows are its 
 (the share of each class in train), the same row for every tweet: a probability, unlike a one-hot
 row, and its argmax is the class it predicts.
 """
+
 import argparse
 import json
 import shutil
@@ -22,28 +23,35 @@ from pathlib import Path
 
 from src.atomic import atomic_open, write_json
 from src.cli import run_stage
+from src.data.preprocess import read_split
 from src.errors import DataError, PipelineError
 from src.evaluation import predict_proba, score_texts
 from src.models.loading import load_model
-from src.scoring.metrics import detailed_metrics
-from src.data.preprocess import read_split
-from src.scoring.probabilities import probabilities_file, read_probabilities, write_probabilities
 from src.runtime import explain_out_of_memory, use_all_cpu_cores
+from src.scoring.metrics import detailed_metrics
+from src.scoring.probabilities import probabilities_file, read_probabilities, write_probabilities
 
 DATA_DIR = Path("data/processed")
-MODEL_DIRS = {"bert": Path("models/bert"), "lstm": Path("models/lstm"), "tune_best": Path("models/tune"),
-              "ensemble": Path("models/ensemble")}
+MODEL_DIRS = {
+    "bert": Path("models/bert"),
+    "lstm": Path("models/lstm"),
+    "tune_best": Path("models/tune"),
+    "ensemble": Path("models/ensemble"),
+}
 MODELS = (*MODEL_DIRS, "majority")
-METRICS_DIR = Path("metrics")             # <model>/test.json: the same keys for every model
-PREDICTIONS_DIR = Path("predictions")     # <model>/test.txt: TweetEval's format, one label id per line in test order;
-                                          # <model>/probs_{test,val}.csv: class probabilities per tweet
-CONFUSION_DIR = Path("plots/confusion")   # <model>.csv: actual,predicted per test tweet (DVC's confusion template)
+METRICS_DIR = Path("metrics")  # <model>/test.json: the same keys for every model
+PREDICTIONS_DIR = Path("predictions")  # <model>/test.txt: TweetEval's format, one label id per line in test order;
+# <model>/probs_{test,val}.csv: class probabilities per tweet
+CONFUSION_DIR = Path("plots/confusion")  # <model>.csv: actual,predicted per test tweet (DVC's confusion template)
 DETAILS = ("per_class", "confusion_matrix")  # of detailed_metrics: in predictions/<model>/details_test.json
 
 
 def outputs(name: str) -> dict[str, Path]:
-    return {"metrics": METRICS_DIR / name / "test.json", "predictions": PREDICTIONS_DIR / name,
-            "confusion": CONFUSION_DIR / f"{name}.csv"}
+    return {
+        "metrics": METRICS_DIR / name / "test.json",
+        "predictions": PREDICTIONS_DIR / name,
+        "confusion": CONFUSION_DIR / f"{name}.csv",
+    }
 
 
 def remove_outputs(name: str) -> None:
@@ -66,8 +74,9 @@ def model_dir(name: str) -> Path:
         try:
             best = json.loads(results.read_text(encoding="utf-8"))["best_trial"]
         except (OSError, ValueError, KeyError, TypeError) as exc:
-            raise PipelineError(f"{results}: no best_trial ({type(exc).__name__}: {exc}); "
-                                "run `dvc repro tune`") from None
+            raise PipelineError(
+                f"{results}: no best_trial ({type(exc).__name__}: {exc}); run `dvc repro tune`"
+            ) from None
         # a trial number: a pulled models/tune must not point the path anywhere else ("0/../..")
         if not isinstance(best, int) or isinstance(best, bool) or best < 0:
             raise PipelineError(f"{results}: best_trial = {best!r}: expected a trial number; run `dvc repro tune`")
@@ -84,13 +93,20 @@ def class_prior(train_labels: list[int], label_names: list[str]) -> list[float]:
 def majority_baseline(train_labels: list[int], test_labels: list[int], label_names: list[str]) -> dict:
     """Always the most frequent class in train: the floor every model must clear."""
     prior = class_prior(train_labels, label_names)
-    majority = prior.index(max(prior))   # the lowest id among tied classes, as the prior's argmax
+    majority = prior.index(max(prior))  # the lowest id among tied classes, as the prior's argmax
     predictions = [majority] * len(test_labels)
     return {"predicts": label_names[majority], **detailed_metrics(test_labels, predictions, label_names)}
 
 
-def write_outputs(name: str, report: dict, predictions: list[int], labels: list[int], label_names: list[str],
-                  probabilities: dict, inference: dict | None = None) -> None:
+def write_outputs(
+    name: str,
+    report: dict,
+    predictions: list[int],
+    labels: list[int],
+    label_names: list[str],
+    probabilities: dict,
+    inference: dict | None = None,
+) -> None:
     """``probabilities``: {split: (tweets, classes) array} for test and val."""
     paths = outputs(name)
     # the metric holds the headline figures (one column each in `dvc exp show`); per class and
@@ -118,34 +134,56 @@ def main(params: dict, name: str) -> None:
         report = majority_baseline(train_labels, test.labels, label_names)
         predicts = report.pop("predicts")
         prior = class_prior(train_labels, label_names)
-        write_outputs(name, report, [label_names.index(predicts)] * len(test.labels), test.labels, label_names,
-                      {"test": [prior] * len(test.labels), "val": [prior] * len(val.labels)})
-        print(f"evaluate: majority (always {predicts}): test macro_recall {report['macro_recall']:.4f}  "
-              f"accuracy {report['accuracy']:.4f}")
+        write_outputs(
+            name,
+            report,
+            [label_names.index(predicts)] * len(test.labels),
+            test.labels,
+            label_names,
+            {"test": [prior] * len(test.labels), "val": [prior] * len(val.labels)},
+        )
+        print(
+            f"evaluate: majority (always {predicts}): test macro_recall {report['macro_recall']:.4f}  "
+            f"accuracy {report['accuracy']:.4f}"
+        )
         return
     if name == "ensemble":  # its model is the members' probabilities, combined by the ensemble stage
         directory = model_dir(name)
-        probabilities = {split: read_probabilities(directory / probabilities_file(split), label_names, len(data))
-                         for split, data in (("test", test), ("val", val))}
+        probabilities = {
+            split: read_probabilities(directory / probabilities_file(split), label_names, len(data))
+            for split, data in (("test", test), ("val", val))
+        }
         predictions = probabilities["test"].argmax(axis=1).tolist()
         report = detailed_metrics(test.labels, predictions, label_names)
         write_outputs(name, report, predictions, test.labels, label_names, probabilities)
-        print(f"evaluate: ensemble: test macro_recall {report['macro_recall']:.4f}  accuracy {report['accuracy']:.4f}  "
-              f"macro_f1 {report['macro_f1']:.4f}")
+        print(
+            f"evaluate: ensemble: test macro_recall {report['macro_recall']:.4f}  accuracy {report['accuracy']:.4f}  "
+            f"macro_f1 {report['macro_f1']:.4f}"
+        )
         return
     directory = model_dir(name)
     trained = load_model(directory, cfg["device"])
     if trained.label_names != label_names:
         raise DataError(f"{directory}: trained for labels {trained.label_names}, data.label_names is {label_names}")
     with explain_out_of_memory("evaluate.batch_size", cfg["batch_size"]):
-        report, predictions, test_probabilities = score_texts(trained, test.texts, test.labels, cfg["batch_size"],
-                                                              cfg["device"])
+        report, predictions, test_probabilities = score_texts(
+            trained, test.texts, test.labels, cfg["batch_size"], cfg["device"]
+        )
         val_probabilities = predict_proba(trained, val.texts, cfg["batch_size"], cfg["device"])
     inference = report.pop("inference")
-    write_outputs(name, report, predictions, test.labels, label_names,
-                  {"test": test_probabilities, "val": val_probabilities}, inference)
-    print(f"evaluate: {name}: test macro_recall {report['macro_recall']:.4f}  accuracy {report['accuracy']:.4f}  "
-          f"macro_f1 {report['macro_f1']:.4f}  {inference['tweets_per_s']:.0f} tweets/s on {inference['device']}")
+    write_outputs(
+        name,
+        report,
+        predictions,
+        test.labels,
+        label_names,
+        {"test": test_probabilities, "val": val_probabilities},
+        inference,
+    )
+    print(
+        f"evaluate: {name}: test macro_recall {report['macro_recall']:.4f}  accuracy {report['accuracy']:.4f}  "
+        f"macro_f1 {report['macro_f1']:.4f}  {inference['tweets_per_s']:.0f} tweets/s on {inference['device']}"
+    )
 
 
 def parse_model(argv: list[str]) -> str:

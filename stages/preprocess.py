@@ -1,9 +1,10 @@
 """preprocess: raw splits -> normalised, de-duplicated data/processed/{train,val,test}.jsonl + metrics/data.json."""
+
 from pathlib import Path
 
-from src.data import preprocess as pp
 from src.atomic import write_json
 from src.cli import run_stage
+from src.data import preprocess as pp
 from src.paths import relative_path
 
 PROCESSED_DIR = Path("data/processed")
@@ -25,13 +26,18 @@ def main(params: dict) -> None:
 
     for name, split in splits.items():
         pp.write_split(PROCESSED_DIR / f"{name}.jsonl", split)
-    write_json(METRICS_PATH, {
-        "source": str(source),
-        **{name: {"rows": len(split), "class_counts": pp.class_counts(split, data["label_names"])}
-           for name, split in splits.items()},
-        "train_raw_rows": len(raw["train"]),
-        "train_dropped": {**dropped, "subsampled_out": kept_after_cleaning - len(splits["train"])},
-    })
+    write_json(
+        METRICS_PATH,
+        {
+            "source": str(source),
+            **{
+                name: {"rows": len(split), "class_counts": pp.class_counts(split, data["label_names"])}
+                for name, split in splits.items()
+            },
+            "train_raw_rows": len(raw["train"]),
+            "train_dropped": {**dropped, "subsampled_out": kept_after_cleaning - len(splits["train"])},
+        },
+    )
 
 
 if __name__ == "__main__":

@@ -4,6 +4,7 @@
 `python -m stages.tune --worker` joins a running search from another machine: it needs `tune.storage`
 (an RDB URL every machine reaches) and the same params, data and code as the machine running the stage.
 """
+
 import sys
 from pathlib import Path
 
@@ -19,8 +20,17 @@ OUTPUT_DIR = Path("models/tune")
 METRICS_PATH = Path("metrics/tune.json")
 INPUTS = (Path("data/processed/train.jsonl"), Path("data/processed/val.jsonl"))
 # what shapes a trial's result (tune's dvc.yaml params but how many trials, where and how many at once)
-TRIAL_PARAMS = ("model_name", "num_epochs", "batch_size", "weight_decay", "warmup_ratio", "dropout_prob",
-                "max_length", "seed", "bert")
+TRIAL_PARAMS = (
+    "model_name",
+    "num_epochs",
+    "batch_size",
+    "weight_decay",
+    "warmup_ratio",
+    "dropout_prob",
+    "max_length",
+    "seed",
+    "bert",
+)
 NOT_IN_FINGERPRINT = ("n_trials", "workers", "storage")
 
 
@@ -29,9 +39,15 @@ def search_fingerprint(params: dict) -> dict:
     they are unchanged. `tune.n_trials`, `tune.workers` and `tune.storage` are left out: the trials
     already finished stay valid when they change."""
     tune = {key: value for key, value in params["tune"].items() if key not in NOT_IN_FINGERPRINT}
-    return run_fingerprint({**{key: params[key] for key in TRIAL_PARAMS}, "tune": tune,
-                            "data": {"label_names": params["data"]["label_names"]}},
-                           INPUTS, source_files(__file__))
+    return run_fingerprint(
+        {
+            **{key: params[key] for key in TRIAL_PARAMS},
+            "tune": tune,
+            "data": {"label_names": params["data"]["label_names"]},
+        },
+        INPUTS,
+        source_files(__file__),
+    )
 
 
 def _search_inputs(params: dict) -> tuple:
@@ -47,10 +63,17 @@ def _search_inputs(params: dict) -> tuple:
     base = {name: params[name] for name in tuning.TUNABLE if name not in tune["search_space"]}
     train_loader, val_loader = make_loaders(data, params, params["batch_size"])  # re-batched per trial when searched
     arguments = dict(
-        base_hyperparameters=base, method=tune["method"], n_trials=tune["n_trials"], seed=tune["seed"],
-        pruning=tune["pruning"], workers=tune["workers"], storage=tune["storage"],
-        fingerprint=search_fingerprint(params), num_classes=len(params["data"]["label_names"]),
-        label_names=params["data"]["label_names"], **run_options(params, data),
+        base_hyperparameters=base,
+        method=tune["method"],
+        n_trials=tune["n_trials"],
+        seed=tune["seed"],
+        pruning=tune["pruning"],
+        workers=tune["workers"],
+        storage=tune["storage"],
+        fingerprint=search_fingerprint(params),
+        num_classes=len(params["data"]["label_names"]),
+        label_names=params["data"]["label_names"],
+        **run_options(params, data),
     )
     return data, train_loader, val_loader, arguments
 
@@ -58,22 +81,30 @@ def _search_inputs(params: dict) -> tuple:
 @out_of_memory_names(("tune.search_space.batch_size", "batch_size"), eval_key="bert.eval_batch_size")
 def main(params: dict) -> None:
     data, train_loader, val_loader, arguments = _search_inputs(params)
-    results = tuning.tune(train_loader, val_loader, OUTPUT_DIR, params["tune"]["search_space"],
-                          params["bert"]["device"], **arguments)
+    results = tuning.tune(
+        train_loader, val_loader, OUTPUT_DIR, params["tune"]["search_space"], params["bert"]["device"], **arguments
+    )
     best_trial = next(t for t in results["trials"] if t["trial"] == results["best_trial"])
-    write_json(METRICS_PATH, {
-        "trials": len(results["trials"]), "pruned": results["pruned"], "train_rows": len(data.train),
-        "best_trial": best_trial["trial"], "best_hyperparameters": results["best_hyperparameters"],
-        "val": {key: best_trial[f"val_{key}"] for key in ("loss", "accuracy", "macro_recall", "macro_f1")},
-    })
+    write_json(
+        METRICS_PATH,
+        {
+            "trials": len(results["trials"]),
+            "pruned": results["pruned"],
+            "train_rows": len(data.train),
+            "best_trial": best_trial["trial"],
+            "best_hyperparameters": results["best_hyperparameters"],
+            "val": {key: best_trial[f"val_{key}"] for key in ("loss", "accuracy", "macro_recall", "macro_f1")},
+        },
+    )
 
 
 @out_of_memory_names(("tune.search_space.batch_size", "batch_size"), eval_key="bert.eval_batch_size")
 def join(params: dict) -> None:
     """`--worker`: run `tune.workers` more workers on this machine for the search in `tune.storage`."""
     _, train_loader, val_loader, arguments = _search_inputs(params)
-    tuning.join_search(train_loader, val_loader, OUTPUT_DIR, params["tune"]["search_space"],
-                       params["bert"]["device"], **arguments)
+    tuning.join_search(
+        train_loader, val_loader, OUTPUT_DIR, params["tune"]["search_space"], params["bert"]["device"], **arguments
+    )
 
 
 if __name__ == "__main__":

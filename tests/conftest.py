@@ -2,6 +2,7 @@
 
 Helpers that are not fixtures (tiny data, the test HTTP handler, params editing) live in tests/fixtures.py.
 """
+
 from __future__ import annotations
 
 import copy
@@ -22,9 +23,9 @@ from tests.fixtures import REPO, TINY_LSTM, DownloadHandler, run_checked, synthe
 # quick loop; plain `pytest` (the README's command and CI's) runs them too. A module name marks all its tests;
 # a node id marks one test (parametrized cases included).
 SLOW_MODULES = {
-    "test_distributed.py",   # torchrun with 2 processes: 14 to 30 s a test
+    "test_distributed.py",  # torchrun with 2 processes: 14 to 30 s a test
     "test_pipeline_e2e.py",  # `dvc repro` in a temporary repository: 13 s to 4 min
-    "test_benchmarks.py",    # the benchmark against the Trainer: 37 s
+    "test_benchmarks.py",  # the benchmark against the Trainer: 37 s
 }
 # Measured with `pytest --durations` on the shared 2-core CPU: every test above about 5 s.
 SLOW_TESTS = {
@@ -73,9 +74,9 @@ def workdir(tmp_path, monkeypatch):
     """data/processed + data/vocab (with an 8-d embedding matrix) laid out as the pipeline writes them, in a
     temporary directory that is the working directory; returns params with ``lstm`` = TINY_LSTM."""
     from src.atomic import save_numpy
-    from src.params import load_params
     from src.data.preprocess import Split, write_split
     from src.data.vocab import Vocabulary
+    from src.params import load_params
 
     params = load_params(REPO / "params.yaml")
     monkeypatch.chdir(tmp_path)
@@ -107,13 +108,21 @@ def project(tmp_path):
         shutil.copytree(REPO / name, work / name, ignore=shutil.ignore_patterns("__pycache__"))
     for name in ("dvc.yaml", "params.yaml", ".gitignore"):
         shutil.copy(REPO / name, work / name)
-    env = {**os.environ, "SENTIMENT_MIRROR": str(write_mirror(tmp_path / "mirror")),
-           "PYTHONPATH": str(work), "DVC_NO_ANALYTICS": "1"}
+    env = {
+        **os.environ,
+        "SENTIMENT_MIRROR": str(write_mirror(tmp_path / "mirror")),
+        "PYTHONPATH": str(work),
+        "DVC_NO_ANALYTICS": "1",
+    }
     env.pop("PYTHONSAFEPATH", None)
-    for cmd in (["git", "init", "-q"], ["git", "config", "user.email", "t@example.com"],
-                ["git", "config", "user.name", "test"], [sys.executable, "-m", "dvc", "init", "-q"]):
+    for cmd in (
+        ["git", "init", "-q"],
+        ["git", "config", "user.email", "t@example.com"],
+        ["git", "config", "user.name", "test"],
+        [sys.executable, "-m", "dvc", "init", "-q"],
+    ):
         run_checked(cmd, work, env)
-    shutil.copytree(REPO / ".dvc/plots", work / ".dvc/plots")   # the plot templates dvc.yaml names
+    shutil.copytree(REPO / ".dvc/plots", work / ".dvc/plots")  # the plot templates dvc.yaml names
     for cmd in (["git", "add", "-A"], ["git", "commit", "-qm", "init"]):
         run_checked(cmd, work, env)
     return work, env

@@ -1,4 +1,5 @@
 """Tiny data the tests write themselves: TweetEval-layout files, GloVe zips, mirrors."""
+
 from __future__ import annotations
 
 import http.server
@@ -14,12 +15,36 @@ TWEETEVAL_HOST_PATH = "raw.githubusercontent.com/cardiffnlp/tweeteval/main/datas
 GLOVE_HOST_PATH = "nlp.stanford.edu/data"
 LABEL_NAMES = ["negative", "neutral", "positive"]
 
-POSITIVE = ["i love this so much", "what a great day", "best game ever @fan", "so happy right now",
-            "awesome show tonight", "love love love it", "great win for the team", "happy friday all"]
-NEGATIVE = ["i hate this", "worst day ever", "so sad and angry", "terrible game tonight",
-            "awful traffic again", "hate mondays so much", "bad news for the team", "this is the worst"]
-NEUTRAL = ["the game is on friday", "meeting at noon", "new phone released today", "the show starts at 8",
-           "going to the store", "traffic report for monday", "the team plays tonight", "weather update"]
+POSITIVE = [
+    "i love this so much",
+    "what a great day",
+    "best game ever @fan",
+    "so happy right now",
+    "awesome show tonight",
+    "love love love it",
+    "great win for the team",
+    "happy friday all",
+]
+NEGATIVE = [
+    "i hate this",
+    "worst day ever",
+    "so sad and angry",
+    "terrible game tonight",
+    "awful traffic again",
+    "hate mondays so much",
+    "bad news for the team",
+    "this is the worst",
+]
+NEUTRAL = [
+    "the game is on friday",
+    "meeting at noon",
+    "new phone released today",
+    "the show starts at 8",
+    "going to the store",
+    "traffic report for monday",
+    "the team plays tonight",
+    "weather update",
+]
 
 
 def tiny_splits() -> dict[str, list[tuple[str, int]]]:
@@ -78,8 +103,14 @@ def write_tiny_bert(directory: Path) -> Path:
     (directory / "vocab.txt").write_text("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *words]) + "\n")
     BertTokenizerFast(vocab=str(directory / "vocab.txt"), do_lower_case=True).save_pretrained(directory)
     torch.manual_seed(0)
-    config = BertConfig(vocab_size=5 + len(words), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                        intermediate_size=64, max_position_embeddings=64)
+    config = BertConfig(
+        vocab_size=5 + len(words),
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=64,
+    )
     BertModel(config).save_pretrained(directory)
     return directory
 
@@ -117,15 +148,18 @@ class DownloadHandler(http.server.BaseHTTPRequestHandler):
         self.end_headers()
         if self.path == "/flaky.bin" and type(self).drops_left > 0:
             type(self).drops_left -= 1
-            self.wfile.write(BODY[start:start + 30_000])  # then the connection drops mid-body
+            self.wfile.write(BODY[start : start + 30_000])  # then the connection drops mid-body
             self.wfile.flush()
             self.connection.shutdown(socket.SHUT_RDWR)
             return
         self.wfile.write(BODY[start:])
 
 
-WORDS = {0: ["bad", "awful", "hate", "worst"], 1: ["table", "monday", "report", "news"],
-         2: ["good", "great", "love", "best"]}
+WORDS = {
+    0: ["bad", "awful", "hate", "worst"],
+    1: ["table", "monday", "report", "news"],
+    2: ["good", "great", "love", "best"],
+}
 FILLER = ["the", "a", "is", "today", "we", "it", "so", "this"]
 
 
@@ -143,23 +177,43 @@ def synthetic_split(n: int, seed: int) -> tuple[list[str], list[int]]:
 
 
 # lstm params small enough to train in seconds on synthetic_split
-TINY_LSTM = {"embedding_dim": 8, "hidden_dim": 12, "n_layers": 1, "dropout": 0.1, "bidirectional": True,
-             "max_length": 64, "batch_size": 16, "learning_rate": 0.02, "epochs": 6, "weight_decay": 0.0, "gradient_clip": 1.0,
-             "early_stopping_patience": 3, "scheduler": "cosine", "use_glove": True, "freeze_embeddings": False,
-             "class_weights": "balanced", "seed": 3}
+TINY_LSTM = {
+    "embedding_dim": 8,
+    "hidden_dim": 12,
+    "n_layers": 1,
+    "dropout": 0.1,
+    "bidirectional": True,
+    "max_length": 64,
+    "batch_size": 16,
+    "learning_rate": 0.02,
+    "epochs": 6,
+    "weight_decay": 0.0,
+    "gradient_clip": 1.0,
+    "early_stopping_patience": 3,
+    "scheduler": "cosine",
+    "use_glove": True,
+    "freeze_embeddings": False,
+    "class_weights": "balanced",
+    "seed": 3,
+}
 
 
 def bert_loaders(model_dir, batch_size=8):
     """(tokenizer, train loader, val loader) of tiny_splits() for the BERT at ``model_dir``."""
+    from src.data.preprocess import normalize_tweet
     from src.models.bert_data import TokenizedTweets, make_bert_loader
     from src.models.bert_model import load_tokenizer
-    from src.data.preprocess import normalize_tweet
 
     tokenizer = load_tokenizer(model_dir)
-    splits = {s: TokenizedTweets([normalize_tweet(t) for t, _ in rows], [y for _, y in rows], tokenizer, 32)
-              for s, rows in tiny_splits().items()}
-    return (tokenizer, make_bert_loader(splits["train"], batch_size, shuffle=True, seed=0),
-            make_bert_loader(splits["val"], 16, shuffle=False))
+    splits = {
+        s: TokenizedTweets([normalize_tweet(t) for t, _ in rows], [y for _, y in rows], tokenizer, 32)
+        for s, rows in tiny_splits().items()
+    }
+    return (
+        tokenizer,
+        make_bert_loader(splits["train"], batch_size, shuffle=True, seed=0),
+        make_bert_loader(splits["val"], 16, shuffle=False),
+    )
 
 
 def run_checked(args, cwd, env) -> str:

@@ -6,6 +6,7 @@ test-only changes to one rank chosen by environment variables.
     TEST_FAIL_RANK=r        rank r runs out of memory in its second training step
     TEST_HANG_RANK=r        rank r stops responding in its second training step
 """
+
 import os
 import runpy
 import sys

@@ -1,4 +1,5 @@
 """The benchmark scripts run end to end on tiny data and print the JSON their README tables quote."""
+
 import json
 import subprocess
 import sys
@@ -16,9 +17,28 @@ def test_bert_vs_hf_trainer_reports_each_seed_and_the_means(tmp_path):
     for name, rows in tiny_splits().items():
         write_split(tmp_path / f"data/{name}.jsonl", Split([normalize_tweet(t) for t, _ in rows], [y for _, y in rows]))
     done = subprocess.run(
-        [sys.executable, "-m", "benchmarks.bert_vs_hf_trainer", "--model", str(model), "--data-dir",
-         str(tmp_path / "data"), "--train-samples", "0", "--batch-size", "8", "--seeds", "1", "2", "--test"],
-        cwd=ROOT, capture_output=True, text=True, timeout=600)
+        [
+            sys.executable,
+            "-m",
+            "benchmarks.bert_vs_hf_trainer",
+            "--model",
+            str(model),
+            "--data-dir",
+            str(tmp_path / "data"),
+            "--train-samples",
+            "0",
+            "--batch-size",
+            "8",
+            "--seeds",
+            "1",
+            "2",
+            "--test",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     report = json.loads(done.stdout)
     assert report["train_samples"] == len(tiny_splits()["train"]) and report["seeds"] == [1, 2]
@@ -35,8 +55,13 @@ def test_bert_vs_hf_trainer_reports_each_seed_and_the_means(tmp_path):
 
 
 def test_dvclive_overhead_reports_both_ways():
-    done = subprocess.run([sys.executable, "-m", "benchmarks.dvclive_overhead", "--steps", "40", "--every", "10"],
-                          cwd=ROOT, capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        [sys.executable, "-m", "benchmarks.dvclive_overhead", "--steps", "40", "--every", "10"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     report = json.loads(done.stdout)
     assert report["steps"] == 40
@@ -54,10 +79,32 @@ def test_bert_recipes_screen_reports_mean_and_spread_per_candidate(tmp_path):
     model, data = write_tiny_bert(tmp_path / "tiny-bert"), _tiny_data(tmp_path)
     out = tmp_path / "screen.json"
     done = subprocess.run(
-        [sys.executable, "-m", "benchmarks.bert_recipes", "--model", str(model), "--data-dir", str(data),
-         "--train-samples", "0", "--holdout-samples", "12", "--seeds", "1", "2",
-         "--candidates", "unweighted_lr5e-5", "sqrt_lr5e-5", "--out", str(out)],
-        cwd=ROOT, capture_output=True, text=True, timeout=900)
+        [
+            sys.executable,
+            "-m",
+            "benchmarks.bert_recipes",
+            "--model",
+            str(model),
+            "--data-dir",
+            str(data),
+            "--train-samples",
+            "0",
+            "--holdout-samples",
+            "12",
+            "--seeds",
+            "1",
+            "2",
+            "--candidates",
+            "unweighted_lr5e-5",
+            "sqrt_lr5e-5",
+            "--out",
+            str(out),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     report = json.loads(done.stdout)
     assert json.loads(out.read_text()) == report
@@ -68,15 +115,31 @@ def test_bert_recipes_screen_reports_mean_and_spread_per_candidate(tmp_path):
         values = [run["val_macro_recall"] for run in runs]
         assert candidate["val_macro_recall"]["mean"] == round(sum(values) / 2, 4)
         assert candidate["selection_score"] == round(
-            sum((r["val_macro_recall"] + r["holdout_macro_recall"]) / 2 for r in runs) / 2, 4)
+            sum((r["val_macro_recall"] + r["holdout_macro_recall"]) / 2 for r in runs) / 2, 4
+        )
     assert report["chosen"] == max(report["candidates"], key=lambda n: report["candidates"][n]["selection_score"])
 
 
 def test_bert_recipes_test_mode_scores_the_recipe_and_the_stock_trainer(tmp_path):
     model, data = write_tiny_bert(tmp_path / "tiny-bert"), _tiny_data(tmp_path)
     done = subprocess.run(
-        [sys.executable, "-m", "benchmarks.bert_recipes", "--model", str(model), "--data-dir", str(data),
-         "--test", "--seeds", "1"], cwd=ROOT, capture_output=True, text=True, timeout=900)
+        [
+            sys.executable,
+            "-m",
+            "benchmarks.bert_recipes",
+            "--model",
+            str(model),
+            "--data-dir",
+            str(data),
+            "--test",
+            "--seeds",
+            "1",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     report = json.loads(done.stdout)
     assert report["mode"] == "test" and set(report["candidates"]) == {"shipped", "stock_trainer"}

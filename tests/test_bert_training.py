@@ -1,4 +1,5 @@
 """BERT fine-tuning on a tiny BERT the test builds, loaded through the production from_pretrained path."""
+
 import inspect
 import json
 import os
@@ -21,10 +22,26 @@ def test_seed_signatures_hold():
     expected = {
         "train_epoch": ["model", "data_loader", "optimizer", "scheduler", "device"],
         "evaluate": ["model", "data_loader", "device"],
-        "train_model": ["train_loader", "val_loader", "model_save_dir", "num_epochs", "learning_rate",
-                        "weight_decay", "warmup_ratio", "device", "model_name", "num_classes"],
-        "hyperparameter_tuning": ["train_loader", "val_loader", "test_loader", "output_dir", "hyperparameters",
-                                  "device"],
+        "train_model": [
+            "train_loader",
+            "val_loader",
+            "model_save_dir",
+            "num_epochs",
+            "learning_rate",
+            "weight_decay",
+            "warmup_ratio",
+            "device",
+            "model_name",
+            "num_classes",
+        ],
+        "hyperparameter_tuning": [
+            "train_loader",
+            "val_loader",
+            "test_loader",
+            "output_dir",
+            "hyperparameters",
+            "device",
+        ],
     }
     for name in expected:
         assert names(getattr(training, name)) == expected[name]
@@ -61,16 +78,30 @@ def test_train_model_learns_writes_every_file_and_keeps_the_best_epoch(tiny_bert
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
     tokenizer, train_loader, val_loader = bert_loaders(tiny_bert)
-    model, history = training.train_model(train_loader, val_loader, tmp_path, num_epochs=10, learning_rate=3e-3,
-                                          weight_decay=0.01, warmup_ratio=0.1, device="cpu", model_name=tiny_bert,
-                                          num_classes=3, tokenizer=tokenizer, seed=1, progress=False)
+    model, history = training.train_model(
+        train_loader,
+        val_loader,
+        tmp_path,
+        num_epochs=10,
+        learning_rate=3e-3,
+        weight_decay=0.01,
+        warmup_ratio=0.1,
+        device="cpu",
+        model_name=tiny_bert,
+        num_classes=3,
+        tokenizer=tokenizer,
+        seed=1,
+        progress=False,
+    )
     assert history["train_loss"][-1] < history["train_loss"][0]
     assert history["train_loss"][-1] < 0.8 * history["train_loss"][0]
     assert max(history["val_accuracy"]) >= 0.6  # well above chance (1/3) on held-out toy tweets
     for key in ("train_loss", "val_loss", "val_accuracy", "val_macro_recall", "learning_rate"):
         assert len(history[key]) == 10
     assert json.loads((tmp_path / "training_history.json").read_text()) == history
-    assert {p.name for p in tmp_path.glob("checkpoint_epoch_*.pt")} == {f"checkpoint_epoch_{i}.pt" for i in range(1, 11)}
+    assert {p.name for p in tmp_path.glob("checkpoint_epoch_*.pt")} == {
+        f"checkpoint_epoch_{i}.pt" for i in range(1, 11)
+    }
 
     best_epoch = max(range(10), key=lambda i: (history["val_macro_recall"][i], -i)) + 1
     best = torch.load(tmp_path / "best_model.pt", weights_only=True)
@@ -103,11 +134,24 @@ def test_tuning_scores_on_validation_only_and_writes_its_files(tiny_bert, tmp_pa
     _, train_loader, val_loader = bert_loaders(tiny_bert)
     space = {"learning_rate": [1e-5, 3e-3], "batch_size": [8, 16]}
     best_model, best = training.hyperparameter_tuning(
-        train_loader, val_loader, _ForbiddenLoader(), tmp_path, space, "cpu", method="random", n_trials=3,
-        base_hyperparameters={"num_epochs": 2}, model_name=tiny_bert, progress=False)
+        train_loader,
+        val_loader,
+        _ForbiddenLoader(),
+        tmp_path,
+        space,
+        "cpu",
+        method="random",
+        n_trials=3,
+        base_hyperparameters={"num_epochs": 2},
+        model_name=tiny_bert,
+        progress=False,
+    )
     results = json.loads((tmp_path / "tuning_results.json").read_text())
     assert len(results["trials"]) == 3 and sorted(p.name for p in tmp_path.glob("config_*")) == [
-        "config_0", "config_1", "config_2"]
+        "config_0",
+        "config_1",
+        "config_2",
+    ]
     scores = [t["val_macro_recall"] for t in results["trials"]]
     assert results["trials"][results["best_trial"]]["val_macro_recall"] == max(scores)
     assert best == results["best_hyperparameters"] and best["num_epochs"] == 2
@@ -118,8 +162,13 @@ def test_unloadable_model_name_says_how_to_fix(tmp_path):
     # a process of its own: huggingface_hub reads HF_HUB_OFFLINE and HF_HOME once, at import (set here
     # in-process it would try the network first, 46 s)
     code = "from src.models.bert_model import load_tokenizer\nload_tokenizer('no-such/model')"
-    result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True,
-                            env={**os.environ, "HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path)})
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path)},
+    )
     assert re.search(r"PipelineError: model_name = 'no-such/model' cannot be loaded.*HF_HOME", result.stderr)
 
 
@@ -162,8 +211,12 @@ def test_last_layer_computing_the_first_token_only_gives_the_same_logits_and_gra
 
     def load():  # no dropout, so that train mode is deterministic and gradients compare
         return AutoModelForSequenceClassification.from_pretrained(
-            tiny_bert, num_labels=3, attn_implementation=attention, hidden_dropout_prob=0.0,
-            attention_probs_dropout_prob=0.0)
+            tiny_bert,
+            num_labels=3,
+            attn_implementation=attention,
+            hidden_dropout_prob=0.0,
+            attention_probs_dropout_prob=0.0,
+        )
 
     torch.manual_seed(0)
     full, fast = load(), load()
@@ -178,8 +231,10 @@ def test_last_layer_computing_the_first_token_only_gives_the_same_logits_and_gra
         model.train()
         model(input_ids=input_ids, attention_mask=attention_mask, labels=labels).loss.backward()
     with torch.no_grad():
-        torch.testing.assert_close(fast(input_ids=input_ids, attention_mask=attention_mask).logits,
-                                   full(input_ids=input_ids, attention_mask=attention_mask).logits)
+        torch.testing.assert_close(
+            fast(input_ids=input_ids, attention_mask=attention_mask).logits,
+            full(input_ids=input_ids, attention_mask=attention_mask).logits,
+        )
     for (name, a), (_, b) in zip(full.named_parameters(), fast.named_parameters()):
         if a.grad is None:
             assert b.grad is None, name
@@ -190,8 +245,16 @@ def test_last_layer_computing_the_first_token_only_gives_the_same_logits_and_gra
 
 def test_training_on_a_cpu_uses_eager_attention_and_rand_dropout_and_exports_a_plain_model(tiny_bert, tmp_path):
     tokenizer, train_loader, val_loader = bert_loaders(tiny_bert)
-    model, _ = training.train_model(train_loader, val_loader, tmp_path, num_epochs=1, device="cpu",
-                                    model_name=tiny_bert, tokenizer=tokenizer, progress=False)
+    model, _ = training.train_model(
+        train_loader,
+        val_loader,
+        tmp_path,
+        num_epochs=1,
+        device="cpu",
+        model_name=tiny_bert,
+        tokenizer=tokenizer,
+        progress=False,
+    )
     from src.models.dropout import ATTENTION, RandDropout
 
     # faster on a CPU: eager attention, dropout masks from torch.rand; the export is a plain one
@@ -220,8 +283,10 @@ def test_rand_dropout_keeps_1_minus_p_scaled_and_follows_the_seed():
     q, k, v = (torch.randn(2, 4, 5, 8) for _ in range(3))
     mask = torch.zeros(2, 1, 5, 5)
     mask[1, ..., 3:] = torch.finfo(torch.float32).min
-    for got, want in zip(eager_attention_rand_dropout(module, q, k, v, mask, dropout=0.0),
-                         eager_attention_forward(module, q, k, v, mask, dropout=0.0)):
+    for got, want in zip(
+        eager_attention_rand_dropout(module, q, k, v, mask, dropout=0.0),
+        eager_attention_forward(module, q, k, v, mask, dropout=0.0),
+    ):
         torch.testing.assert_close(got, want)
 
 
@@ -235,8 +300,17 @@ def _loss_of_train_model(tiny_bert, tmp_path, monkeypatch, **loss_options):
 
     monkeypatch.setattr(training, "Trainer", spy)
     tokenizer, train_loader, val_loader = bert_loaders(tiny_bert)
-    training.train_model(train_loader, val_loader, tmp_path, num_epochs=1, device="cpu", model_name=tiny_bert,
-                         tokenizer=tokenizer, progress=False, **loss_options)
+    training.train_model(
+        train_loader,
+        val_loader,
+        tmp_path,
+        num_epochs=1,
+        device="cpu",
+        model_name=tiny_bert,
+        tokenizer=tokenizer,
+        progress=False,
+        **loss_options,
+    )
     return criteria[0]
 
 
@@ -255,7 +329,7 @@ def test_sqrt_class_weights_and_label_smoothing_reach_the_loss(tiny_bert, tmp_pa
 
     weights = class_weights([0, 0, 0, 1, 2, 2], "sqrt", 3, "bert.class_weights")
     # the square root of the balanced weights: between unweighted (1, 1, 1) and balanced
-    assert weights.tolist() == pytest.approx([(6 / 9) ** 0.5, 2.0 ** 0.5, 1.0])
+    assert weights.tolist() == pytest.approx([(6 / 9) ** 0.5, 2.0**0.5, 1.0])
     criterion = _loss_of_train_model(tiny_bert, tmp_path, monkeypatch, class_weights=weights, label_smoothing=0.1)
     assert torch.equal(criterion.weight, weights)
     assert criterion.label_smoothing == 0.1
@@ -276,6 +350,9 @@ def test_batches_match_hand_written_padding_to_the_longest_tweet(tiny_bert):
                 expected_mask[row, : len(sequence)] = 1
             expected_labels = torch.as_tensor([loader.dataset.labels[i] for i in indices], dtype=torch.long)
             assert set(batch.keys()) == {"input_ids", "attention_mask", "labels"}
-            for key, expected in (("input_ids", expected_ids), ("attention_mask", expected_mask),
-                                  ("labels", expected_labels)):
+            for key, expected in (
+                ("input_ids", expected_ids),
+                ("attention_mask", expected_mask),
+                ("labels", expected_labels),
+            ):
                 assert batch[key].dtype == expected.dtype and torch.equal(batch[key], expected), key

@@ -4,6 +4,7 @@ stops the run.
 
 Every run uses the command dvc.yaml gives the stage (torchrun with the `distributed` params).
 """
+
 from __future__ import annotations
 
 import copy
@@ -19,17 +20,17 @@ import numpy as np
 import pytest
 
 from src.data.batching import BucketBatchSampler
-from src.params import load_params
 from src.data.preprocess import Split, normalize_tweet, write_split
+from src.params import load_params
 from tests.fixtures import TINY_LSTM, tiny_splits, write_tiny_bert
 from tests.test_resume import SLOW_LSTM, pausing, wait_until_paused, write_stage_inputs
 
 REPO = Path(__file__).resolve().parents[1]
 HARNESS = REPO / "tests" / "rank_harness.py"
-QUALITY = ("val", "best_epoch", "epochs")   # metrics/<model>/train.json
+QUALITY = ("val", "best_epoch", "epochs")  # metrics/<model>/train.json
 # dropout off: 2 processes draw other dropout masks than 1, so only then can the figures agree closely
 NO_DROPOUT_LSTM = {**SLOW_LSTM, "dropout": 0.0, "epochs": 3}
-LSTM_ROWS = 1200                       # 75 global batches of 16 per epoch
+LSTM_ROWS = 1200  # 75 global batches of 16 per epoch
 
 
 # ---- the batches: every rank its slice of the same global batches ---------------------------------------
@@ -82,8 +83,14 @@ def run_env(**extra: str) -> dict:
 
 
 def torchrun(stage: str, directory: Path, nproc: int, timeout: float = 240, **extra: str):
-    return subprocess.run(stage_command(stage, nproc, directory, harness=True), cwd=directory, env=run_env(**extra),
-                          capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        stage_command(stage, nproc, directory, harness=True),
+        cwd=directory,
+        env=run_env(**extra),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 def in_one_thread(patch: pytest.MonkeyPatch) -> None:
@@ -95,8 +102,9 @@ def in_one_thread(patch: pytest.MonkeyPatch) -> None:
 
 
 def snapshot(directory: Path) -> dict:
-    return {str(p.relative_to(directory)): (p.stat().st_size, p.stat().st_mtime_ns)
-            for p in sorted(directory.rglob("*"))}
+    return {
+        str(p.relative_to(directory)): (p.stat().st_size, p.stat().st_mtime_ns) for p in sorted(directory.rglob("*"))
+    }
 
 
 def metrics(directory: Path, stage: str) -> dict:
@@ -176,21 +184,34 @@ def test_a_killed_two_process_run_resumes_to_the_uninterrupted_result(lstm_runs,
     # both ranks pause at the 10th step of epoch 2 (after checkpoint 1), so the kill lands there
     # whatever the machine's load (see tests/test_resume.py's PAUSE_HOOK)
     env, marker = pausing(run_env(), tmp_path.with_name(tmp_path.name + "-hook"), "stages.train_lstm", 75 + 10)
-    launcher = subprocess.Popen(stage_command("train_lstm", 2, tmp_path), cwd=tmp_path, env=env,
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    launcher = subprocess.Popen(
+        stage_command("train_lstm", 2, tmp_path),
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     wait_until_paused(marker, launcher)
     launcher.send_signal(signal.SIGKILL)  # torchrun alone, as `kill -9` or the OOM killer would
     _, stderr = launcher.communicate(timeout=60)  # returns once the workers, holding the pipes, are gone
     assert not (tmp_path / "metrics/lstm/train.json").exists(), "the kill came too late"
     assert "interrupted by SIGTERM: last checkpoint models/lstm/checkpoint_epoch_" in stderr, stderr
 
-    result = subprocess.run(stage_command("train_lstm", 2, tmp_path), cwd=tmp_path, env=run_env(), capture_output=True,
-                            text=True, timeout=240)
+    result = subprocess.run(
+        stage_command("train_lstm", 2, tmp_path),
+        cwd=tmp_path,
+        env=run_env(),
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
     assert result.returncode == 0, result.stderr
     assert "resuming from models/lstm/checkpoint_epoch_" in result.stderr
     uninterrupted = root / "torchrun_2"
     assert {k: metrics(tmp_path, "train_lstm")[k] for k in QUALITY} == {
-        k: metrics(uninterrupted, "train_lstm")[k] for k in QUALITY}
+        k: metrics(uninterrupted, "train_lstm")[k] for k in QUALITY
+    }
     history = json.loads((tmp_path / "models/lstm/training_history.json").read_text())
     expected = json.loads((uninterrupted / "models/lstm/training_history.json").read_text())
     assert (history["train_losses"], history["val_losses"]) == (expected["train_losses"], expected["val_losses"])
@@ -209,11 +230,21 @@ def test_the_world_size_is_part_of_the_fingerprint(lstm_runs):
 def write_bert_inputs(directory: Path, model_dir: Path) -> None:
     for split in ("train", "val"):
         rows = tiny_splits()[split]
-        write_split(directory / f"data/processed/{split}.jsonl",
-                    Split([normalize_tweet(t) for t, _ in rows], [y for _, y in rows]))
+        write_split(
+            directory / f"data/processed/{split}.jsonl",
+            Split([normalize_tweet(t) for t, _ in rows], [y for _, y in rows]),
+        )
     params = load_params(REPO / "params.yaml")
-    params.update(model_name=str(model_dir), num_epochs=4, learning_rate=3e-3, batch_size=8, max_length=32,
-                  dropout_prob=0.0, warmup_ratio=0.1, seed=1)
+    params.update(
+        model_name=str(model_dir),
+        num_epochs=4,
+        learning_rate=3e-3,
+        batch_size=8,
+        max_length=32,
+        dropout_prob=0.0,
+        warmup_ratio=0.1,
+        seed=1,
+    )
     params["bert"].update(device="cpu", eval_batch_size=16, mixed_precision=False)
     (directory / "params.yaml").write_text(json.dumps(params), encoding="utf-8")
 
@@ -272,8 +303,10 @@ def test_a_hung_rank_ends_the_run_after_the_collective_timeout(tiny_lstm_inputs)
     result = torchrun("train_lstm", tiny_lstm_inputs, 2, timeout=200, TEST_HANG_RANK="1")
     output = result.stdout + result.stderr
     assert result.returncode != 0
-    assert ("error: rank 0/2: a collective waited longer than distributed.timeout_s = 10 s; another process of "
-            "this run hung") in output, output
+    assert (
+        "error: rank 0/2: a collective waited longer than distributed.timeout_s = 10 s; another process of "
+        "this run hung"
+    ) in output, output
     assert time.monotonic() - started < 150
 
 
@@ -287,8 +320,9 @@ def test_a_rank_with_other_params_stops_the_run(tiny_lstm_inputs):
     (rank1 / "params.yaml").write_text(json.dumps(params))
     result = torchrun("train_lstm", tiny_lstm_inputs, 2, TEST_RANK_DIR_1=str(rank1))
     assert result.returncode != 0
-    assert "error: rank 1 does not train what rank 0 trains: params changed: lstm.hidden_dim 12 -> 10" \
-        in result.stderr, result.stderr
+    assert (
+        "error: rank 1 does not train what rank 0 trains: params changed: lstm.hidden_dim 12 -> 10" in result.stderr
+    ), result.stderr
     assert not (tiny_lstm_inputs / "metrics/lstm/train.json").exists()
 
 

@@ -1,4 +1,5 @@
 """The downloader against a real HTTP server on 127.0.0.1 that the test starts."""
+
 import hashlib
 import os
 import socket
@@ -10,14 +11,16 @@ from src.data.download import MIRROR_ENV, download, mirror_path
 from src.errors import DownloadError
 from tests.fixtures import BODY, DownloadHandler
 
+
 @pytest.fixture(autouse=True)
 def no_mirror(monkeypatch):
     monkeypatch.delenv(MIRROR_ENV, raising=False)
 
 
 def test_plain_download_with_checksum(server, tmp_path):
-    dest = download(f"{server}/file.bin", tmp_path / "file.bin", sha256=hashlib.sha256(BODY).hexdigest(),
-                    progress=False)
+    dest = download(
+        f"{server}/file.bin", tmp_path / "file.bin", sha256=hashlib.sha256(BODY).hexdigest(), progress=False
+    )
     assert dest.read_bytes() == BODY
     assert not (tmp_path / "file.bin.part").exists()
 
@@ -108,8 +111,9 @@ def test_destination_through_a_symlink_out_of_its_directory_is_refused(server, t
     assert list(outside.iterdir()) == []
 
 
-@pytest.mark.parametrize("path", ["a/../../../secret.txt", "a/%2e%2e/%2E%2E/%2e%2e/secret.txt",
-                                  "..%2f..%2fsecret.txt", "a/%00/x.txt"])
+@pytest.mark.parametrize(
+    "path", ["a/../../../secret.txt", "a/%2e%2e/%2E%2E/%2e%2e/secret.txt", "..%2f..%2fsecret.txt", "a/%00/x.txt"]
+)
 def test_mirror_path_never_leaves_the_mirror(tmp_path, path):
     (tmp_path / "secret.txt").write_text("not in the mirror")
     (tmp_path / "mirror" / "example.invalid" / "a").mkdir(parents=True)
@@ -174,4 +178,6 @@ def test_switching_glove_dimension_extracts_from_the_kept_archive(tmp_path, monk
     download_glove.main(params)
     assert len(copies) == 1
     assert sorted(p.name for p in (tmp_path / "data/glove").iterdir()) == [
-        "glove.twitter.27B.100d.txt", "glove.twitter.27B.25d.txt"]
+        "glove.twitter.27B.100d.txt",
+        "glove.twitter.27B.25d.txt",
+    ]

@@ -1,5 +1,6 @@
 """What a reviewer sees in DVC: plots with titles, labels and whole-epoch axes, DVCLive's files
 declared where the train stages write them, and the models in DVC's model registry (docs/dvc_views.md)."""
+
 import json
 from pathlib import Path
 
@@ -37,7 +38,7 @@ def test_epoch_axes_use_the_whole_epoch_template():
     assert template["encoding"]["color"]["field"] == "field"
     assert template["encoding"]["strokeDash"]["field"] == "rev"
     for entry in DVC_YAML["plots"]:
-        (name, props), = entry.items()
+        ((name, props),) = entry.items()
         axis = props["x"] if isinstance(props["x"], str) else next(iter(props["x"].values()))
         assert (axis == "epoch") == (props["template"] == "epochs"), name
 
@@ -50,8 +51,12 @@ def test_dvclive_files_are_declared_outputs_of_their_stage(stage):
     assert {f"{live}/plots": {"cache": False}} in declared["outs"]
     assert {f"{live}/metrics.json": {"cache": False}} in declared["metrics"]
     assert "src/training/live.py" in declared["deps"]
-    live_plots = [props for entry in DVC_YAML["plots"] for props in entry.values()
-                  if any(str(source).startswith(live) for source in props["y"])]
+    live_plots = [
+        props
+        for entry in DVC_YAML["plots"]
+        for props in entry.values()
+        if any(str(source).startswith(live) for source in props["y"])
+    ]
     assert len(live_plots) == 2
 
 
@@ -60,8 +65,11 @@ def test_models_are_registered_as_dvc_artifacts():
 
     artifacts = Repo(str(REPO)).artifacts.read()["dvc.yaml"]
     assert set(artifacts) == {"bert", "lstm"}
-    outs = {out if isinstance(out, str) else next(iter(out)) for stage in ("train_bert", "train_lstm")
-            for out in DVC_YAML["stages"][stage]["outs"]}
+    outs = {
+        out if isinstance(out, str) else next(iter(out))
+        for stage in ("train_bert", "train_lstm")
+        for out in DVC_YAML["stages"][stage]["outs"]
+    }
     for artifact in artifacts.values():
         assert artifact.type == "model" and artifact.desc and artifact.labels
         assert any(artifact.path == out or artifact.path.startswith(out + "/") for out in outs), artifact.path

@@ -1,4 +1,5 @@
 """The ensemble: weights fitted on validation, the weighted geometric mean, and the stage on files."""
+
 from __future__ import annotations
 
 import json
@@ -59,8 +60,13 @@ def _write_split(path: Path, labels) -> None:
 
 
 def _run(module_args, cwd) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", *module_args], cwd=cwd, capture_output=True, text=True,
-                          env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"})
+    return subprocess.run(
+        [sys.executable, "-m", *module_args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"},
+    )
 
 
 def test_stage_fits_on_val_and_evaluate_scores_the_combination(tmp_path):
@@ -96,7 +102,8 @@ def test_missing_member_is_one_error_line(tmp_path):
     done = _run(["stages.ensemble"], tmp_path)
     assert done.returncode == 1 and "Traceback" not in done.stderr
     assert done.stderr.strip().splitlines() == [
-        "error: predictions/bert/probs_val.csv: not found (run the model's evaluate stage first: dvc repro)"]
+        "error: predictions/bert/probs_val.csv: not found (run the model's evaluate stage first: dvc repro)"
+    ]
 
 
 def test_cross_validation_needs_two_tweets_per_class():

@@ -1,4 +1,5 @@
 """The test report, the evaluate stage and `python -m src.predict` on tiny trained models."""
+
 import json
 import shutil
 
@@ -7,17 +8,17 @@ import pytest
 import torch
 from sklearn.metrics import f1_score
 
+from src.cli import run_stage
+from src.data.preprocess import normalize_tweet, read_split
 from src.errors import PipelineError
 from src.evaluation import predict_proba
-from src.models.loading import load_model
-from src.scoring.metrics import detailed_metrics
 from src.models import training
 from src.models.bert_data import TokenizedTweets, make_bert_loader
 from src.models.bert_model import load_tokenizer
+from src.models.loading import load_model
 from src.predict import main as predict_main
-from src.data.preprocess import normalize_tweet, read_split
+from src.scoring.metrics import detailed_metrics
 from src.scoring.probabilities import parse_probabilities
-from src.cli import run_stage
 from stages import evaluate, train_lstm
 from stages.evaluate import majority_baseline
 from tests.fixtures import tiny_splits, write_tiny_bert
@@ -68,18 +69,30 @@ def test_predict_cli_normalises_like_training_and_keeps_input_lines(workdir, tmp
 
     (tmp_path / "tweets.txt").write_text("what a great day\n\nworst day ever\n", encoding="utf-8")
     predict_main(["--model", "models/lstm", "--input", str(tmp_path / "tweets.txt")])
-    assert [json.loads(line)["text"] for line in capsys.readouterr().out.splitlines()] == \
-        ["what a great day", "", "worst day ever"]
+    assert [json.loads(line)["text"] for line in capsys.readouterr().out.splitlines()] == [
+        "what a great day",
+        "",
+        "worst day ever",
+    ]
 
 
 def test_predict_cli_with_the_bert_export(tmp_path, capsys):
     model_dir = str(write_tiny_bert(tmp_path / "tiny-bert"))
     tokenizer = load_tokenizer(model_dir)
-    splits = {s: TokenizedTweets([normalize_tweet(t) for t, _ in rows], [y for _, y in rows], tokenizer, 32)
-              for s, rows in tiny_splits().items()}
-    training.train_model(make_bert_loader(splits["train"], 8, shuffle=True), make_bert_loader(splits["val"], 16,
-                         shuffle=False), tmp_path / "bert", num_epochs=1, device="cpu", model_name=model_dir,
-                         tokenizer=tokenizer, progress=False)
+    splits = {
+        s: TokenizedTweets([normalize_tweet(t) for t, _ in rows], [y for _, y in rows], tokenizer, 32)
+        for s, rows in tiny_splits().items()
+    }
+    training.train_model(
+        make_bert_loader(splits["train"], 8, shuffle=True),
+        make_bert_loader(splits["val"], 16, shuffle=False),
+        tmp_path / "bert",
+        num_epochs=1,
+        device="cpu",
+        model_name=model_dir,
+        tokenizer=tokenizer,
+        progress=False,
+    )
     predict_main(["--model", str(tmp_path / "bert"), "what a great day", "i hate this"])
     rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert len(rows) == 2 and all(set(row["probabilities"]) == set(LABELS) for row in rows)
@@ -109,29 +122,33 @@ def test_evaluate_scores_one_model_and_a_missing_model_leaves_nothing_stale(work
     evaluate.main(workdir, "lstm")
     evaluate.main(workdir, "majority")
     lstm, majority = (json.load(open(f"metrics/{name}/test.json")) for name in ("lstm", "majority"))
-    assert lstm.keys() == majority.keys() and lstm["n"] == 60   # one layout: rows line up in `dvc metrics diff`
-    assert set(lstm) == {"accuracy", "macro_recall", "macro_f1", "f1_pn", "n"}   # headline figures only...
-    details = json.load(open("predictions/lstm/details_test.json"))   # ...the details beside the predictions
+    assert lstm.keys() == majority.keys() and lstm["n"] == 60  # one layout: rows line up in `dvc metrics diff`
+    assert set(lstm) == {"accuracy", "macro_recall", "macro_f1", "f1_pn", "n"}  # headline figures only...
+    details = json.load(open("predictions/lstm/details_test.json"))  # ...the details beside the predictions
     assert set(details) == {"per_class", "confusion_matrix"} and details["per_class"]["positive"]["support"] > 0
     assert sum(map(sum, (row.values() for row in details["confusion_matrix"].values()))) == 60
-    assert not {"inference", "tweets_per_s", "seconds"} & set(lstm)   # timing is not a metric...
-    assert json.load(open("predictions/lstm/inference.json"))["tweets_per_s"] > 0   # ...it is kept beside
+    assert not {"inference", "tweets_per_s", "seconds"} & set(lstm)  # timing is not a metric...
+    assert json.load(open("predictions/lstm/inference.json"))["tweets_per_s"] > 0  # ...it is kept beside
     assert len(open("predictions/lstm/test.txt").read().splitlines()) == 60
-    assert {p.name for p in evaluate.PREDICTIONS_DIR.joinpath("majority").iterdir()} == \
-        {"test.txt", "probs_test.csv", "probs_val.csv", "details_test.json"}
+    assert {p.name for p in evaluate.PREDICTIONS_DIR.joinpath("majority").iterdir()} == {
+        "test.txt",
+        "probs_test.csv",
+        "probs_val.csv",
+        "details_test.json",
+    }
     assert open("plots/confusion/lstm.csv").readline() == "actual,predicted\n"
     assert not (evaluate.PREDICTIONS_DIR / "majority/inference.json").exists()
 
     shutil.rmtree("models/lstm")
-    open("params.yaml", "w").write(json.dumps(workdir))   # JSON is YAML: run_stage validates it
+    open("params.yaml", "w").write(json.dumps(workdir))  # JSON is YAML: run_stage validates it
     with pytest.raises(SystemExit) as exit_info:
         run_stage(lambda params: evaluate.main(params, "lstm"))
     assert exit_info.value.code == 1
     err = capsys.readouterr().err.strip()
     assert err == "error: models/lstm: not found (run `dvc repro train_lstm` or `dvc pull train_lstm` first)"
-    for path in evaluate.outputs("lstm").values():   # the previous run's files do not pass for this one's
+    for path in evaluate.outputs("lstm").values():  # the previous run's files do not pass for this one's
         assert not path.exists(), path
-    assert evaluate.outputs("majority")["metrics"].exists()   # other models' outputs are not touched
+    assert evaluate.outputs("majority")["metrics"].exists()  # other models' outputs are not touched
 
 
 def test_evaluate_writes_test_and_val_probabilities_in_split_order(workdir):  # noqa: F811
@@ -144,14 +161,13 @@ def test_evaluate_writes_test_and_val_probabilities_in_split_order(workdir):  # 
         text = open(f"predictions/lstm/probs_{split}.csv").read()
         lines = text.splitlines()
         assert lines[0] == "negative,neutral,positive" and len(lines) == len(texts) + 1
-        assert all(len(cell.split(".")[1]) == 6 for cell in lines[1].split(","))   # 6 decimals
+        assert all(len(cell.split(".")[1]) == 6 for cell in lines[1].split(","))  # 6 decimals
         written = parse_probabilities(text, LABELS, split)
         # the same rows as scoring each tweet on its own, in the split's order
         np.testing.assert_allclose(written, predict_proba(trained, texts, batch_size=7, device="cpu"), atol=1e-6)
         np.testing.assert_allclose(written.sum(axis=1), 1.0, atol=1e-5)
-        if split == "test":   # test.txt is the argmax of the same probabilities
-            assert [int(x) for x in open("predictions/lstm/test.txt").read().split()] == \
-                written.argmax(axis=1).tolist()
+        if split == "test":  # test.txt is the argmax of the same probabilities
+            assert [int(x) for x in open("predictions/lstm/test.txt").read().split()] == written.argmax(axis=1).tolist()
         # the majority baseline: train's class prior on every row, its argmax the class it predicts
         prior = parse_probabilities(open(f"predictions/majority/probs_{split}.csv").read(), LABELS, split)
         train = read_split("data/processed/train.jsonl").labels
@@ -167,8 +183,9 @@ def test_a_damaged_probabilities_file_is_a_clear_error():
     with pytest.raises(PipelineError, match=r"^p.csv:3: expected 3 probabilities between 0 and 1$"):
         parse_probabilities("negative,neutral,positive\n0.2,0.3,0.5\n0.2,x,0.5\n", LABELS, "p.csv")
     # columns come back in label-id order whatever the header's order
-    np.testing.assert_array_equal(parse_probabilities("positive,negative,neutral\n0.7,0.1,0.2\n", LABELS, "p"),
-                                  [[0.1, 0.2, 0.7]])
+    np.testing.assert_array_equal(
+        parse_probabilities("positive,negative,neutral\n0.7,0.1,0.2\n", LABELS, "p"), [[0.1, 0.2, 0.7]]
+    )
 
 
 def test_evaluate_command_line_names_the_models():
@@ -181,6 +198,8 @@ def test_evaluate_command_line_names_the_models():
 def test_a_pulled_tuning_results_cannot_point_evaluate_outside_models_tune(tmp_path, monkeypatch, best_trial):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "models/tune").mkdir(parents=True)
-    (tmp_path / "models/tune/tuning_results.json").write_text('{"best_trial": %s}' % best_trial)
-    with pytest.raises(PipelineError, match=r"models/tune/tuning_results.json: best_trial = .*: expected a trial number"):
+    (tmp_path / "models/tune/tuning_results.json").write_text(f'{{"best_trial": {best_trial}}}')
+    with pytest.raises(
+        PipelineError, match=r"models/tune/tuning_results.json: best_trial = .*: expected a trial number"
+    ):
         evaluate.model_dir("tune_best")

@@ -10,6 +10,7 @@ Properties:
 In-process and derandomized (the same examples every run: a red CI is never a matter of luck);
 no deadline, a bounded number of examples, no example database written into the repository.
 """
+
 from __future__ import annotations
 
 import copy
@@ -33,8 +34,13 @@ from src.predict import read_texts
 REPO = Path(__file__).resolve().parents[1]
 SHIPPED = load_params(REPO / "params.yaml")
 LABELS = ["negative", "neutral", "positive"]
-FAST = settings(deadline=None, max_examples=150, derandomize=True, database=None,
-                suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+FAST = settings(
+    deadline=None,
+    max_examples=150,
+    derandomize=True,
+    database=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
 
 
 def _key_paths(value, prefix=()):
@@ -66,13 +72,19 @@ def _dotted(path) -> str:
 
 
 SCALARS = st.one_of(
-    st.none(), st.booleans(), st.integers(min_value=-2**70, max_value=2**70),
-    st.floats(allow_nan=True, allow_infinity=True), st.floats(min_value=-1e6, max_value=1e6).map(round).map(float),
-    st.text(max_size=12), st.sampled_from(["../x.txt", "/abs/x.txt", "a/b.txt", "", " 1", "300.0", "auto", "25d"]),
+    st.none(),
+    st.booleans(),
+    st.integers(min_value=-(2**70), max_value=2**70),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.floats(min_value=-1e6, max_value=1e6).map(round).map(float),
+    st.text(max_size=12),
+    st.sampled_from(["../x.txt", "/abs/x.txt", "a/b.txt", "", " 1", "300.0", "auto", "25d"]),
 )
-VALUES = st.recursive(SCALARS, lambda inner: st.one_of(st.lists(inner, max_size=3),
-                                                      st.dictionaries(st.text(max_size=6), inner, max_size=3)),
-                      max_leaves=6)
+VALUES = st.recursive(
+    SCALARS,
+    lambda inner: st.one_of(st.lists(inner, max_size=3), st.dictionaries(st.text(max_size=6), inner, max_size=3)),
+    max_leaves=6,
+)
 
 
 def _near_misses(original) -> st.SearchStrategy:
@@ -161,9 +173,11 @@ def test_any_params_file_is_read_or_named(tmp_path_factory, text):
 
 
 # ---- raw data lines ----------------------------------------------------------------------------------
-LABEL_TOKENS = st.one_of(st.sampled_from(["0", "1", "2", *LABELS]),
-                         st.sampled_from(["3", "-1", "+1", "01", "1 ", " 1", "1.0", "１", "Neutral", "", "\t2"]),
-                         st.text(max_size=4))
+LABEL_TOKENS = st.one_of(
+    st.sampled_from(["0", "1", "2", *LABELS]),
+    st.sampled_from(["3", "-1", "+1", "01", "1 ", " 1", "1.0", "１", "Neutral", "", "\t2"]),
+    st.text(max_size=4),
+)
 LINE = st.one_of(st.text(max_size=30), st.binary(max_size=30).map(lambda b: b.decode("latin-1")))
 WHERE = re.compile(r"^(?P<file>[^:]+)(:(?P<line>[0-9]+))?(:| has )")
 
@@ -185,7 +199,9 @@ TEXT_LINE = LINE.map(lambda t: t.replace("\n", " "))
 def test_tweeteval_files_parse_or_name_the_line(tmp_path_factory, rows):
     from tests.fixtures import write_tweeteval
 
-    directory = write_tweeteval(tmp_path_factory.mktemp("raw"), {s: [("a tweet", 0), ("another", 2)] for s in pp.SPLITS})
+    directory = write_tweeteval(
+        tmp_path_factory.mktemp("raw"), {s: [("a tweet", 0), ("another", 2)] for s in pp.SPLITS}
+    )
     (directory / "train_text.txt").write_bytes(b"".join(t.encode("utf-8", "surrogatepass") + b"\n" for t, _ in rows))
     (directory / "train_labels.txt").write_text("".join(f"{label}\n" for _, label in rows), encoding="utf-8")
     try:
@@ -218,8 +234,9 @@ CSV_FIELD = st.one_of(st.text(max_size=12), st.sampled_from(['"quoted, comma"', 
 FOLD = st.sampled_from(["train", "val", "test", "dev", " train"])
 # a row: text fields (usually one), then label and fold; or a valid row with a field too many or too few
 CSV_ROW = st.one_of(
-    st.tuples(st.one_of(st.tuples(CSV_FIELD).map(list), st.lists(CSV_FIELD, max_size=4)), LABEL_TOKENS, FOLD)
-    .map(lambda r: [*r[0], r[1], r[2]]),
+    st.tuples(st.one_of(st.tuples(CSV_FIELD).map(list), st.lists(CSV_FIELD, max_size=4)), LABEL_TOKENS, FOLD).map(
+        lambda r: [*r[0], r[1], r[2]]
+    ),
     st.tuples(CSV_FIELD, LABEL_TOKENS, FOLD, CSV_FIELD).map(list),
     st.tuples(CSV_FIELD, LABEL_TOKENS).map(list),
 )
@@ -234,8 +251,13 @@ def test_csv_rows_parse_or_name_the_line(tmp_path_factory, rows, delimiter):
     lines += [delimiter.join(fields) for fields in rows]
     lines += [delimiter.join(["fine", "0", split]) for split in pp.SPLITS]  # every split has a row
     path.write_bytes(("\n".join(lines) + "\n").encode("utf-8", "surrogatepass"))
-    csv_params = {"text_column": "text", "label_column": "label", "split_column": "fold", "val_size": 0.1,
-                  "test_size": 0.2}
+    csv_params = {
+        "text_column": "text",
+        "label_column": "label",
+        "split_column": "fold",
+        "val_size": 0.1,
+        "test_size": 0.2,
+    }
     try:
         splits = pp.read_csv_dataset(path, csv_params, LABELS, seed=0)
     except DataError as exc:
@@ -248,8 +270,12 @@ def test_csv_rows_parse_or_name_the_line(tmp_path_factory, rows, delimiter):
 
 
 @FAST
-@given(data=st.one_of(st.binary(max_size=60), st.lists(LINE, max_size=5).map(lambda ls: "\n".join(ls).encode(
-    "utf-8", "surrogatepass"))))
+@given(
+    data=st.one_of(
+        st.binary(max_size=60),
+        st.lists(LINE, max_size=5).map(lambda ls: "\n".join(ls).encode("utf-8", "surrogatepass")),
+    )
+)
 def test_predict_reads_stdin_by_the_rules_of_a_file(tmp_path_factory, data):
     path = tmp_path_factory.mktemp("in") / "in.txt"
     path.write_bytes(data)
@@ -258,9 +284,12 @@ def test_predict_reads_stdin_by_the_rules_of_a_file(tmp_path_factory, data):
         try:
             return read()
         except DataError as exc:  # the same error, but for where it came from and how empty is said
-            return ("error", re.sub(r"^[^:]+(:[0-9]+)?: ", r"\1", str(exc)).replace("no input (it is empty); pipe "
-                                                                                     "texts in, one per line",
-                                                                                     "file is empty"))
+            return (
+                "error",
+                re.sub(r"^[^:]+(:[0-9]+)?: ", r"\1", str(exc)).replace(
+                    "no input (it is empty); pipe texts in, one per line", "file is empty"
+                ),
+            )
 
     from_file = outcome(lambda: read_texts(str(path)))
     stdin = SimpleNamespace(buffer=SimpleNamespace(read=lambda: data))

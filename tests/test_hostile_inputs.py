@@ -10,6 +10,7 @@ measured, and asserts:
   would land) hashes the same before and after;
 - for the memory rows, a bound on the peak resident memory of the command's processes.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -19,24 +20,25 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import pytest
 
-from src.params import load_params
 from src.data.preprocess import Split, normalize_tweet, write_split
-from tests.fixtures import tiny_splits, write_tiny_bert
-from tests.fixtures import BODY, DownloadHandler
+from src.params import load_params
+from tests.fixtures import BODY, DownloadHandler, tiny_splits, write_tiny_bert
 
 REPO = Path(__file__).resolve().parents[1]
 LABELS = ["negative", "neutral", "positive"]
 # resident memory of the command's processes, measured by the wrapper that runs them
-MEASURE = ("import resource, subprocess, sys\n"
-           "code = subprocess.run(sys.argv[1:]).returncode\n"
-           "sys.stderr.write(f'\\npeak_kb={resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss}\\n')\n"
-           "sys.exit(code)\n")
+MEASURE = (
+    "import resource, subprocess, sys\n"
+    "code = subprocess.run(sys.argv[1:]).returncode\n"
+    "sys.stderr.write(f'\\npeak_kb={resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss}\\n')\n"
+    "sys.exit(code)\n"
+)
 
 
 # ---- the repository each row runs in ------------------------------------------------------------------
@@ -53,13 +55,15 @@ def template(tmp_path_factory):
     for name in ("dvc.yaml", ".gitignore"):
         shutil.copy(REPO / name, root / name)
     for split, rows in tiny_splits().items():
-        write_split(root / f"data/processed/{split}.jsonl",
-                    Split([normalize_tweet(t) for t, _ in rows], [y for _, y in rows]))
+        write_split(
+            root / f"data/processed/{split}.jsonl", Split([normalize_tweet(t) for t, _ in rows], [y for _, y in rows])
+        )
     (root / "data/vocab").mkdir(parents=True)  # train_lstm's deps exist (its rows fail before reading them)
     (root / "data/vocab/vocab.json").write_text("{}")
     tiny = write_tiny_bert(root / "tiny-bert")
-    BertSentimentClassifier(str(tiny), 3, 0.1, LABELS).save_pretrained(root / "models/bert/model",
-                                                                         load_tokenizer(str(tiny)))
+    BertSentimentClassifier(str(tiny), 3, 0.1, LABELS).save_pretrained(
+        root / "models/bert/model", load_tokenizer(str(tiny))
+    )
     params = load_params(REPO / "params.yaml")
     params.update(model_name="tiny-bert", num_epochs=1, batch_size=8, max_length=32)
     params["bert"].update(device="cpu", eval_batch_size=16)
@@ -67,9 +71,14 @@ def template(tmp_path_factory):
     params["distributed"]["timeout_s"] = 10
     (root / "params.yaml").write_text(json.dumps(params, indent=1))
     env = run_env()
-    for cmd in (["git", "init", "-q"], ["git", "config", "user.email", "t@example.com"],
-                ["git", "config", "user.name", "test"], [sys.executable, "-m", "dvc", "init", "-q"],
-                ["git", "add", "-A"], ["git", "commit", "-qm", "init"]):
+    for cmd in (
+        ["git", "init", "-q"],
+        ["git", "config", "user.email", "t@example.com"],
+        ["git", "config", "user.name", "test"],
+        [sys.executable, "-m", "dvc", "init", "-q"],
+        ["git", "add", "-A"],
+        ["git", "commit", "-qm", "init"],
+    ):
         subprocess.run(cmd, cwd=root, env=env, check=True, capture_output=True)
     return root
 
@@ -77,7 +86,7 @@ def template(tmp_path_factory):
 def run_env(**extra: str) -> dict:
     env = {**os.environ, "PYTHONPATH": "", "DVC_NO_ANALYTICS": "1", "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
     env.pop("PYTHONSAFEPATH", None)
-    env.pop("SENTIMENT_MIRROR", None)   # the developer's mirror: a row that needs one names its own
+    env.pop("SENTIMENT_MIRROR", None)  # the developer's mirror: a row that needs one names its own
     return {**env, **extra}
 
 
@@ -113,11 +122,11 @@ def tree_hash(root: Path, skip: Path) -> dict[str, str]:
 @dataclass
 class Row:
     setup: Callable[[Path, Path], list[str]]  # (repo, canary) -> the command, after changing what it needs
-    expected: tuple[str, ...]                 # texts of the one `error:` line (or, with rc 0, of the output)
+    expected: tuple[str, ...]  # texts of the one `error:` line (or, with rc 0, of the output)
     rc: int = 1
-    max_mb: int | None = None                 # memory rows: peak resident memory of the command's processes
-    seconds: float | None = None              # runaway rows: it must end well within this (a loaded CPU included)
-    env: dict = field(default_factory=dict)   # environment variables for the command
+    max_mb: int | None = None  # memory rows: peak resident memory of the command's processes
+    seconds: float | None = None  # runaway rows: it must end well within this (a loaded CPU included)
+    env: dict = field(default_factory=dict)  # environment variables for the command
 
 
 def dvc_repro(stage: str) -> list[str]:
@@ -130,9 +139,9 @@ def module(name: str, *args: str) -> list[str]:
 
 def _params_then(command: list[str], **changes) -> Callable[[Path, Path], list[str]]:
     def setup(repo: Path, canary: Path) -> list[str]:
-        set_params(repo, **{k.replace("__", "."): (v(repo, canary) if callable(v) else v)
-                            for k, v in changes.items()})
+        set_params(repo, **{k.replace("__", "."): (v(repo, canary) if callable(v) else v) for k, v in changes.items()})
         return command
+
     return setup
 
 
@@ -164,12 +173,14 @@ def _tune_best_linked_out(repo: Path, canary: Path) -> list[str]:
 
 def _file_linked_out(relative: str) -> Callable[[Path, Path], list[str]]:
     """A file of the pulled models/bert replaced by a link to a copy outside the repository."""
+
     def setup(repo: Path, canary: Path) -> list[str]:
         path = repo / "models/bert" / relative
         shutil.copy(path, canary / path.name)
         path.unlink()
         path.symlink_to(canary / path.name)
         return module("src.predict", "--model", "models/bert", "hello")
+
     return setup
 
 
@@ -178,6 +189,7 @@ def _oversized_model_file(relative: str, size: int) -> Callable[[Path, Path], li
         with open(repo / "models/bert" / relative, "r+b") as handle:
             handle.truncate(size)  # sparse: the size a reader would be asked to parse, without the disk
         return module("src.predict", "--model", "models/bert", "hello")
+
     return setup
 
 
@@ -200,6 +212,7 @@ def _list_for_a_string(count: int) -> Callable[[Path, Path], list[str]]:
     def setup(repo: Path, canary: Path) -> list[str]:
         set_params(repo, model_name=["abcdefgh"] * count)
         return module("stages.train_bert")
+
     return setup
 
 
@@ -243,74 +256,106 @@ def _relative_mirror(repo: Path, canary: Path) -> list[str]:
 
 OUTSIDE = "is outside models/tune, the stage's output; refusing to read or write there"
 TRACEBACK = {
-    "bad_param_train_bert": Row(_params_then(dvc_repro("train_bert"), learning_rate=-1),
-                                ("params.yaml is invalid", "learning_rate = -1: expected a value > 0")),
-    "bad_param_train_lstm": Row(_params_then(dvc_repro("train_lstm"), lstm__learning_rate=-1),
-                                ("lstm.learning_rate = -1: expected a value > 0",)),
-    "rank_failure_names_the_file": Row(lambda repo, canary: (
-        (repo / "data/processed/val.jsonl").write_text('{"text": 1\n'), dvc_repro("train_bert"))[1],
-        ("data/processed/val.jsonl:1: expected a JSON object with 'text' and 'label'",)),
+    "bad_param_train_bert": Row(
+        _params_then(dvc_repro("train_bert"), learning_rate=-1),
+        ("params.yaml is invalid", "learning_rate = -1: expected a value > 0"),
+    ),
+    "bad_param_train_lstm": Row(
+        _params_then(dvc_repro("train_lstm"), lstm__learning_rate=-1),
+        ("lstm.learning_rate = -1: expected a value > 0",),
+    ),
+    "rank_failure_names_the_file": Row(
+        lambda repo, canary: ((repo / "data/processed/val.jsonl").write_text('{"text": 1\n'), dvc_repro("train_bert"))[
+            1
+        ],
+        ("data/processed/val.jsonl:1: expected a JSON object with 'text' and 'label'",),
+    ),
 }
 CONTAINMENT = {
     "sqlite_absolute_elsewhere": Row(_tune_storage(lambda repo, canary: f"sqlite:///{canary}/x.db"), (OUTSIDE,)),
     "sqlite_parent_relative": Row(_tune_storage(lambda repo, canary: "sqlite:///../x.db"), (OUTSIDE,)),
-    "sqlite_dotdot_inside_path": Row(_tune_storage(lambda repo, canary: "sqlite:///models/tune/../../x.db"),
-                                     (OUTSIDE,)),
+    "sqlite_dotdot_inside_path": Row(
+        _tune_storage(lambda repo, canary: "sqlite:///models/tune/../../x.db"), (OUTSIDE,)
+    ),
     "sqlite_driver_form": Row(_tune_storage(lambda repo, canary: f"sqlite+pysqlite:///{canary}/x.db"), (OUTSIDE,)),
-    "sqlite_uri_form": Row(_tune_storage(lambda repo, canary: f"sqlite:///file:{canary}/x.db?uri=true"),
-                           ("an in-memory or URI-named SQLite database",)),
-    "not_a_database_url": Row(_tune_storage(lambda repo, canary: f"file://{canary}/x.db"),
-                              ("a 'file' database is not supported",)),
+    "sqlite_uri_form": Row(
+        _tune_storage(lambda repo, canary: f"sqlite:///file:{canary}/x.db?uri=true"),
+        ("an in-memory or URI-named SQLite database",),
+    ),
+    "not_a_database_url": Row(
+        _tune_storage(lambda repo, canary: f"file://{canary}/x.db"), ("a 'file' database is not supported",)
+    ),
     "sqlite_file_linked_out": Row(_linked_db, ("through a symbolic link", OUTSIDE)),
     "journal_linked_out": Row(_symlink_journal, ("the Optuna journal", "through a symbolic link", OUTSIDE)),
-    "tune_best_config_linked_out": Row(_tune_best_linked_out, ("models/tune/config_7: a symbolic link to",
-                                                               "refusing to read a model from there")),
-    "bert_config_linked_out": Row(_file_linked_out("model/config.json"),
-                                  ("models/bert/model/config.json: a symbolic link to",)),
-    "bert_weights_linked_out": Row(_file_linked_out("model/model.safetensors"),
-                                   ("models/bert/model/model.safetensors: a symbolic link to",)),
+    "tune_best_config_linked_out": Row(
+        _tune_best_linked_out, ("models/tune/config_7: a symbolic link to", "refusing to read a model from there")
+    ),
+    "bert_config_linked_out": Row(
+        _file_linked_out("model/config.json"), ("models/bert/model/config.json: a symbolic link to",)
+    ),
+    "bert_weights_linked_out": Row(
+        _file_linked_out("model/model.safetensors"), ("models/bert/model/model.safetensors: a symbolic link to",)
+    ),
 }
 LOST_DATA = {
-    "part_from_another_url_is_discarded": Row(None, ("discarding this partial download: it came from "
-                                                     "http://a.invalid/file.bin",), rc=0),
+    "part_from_another_url_is_discarded": Row(
+        None, ("discarding this partial download: it came from http://a.invalid/file.bin",), rc=0
+    ),
 }
 MEMORY = {
     "predict_bert_one_50mb_line": Row(_one_huge_line, ('"label"',), rc=0, max_mb=1500),
-    "model_config_json_440mb": Row(_oversized_model_file("model/config.json", 440 << 20),
-                                   ("models/bert/model/config.json: 440 MB; expected at most 64 MB",), max_mb=900),
-    "tokenizer_json_100mb": Row(_oversized_model_file("model/tokenizer.json", 100 << 20),
-                                ("models/bert/model/tokenizer.json: 100 MB",), max_mb=900),
+    "model_config_json_440mb": Row(
+        _oversized_model_file("model/config.json", 440 << 20),
+        ("models/bert/model/config.json: 440 MB; expected at most 64 MB",),
+        max_mb=900,
+    ),
+    "tokenizer_json_100mb": Row(
+        _oversized_model_file("model/tokenizer.json", 100 << 20),
+        ("models/bert/model/tokenizer.json: 100 MB",),
+        max_mb=900,
+    ),
     "params_alias_bomb": Row(_alias_bomb, ("x_laughs.a11: YAML aliases expand it to",), max_mb=300),
-    "params_5mb_list_for_a_string": Row(_list_for_a_string(600_000), ("params.yaml: larger than 256 KB",),
-                                        max_mb=400),
-    "params_200kb_list_for_a_string": Row(_list_for_a_string(15_000),
-                                          ("model_name = ['abcdefgh', ", "(15,000 items)]: expected type string"),
-                                          max_mb=400),
+    "params_5mb_list_for_a_string": Row(_list_for_a_string(600_000), ("params.yaml: larger than 256 KB",), max_mb=400),
+    "params_200kb_list_for_a_string": Row(
+        _list_for_a_string(15_000), ("model_name = ['abcdefgh', ", "(15,000 items)]: expected type string"), max_mb=400
+    ),
 }
 RUNAWAY = {
-    "nproc_per_node_64": Row(_params_then(dvc_repro("train_lstm"), distributed__nproc_per_node=64),
-                             ("distributed.nproc_per_node = 64: this machine has",), seconds=120),
-    "nnodes_64_on_a_free_port": Row(_params_then(dvc_repro("train_bert"), distributed__nnodes=64),
-                                    ("distributed.nnodes = 64 with distributed.rdzv_endpoint = localhost:0",),
-                                    seconds=120),
+    "nproc_per_node_64": Row(
+        _params_then(dvc_repro("train_lstm"), distributed__nproc_per_node=64),
+        ("distributed.nproc_per_node = 64: this machine has",),
+        seconds=120,
+    ),
+    "nnodes_64_on_a_free_port": Row(
+        _params_then(dvc_repro("train_bert"), distributed__nnodes=64),
+        ("distributed.nnodes = 64 with distributed.rdzv_endpoint = localhost:0",),
+        seconds=120,
+    ),
 }
 # rows that run a whole (tiny) tune or wait for a rendezvous timeout: ~20-60 s each
 SLOW = {
-    "journal_line_cut_in_the_middle": Row(_cut_journal_line, ("optuna_journal.log:2: not a whole JSON record",),
-                                          rc=0),
-    "tune_workers_1000": Row(_params_then(module("stages.tune"), tune__workers=1000),
-                             ("tune.workers = 1000: running 1 worker(s)",), rc=0, seconds=300),
-    "rendezvous_nobody_joins": Row(_params_then(module("src.launch", "stages.train_lstm"), distributed__nnodes=2,
-                                                distributed__rdzv_endpoint="localhost:29517"),
-                                   ("the rendezvous of 2 machine(s) did not complete within "
-                                    "distributed.timeout_s = 10 s",), seconds=120),
+    "journal_line_cut_in_the_middle": Row(_cut_journal_line, ("optuna_journal.log:2: not a whole JSON record",), rc=0),
+    "tune_workers_1000": Row(
+        _params_then(module("stages.tune"), tune__workers=1000),
+        ("tune.workers = 1000: running 1 worker(s)",),
+        rc=0,
+        seconds=300,
+    ),
+    "rendezvous_nobody_joins": Row(
+        _params_then(
+            module("src.launch", "stages.train_lstm"),
+            distributed__nnodes=2,
+            distributed__rdzv_endpoint="localhost:29517",
+        ),
+        ("the rendezvous of 2 machine(s) did not complete within distributed.timeout_s = 10 s",),
+        seconds=120,
+    ),
 }
 UNCLEAR = {
     "csv_header_with_byte_order_mark": Row(_bom_csv, (), rc=0),
     "relative_mirror_path": Row(_relative_mirror, (), rc=0, env={"SENTIMENT_MIRROR": "../repo/mirror"}),
 }
-CLASSES = {"traceback": TRACEBACK, "containment": CONTAINMENT, "memory": MEMORY, "runaway": RUNAWAY,
-           "unclear": UNCLEAR}
+CLASSES = {"traceback": TRACEBACK, "containment": CONTAINMENT, "memory": MEMORY, "runaway": RUNAWAY, "unclear": UNCLEAR}
 
 
 def run_row(row: Row, template: Path, tmp_path: Path, command: list[str] | None = None, **env: str):
@@ -322,8 +367,14 @@ def run_row(row: Row, template: Path, tmp_path: Path, command: list[str] | None 
     command = command or row.setup(repo, canary)
     before = tree_hash(tmp_path, skip=repo)
     started = time.monotonic()
-    result = subprocess.run([sys.executable, "-c", MEASURE, *command], cwd=repo, env=run_env(**env),
-                            capture_output=True, text=True, timeout=(row.seconds or 300) + 120)
+    result = subprocess.run(
+        [sys.executable, "-c", MEASURE, *command],
+        cwd=repo,
+        env=run_env(**env),
+        capture_output=True,
+        text=True,
+        timeout=(row.seconds or 300) + 120,
+    )
     elapsed = time.monotonic() - started
     output = result.stdout + result.stderr
     assert "Traceback" not in output, output[-5000:]
@@ -339,7 +390,7 @@ def run_row(row: Row, template: Path, tmp_path: Path, command: list[str] | None 
         starts = [i for i, line in enumerate(lines) if line.startswith("error: ")]
         assert len(starts) == 1, output[-5000:]
         # the error, with the "  - key: ..." lines a params.yaml error lists under it
-        block = [lines[starts[0]]] + [line for line in lines[starts[0] + 1:starts[0] + 20] if line.startswith("  - ")]
+        block = [lines[starts[0]]] + [line for line in lines[starts[0] + 1 : starts[0] + 20] if line.startswith("  - ")]
         errors = ["\n".join(block)]
         for text in row.expected:
             assert text in errors[0], output[-5000:]
@@ -390,10 +441,10 @@ def test_a_part_from_the_same_url_resumes(template, tmp_path, server):  # noqa: 
     set_params(repo, **{"data.base_url": f"{server}/", "data.files": ["file.bin"]})
     (repo / "data/raw").mkdir(parents=True)
     (repo / "data/raw/file.bin.part").write_bytes(BODY[:60_000])
-    (repo / "data/raw/file.bin.part.source").write_text(json.dumps({"url": f"{server}/file.bin",
-                                                                    "length": len(BODY)}))
-    result = subprocess.run(module("stages.download_data"), cwd=repo, env=run_env(), capture_output=True,
-                            text=True, timeout=120)
+    (repo / "data/raw/file.bin.part.source").write_text(json.dumps({"url": f"{server}/file.bin", "length": len(BODY)}))
+    result = subprocess.run(
+        module("stages.download_data"), cwd=repo, env=run_env(), capture_output=True, text=True, timeout=120
+    )
     assert result.returncode == 0, result.stderr
     assert (repo / "data/raw/file.bin").read_bytes() == BODY
     assert [r for p, r in DownloadHandler.requests_seen if p == "/file.bin"] == ["bytes=60000-"]

@@ -20,7 +20,9 @@ def params():
 def test_shipped_params_are_valid_and_hold_the_seed_recommendations(params):
     assert params["model_name"] == "sentence-transformers/all-MiniLM-L6-v2"  # in the offline cache
     import inspect
+
     from src.models.training import train_model
+
     assert inspect.signature(train_model).parameters["model_name"].default == "bert-base-uncased"  # the seed's
     # params.yaml ships the recipe chosen on held-out data (docs/model_quality.md); the seed's recommended
     # hyperparameters are its config file's, and `-S num_epochs=4 -S learning_rate=2e-5` away
@@ -28,7 +30,10 @@ def test_shipped_params_are_valid_and_hold_the_seed_recommendations(params):
     assert (params["weight_decay"], params["warmup_ratio"], params["dropout_prob"]) == (0.01, 0.1, 0.1)
     seed_config = json.loads((REPO / "config/model_config.json").read_text())
     assert {k: seed_config[k] for k in ("num_epochs", "learning_rate", "batch_size")} == {
-        "num_epochs": 4, "learning_rate": 2e-5, "batch_size": 16}
+        "num_epochs": 4,
+        "learning_rate": 2e-5,
+        "batch_size": 16,
+    }
     assert (seed_config["weight_decay"], seed_config["warmup_ratio"], seed_config["dropout_prob"]) == (0.01, 0.1, 0.1)
     assert set(params) >= {"data", "glove", "vocab", "lstm", "tune", "evaluate", "max_length", "seed"}
 
@@ -66,7 +71,10 @@ def test_a_stage_with_bad_params_exits_nonzero_without_traceback(tmp_path):
     text = (REPO / "params.yaml").read_text().replace("min_freq: 2", "min_freq: 0")
     (tmp_path / "params.yaml").write_text(text)
     result = subprocess.run(
-        [sys.executable, "-m", "stages.build_vocab"], cwd=tmp_path, capture_output=True, text=True,
+        [sys.executable, "-m", "stages.build_vocab"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
         env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"},
     )
     assert result.returncode == 1

@@ -37,14 +37,21 @@ def test_duplicates_leaks_and_empties_are_dropped_from_train_only():
     }
     cleaned, dropped = pp.clean_splits(splits)
     assert cleaned["train"].texts == ["fine"]
-    assert dropped == {"empty_after_normalization": 1, "duplicate_in_train": 0, "in_val_or_test": 5,
-                       "duplicates_with_different_label": 0}
+    assert dropped == {
+        "empty_after_normalization": 1,
+        "duplicate_in_train": 0,
+        "in_val_or_test": 5,
+        "duplicates_with_different_label": 0,
+    }
     assert len(cleaned["val"]) == 2 and len(cleaned["test"]) == 2  # held-out splits are never thinned
 
 
 def test_duplicates_inside_train_keep_the_first_and_count_label_conflicts():
-    splits = {"train": pp.Split(["a b", "a  b", "a b", "c"], [2, 2, 0, 1]),
-              "val": pp.Split(["x"], [0]), "test": pp.Split(["y"], [0])}
+    splits = {
+        "train": pp.Split(["a b", "a  b", "a b", "c"], [2, 2, 0, 1]),
+        "val": pp.Split(["x"], [0]),
+        "test": pp.Split(["y"], [0]),
+    }
     cleaned, dropped = pp.clean_splits(splits)
     assert cleaned["train"].texts == ["a b", "c"] and cleaned["train"].labels == [2, 1]
     assert dropped["duplicate_in_train"] == 2 and dropped["duplicates_with_different_label"] == 1
@@ -111,8 +118,13 @@ def test_mapping_must_agree_with_label_names(tmp_path):
         pp.read_tweeteval(raw, LABEL_NAMES)
 
 
-CSV_PARAMS = {"text_column": "tweet", "label_column": "sentiment", "split_column": None,
-              "val_size": 0.2, "test_size": 0.2}
+CSV_PARAMS = {
+    "text_column": "tweet",
+    "label_column": "sentiment",
+    "split_column": None,
+    "val_size": 0.2,
+    "test_size": 0.2,
+}
 
 
 def test_csv_with_names_or_ids_and_a_stratified_split(tmp_path):
@@ -158,11 +170,15 @@ def test_label_tokens_accepted(token, expected):
     assert pp.parse_label(token, LABEL_NAMES, "f:1") == expected
 
 
-@pytest.mark.parametrize("token", ["1 ", " 1", "+2", "-0", "01", "1.0", "\uff11", "\u00b2", "Neutral", "neutral ",
-                                   "", "3", "1e0", "0x1"])
+@pytest.mark.parametrize(
+    "token", ["1 ", " 1", "+2", "-0", "01", "1.0", "\uff11", "\u00b2", "Neutral", "neutral ", "", "3", "1e0", "0x1"]
+)
 def test_label_tokens_refused_the_same_way_in_every_reader(tmp_path, token):
-    with pytest.raises(DataError, match=r"^f:7: label .* is not one of 0..2 \(negative, neutral, positive\); "
-                                        r"a label is exactly an id in ASCII digits or a name"):
+    with pytest.raises(
+        DataError,
+        match=r"^f:7: label .* is not one of 0..2 \(negative, neutral, positive\); "
+        r"a label is exactly an id in ASCII digits or a name",
+    ):
         pp.parse_label(token, LABEL_NAMES, "f:7")
     raw = _raw_dir(tmp_path)  # the TweetEval labels file
     (raw / "val_labels.txt").write_text(f"0\n{token}\n")
@@ -177,8 +193,11 @@ def test_label_tokens_refused_the_same_way_in_every_reader(tmp_path, token):
 def test_processed_labels_must_index_label_names(tmp_path):
     pp.write_split(tmp_path / "s.jsonl", pp.Split(["a", "b", "c"], [0, 2, 1]))
     assert pp.read_split(tmp_path / "s.jsonl", LABEL_NAMES).labels == [0, 2, 1]
-    with pytest.raises(DataError, match=r"s.jsonl:2: label 2 is outside data.label_names \(2 names: negative, "
-                                        r"positive\); .* run `dvc repro preprocess`"):
+    with pytest.raises(
+        DataError,
+        match=r"s.jsonl:2: label 2 is outside data.label_names \(2 names: negative, "
+        r"positive\); .* run `dvc repro preprocess`",
+    ):
         pp.read_split(tmp_path / "s.jsonl", ["negative", "positive"])
     (tmp_path / "t.jsonl").write_text('{"text": "a", "label": 1.5}\n{"text": "b", "label": true}\n')
     with pytest.raises(DataError, match=r"t.jsonl:1: label 1.5 is not a label id"):

@@ -7,6 +7,7 @@ given optimizer step (mid-epoch) and says so, and the test then sends the signal
 epoch to finish and sleeping a little, as these tests once did, made the outcome depend on how busy
 the machine was (see test_dvc_repro_resumes_train_lstm_after_the_stage_was_killed).
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -26,29 +27,29 @@ import pytest
 import torch
 
 from src.atomic import save_numpy
+from src.data.preprocess import Split, normalize_tweet, write_split
+from src.data.vocab import Vocabulary
 from src.errors import PipelineError
-from src.models.loading import load_model
 from src.evaluation import main as evaluation_main
 from src.interrupts import Interrupted, install_interrupt_handlers
 from src.models import training
-from src.params import load_params
-from src.data.preprocess import Split, normalize_tweet, write_split
-from src.training import Trainer, checkpoint_manager
-from src.predict import main as predict_main
 from src.models.checkpoint_files import load_checkpoint_file
+from src.models.loading import load_model
+from src.params import load_params
+from src.predict import main as predict_main
+from src.training import Trainer, checkpoint_manager
 from src.training.checkpoint_manager import CheckpointManager, model_only
 from src.training.resume import describe_change, run_fingerprint, source_files
-from src.data.vocab import Vocabulary
 from stages import train_lstm
 from tests.fixtures import TINY_LSTM, bert_loaders, synthetic_split, tiny_splits
 
 REPO = Path(__file__).resolve().parents[1]
-QUALITY = ("val", "best_epoch", "epochs")   # metrics/lstm/train.json
+QUALITY = ("val", "best_epoch", "epochs")  # metrics/lstm/train.json
 # No early stopping: every run trains all epochs, so a kill in epoch 2 always leaves some to resume.
 # The learning rate keeps val scores improving past the kill, unevenly: the best epochs are 2 and 4.
 SLOW_LSTM = {**TINY_LSTM, "hidden_dim": 32, "epochs": 4, "early_stopping_patience": None, "learning_rate": 2e-3}
-TRAIN_ROWS = 1000                      # 63 batches of 16 per epoch
-PAUSE_STEP = 63 + 10                   # the 10th optimizer step of epoch 2: mid-epoch, after checkpoint 1
+TRAIN_ROWS = 1000  # 63 batches of 16 per epoch
+PAUSE_STEP = 63 + 10  # the 10th optimizer step of epoch 2: mid-epoch, after checkpoint 1
 # Imported at start-up by every Python process that has its directory first on PYTHONPATH. In the
 # process running PAUSE_STAGE it stops training right after optimizer step PAUSE_AT_STEP and writes
 # its pid to PAUSE_MARKER (atomically): the test then signals it at exactly that point.
@@ -92,8 +93,10 @@ def write_stage_inputs(directory: Path, lstm: dict, train_rows: int) -> None:
         write_split(directory / f"data/processed/{name}.jsonl", Split(*synthetic_split(n, seed)))
     vocab = Vocabulary.build(synthetic_split(200, 1)[0])
     vocab.save(directory / "data/vocab/vocab.json")
-    save_numpy(directory / "data/vocab/embeddings.npy",
-               np.random.default_rng(0).normal(size=(len(vocab), 8)).astype(np.float32))
+    save_numpy(
+        directory / "data/vocab/embeddings.npy",
+        np.random.default_rng(0).normal(size=(len(vocab), 8)).astype(np.float32),
+    )
     params = load_params(REPO / "params.yaml")
     params["lstm"] = dict(lstm)
     (directory / "params.yaml").write_text(json.dumps(params), encoding="utf-8")  # JSON is YAML
@@ -112,8 +115,13 @@ def pausing(env: dict, hook_dir: Path, stage: str, step: int = PAUSE_STEP) -> tu
     (hook_dir / "sitecustomize.py").write_text(PAUSE_HOOK, encoding="utf-8")
     marker = hook_dir / "paused.pid"
     marker.unlink(missing_ok=True)
-    return {**env, "PYTHONPATH": os.pathsep.join([str(hook_dir), env["PYTHONPATH"]]), "PAUSE_STAGE": stage,
-            "PAUSE_AT_STEP": str(step), "PAUSE_MARKER": str(marker)}, marker
+    return {
+        **env,
+        "PYTHONPATH": os.pathsep.join([str(hook_dir), env["PYTHONPATH"]]),
+        "PAUSE_STAGE": stage,
+        "PAUSE_AT_STEP": str(step),
+        "PAUSE_MARKER": str(marker),
+    }, marker
 
 
 def wait_until_paused(marker: Path, process: subprocess.Popen) -> int:
@@ -129,8 +137,14 @@ def wait_until_paused(marker: Path, process: subprocess.Popen) -> int:
 
 
 def start_stage(directory: Path, env: dict | None = None, stage: str = "stages.train_lstm") -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", stage], cwd=directory, env=env or stage_env(),
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", stage],
+        cwd=directory,
+        env=env or stage_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def finish(process: subprocess.Popen) -> str:
@@ -185,7 +199,10 @@ def test_killed_stage_resumes_and_ends_like_an_uninterrupted_run(tmp_path):
     os.kill(wait_until_paused(marker, process), signal.SIGKILL)  # mid-epoch 2
     process.wait()
     assert sorted(p.name for p in (killed / "models/lstm").iterdir()) == [
-        "best_model.in_progress.pt", "checkpoint_epoch_1.pt", "checkpoint_registry.json"]
+        "best_model.in_progress.pt",
+        "checkpoint_epoch_1.pt",
+        "checkpoint_registry.json",
+    ]
 
     log = run_stage_to_end(killed)
     assert "resuming from models/lstm/checkpoint_epoch_1.pt (epoch 1 done)" in log
@@ -212,8 +229,10 @@ def test_changed_params_data_or_a_finished_run_start_fresh_and_say_why(workdir, 
     caplog.clear()
     with crash_in_epoch(3):
         train_lstm.main(workdir)
-    assert ("not resuming from models/lstm/checkpoint_epoch_2.pt: params changed: lstm.hidden_dim 12 -> 10; "
-            "training from scratch") in caplog.text
+    assert (
+        "not resuming from models/lstm/checkpoint_epoch_2.pt: params changed: lstm.hidden_dim 12 -> 10; "
+        "training from scratch"
+    ) in caplog.text
     assert "epoch 1/4" in caplog.text
 
     rows = Path("data/processed/train.jsonl").read_text().splitlines()
@@ -241,8 +260,9 @@ def test_a_code_change_is_named():
 def test_the_fingerprint_covers_params_data_and_the_code_the_stage_runs(tmp_path):
     data = tmp_path / "train.jsonl"
     data.write_text("{}\n")
-    fingerprint = run_fingerprint({"lstm": {"seed": 1, "scheduler": None}}, [data],
-                                  source_files(REPO / "stages" / "train_lstm.py"))
+    fingerprint = run_fingerprint(
+        {"lstm": {"seed": 1, "scheduler": None}}, [data], source_files(REPO / "stages" / "train_lstm.py")
+    )
     assert fingerprint["params"] == {"lstm.seed": 1, "lstm.scheduler": None}
     assert list(fingerprint["data"]) == [str(data)]
     assert {"stages/train_lstm.py", "src/training/trainer.py", "src/models/lstm_model.py"} <= set(fingerprint["code"])
@@ -321,7 +341,9 @@ def test_a_kill_between_a_checkpoint_and_staging_its_model_is_made_good(workdir,
 
 # ---- (c2) one consistent model in the directory, whenever a run stops ---------------------------------------
 def model_files() -> dict[str, bytes]:
-    return {name: Path("models/lstm", name).read_bytes() for name in ("best_model.pt", "model_config.json", "vocab.json")}
+    return {
+        name: Path("models/lstm", name).read_bytes() for name in ("best_model.pt", "model_config.json", "vocab.json")
+    }
 
 
 def test_an_interrupted_run_leaves_the_previous_complete_model_in_place(workdir, capsys):
@@ -357,7 +379,10 @@ def test_a_run_stopped_while_saving_its_model_is_reported_incomplete_then_finish
     with pytest.MonkeyPatch.context() as patch, pytest.raises(RuntimeError, match="killed"):
         patch.setattr(Vocabulary, "save", killed)  # after best_model.pt is in place, before model_config.json
         train_lstm.main(workdir)
-    for main, argv in ((evaluation_main, ["--model-dir", "models/lstm"]), (predict_main, ["--model", "models/lstm", "hi"])):
+    for main, argv in (
+        (evaluation_main, ["--model-dir", "models/lstm"]),
+        (predict_main, ["--model", "models/lstm", "hi"]),
+    ):
         with pytest.raises(SystemExit) as exited:
             main(argv)
         err = capsys.readouterr().err.strip().splitlines()
@@ -370,7 +395,9 @@ def test_a_run_stopped_while_saving_its_model_is_reported_incomplete_then_finish
     assert "resuming from models/lstm/checkpoint_epoch_" in caplog.text
     assert "epoch 1/" not in caplog.text
     evaluation_main(["--model-dir", "models/lstm", "--split", "val"])
-    assert json.loads(capsys.readouterr().out)["macro_recall"] == pytest.approx(quality(Path("."))["val"]["macro_recall"])
+    assert json.loads(capsys.readouterr().out)["macro_recall"] == pytest.approx(
+        quality(Path("."))["val"]["macro_recall"]
+    )
 
     # a directory from before model ids, whose weights do not fit its config: one line as well
     config = json.loads(Path("models/lstm/model_config.json").read_text())
@@ -379,8 +406,10 @@ def test_a_run_stopped_while_saving_its_model_is_reported_incomplete_then_finish
     with pytest.raises(SystemExit):
         evaluation_main(["--model-dir", "models/lstm"])
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and err[0].startswith("error: models/lstm: incomplete model directory: best_model.pt does "
-                                               "not fit model_config.json (size mismatch for ")
+    assert len(err) == 1 and err[0].startswith(
+        "error: models/lstm: incomplete model directory: best_model.pt does "
+        "not fit model_config.json (size mismatch for "
+    )
 
 
 def test_names_in_model_config_cannot_lead_out_of_the_model_directory(workdir, tmp_path):
@@ -428,8 +457,15 @@ def test_a_signal_during_a_save_waits_until_the_save_is_complete(tmp_path, monke
         manager = CheckpointManager(tmp_path)
         model = torch.nn.Linear(2, 3)
         with pytest.raises(Interrupted) as caught:
-            manager.save_checkpoint(model, torch.optim.SGD(model.parameters(), lr=0.1), 1, train_loss=1.0,
-                                    val_loss=1.0, val_accuracy=0.5, is_best=True)
+            manager.save_checkpoint(
+                model,
+                torch.optim.SGD(model.parameters(), lr=0.1),
+                1,
+                train_loss=1.0,
+                val_loss=1.0,
+                val_accuracy=0.5,
+                is_best=True,
+            )
     finally:
         for signum, handler in handlers.items():
             signal.signal(signum, handler)
@@ -445,9 +481,19 @@ def test_bert_train_model_resumes_to_the_same_result(tiny_bert, tmp_path, caplog
 
     def train(directory):
         tokenizer, train_loader, val_loader = bert_loaders(tiny_bert)
-        return training.train_model(train_loader, val_loader, directory, num_epochs=2, learning_rate=3e-3,
-                                    device="cpu", model_name=tiny_bert, tokenizer=tokenizer, seed=1,
-                                    progress=False, resume=True)
+        return training.train_model(
+            train_loader,
+            val_loader,
+            directory,
+            num_epochs=2,
+            learning_rate=3e-3,
+            device="cpu",
+            model_name=tiny_bert,
+            tokenizer=tokenizer,
+            seed=1,
+            progress=False,
+            resume=True,
+        )
 
     _, uninterrupted = train(tmp_path / "uninterrupted")
     with crash_in_epoch(2):
@@ -471,11 +517,14 @@ def write_bert_stage_inputs(directory: Path, model_name: str) -> None:
     """data/processed (the fixture tweets) and a params.yaml training the tiny BERT, as train_bert reads them."""
     for split in ("train", "val"):
         rows = tiny_splits()[split]
-        write_split(directory / f"data/processed/{split}.jsonl",
-                    Split([normalize_tweet(text) for text, _ in rows], [label for _, label in rows]))
+        write_split(
+            directory / f"data/processed/{split}.jsonl",
+            Split([normalize_tweet(text) for text, _ in rows], [label for _, label in rows]),
+        )
     params = load_params(REPO / "params.yaml")
-    params.update(model_name=model_name, num_epochs=BERT_EPOCHS, learning_rate=3e-3, batch_size=8, max_length=32,
-                  seed=1)
+    params.update(
+        model_name=model_name, num_epochs=BERT_EPOCHS, learning_rate=3e-3, batch_size=8, max_length=32, seed=1
+    )
     params["bert"].update(device="cpu", eval_batch_size=16)
     (directory / "params.yaml").write_text(json.dumps(params), encoding="utf-8")
 
@@ -499,8 +548,14 @@ def test_killed_train_bert_resumes_and_ends_with_the_metrics_of_an_uninterrupted
     def results(directory: Path) -> tuple:
         metrics = json.loads((directory / "metrics/bert/train.json").read_text())
         history = json.loads((directory / "models/bert/training_history.json").read_text())
-        return (metrics["best_epoch"], metrics["val"], (directory / "plots/train_bert.json").read_text(),
-                history["train_loss"], history["val_loss"], history["learning_rate"])
+        return (
+            metrics["best_epoch"],
+            metrics["val"],
+            (directory / "plots/train_bert.json").read_text(),
+            history["train_loss"],
+            history["val_loss"],
+            history["learning_rate"],
+        )
 
     assert results(killed) == results(uninterrupted)
     expected = load_checkpoint_file(uninterrupted / "models/bert/best_model.pt")["model_state_dict"]
@@ -516,13 +571,27 @@ def test_killed_train_bert_resumes_and_ends_with_the_metrics_of_an_uninterrupted
         assert ("optimizer_state_dict" in checkpoint) == (epoch == BERT_EPOCHS), epoch
 
 
-def test_a_bert_run_stopped_while_exporting_is_reported_incomplete_then_finished(tiny_bert, tmp_path,  # noqa: F811
-                                                                                capsys, caplog):
+def test_a_bert_run_stopped_while_exporting_is_reported_incomplete_then_finished(
+    tiny_bert,
+    tmp_path,  # noqa: F811
+    capsys,
+    caplog,
+):
     def train(num_epochs: int):
         tokenizer, train_loader, val_loader = bert_loaders(tiny_bert)
-        return training.train_model(train_loader, val_loader, tmp_path / "bert", num_epochs=num_epochs,
-                                    learning_rate=3e-3, device="cpu", model_name=tiny_bert, tokenizer=tokenizer,
-                                    seed=1, progress=False, resume=True)
+        return training.train_model(
+            train_loader,
+            val_loader,
+            tmp_path / "bert",
+            num_epochs=num_epochs,
+            learning_rate=3e-3,
+            device="cpu",
+            model_name=tiny_bert,
+            tokenizer=tokenizer,
+            seed=1,
+            progress=False,
+            resume=True,
+        )
 
     def killed(directory):
         raise RuntimeError("killed")
@@ -556,8 +625,11 @@ def test_a_bert_run_stopped_while_exporting_is_reported_incomplete_then_finished
 def test_dvc_persists_the_training_outputs_that_hold_resume_state():
     stages = yaml_stages()
     for stage, directory in (("train_lstm", "models/lstm"), ("train_bert", "models/bert")):
-        outs = {name: options for out in stages[stage]["outs"] for name, options in
-                (out.items() if isinstance(out, dict) else [(out, {})])}
+        outs = {
+            name: options
+            for out in stages[stage]["outs"]
+            for name, options in (out.items() if isinstance(out, dict) else [(out, {})])
+        }
         assert outs[directory] == {"persist": True}, stage
 
 
@@ -590,8 +662,14 @@ def test_dvc_repro_resumes_train_lstm_after_the_stage_was_killed(project, tmp_pa
     (work / "params.yaml").write_text(json.dumps(params), encoding="utf-8")
 
     def dvc(*args: str, env: dict = env) -> subprocess.Popen:
-        return subprocess.Popen([sys.executable, "-m", "dvc", *args], cwd=work, env=env, stdout=subprocess.PIPE,
-                                stderr=subprocess.STDOUT, text=True)
+        return subprocess.Popen(
+            [sys.executable, "-m", "dvc", *args],
+            cwd=work,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
 
     upstream = dvc("repro", "build_vocab")
     assert upstream.wait(timeout=HANG_GUARD_S) == 0, upstream.communicate()[0]

@@ -3,6 +3,7 @@
 The whole review path on real runs is in tests/test_pipeline_e2e.py::test_review_round_trip; the
 workflow cannot run here, so this checks that everything it calls exists and parses.
 """
+
 import importlib.util
 import json
 import math
@@ -19,9 +20,9 @@ from ruamel.yaml import YAML
 from scipy.stats import binomtest
 
 from src.errors import PipelineError
+from src.review import evaluate_models, format_change, metrics_table, params_table, same_values
 from src.scoring.metrics import detailed_metrics
 from src.scoring.probabilities import write_probabilities
-from src.review import evaluate_models, format_change, metrics_table, params_table, same_values
 from src.scoring.significance import expected_calibration_error, mcnemar, paired_bootstrap, reliability_bins, verdict
 
 REPO = Path(__file__).resolve().parents[1]
@@ -45,8 +46,13 @@ def test_workflow_runs_on_pull_requests_and_posts_the_report_with_cml():
     workflow = YAML(typ="safe", pure=True).load(WORKFLOW.read_text())
     assert workflow["on"] == "pull_request"
     commands = [" ".join(words) for words in workflow_commands()]
-    order = ["python -m pip install -r requirements.txt", "python -m dvc pull --run-cache",
-             "python -m dvc repro", "python -m src.review --base origin/main", "cml comment create --publish"]
+    order = [
+        "python -m pip install -r requirements.txt",
+        "python -m dvc pull --run-cache",
+        "python -m dvc repro",
+        "python -m src.review --base origin/main",
+        "cml comment create --publish",
+    ]
     positions = [next(i for i, c in enumerate(commands) if c.startswith(expected)) for expected in order]
     assert positions == sorted(positions), commands
     post = next(step for step in workflow["jobs"]["review"]["steps"] if "cml comment" in step.get("run", ""))
@@ -63,7 +69,7 @@ def test_every_python_entry_point_and_dvc_command_of_the_workflow_exists():
         module, args = words[2], words[3:]
         assert importlib.util.find_spec(module) is not None, f"{WORKFLOW.name}: no module {module}"
         if module == "dvc":
-            parse_args(args)   # DVC's own parser: an unknown command or option fails here
+            parse_args(args)  # DVC's own parser: an unknown command or option fails here
         elif module == "pip" and "-r" in args:
             assert (REPO / args[args.index("-r") + 1]).is_file()
         elif module.startswith("src."):
@@ -80,28 +86,39 @@ def test_cml_accepts_the_comment_command():
 
 
 def test_tables_show_base_new_and_change():
-    diff = {"metrics/bert/test.json": {"macro_recall": {"old": 0.43, "new": 0.6426, "diff": 0.2126},
-                                       "accuracy": {"old": 0.5, "new": 0.5, "diff": 0}},
-            "metrics/bert/train.json": {"val.macro_recall": {"new": 0.58}}}
+    diff = {
+        "metrics/bert/test.json": {
+            "macro_recall": {"old": 0.43, "new": 0.6426, "diff": 0.2126},
+            "accuracy": {"old": 0.5, "new": 0.5, "diff": 0},
+        },
+        "metrics/bert/train.json": {"val.macro_recall": {"new": 0.58}},
+    }
     table, changed = metrics_table("bert", diff)
     assert changed
     assert "| test macro-recall | 0.4300 | 0.6426 | +0.2126 |" in table
     assert "| test accuracy | 0.5000 | 0.5000 | 0 |" in table
-    assert "| val macro-recall (best epoch) | – | 0.5800 | – |" in table   # new in this change
+    assert "| val macro-recall (best epoch) | – | 0.5800 | – |" in table  # new in this change
     assert metrics_table("lstm", diff) == ("", False)
     assert format_change(0.5, 0.25) == "-0.2500"
     assert params_table({}) == "No params changed.\n"
     assert "| `learning_rate` | 2e-05 | 3e-05 |" in params_table(
-        {"params.yaml": {"learning_rate": {"old": 2e-05, "new": 3e-05}}})
+        {"params.yaml": {"learning_rate": {"old": 2e-05, "new": 3e-05}}}
+    )
 
 
 def test_an_unknown_base_is_one_error_line(tmp_path):
     subprocess.run(["git", "init", "-q"], cwd=tmp_path, check=True)
-    result = subprocess.run([sys.executable, "-m", "src.review", "--base", "no-such-rev"], cwd=tmp_path,
-                            capture_output=True, text=True, env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"})
+    result = subprocess.run(
+        [sys.executable, "-m", "src.review", "--base", "no-such-rev"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"},
+    )
     assert result.returncode == 1
-    assert result.stderr.strip() == ("error: --base no-such-rev: not a git revision here "
-                                     "(fetch it first, e.g. `git fetch origin main`)")
+    assert result.stderr.strip() == (
+        "error: --base no-such-rev: not a git revision here (fetch it first, e.g. `git fetch origin main`)"
+    )
 
 
 # --- is the change real? intervals, McNemar, verdicts, calibration ------------------------------------------
@@ -139,7 +156,7 @@ def naive_bootstrap(gold, base, new, resamples=2000, seed=1):
 def test_intervals_p_value_and_verdict_against_independent_computations():
     gold, base, new = known_pair(4000, gained=200, lost=100)
     result = paired_bootstrap(gold, base, new, LABELS)
-    for side, predictions in (("base", base), ("new", new)):   # the point figures are src/scoring/metrics.py's
+    for side, predictions in (("base", base), ("new", new)):  # the point figures are src/scoring/metrics.py's
         expected = detailed_metrics(gold.tolist(), predictions.tolist(), LABELS)
         for metric in ("macro_recall", "f1_pn", "accuracy"):
             assert result[metric][side] == pytest.approx(expected[metric], abs=1e-12)
@@ -147,16 +164,16 @@ def test_intervals_p_value_and_verdict_against_independent_computations():
     naive = naive_bootstrap(gold, base, new)
     for metric in ("accuracy", "macro_recall", "f1_pn"):
         low, high = result[metric]["interval"]
-        assert low < result[metric]["change"] < high   # the true difference of this sample is inside
-        assert 0 < low and high - low < 0.03   # narrow at n = 4000, and all above zero
+        assert low < result[metric]["change"] < high  # the true difference of this sample is inside
+        assert 0 < low and high - low < 0.03  # narrow at n = 4000, and all above zero
         assert verdict(result[metric]["interval"]) == "better"
-        if metric in naive:   # the same distribution as resampling tweet indices
+        if metric in naive:  # the same distribution as resampling tweet indices
             np.testing.assert_allclose([low, high], naive[metric], atol=0.003)
     # McNemar: 200 gained, 100 lost; the exact two-sided binomial p computed two other ways
     test = mcnemar(gold, base, new)
     assert (test["base_wrong_new_right"], test["base_right_new_wrong"]) == (200, 100)
     assert test["p_value"] == pytest.approx(binomtest(100, 300, 0.5, alternative="two-sided").pvalue, rel=1e-12)
-    by_hand = min(1.0, 2 * sum(math.comb(300, k) for k in range(0, 101)) / 2 ** 300)
+    by_hand = min(1.0, 2 * sum(math.comb(300, k) for k in range(0, 101)) / 2**300)
     assert test["p_value"] == pytest.approx(by_hand, rel=1e-9)
     # swapping the models mirrors everything
     mirrored = paired_bootstrap(gold, new, base, LABELS)
@@ -173,8 +190,7 @@ def test_an_identical_pair_and_a_tiny_change_are_within_noise():
     small = paired_bootstrap(gold, base, new, LABELS)
     assert all(verdict(entry["interval"]) == "within noise" for entry in small.values())
     assert mcnemar(gold, base, new)["p_value"] == pytest.approx(binomtest(12, 22).pvalue)
-    assert (verdict([-0.1, 0.2]), verdict([0.01, 0.02]), verdict([-0.02, -0.01])) == \
-        ("within noise", "better", "worse")
+    assert (verdict([-0.1, 0.2]), verdict([0.01, 0.02]), verdict([-0.02, -0.01])) == ("within noise", "better", "worse")
     # seeded: the same interval every time
     assert paired_bootstrap(gold, base, new, LABELS) == small
 
@@ -235,8 +251,9 @@ def _git(work, *args):
 def _review(work, *args):
     env = {**os.environ, "PYTHONPATH": str(REPO), "DVC_NO_ANALYTICS": "1"}
     env.pop("PYTHONSAFEPATH", None)
-    return subprocess.run([sys.executable, "-m", "src.review", "--base", "HEAD", *args], cwd=work, env=env,
-                          capture_output=True, text=True)
+    return subprocess.run(
+        [sys.executable, "-m", "src.review", "--base", "HEAD", *args], cwd=work, env=env, capture_output=True, text=True
+    )
 
 
 def write_state(work: Path, gold, predictions: dict, probabilities: dict, val_loss: float) -> None:
@@ -265,15 +282,21 @@ def review_repo(tmp_path):
     (work / "dvc.yaml").write_text(DVC_YAML)
     gold, base, new = known_pair(3000, gained=200, lost=100)
     (work / "data/processed/test.jsonl").write_text(
-        "".join(json.dumps({"text": f"tweet {i} | with a pipe", "label": int(y)}) + "\n" for i, y in enumerate(gold)))
+        "".join(json.dumps({"text": f"tweet {i} | with a pipe", "label": int(y)}) + "\n" for i, y in enumerate(gold))
+    )
     lstm = (gold + (np.arange(len(gold)) % 3 == 0)) % 3
     env = {**os.environ, "DVC_NO_ANALYTICS": "1"}
-    for args in (["git", "init", "-q"], ["git", "config", "user.email", "t@example.com"],
-                 ["git", "config", "user.name", "test"], [sys.executable, "-m", "dvc", "init", "-q"]):
+    for args in (
+        ["git", "init", "-q"],
+        ["git", "config", "user.email", "t@example.com"],
+        ["git", "config", "user.name", "test"],
+        [sys.executable, "-m", "dvc", "init", "-q"],
+    ):
         subprocess.run(args, cwd=work, check=True, capture_output=True, env=env)
     write_state(work, gold, {"bert": base, "lstm": lstm}, {}, val_loss=0.891234)
-    subprocess.run([sys.executable, "-m", "dvc", "commit", "-f", "-q"], cwd=work, check=True, capture_output=True,
-                   env=env)
+    subprocess.run(
+        [sys.executable, "-m", "dvc", "commit", "-f", "-q"], cwd=work, check=True, capture_output=True, env=env
+    )
     _git(work, "add", "-A")
     _git(work, "commit", "-qm", "base")
     probabilities = np.full((len(gold), 3), 0.1)
@@ -287,7 +310,7 @@ def test_review_reports_intervals_verdicts_flips_calibration_and_unchanged(revie
     result = _review(work, "--out", "review")
     assert result.returncode == 0, result.stderr
     report = json.loads((work / "review/report.json").read_text())
-    assert report["models"]["lstm"] == {"status": "unchanged"}   # 7th-digit noise is not a change
+    assert report["models"]["lstm"] == {"status": "unchanged"}  # 7th-digit noise is not a change
     bert = report["models"]["bert"]
     assert bert["status"] == "changed" and bert["n"] == 3000
     expected_p = binomtest(200, 300).pvalue
@@ -302,23 +325,27 @@ def test_review_reports_intervals_verdicts_flips_calibration_and_unchanged(revie
     for i, name in enumerate(LABELS):
         assert flipped[name]["base_wrong_new_right"] == int(np.sum((base != gold) & (new == gold) & (gold == i)))
         assert flipped[name]["base_right_new_wrong"] == int(np.sum((base == gold) & (new != gold) & (gold == i)))
-    assert bert["calibration"]["ece_base"] is None   # the base has no probabilities...
-    assert bert["calibration"]["ece_new"] == pytest.approx(expected_calibration_error(
-        np.where(np.eye(3)[new] == 1, 0.8, 0.1), gold), abs=1e-9)
-    assert any("The base has no predictions/bert/probs_test.csv" in note for note in bert["notes"])   # ...and the report says so
+    assert bert["calibration"]["ece_base"] is None  # the base has no probabilities...
+    assert bert["calibration"]["ece_new"] == pytest.approx(
+        expected_calibration_error(np.where(np.eye(3)[new] == 1, 0.8, 0.1), gold), abs=1e-9
+    )
+    assert any(
+        "The base has no predictions/bert/probs_test.csv" in note for note in bert["notes"]
+    )  # ...and the report says so
 
     text = (work / "review/report.md").read_text()
-    head = text.splitlines()[:6]   # the first lines of the pull-request comment carry the verdicts
+    head = text.splitlines()[:6]  # the first lines of the pull-request comment carry the verdicts
     assert head[2] == "## Summary" and head[4].startswith("- **bert**: macro-recall +") and "**better**" in head[4]
     assert head[5] == "- lstm: unchanged"
     assert "| test macro-recall |" in text and "McNemar's exact test on the 300 tweets" in text
     assert "| tweet | gold | base → new | confidence (new) | confidence (base) |" in text
-    assert "tweet 1 \\| with a pipe" in text or "\\| with a pipe" in text   # a pipe does not break the table
+    assert "tweet 1 \\| with a pipe" in text or "\\| with a pipe" in text  # a pipe does not break the table
     assert "![bert: reliability diagram" in text
     image = work / "review/reliability_bert.png"
     assert image.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert sorted(json.loads((work / "review/.review-files.json").read_text())) == \
-        sorted(p.name for p in (work / "review").iterdir() if p.name != ".review-files.json")
+    assert sorted(json.loads((work / "review/.review-files.json").read_text())) == sorted(
+        p.name for p in (work / "review").iterdir() if p.name != ".review-files.json"
+    )
 
 
 def test_review_only_ever_replaces_files_it_wrote(review_repo):
@@ -340,7 +367,7 @@ def test_review_only_ever_replaces_files_it_wrote(review_repo):
     assert _review(work, "--out", "mine").returncode == 0
     assert (out / "report.md").read_text().startswith("# Review") and not (out / "curves_gone.png").exists()
     assert (out / "confusion_x.png").exists() and (out / "notes.txt").read_text() == "keep me"
-    assert not [p for p in out.iterdir() if p.name.startswith(".review-") and p.is_dir()]   # no staging left
+    assert not [p for p in out.iterdir() if p.name.startswith(".review-") and p.is_dir()]  # no staging left
     # a name the report needs, taken by a file no review wrote: refused, the file intact
     theirs = work / "theirs"
     theirs.mkdir()
@@ -348,10 +375,12 @@ def test_review_only_ever_replaces_files_it_wrote(review_repo):
     result = _review(work, "--out", "theirs")
     assert result.returncode == 1 and "Traceback" not in result.stderr
     assert result.stderr.strip().splitlines()[-1] == (
-        f"error: theirs/report.md: exists and was not written by src.review (not in theirs/.review-files.json); "
-        "move it or choose another --out")
-    assert [p.name for p in theirs.iterdir()] == ["report.md"] and (theirs / "report.md").read_text() == \
-        "someone's report"
+        "error: theirs/report.md: exists and was not written by src.review (not in theirs/.review-files.json); "
+        "move it or choose another --out"
+    )
+    assert [p.name for p in theirs.iterdir()] == ["report.md"] and (
+        theirs / "report.md"
+    ).read_text() == "someone's report"
 
 
 def test_an_unparseable_base_params_yaml_is_said_once_not_shown_as_changes(review_repo):
@@ -373,6 +402,6 @@ def test_an_unparseable_base_params_yaml_is_said_once_not_shown_as_changes(revie
 
 @pytest.mark.parametrize("foreach", ['{"../out": x}', '[".hidden"]', "{}", "7"])
 def test_a_model_name_that_is_not_a_plain_name_is_refused(tmp_path, foreach):
-    (tmp_path / "dvc.yaml").write_text("stages:\n  evaluate:\n    foreach: %s\n" % foreach)
+    (tmp_path / "dvc.yaml").write_text(f"stages:\n  evaluate:\n    foreach: {foreach}\n")
     with pytest.raises(PipelineError, match=r"dvc.yaml: stages.evaluate.foreach = .*: expected model names"):
         evaluate_models(tmp_path / "dvc.yaml")

@@ -8,9 +8,11 @@ create_trainer`` imports ``src/training/trainer.py`` and nothing else of that pa
 
 The rule for shared plumbing: ``PLUMBING`` below loads and validates params, prints errors, writes
 files atomically, handles signals and resolves package exports (src/lazy.py). It decides how a
-stage fails, never what a successful run computes, so no stage lists it: a schema change must not re-train the models. To keep that honest,
+stage fails, never what a successful run computes, so no stage lists it:
+a schema change must not re-train the models. To keep that honest,
 plumbing may import only plumbing.
 """
+
 from __future__ import annotations
 
 import ast
@@ -22,9 +24,18 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 CODE_ROOTS = ("src", "stages")
-PLUMBING = {"src/__init__.py", "stages/__init__.py",   # package markers
-            "src/params.py", "src/params_schema.py", "src/cli.py", "src/errors.py", "src/atomic.py",
-            "src/interrupts.py", "src/lazy.py", "src/launch.py"}
+PLUMBING = {
+    "src/__init__.py",
+    "stages/__init__.py",  # package markers
+    "src/params.py",
+    "src/params_schema.py",
+    "src/cli.py",
+    "src/errors.py",
+    "src/atomic.py",
+    "src/interrupts.py",
+    "src/lazy.py",
+    "src/launch.py",
+}
 STAGE_SCRIPT = re.compile(r"(?:-m\s+|\b)stages[./](\w+)")
 
 
@@ -63,7 +74,8 @@ def _with_parents(name: str) -> list[str]:
 def _is_type_checking(node: ast.If) -> bool:
     test = node.test
     return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (
-        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING")
+        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING"
+    )
 
 
 def direct_imports(path: str, source: str | None = None) -> set[str]:
@@ -71,8 +83,13 @@ def direct_imports(path: str, source: str | None = None) -> set[str]:
     if source is None:
         source = (REPO / path).read_text(encoding="utf-8")
     tree = ast.parse(source, filename=path)
-    skipped = {id(n) for block in ast.walk(tree) if isinstance(block, ast.If) and _is_type_checking(block)
-               for stmt in block.body for n in ast.walk(stmt)}
+    skipped = {
+        id(n)
+        for block in ast.walk(tree)
+        if isinstance(block, ast.If) and _is_type_checking(block)
+        for stmt in block.body
+        for n in ast.walk(stmt)
+    }
     this = module_name(path)
     package = this if path.endswith("__init__.py") else this.rpartition(".")[0]
     names: set[str] = set()
@@ -92,7 +109,7 @@ def direct_imports(path: str, source: str | None = None) -> set[str]:
             exports = _lazy_exports(init) if (init := module_file(origin)) and init.endswith("__init__.py") else {}
             for alias in node.names:
                 if module_file(f"{origin}.{alias.name}"):
-                    names.add(f"{origin}.{alias.name}")     # a submodule
+                    names.add(f"{origin}.{alias.name}")  # a submodule
                 elif alias.name in exports:
                     names.update(_with_parents(exports[alias.name]))
     return {file for name in names if (file := module_file(name)) and file != path}
@@ -116,8 +133,11 @@ def dvc_stages() -> dict[str, tuple[str, list[str]]]:
     from dvc.repo import Repo
 
     with Repo(str(REPO)) as repo:
-        return {stage.addressing: (stage.cmd, [dep.def_path for dep in stage.deps])
-                for stage in repo.index.stages if stage.cmd}
+        return {
+            stage.addressing: (stage.cmd, [dep.def_path for dep in stage.deps])
+            for stage in repo.index.stages
+            if stage.cmd
+        }
 
 
 def listed_code(deps: list[str]) -> dict[str, str]:
@@ -139,8 +159,11 @@ def deps_problems(stage: str, cmd: str, deps: list[str]) -> list[str]:
     script = f"stages/{match.group(1)}.py"
     needed = stage_code(script)
     listed = listed_code(deps)
-    problems = [f"add `- {file}` (imported via {' -> '.join(chain)})"
-                for file, chain in sorted(needed.items()) if file not in listed]
+    problems = [
+        f"add `- {file}` (imported via {' -> '.join(chain)})"
+        for file, chain in sorted(needed.items())
+        if file not in listed
+    ]
     unused: dict[str, list[str]] = {}
     for file, dep in sorted(listed.items()):
         if file in PLUMBING:
@@ -148,8 +171,11 @@ def deps_problems(stage: str, cmd: str, deps: list[str]) -> list[str]:
         elif file not in needed:
             unused.setdefault(dep, []).append(file)
     for dep, files in unused.items():
-        problems.append(f"remove `- {dep}` ({dep}, which the stage never imports)" if files == [dep] else
-                        f"remove `- {dep}` (the stage never imports {', '.join(files)}: list the modules it imports)")
+        problems.append(
+            f"remove `- {dep}` ({dep}, which the stage never imports)"
+            if files == [dep]
+            else f"remove `- {dep}` (the stage never imports {', '.join(files)}: list the modules it imports)"
+        )
     return sorted(set(problems))
 
 
@@ -164,15 +190,16 @@ def test_plumbing_exists_and_imports_only_plumbing():
     for file in sorted(PLUMBING):
         assert (REPO / file).is_file(), f"{file} is listed as plumbing in tests/test_stage_deps.py but does not exist"
         leaks = direct_imports(file) - PLUMBING
-        assert not leaks, f"plumbing module {file} imports {sorted(leaks)}: a stage's result would then depend on " \
-                          "code no dvc.yaml deps list; move that code out of the plumbing or remove it from PLUMBING"
+        assert not leaks, (
+            f"plumbing module {file} imports {sorted(leaks)}: a stage's result would then depend on "
+            "code no dvc.yaml deps list; move that code out of the plumbing or remove it from PLUMBING"
+        )
 
 
 def test_training_does_not_import_the_downloader_or_the_other_model():
     assert "src/data/download.py" not in stage_code("stages/train_lstm.py")
     bert = stage_code("stages/train_bert.py")
     assert not {"src/training/glove_loader.py", "src/models/lstm_model.py", "src/data/glove.py"} & set(bert)
-
 
 
 def test_scoring_does_not_import_the_training_engine():
@@ -184,14 +211,18 @@ def test_scoring_does_not_import_the_training_engine():
     for shared in ("src/runtime.py", "src/models/loading.py", "src/models/checkpoint_files.py", "src/data/batching.py"):
         assert not [file for file in direct_imports(shared) if file.startswith("src/training/")], shared
 
-@pytest.mark.parametrize("source, expected", [
-    ("from src.training import create_trainer", {"src/training/__init__.py", "src/training/trainer.py"}),
-    ("from src.training import GloVeLoader", {"src/training/__init__.py", "src/training/glove_loader.py"}),
-    ("from src.models import training", {"src/models/__init__.py", "src/models/training.py"}),
-    ("import src.training.history", {"src/training/__init__.py", "src/training/history.py"}),
-    ("def f():\n    from src.data.vocab import Vocabulary", {"src/data/__init__.py", "src/data/vocab.py"}),
-    ("from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from src.data.vocab import Vocabulary", set()),
-])
+
+@pytest.mark.parametrize(
+    "source, expected",
+    [
+        ("from src.training import create_trainer", {"src/training/__init__.py", "src/training/trainer.py"}),
+        ("from src.training import GloVeLoader", {"src/training/__init__.py", "src/training/glove_loader.py"}),
+        ("from src.models import training", {"src/models/__init__.py", "src/models/training.py"}),
+        ("import src.training.history", {"src/training/__init__.py", "src/training/history.py"}),
+        ("def f():\n    from src.data.vocab import Vocabulary", {"src/data/__init__.py", "src/data/vocab.py"}),
+        ("from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from src.data.vocab import Vocabulary", set()),
+    ],
+)
 def test_import_resolution(source, expected):
     assert direct_imports("stages/probe.py", source) - {"src/__init__.py"} == expected
 

@@ -1,32 +1,39 @@
 """stages/train_lstm.py and src/evaluation.py end to end on a tiny processed dataset in a temp dir."""
+
 from __future__ import annotations
 
 import json
 
 import pytest
 
-from src.errors import PipelineError
-from src.evaluation import predict_proba
-from src.models.loading import load_model
-from src.evaluation import main as evaluation_main
-from src.models.lstm_data import encode, make_loader
-from src.models.lstm_model import LSTMClassifier
 from src.data.preprocess import Split, read_split, write_split
 from src.data.vocab import Vocabulary
+from src.errors import PipelineError
+from src.evaluation import main as evaluation_main
+from src.evaluation import predict_proba
+from src.models.loading import load_model
+from src.models.lstm_data import encode, make_loader
+from src.models.lstm_model import LSTMClassifier
 from stages import train_lstm
 from tests.fixtures import TINY_LSTM, synthetic_split  # noqa: F401 (importable from here, as before)
+
 
 def test_stage_writes_model_metrics_and_plots(workdir, capsys):
     train_lstm.main(workdir)
     metrics = json.load(open("metrics/lstm/train.json"))
     assert metrics["val"]["macro_recall"] > 0.7
-    assert set(metrics) == {"best_epoch", "epochs", "val", "parameters"}   # the layout of metrics/bert/train.json
+    assert set(metrics) == {"best_epoch", "epochs", "val", "parameters"}  # the layout of metrics/bert/train.json
     assert set(metrics["val"]) == {"accuracy", "macro_recall"}
     plots = json.load(open("plots/train_lstm.json"))
     assert [row["epoch"] for row in plots] == list(range(1, len(plots) + 1))
     assert {"train_loss", "val_loss", "val_accuracy", "val_macro_recall", "learning_rate"} <= set(plots[0])
-    for name in ("best_model.pt", "model_config.json", "vocab.json", "training_history.json",
-                 "checkpoint_registry.json"):
+    for name in (
+        "best_model.pt",
+        "model_config.json",
+        "vocab.json",
+        "training_history.json",
+        "checkpoint_registry.json",
+    ):
         assert (train_lstm.MODEL_DIR / name).is_file()
 
     evaluation_main(["--model-dir", "models/lstm", "--split", "val"])
@@ -97,16 +104,17 @@ def test_stage_logs_every_step_and_epoch_with_dvclive_while_it_trains(workdir, m
     epoch, and metrics.json rewritten as it goes, so `dvc exp show` / `dvc plots` see a running stage."""
     from src.training.live import DVCLiveLog
 
-    seen = []   # metrics.json as `dvc exp show` would read it right after each epoch
+    seen = []  # metrics.json as `dvc exp show` would read it right after each epoch
     log_epoch = DVCLiveLog.log_epoch
 
     def spy(self, step, epoch, metrics):
         log_epoch(self, step, epoch, metrics)
         seen.append(json.loads((self.directory / "metrics.json").read_text()))
+
     monkeypatch.setattr(DVCLiveLog, "log_epoch", spy)
     train_lstm.main(workdir)
 
-    curves = json.load(open("plots/train_lstm.json"))   # the stage's per-epoch rows
+    curves = json.load(open("plots/train_lstm.json"))  # the stage's per-epoch rows
     history = {name: [row[name] for row in curves] for name in curves[0]}
     epochs = len(curves)
     plots = train_lstm.LIVE_DIR / "plots/metrics"
@@ -121,13 +129,15 @@ def test_stage_logs_every_step_and_epoch_with_dvclive_while_it_trains(workdir, m
     assert seen[0]["val"]["macro_recall"] == pytest.approx(history["val_macro_recall"][0])
     final = json.loads((train_lstm.LIVE_DIR / "metrics.json").read_text())
     assert final["step"] == epochs * per_epoch and final["train"]["loss"] == pytest.approx(steps[-1]["loss"])
-    assert "timestamp" not in open(plots / "train/loss.tsv").readline()   # equal runs write equal files
+    assert "timestamp" not in open(plots / "train/loss.tsv").readline()  # equal runs write equal files
 
 
 def test_the_engine_does_not_import_dvclive_unless_a_stage_logs():
     import subprocess
     import sys
 
-    code = ("import sys, src.training.trainer, src.models.training, src.training.live; "
-            "assert 'dvclive' not in sys.modules, 'imported'")
+    code = (
+        "import sys, src.training.trainer, src.models.training, src.training.live; "
+        "assert 'dvclive' not in sys.modules, 'imported'"
+    )
     subprocess.run([sys.executable, "-c", code], check=True)

@@ -1,5 +1,6 @@
 """The shared training engine on tiny synthetic data: convergence, checkpoints, resume, early
 stopping, schedulers, GloVe, and the train_lstm stage end to end. Offline, CPU, fast."""
+
 from __future__ import annotations
 
 import json
@@ -12,19 +13,25 @@ import pytest
 import torch
 from torch import nn
 
+from src.data.vocab import Vocabulary
 from src.errors import PipelineError
+from src.models.checkpoint_files import load_checkpoint_file
 from src.models.lstm_data import make_loader
 from src.models.lstm_model import LSTMClassifier
-from src.training import (
-    CheckpointManager, EarlyStopping, GloVeLoader, Trainer, create_checkpoint_manager, create_early_stopping,
-    create_trainer, initialize_model_with_glove,
-)
-from src.models.checkpoint_files import load_checkpoint_file
 from src.runtime import resolve_device
-from src.data.vocab import Vocabulary
+from src.training import (
+    CheckpointManager,
+    EarlyStopping,
+    GloVeLoader,
+    Trainer,
+    create_checkpoint_manager,
+    create_early_stopping,
+    create_trainer,
+    initialize_model_with_glove,
+)
 from tests.fixtures import synthetic_split
 
-pytestmark = pytest.mark.usefixtures("one_thread")   # tests/conftest.py
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 @pytest.fixture(scope="module")
@@ -43,8 +50,9 @@ def loaders(data, batch_size=16, seed=0):
 
 def tiny_model(vocab, seed=0, embedding_dim=8):
     torch.manual_seed(seed)
-    return LSTMClassifier(len(vocab), embedding_dim, hidden_dim=12, output_dim=3, n_layers=1, dropout=0.1,
-                          bidirectional=True)
+    return LSTMClassifier(
+        len(vocab), embedding_dim, hidden_dim=12, output_dim=3, n_layers=1, dropout=0.1, bidirectional=True
+    )
 
 
 def tiny_trainer(data, tmp_path, seed=0, **kwargs):
@@ -79,8 +87,17 @@ class TestTrainingIntegration:
     def test_history_and_summary_keys(self, data, tmp_path):
         trainer = tiny_trainer(data, tmp_path)
         history = trainer.train(epochs=2, early_stopping_patience=3)
-        for key in ("train_losses", "val_losses", "val_accuracies", "learning_rates", "best_val_loss", "total_time",
-                    "val_macro_recalls", "val_macro_f1s", "epoch_times"):
+        for key in (
+            "train_losses",
+            "val_losses",
+            "val_accuracies",
+            "learning_rates",
+            "best_val_loss",
+            "total_time",
+            "val_macro_recalls",
+            "val_macro_f1s",
+            "epoch_times",
+        ):
             assert key in history
         assert len(history["train_losses"]) == len(history["epoch_times"]) == 2
         assert history["best_val_loss"] == min(history["val_losses"])
@@ -99,6 +116,7 @@ class TestTrainingIntegration:
 
     def test_hf_style_output_and_attention_mask_batches(self, tmp_path):
         """BERT's shape of things: dict batches with attention_mask, outputs with .logits, per-step scheduler."""
+
         class MaskedMean(nn.Module):
             def __init__(self):
                 super().__init__()
@@ -112,14 +130,32 @@ class TestTrainingIntegration:
 
         torch.manual_seed(0)
         ids = torch.randint(1, 10, (32, 5))
-        batches = [{"input_ids": ids[i:i + 8], "attention_mask": torch.ones(8, 5, dtype=torch.long),
-                    "labels": (ids[i:i + 8, 0] % 3)} for i in range(0, 32, 8)]
+        batches = [
+            {
+                "input_ids": ids[i : i + 8],
+                "attention_mask": torch.ones(8, 5, dtype=torch.long),
+                "labels": (ids[i : i + 8, 0] % 3),
+            }
+            for i in range(0, 32, 8)
+        ]
         model = MaskedMean()
         optimizer = torch.optim.AdamW(model.parameters(), lr=0.1)
         warmup = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0 / (step + 1))
-        trainer = Trainer(model, batches, batches, optimizer, nn.CrossEntropyLoss(), warmup, 1.0, tmp_path,
-                          scheduler_interval="step", monitor="val_accuracy", progress=False,
-                          checkpoint_name="checkpoint_epoch_{epoch}.pt", best_model_name="best_model.pt")
+        trainer = Trainer(
+            model,
+            batches,
+            batches,
+            optimizer,
+            nn.CrossEntropyLoss(),
+            warmup,
+            1.0,
+            tmp_path,
+            scheduler_interval="step",
+            monitor="val_accuracy",
+            progress=False,
+            checkpoint_name="checkpoint_epoch_{epoch}.pt",
+            best_model_name="best_model.pt",
+        )
         history = trainer.train(epochs=2)
         # LambdaLR stepped once per batch: 4 steps per epoch -> factor 1/5, then 1/9.
         assert history["learning_rates"] == pytest.approx([0.1 / 5, 0.1 / 9])
@@ -145,7 +181,9 @@ class TestTrainingIntegration:
         assert restored.epoch == 2 and restored.global_step == trainer.global_step
         for name, tensor in trainer.model.state_dict().items():
             assert torch.equal(tensor, restored.model.state_dict()[name])
-        for a, b in zip(trainer.optimizer.state_dict()["state"].values(), restored.optimizer.state_dict()["state"].values()):
+        for a, b in zip(
+            trainer.optimizer.state_dict()["state"].values(), restored.optimizer.state_dict()["state"].values()
+        ):
             assert all(torch.equal(a[k], b[k]) for k in a)
         assert restored.scheduler.state_dict() == trainer.scheduler.state_dict()
         assert restored.history == trainer.history
@@ -175,12 +213,17 @@ class TestTrainingIntegration:
         # (val_loss, val_accuracy) per epoch: best loss at epoch 2, best accuracy at epoch 1.
         scores = [(0.9, 0.80), (0.5, 0.60), (0.7, 0.70), (0.8, 0.65), (0.6, 0.75)]
         for epoch, (loss, acc) in enumerate(scores, 1):
-            manager.save_checkpoint(model, optimizer, epoch, train_loss=1.0, val_loss=loss, val_accuracy=acc,
-                                    is_best=epoch == 2)
+            manager.save_checkpoint(
+                model, optimizer, epoch, train_loss=1.0, val_loss=loss, val_accuracy=acc, is_best=epoch == 2
+            )
 
         kept = sorted(p.name for p in tmp_path.glob("checkpoint_epoch_*.pt"))
-        assert kept == ["checkpoint_epoch_1.pt", "checkpoint_epoch_2.pt", "checkpoint_epoch_4.pt",
-                        "checkpoint_epoch_5.pt"]
+        assert kept == [
+            "checkpoint_epoch_1.pt",
+            "checkpoint_epoch_2.pt",
+            "checkpoint_epoch_4.pt",
+            "checkpoint_epoch_5.pt",
+        ]
         assert manager.load_best_checkpoint("loss") == tmp_path / "checkpoint_epoch_2.pt"
         assert manager.load_best_checkpoint("accuracy") == tmp_path / "checkpoint_epoch_1.pt"
         assert manager.get_checkpoint_info(tmp_path / "best_model.pt")["epoch"] == 2
@@ -202,8 +245,9 @@ class TestTrainingIntegration:
         model(torch.ones(1, 200)).sum().backward()
         optimizer.step()  # Adam keeps two tensors per parameter: a full checkpoint is ~3x the model
         for epoch in range(1, 4):
-            manager.save_checkpoint(model, optimizer, epoch, train_loss=1.0, val_loss=1.0 / epoch, val_accuracy=0.5,
-                                    is_best=True)
+            manager.save_checkpoint(
+                model, optimizer, epoch, train_loss=1.0, val_loss=1.0 / epoch, val_accuracy=0.5, is_best=True
+            )
 
         sizes = {p.name: p.stat().st_size for p in tmp_path.glob("*.pt")}
         for epoch in (1, 2):
@@ -232,8 +276,13 @@ class TestTrainingIntegration:
         (directory / "checkpoint_epoch_7.pt").symlink_to(victims[1])  # a link leading out, named like a checkpoint
         registry = json.loads((directory / "checkpoint_registry.json").read_text())
         entry = registry["checkpoints"][0]
-        registry["checkpoints"] += [{**entry, "file": "../outside/victim.pt"}, {**entry, "file": str(victims[0])},
-                                    {**entry, "file": "checkpoint_epoch_7.pt"}, "junk", {**entry, "epoch": "2"}]
+        registry["checkpoints"] += [
+            {**entry, "file": "../outside/victim.pt"},
+            {**entry, "file": str(victims[0])},
+            {**entry, "file": "checkpoint_epoch_7.pt"},
+            "junk",
+            {**entry, "epoch": "2"},
+        ]
         (directory / "checkpoint_registry.json").write_text(json.dumps(registry))
 
         caplog.set_level(logging.WARNING)
@@ -255,7 +304,9 @@ class TestTrainingIntegration:
         rebuilt = CheckpointManager(directory)  # from the metadata inside the checkpoint files
         assert "unreadable (JSONDecodeError); ignored, rebuilt from the 2 checkpoint file(s) here" in caplog.text
         assert [(e["file"], e["resume_state"]) for e in rebuilt.entries] == [
-            ("checkpoint_epoch_1.pt", False), ("checkpoint_epoch_2.pt", True)]
+            ("checkpoint_epoch_1.pt", False),
+            ("checkpoint_epoch_2.pt", True),
+        ]
 
     # ---- early stopping --------------------------------------------------------------------------------
     def test_early_stopping_restores_best_weights(self):
@@ -304,8 +355,9 @@ class TestTrainingIntegration:
 
     def test_plateau_scheduler_reduces_when_the_monitor_stalls(self, data, tmp_path):
         # lr 1e-6: the weights barely move, val loss never beats its best by the 1e-4 relative threshold.
-        trainer = tiny_trainer(data, tmp_path, learning_rate=1e-6, scheduler_type="plateau",
-                               scheduler_kwargs={"patience": 0, "gamma": 0.5})
+        trainer = tiny_trainer(
+            data, tmp_path, learning_rate=1e-6, scheduler_type="plateau", scheduler_kwargs={"patience": 0, "gamma": 0.5}
+        )
         rates = trainer.train(epochs=3)["learning_rates"]
         assert rates == pytest.approx([1e-6, 1e-6, 5e-7], rel=1e-6)  # cut after the first stalled epoch
         assert trainer.scheduler.mode == "min"
@@ -344,14 +396,17 @@ class TestTrainingIntegration:
         """output_dim 1 (a binary task): BCEWithLogitsLoss, class 1 where the logit is > 0, metrics as usual."""
         keep = [i for i, y in enumerate(data.train[1]) if y != 1]
         keep_val = [i for i, y in enumerate(data.val[1]) if y != 1]
-        train = make_loader([data.train[0][i] for i in keep], [data.train[1][i] // 2 for i in keep], data.vocab, 16,
-                            shuffle=True)
-        val = make_loader([data.val[0][i] for i in keep_val], [data.val[1][i] // 2 for i in keep_val], data.vocab, 32,
-                          shuffle=False)
+        train = make_loader(
+            [data.train[0][i] for i in keep], [data.train[1][i] // 2 for i in keep], data.vocab, 16, shuffle=True
+        )
+        val = make_loader(
+            [data.val[0][i] for i in keep_val], [data.val[1][i] // 2 for i in keep_val], data.vocab, 32, shuffle=False
+        )
         torch.manual_seed(0)
         model = LSTMClassifier(len(data.vocab), 8, hidden_dim=12, output_dim=1, n_layers=1, dropout=0.1)
-        trainer = create_trainer(model, train, val, learning_rate=0.02, scheduler_type=None,
-                                 checkpoint_dir=tmp_path / "ckpt", progress=False)
+        trainer = create_trainer(
+            model, train, val, learning_rate=0.02, scheduler_type=None, checkpoint_dir=tmp_path / "ckpt", progress=False
+        )
         assert isinstance(trainer.criterion, nn.BCEWithLogitsLoss)
         history = trainer.train(epochs=6)
         assert history["val_accuracies"][-1] >= 0.9 and history["val_macro_recalls"][-1] >= 0.9
@@ -359,16 +414,29 @@ class TestTrainingIntegration:
         assert set(predictions) == {0, 1}
 
     def test_create_trainer_takes_a_whole_training_config(self, data, tmp_path):
-        training_config = {"batch_size": 16, "learning_rate": 0.02, "epochs": 20, "weight_decay": 1e-5,
-                           "gradient_clip": 1.0, "early_stopping_patience": 5, "validation_split": 0.2}
+        training_config = {
+            "batch_size": 16,
+            "learning_rate": 0.02,
+            "epochs": 20,
+            "weight_decay": 1e-5,
+            "gradient_clip": 1.0,
+            "early_stopping_patience": 5,
+            "validation_split": 0.2,
+        }
         train, val = loaders(data)
-        trainer = create_trainer(tiny_model(data.vocab), train, val, checkpoint_dir=tmp_path / "ckpt", progress=False,
-                                 **training_config)
+        trainer = create_trainer(
+            tiny_model(data.vocab), train, val, checkpoint_dir=tmp_path / "ckpt", progress=False, **training_config
+        )
         assert trainer.early_stopping.patience == 5 and trainer.gradient_clip == 1.0
         assert trainer.optimizer.param_groups[0]["lr"] == 0.02
         with pytest.raises(PipelineError, match="batch_size = 64 but train_loader batches 16"):
-            create_trainer(tiny_model(data.vocab), train, val, checkpoint_dir=tmp_path / "other",
-                           **{**training_config, "batch_size": 64})
+            create_trainer(
+                tiny_model(data.vocab),
+                train,
+                val,
+                checkpoint_dir=tmp_path / "other",
+                **{**training_config, "batch_size": 64},
+            )
 
     def test_a_vocabulary_larger_than_vocab_size_is_a_clear_error(self, data):
         model = LSTMClassifier(vocab_size=10, embedding_dim=8, hidden_dim=12, n_layers=1)
@@ -394,8 +462,9 @@ class TestGloVeIntegration:
         assert dim == 25 and set(embeddings) == set(vectors)
 
         model = tiny_model(data.vocab, embedding_dim=25)
-        stats = initialize_model_with_glove(model, data.vocab, "twitter.27B", "25d", freeze_embeddings=True,
-                                            cache_dir=tmp_path / "glove")
+        stats = initialize_model_with_glove(
+            model, data.vocab, "twitter.27B", "25d", freeze_embeddings=True, cache_dir=tmp_path / "glove"
+        )
         n_words = len(data.vocab) - 2
         assert stats["words_found"] == 4 and stats["words_missing"] == n_words - 4
         assert stats["vocab_coverage"] == round(4 / n_words, 4)
@@ -407,13 +476,15 @@ class TestGloVeIntegration:
         # Frozen: the optimizer never sees the embedding, so training leaves it exactly as loaded.
         before = model.embedding.weight.detach().clone()
         train, val = loaders(data)
-        create_trainer(model, train, val, learning_rate=0.05, scheduler_type=None, checkpoint_dir=tmp_path / "c",
-                       progress=False).train(epochs=1)
+        create_trainer(
+            model, train, val, learning_rate=0.05, scheduler_type=None, checkpoint_dir=tmp_path / "c", progress=False
+        ).train(epochs=1)
         assert torch.equal(model.embedding.weight, before)
 
     def test_glove_dimension_mismatch_is_a_clear_error(self, data, tmp_path, monkeypatch):
         write_glove_mirror(tmp_path / "mirror", {"good": [0.1] * 25})
         monkeypatch.setenv("SENTIMENT_MIRROR", str(tmp_path / "mirror"))
         with pytest.raises(PipelineError, match="lstm.embedding_dim"):
-            initialize_model_with_glove(tiny_model(data.vocab, embedding_dim=8), data.vocab, "twitter.27B", "25d",
-                                        cache_dir=tmp_path / "glove")
+            initialize_model_with_glove(
+                tiny_model(data.vocab, embedding_dim=8), data.vocab, "twitter.27B", "25d", cache_dir=tmp_path / "glove"
+            )

@@ -2,6 +2,7 @@
 
 Trials train the 2-layer BERT that tests/fixtures.py builds on the fixture tweets.
 """
+
 from __future__ import annotations
 
 import json
@@ -16,9 +17,9 @@ import optuna
 import pytest
 
 from src import tuning
+from src.data.preprocess import Split, normalize_tweet, write_split
 from src.models import training
 from src.params import load_params
-from src.data.preprocess import Split, normalize_tweet, write_split
 from tests.fixtures import bert_loaders, tiny_splits
 
 REPO = Path(__file__).resolve().parents[1]
@@ -53,9 +54,20 @@ def by_config(results: dict) -> dict:
 def search(tiny_bert, directory, workers, **options):  # noqa: F811
     _, train_loader, val_loader = bert_loaders(tiny_bert)
     return training.hyperparameter_tuning(
-        SlowLoader(train_loader, 0.5), val_loader, None, directory, {"learning_rate": [1e-4, 3e-4, 1e-3, 3e-3]},
-        "cpu", base_hyperparameters={"num_epochs": 2}, method="random", n_trials=4, seed=3, workers=workers,
-        model_name=tiny_bert, **options)
+        SlowLoader(train_loader, 0.5),
+        val_loader,
+        None,
+        directory,
+        {"learning_rate": [1e-4, 3e-4, 1e-3, 3e-3]},
+        "cpu",
+        base_hyperparameters={"num_epochs": 2},
+        method="random",
+        n_trials=4,
+        seed=3,
+        workers=workers,
+        model_name=tiny_bert,
+        **options,
+    )
 
 
 def test_two_workers_split_the_trials_run_no_configuration_twice_and_match_one_worker(tiny_bert, tmp_path):  # noqa: F811
@@ -93,9 +105,19 @@ def test_pruning_stops_a_trial_that_is_clearly_behind(tiny_bert, tmp_path):  # n
     _, train_loader, val_loader = bert_loaders(tiny_bert)
     # grid, seed 1: trial 0 learns (3e-3), trial 1 cannot move (1e-9) and falls below the median
     space = {"learning_rate": [3e-3, 1e-9]}
-    training.hyperparameter_tuning(train_loader, val_loader, None, tmp_path, space, "cpu", method="grid", seed=1,
-                                   base_hyperparameters={"num_epochs": 8, "batch_size": 8}, model_name=tiny_bert,
-                                   pruning={"enabled": True, "startup_trials": 1, "warmup_epochs": 0})
+    training.hyperparameter_tuning(
+        train_loader,
+        val_loader,
+        None,
+        tmp_path,
+        space,
+        "cpu",
+        method="grid",
+        seed=1,
+        base_hyperparameters={"num_epochs": 8, "batch_size": 8},
+        model_name=tiny_bert,
+        pruning={"enabled": True, "startup_trials": 1, "warmup_epochs": 0},
+    )
     results = json.loads((tmp_path / "tuning_results.json").read_text())
     good, bad = results["trials"]
     assert (good["params"], bad["params"]) == ({"learning_rate": 3e-3}, {"learning_rate": 1e-9})
@@ -112,16 +134,20 @@ def score_of(trial, config, device):
     return -abs(config["learning_rate"] - 3e-4) - config["warmup_ratio"]
 
 
-@pytest.mark.parametrize("method, rdb", [("grid", False), ("random", False), ("tpe", False), ("random", True)],
-                         ids=["grid", "random", "tpe", "random-rdb"])
+@pytest.mark.parametrize(
+    "method, rdb",
+    [("grid", False), ("random", False), ("tpe", False), ("random", True)],
+    ids=["grid", "random", "tpe", "random-rdb"],
+)
 def test_every_sampler_trains_n_distinct_configurations_reproducibly(tmp_path, method, rdb):
     space = {"learning_rate": [1e-4, 3e-4, 1e-3], "warmup_ratio": [0.0, 0.1]}
 
     def run(directory, n_trials):
         fingerprint = {"params": {"method": method, "dir": str(directory)}}
         storage = f"sqlite:///{tmp_path / 'optuna.db'}" if rdb else None  # RDB: one database, a study per search
-        search = tuning.Search(directory, storage, tuning.study_name(fingerprint), space, method, 7, n_trials,
-                               "maximize", None)
+        search = tuning.Search(
+            directory, storage, tuning.study_name(fingerprint), space, method, 7, n_trials, "maximize", None
+        )
         study, _ = tuning.prepare_study(search, fingerprint)
         tuning.run_search(search, score_of, "cpu", workers=1)
         return [(t.number, t.params) for t in tuning.trained_trials(study)]
@@ -159,8 +185,10 @@ def write_tune_inputs(directory: Path, model_dir: str, tune: dict) -> None:
     splits = tiny_splits()
     for name in ("train", "val"):
         rows = splits[name]
-        write_split(directory / f"data/processed/{name}.jsonl",
-                    Split([normalize_tweet(t) for t, _ in rows], [y for _, y in rows]))
+        write_split(
+            directory / f"data/processed/{name}.jsonl",
+            Split([normalize_tweet(t) for t, _ in rows], [y for _, y in rows]),
+        )
     params = load_params(REPO / "params.yaml")
     params.update(model_name=model_dir, num_epochs=5, batch_size=8, max_length=32)
     params["bert"]["eval_batch_size"] = 16
@@ -171,8 +199,15 @@ def write_tune_inputs(directory: Path, model_dir: str, tune: dict) -> None:
 def run_tune(directory: Path, **kwargs):
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
     env.pop("PYTHONSAFEPATH", None)
-    return subprocess.Popen([sys.executable, "-m", "stages.tune"], cwd=directory, env=env, text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, **kwargs)
+    return subprocess.Popen(
+        [sys.executable, "-m", "stages.tune"],
+        cwd=directory,
+        env=env,
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        **kwargs,
+    )
 
 
 def completed_trials(directory: Path) -> dict[int, dict]:
@@ -206,8 +241,17 @@ def alive(pid: int) -> bool:
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
 def test_a_killed_tune_continues_from_the_trials_it_completed(tiny_bert, tmp_path):  # noqa: F811
     space = {"learning_rate": [1e-4, 3e-4, 1e-3, 3e-3], "warmup_ratio": [0.0, 0.1]}
-    write_tune_inputs(tmp_path, tiny_bert, {"method": "grid", "n_trials": 4, "workers": 2, "search_space": space,
-                                            "pruning": {"enabled": False, "startup_trials": 2, "warmup_epochs": 0}})
+    write_tune_inputs(
+        tmp_path,
+        tiny_bert,
+        {
+            "method": "grid",
+            "n_trials": 4,
+            "workers": 2,
+            "search_space": space,
+            "pruning": {"enabled": False, "startup_trials": 2, "warmup_epochs": 0},
+        },
+    )
     process = run_tune(tmp_path)
     deadline = time.monotonic() + 120
     while not completed_trials(tmp_path) and time.monotonic() < deadline and process.poll() is None:
@@ -292,23 +336,33 @@ def test_two_queued_experiments_run_in_parallel_and_each_trains_from_scratch(pro
     work, env = project
     env = {**env, "OMP_NUM_THREADS": "1"}
     dvc = [sys.executable, "-m", "dvc"]
-    set_params(work / "params.yaml", {"model_name": str(write_tiny_bert(tmp_path / "tiny-bert")), "num_epochs": 1,
-                                       "batch_size": 8, "max_length": 32, "bert.eval_batch_size": 16})
+    set_params(
+        work / "params.yaml",
+        {
+            "model_name": str(write_tiny_bert(tmp_path / "tiny-bert")),
+            "num_epochs": 1,
+            "batch_size": 8,
+            "max_length": 32,
+            "bert.eval_batch_size": 16,
+        },
+    )
     run_checked(dvc + ["repro", "train_bert"], work, env)
     run_checked(["git", "add", "-A"], work, env)
     run_checked(["git", "commit", "-qm", "baseline"], work, env)
 
-    for rate in ("3e-5", "1e-4"):   # both differ from params.yaml's learning rate (5e-5)
+    for rate in ("3e-5", "1e-4"):  # both differ from params.yaml's learning rate (5e-5)
         run_checked(dvc + ["exp", "run", "--queue", "-S", f"learning_rate={rate}", "train_bert"], work, env)
     try:
         run_checked(dvc + ["queue", "start", "-j", "2"], work, env)
         deadline, status = time.monotonic() + 300, ""
         while time.monotonic() < deadline:  # git refs are cheap to poll; a dvc command costs seconds of CPU
             time.sleep(1)
-            finished = subprocess.run(["git", "for-each-ref", "refs/exps"], cwd=work, capture_output=True,
-                                      text=True).stdout.count("\n")
-            if finished == 2 or (time.monotonic() % 15 < 1 and "Failed" in (status := run_checked(dvc + ["queue", "status"],
-                                                                                                work, env))):
+            finished = subprocess.run(
+                ["git", "for-each-ref", "refs/exps"], cwd=work, capture_output=True, text=True
+            ).stdout.count("\n")
+            if finished == 2 or (
+                time.monotonic() % 15 < 1 and "Failed" in (status := run_checked(dvc + ["queue", "status"], work, env))
+            ):
                 break
         status = run_checked(dvc + ["queue", "status"], work, env)
         assert status.count("Success") == 2, status
@@ -316,8 +370,9 @@ def test_two_queued_experiments_run_in_parallel_and_each_trains_from_scratch(pro
         subprocess.run(dvc + ["queue", "stop", "--kill"], cwd=work, env=env, capture_output=True)
 
     shown = json.loads(run_checked(dvc + ["exp", "show", "--json"], work, env))
-    runs = {rev["name"]: rev["data"] for entry in shown for exp in entry.get("experiments") or []
-            for rev in exp["revs"]}
+    runs = {
+        rev["name"]: rev["data"] for entry in shown for exp in entry.get("experiments") or [] for rev in exp["revs"]
+    }
     assert sorted(data["params"]["params.yaml"]["data"]["learning_rate"] for data in runs.values()) == [3e-5, 1e-4]
     for data in runs.values():
         assert "macro_recall" in data["metrics"]["metrics/bert/train.json"]["data"]["val"]

@@ -2,9 +2,9 @@ import numpy as np
 import pytest
 
 from src.data import glove
-from src.errors import DataError, PipelineError
 from src.data.tokenizer import tokenize
 from src.data.vocab import PAD_ID, UNK_ID, Vocabulary, align_glove, coverage_stats, glove_words_wanted
+from src.errors import DataError, PipelineError
 from tests.fixtures import glove_lines, write_glove_zip
 
 
@@ -85,7 +85,9 @@ def test_glove_variants():
 
 def test_archive_without_the_member_lists_what_it_has(tmp_path):
     archive = write_glove_zip(tmp_path / "g.zip", {"glove.twitter.27B.25d.txt": glove_lines(["a"], 25)})
-    with pytest.raises(PipelineError, match=r"no member glove.twitter.27B.50d.txt \(it holds: glove.twitter.27B.25d.txt\)"):
+    with pytest.raises(
+        PipelineError, match=r"no member glove.twitter.27B.50d.txt \(it holds: glove.twitter.27B.25d.txt\)"
+    ):
         glove.extract_member(archive, "glove.twitter.27B.50d.txt", tmp_path / "out.txt")
     assert not (tmp_path / "out.txt").exists()
     (tmp_path / "broken.zip").write_bytes(b"PK\x03\x04 truncated")

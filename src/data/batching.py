@@ -1,7 +1,8 @@
 """Length-bucketed batching shared by the LSTM and BERT input pipelines."""
+
 from __future__ import annotations
 
-from typing import Iterator, Sequence
+from collections.abc import Iterator, Sequence
 
 import numpy as np
 import torch.distributed as dist
@@ -33,8 +34,15 @@ class BucketBatchSampler(Sampler[list[int]]):
     joins the batch before it.
     """
 
-    def __init__(self, lengths: Sequence[int], batch_size: int, seed: int = 0, pool_batches: int = 50,
-                 num_replicas: int | None = None, rank: int | None = None):
+    def __init__(
+        self,
+        lengths: Sequence[int],
+        batch_size: int,
+        seed: int = 0,
+        pool_batches: int = 50,
+        num_replicas: int | None = None,
+        rank: int | None = None,
+    ):
         self.lengths = np.asarray(lengths)
         self.batch_size = batch_size
         self.seed = seed
@@ -44,8 +52,10 @@ class BucketBatchSampler(Sampler[list[int]]):
         self.num_replicas = group_size if num_replicas is None else num_replicas
         self.rank = group_rank if rank is None else rank
         if len(self.lengths) < self.num_replicas:
-            raise PipelineError(f"{len(self.lengths)} training examples cannot be shared by "
-                                f"{self.num_replicas} processes: use fewer processes")
+            raise PipelineError(
+                f"{len(self.lengths)} training examples cannot be shared by "
+                f"{self.num_replicas} processes: use fewer processes"
+            )
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
@@ -63,9 +73,9 @@ class BucketBatchSampler(Sampler[list[int]]):
         order = rng.permutation(len(self.lengths))
         batches = []
         for start in range(0, len(order), self.pool_size):
-            pool = order[start: start + self.pool_size]
+            pool = order[start : start + self.pool_size]
             pool = pool[np.argsort(self.lengths[pool], kind="stable")]
-            batches += [pool[i: i + self.batch_size].tolist() for i in range(0, len(pool), self.batch_size)]
+            batches += [pool[i : i + self.batch_size].tolist() for i in range(0, len(pool), self.batch_size)]
         if self._merges_last_batch():
             last = batches.pop()
             batches[-1] += last

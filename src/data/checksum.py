@@ -1,4 +1,5 @@
 """sha256 of a file, read in blocks: pinned downloads and training-run fingerprints."""
+
 from __future__ import annotations
 
 import hashlib

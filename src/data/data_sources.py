@@ -8,20 +8,27 @@ Reading, validation and normalisation are ``src.data.preprocess``'s (the same er
 Label names come from ``mapping.txt`` when there is one, else from the labels themselves: label ids
 ``0..K-1`` name themselves (``"0"``, ``"1"``, ...), other values are names, in sorted order.
 """
+
 from __future__ import annotations
 
 import csv
 import os
 from pathlib import Path
 
-from src.errors import DataError
 from src.data.preprocess import (
-    SPLITS, Split, _LABEL_ID, check_every_class_present, clean_splits, read_csv_dataset, read_lines, read_split,
+    _LABEL_ID,
+    SPLITS,
+    Split,
+    check_every_class_present,
+    clean_splits,
+    read_csv_dataset,
+    read_lines,
+    read_split,
     read_tweeteval,
 )
+from src.errors import DataError
 
-CSV_DEFAULTS = {"text_column": "text", "label_column": "label", "split_column": None, "val_size": 0.1,
-                "test_size": 0.2}
+CSV_DEFAULTS = {"text_column": "text", "label_column": "label", "split_column": None, "val_size": 0.1, "test_size": 0.2}
 
 
 def layout(path: str | os.PathLike) -> str:
@@ -35,8 +42,10 @@ def layout(path: str | os.PathLike) -> str:
         if (path / "train_text.txt").is_file():
             return "tweeteval"
     what = "not found" if not path.exists() else "not a data set"
-    raise DataError(f"{path}: {what}; expected a directory with train_text.txt/train_labels.txt (TweetEval layout), "
-                    "a processed directory with train.jsonl/val.jsonl (dvc repro preprocess), or a .csv/.tsv file")
+    raise DataError(
+        f"{path}: {what}; expected a directory with train_text.txt/train_labels.txt (TweetEval layout), "
+        "a processed directory with train.jsonl/val.jsonl (dvc repro preprocess), or a .csv/.tsv file"
+    )
 
 
 def _names_from_values(values: set, where: Path) -> list[str]:
@@ -56,8 +65,9 @@ def infer_label_names(path: str | os.PathLike, csv_params: dict | None = None) -
             return [line.split("\t", 1)[-1] for line in read_lines(mapping)]
         return _names_from_values({v for s in SPLITS for v in read_lines(path / f"{s}_labels.txt")}, path)
     if kind == "processed":
-        return _names_from_values({v for s in SPLITS if (path / f"{s}.jsonl").is_file()
-                                   for v in read_split(path / f"{s}.jsonl").labels}, path)
+        return _names_from_values(
+            {v for s in SPLITS if (path / f"{s}.jsonl").is_file() for v in read_split(path / f"{s}.jsonl").labels}, path
+        )
     column = {**CSV_DEFAULTS, **(csv_params or {})}["label_column"]
     rows = csv.reader(read_lines(path), delimiter="\t" if path.suffix.lower() in {".tsv", ".tab"} else ",")
     header = next(rows, [])
@@ -67,9 +77,11 @@ def infer_label_names(path: str | os.PathLike, csv_params: dict | None = None) -
     return _names_from_values({row[at] for row in rows if len(row) > at}, path)
 
 
-def read_dataset(path: str | os.PathLike, label_names: list[str] | None = None, csv_params: dict | None = None,
-                 seed: int = 0) -> tuple[dict[str, Split], list[str]]:
-    """(splits, label names): train and val (and test, from raw data). Raw data (TweetEval layout, CSV) is cleaned as ``preprocess``
+def read_dataset(
+    path: str | os.PathLike, label_names: list[str] | None = None, csv_params: dict | None = None, seed: int = 0
+) -> tuple[dict[str, Split], list[str]]:
+    """(splits, label names): train and val (and test, from raw data). Raw data (TweetEval layout, CSV)
+    is cleaned as ``preprocess``
     cleans it; processed data is read as it is. Train must hold every class."""
     path, kind = Path(path), layout(path)
     label_names = list(label_names) if label_names else infer_label_names(path, csv_params)
@@ -77,8 +89,11 @@ def read_dataset(path: str | os.PathLike, label_names: list[str] | None = None, 
         splits = {s: read_split(path / f"{s}.jsonl", label_names) for s in ("train", "val")}  # test: not for training
         train_file = path / "train.jsonl"
     else:
-        raw = read_tweeteval(path, label_names) if kind == "tweeteval" else \
-            read_csv_dataset(path, {**CSV_DEFAULTS, **(csv_params or {})}, label_names, seed)
+        raw = (
+            read_tweeteval(path, label_names)
+            if kind == "tweeteval"
+            else read_csv_dataset(path, {**CSV_DEFAULTS, **(csv_params or {})}, label_names, seed)
+        )
         splits, _ = clean_splits(raw)
         train_file = path / "train_text.txt" if kind == "tweeteval" else path
     check_every_class_present(splits["train"], label_names, train_file)

@@ -14,6 +14,7 @@ run resumes it once space is freed; a partial mirror copy is removed (copying st
 A ``.part`` is resumed only from the URL it came from (``X.part.source`` records it, with the
 server's ETag / Last-Modified and length): one left by another URL is discarded, with a warning.
 """
+
 from __future__ import annotations
 
 import json
@@ -49,8 +50,10 @@ def _url_segments(url: str) -> list[str]:
     segments = [unquote(s) for s in parts.path.split("/") if s]
     for segment in [parts.netloc, *segments]:
         if segment in {".", ".."} or any(c in segment for c in "/\\\0"):
-            raise DownloadError(f"{url}: the URL has a segment {segment!r} that would lead outside the mirror "
-                                "or destination; refusing it")
+            raise DownloadError(
+                f"{url}: the URL has a segment {segment!r} that would lead outside the mirror "
+                "or destination; refusing it"
+            )
     return [parts.netloc, *segments]
 
 
@@ -120,8 +123,12 @@ def discard_foreign_part(part: Path, url: str) -> None:
         return
     origin = _read_part_record(part).get("url")
     if origin != url:
-        log.warning("%s: discarding this partial download: it came from %s, not %s; downloading from the start",
-                    part, origin or "an unrecorded source", url)
+        log.warning(
+            "%s: discarding this partial download: it came from %s, not %s; downloading from the start",
+            part,
+            origin or "an unrecorded source",
+            url,
+        )
         part.unlink()
         _part_record(part).unlink(missing_ok=True)
 
@@ -130,8 +137,12 @@ def _start_part(part: Path, url: str, response: requests.Response) -> None:
     """Record where a new ``part`` comes from, before its first byte is written."""
     headers = response.headers
     length = headers.get("Content-Length")
-    record = {"url": url, "etag": headers.get("ETag"), "last_modified": headers.get("Last-Modified"),
-              "length": int(length) if length is not None and length.isdigit() else None}
+    record = {
+        "url": url,
+        "etag": headers.get("ETag"),
+        "last_modified": headers.get("Last-Modified"),
+        "length": int(length) if length is not None and length.isdigit() else None,
+    }
     with atomic_open(_part_record(part)) as handle:
         handle.write(json.dumps(record) + "\n")
 
@@ -139,8 +150,11 @@ def _start_part(part: Path, url: str, response: requests.Response) -> None:
 def _resume_headers(have: int, record: dict) -> dict:
     """Range from ``have`` bytes; If-Range makes a server whose file changed since send it whole (200)."""
     headers = {"Range": f"bytes={have}-"}
-    validator = record.get("etag") if record.get("etag") and not str(record["etag"]).startswith("W/") \
+    validator = (
+        record.get("etag")
+        if record.get("etag") and not str(record["etag"]).startswith("W/")
         else record.get("last_modified")
+    )
     if validator:
         headers["If-Range"] = validator
     return headers
@@ -177,10 +191,19 @@ def _fetch_once(session: requests.Session, url: str, part: Path, timeout: float,
             length = response.headers.get("Content-Length")
             expected = have + int(length) if length is not None else None
             mode = "ab" if have else "wb"
-            with open(part, mode) as handle, tqdm(
-                total=expected, initial=have, unit="B", unit_scale=True, unit_divisor=1024,
-                desc=Path(urlsplit(url).path).name, disable=not progress, leave=False,
-            ) as bar:
+            with (
+                open(part, mode) as handle,
+                tqdm(
+                    total=expected,
+                    initial=have,
+                    unit="B",
+                    unit_scale=True,
+                    unit_divisor=1024,
+                    desc=Path(urlsplit(url).path).name,
+                    disable=not progress,
+                    leave=False,
+                ) as bar,
+            ):
                 for chunk in response.iter_content(CHUNK_SIZE):
                     handle.write(chunk)
                     bar.update(len(chunk))
@@ -264,8 +287,17 @@ def download(
     return fetched
 
 
-def _fetch(url: str, dest: Path, part: Path, sha256: str | None, retries: int, timeout: float, backoff: float,
-           mirror: str | os.PathLike | None, progress: bool) -> Path:
+def _fetch(
+    url: str,
+    dest: Path,
+    part: Path,
+    sha256: str | None,
+    retries: int,
+    timeout: float,
+    backoff: float,
+    mirror: str | os.PathLike | None,
+    progress: bool,
+) -> Path:
     local = mirror_path(url, mirror)
     if local is not None and local.is_file():
         log.info("mirror hit: %s", local)
@@ -286,9 +318,7 @@ def _fetch(url: str, dest: Path, part: Path, sha256: str | None, retries: int, t
             break
         except _TransferBroken as exc:
             if attempt == retries:
-                where = (
-                    f"{MIRROR_ENV} has no copy at {local}" if local is not None else f"{MIRROR_ENV} is not set"
-                )
+                where = f"{MIRROR_ENV} has no copy at {local}" if local is not None else f"{MIRROR_ENV} is not set"
                 raise DownloadError(
                     f"could not download {url} after {retries + 1} attempts ({exc}). No network? {where}; "
                     f"point {MIRROR_ENV} at an offline mirror laid out as HOST/PATH "

@@ -1,4 +1,5 @@
 """GloVe variants, their archive URLs and members, extraction and reading of the vector text files."""
+
 from __future__ import annotations
 
 import logging
@@ -33,9 +34,7 @@ def check_variant(corpus: str, dimension: str) -> None:
         raise PipelineError(f"glove.corpus = {corpus!r}: expected one of {', '.join(GLOVE_VARIANTS)}")
     dims = GLOVE_VARIANTS[corpus][1]
     if dimension not in dims:
-        raise PipelineError(
-            f"glove.dimension = {dimension!r}: GloVe {corpus} comes in {', '.join(dims)} only"
-        )
+        raise PipelineError(f"glove.dimension = {dimension!r}: GloVe {corpus} comes in {', '.join(dims)} only")
 
 
 def archive_url(corpus: str, base_url: str = GLOVE_BASE_URL) -> str:
@@ -52,8 +51,9 @@ def dimension_size(dimension: str) -> int:
     return int(dimension.rstrip("d"))
 
 
-def extract_member(archive: str | os.PathLike, member: str, dest: str | os.PathLike,
-                   within: str | os.PathLike | None = None) -> Path:
+def extract_member(
+    archive: str | os.PathLike, member: str, dest: str | os.PathLike, within: str | os.PathLike | None = None
+) -> Path:
     """Extract one member of a zip archive to ``dest`` atomically; a missing member names what is there.
 
     Only the one member asked for is read, and only ``dest`` is written (inside ``within`` when given):
@@ -100,7 +100,7 @@ def read_vectors(path: str | os.PathLike, words: set[str] | None = None) -> tupl
                     raise DataError(f"{path}:{line_no}: expected 'word v1 v2 ...', got {line[:60]!r}")
             if len(parts) - 1 != dim:
                 word = " ".join(parts[: len(parts) - dim])
-                values = parts[len(parts) - dim:]
+                values = parts[len(parts) - dim :]
                 if len(parts) <= dim:
                     raise DataError(f"{path}:{line_no}: expected {dim} values, got {len(parts) - 1}")
             else:

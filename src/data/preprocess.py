@@ -1,4 +1,5 @@
 """Read raw splits (TweetEval layout or one CSV/TSV), validate, normalise, de-duplicate, subset."""
+
 from __future__ import annotations
 
 import codecs
@@ -45,7 +46,8 @@ class Split:
 
 
 def split_lines(data: bytes, where: str) -> list[str]:
-    """UTF-8 lines (a leading byte-order mark dropped) split on ``\\n`` only (tweets may hold U+2028 or \\r; a trailing \\r is dropped);
+    """UTF-8 lines (a leading byte-order mark dropped) split on ``\\n`` only
+    (tweets may hold U+2028 or \\r; a trailing \\r is dropped);
     ``where`` names the source (a path, ``<stdin>``) in errors, with the line number."""
     data = data.removeprefix(codecs.BOM_UTF8)  # utf-8-sig: spreadsheet exports start with a byte-order mark
     if not data.strip():
@@ -105,8 +107,10 @@ def read_mapping(path: Path, label_names: list[str]) -> None:
     for line_no, line in enumerate(read_lines(path), 1):
         parts = line.split("\t")
         if len(parts) != 2 or not _LABEL_ID.fullmatch(parts[0]) or not parts[1] or parts[1] != parts[1].strip():
-            raise DataError(f"{path}:{line_no}: expected 'id<TAB>name' (an id in ASCII digits, a name without "
-                            f"surrounding spaces), got {line!r}")
+            raise DataError(
+                f"{path}:{line_no}: expected 'id<TAB>name' (an id in ASCII digits, a name without "
+                f"surrounding spaces), got {line!r}"
+            )
         if int(parts[0]) in found:
             raise DataError(f"{path}:{line_no}: label id {parts[0]} appears twice")
         found[int(parts[0])] = parts[1]
@@ -122,8 +126,7 @@ def read_tweeteval_split(raw_dir: str | os.PathLike, split: str, label_names: li
     texts, label_lines = read_lines(text_path), read_lines(label_path)
     if len(texts) != len(label_lines):
         raise DataError(
-            f"{text_path} has {len(texts)} lines but {label_path} has {len(label_lines)}: "
-            "expected one label per tweet"
+            f"{text_path} has {len(texts)} lines but {label_path} has {len(label_lines)}: expected one label per tweet"
         )
     labels = [parse_label(v, label_names, f"{label_path}:{i}") for i, v in enumerate(label_lines, 1)]
     return Split(texts, labels)
@@ -175,8 +178,10 @@ def read_csv_dataset(path: str | os.PathLike, csv_params: dict, label_names: lis
             if not fields:
                 continue  # a blank line
             if len(fields) != len(columns):
-                raise DataError(f"{where}: row has {len(fields)} fields but the header has {len(columns)} "
-                                "(quote a field that holds the delimiter)")
+                raise DataError(
+                    f"{where}: row has {len(fields)} fields but the header has {len(columns)} "
+                    "(quote a field that holds the delimiter)"
+                )
             label_id = parse_label(fields[label_at], label_names, where)
             if split_at is not None:
                 if fields[split_at] not in splits:
@@ -250,9 +255,7 @@ def stratified_subset(split: Split, max_samples: int | None, seed: int) -> Split
         return split
     from sklearn.model_selection import train_test_split
 
-    idx, _ = train_test_split(
-        list(range(len(split))), train_size=max_samples, stratify=split.labels, random_state=seed
-    )
+    idx, _ = train_test_split(list(range(len(split))), train_size=max_samples, stratify=split.labels, random_state=seed)
     idx.sort()
     return Split([split.texts[i] for i in idx], [split.labels[i] for i in idx])
 
@@ -292,9 +295,11 @@ def check_every_class_present(split: Split, label_names: list[str], path: str | 
     names and the data disagree (more names than the data has classes) or the data lacks a class."""
     absent = [f"{i} ({name})" for i, name in enumerate(label_names) if i not in set(split.labels)]
     if absent:
-        raise DataError(f"{path}: no examples of label {', '.join(absent)} of data.label_names "
-                        f"({len(label_names)} names); the processed data was made with other label names "
-                        "(run `dvc repro preprocess`) or lacks that class")
+        raise DataError(
+            f"{path}: no examples of label {', '.join(absent)} of data.label_names "
+            f"({len(label_names)} names); the processed data was made with other label names "
+            "(run `dvc repro preprocess`) or lacks that class"
+        )
 
 
 def class_counts(split: Split, label_names: list[str]) -> dict[str, int]:

@@ -6,6 +6,7 @@ punctuation gets ``<repeat>``, elongated words ``<elong>``, shouted words ``<all
 ``<smile>``/``<sadface>``/``<lolface>``/``<neutralface>``/``<heart>``, all lower-cased. Doing the
 same here maps what the preprocessed tweets hold onto the tokens the vectors know.
 """
+
 from __future__ import annotations
 
 import re
@@ -29,8 +30,20 @@ _CAMEL = re.compile(r"[A-Z]?[a-z]+|[A-Z]+(?![a-z])|\d+")
 # <tag> | word with inner apostrophes | any other single non-space character (punctuation, emoji)
 _TOKEN = re.compile(r"<[a-z]+>|[a-z0-9_]+(?:['’][a-z]+)*|\S")
 
-SPECIAL_TOKENS = ("<url>", "<user>", "<smile>", "<lolface>", "<sadface>", "<neutralface>", "<heart>",
-                  "<number>", "<hashtag>", "<repeat>", "<elong>", "<allcaps>")
+SPECIAL_TOKENS = (
+    "<url>",
+    "<user>",
+    "<smile>",
+    "<lolface>",
+    "<sadface>",
+    "<neutralface>",
+    "<heart>",
+    "<number>",
+    "<hashtag>",
+    "<repeat>",
+    "<elong>",
+    "<allcaps>",
+)
 
 
 def _hashtag(match: re.Match) -> str:

@@ -1,17 +1,18 @@
 """The LSTM vocabulary (built from train only) and GloVe vectors aligned to it."""
+
 from __future__ import annotations
 
 import json
 import os
 from collections import Counter
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
 
 import numpy as np
 
 from src.atomic import write_json
-from src.errors import DataError
 from src.data.tokenizer import tokenize
+from src.errors import DataError
 
 PAD_TOKEN, UNK_TOKEN = "<pad>", "<unk>"
 PAD_ID, UNK_ID = 0, 1
@@ -32,7 +33,7 @@ class Vocabulary:
         return len(self)
 
     @classmethod
-    def build(cls, texts: Iterable[str], min_freq: int = 1, max_size: int | None = None) -> "Vocabulary":
+    def build(cls, texts: Iterable[str], min_freq: int = 1, max_size: int | None = None) -> Vocabulary:
         """Most frequent tokens first (ties alphabetical, so the order is deterministic)."""
         counts = Counter(tok for text in texts for tok in tokenize(text))
         ranked = sorted((t for t, c in counts.items() if c >= min_freq), key=lambda t: (-counts[t], t))
@@ -48,11 +49,13 @@ class Vocabulary:
         return [self.word2idx.get(tok, UNK_ID) for tok in tokenize(text)]
 
     def save(self, path: str | os.PathLike) -> None:
-        write_json(path, {"pad_token": PAD_TOKEN, "unk_token": UNK_TOKEN, "tokenizer": "glove-twitter",
-                          "tokens": self.idx2word})
+        write_json(
+            path,
+            {"pad_token": PAD_TOKEN, "unk_token": UNK_TOKEN, "tokenizer": "glove-twitter", "tokens": self.idx2word},
+        )
 
     @classmethod
-    def load(cls, path: str | os.PathLike) -> "Vocabulary":
+    def load(cls, path: str | os.PathLike) -> Vocabulary:
         path = Path(path)
         try:
             data = json.loads(path.read_text(encoding="utf-8"))

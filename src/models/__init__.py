@@ -3,6 +3,7 @@
 ``LSTMClassifier`` is imported on first use (PEP 562), so that BERT's modules do not import the
 LSTM's (tests/test_stage_deps.py reads ``_EXPORTS``).
 """
+
 from __future__ import annotations
 
 from src.lazy import lazy_exports

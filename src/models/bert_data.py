@@ -1,7 +1,8 @@
 """BERT input pipeline: tokenise once with the fast tokenizer, length-grouped batches, dynamic padding."""
+
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 from torch.utils.data import DataLoader, Dataset
 from transformers import DataCollatorWithPadding
@@ -28,13 +29,23 @@ class TokenizedTweets(Dataset):
         return [len(ids) for ids in self.input_ids]
 
 
-def make_bert_loader(dataset: TokenizedTweets, batch_size: int, shuffle: bool, seed: int = 0,
-                     num_workers: int = 0, pin_memory: bool = False) -> DataLoader:
+def make_bert_loader(
+    dataset: TokenizedTweets,
+    batch_size: int,
+    shuffle: bool,
+    seed: int = 0,
+    num_workers: int = 0,
+    pin_memory: bool = False,
+) -> DataLoader:
     """Training: length-grouped batches in a seeded order. Evaluation: length-sorted batches. Both padded
     per batch: each batch to its own longest tweet, never to ``max_length``."""
     collate = DataCollatorWithPadding(dataset.tokenizer)
-    common = {"collate_fn": collate, "num_workers": num_workers, "pin_memory": pin_memory,
-              "persistent_workers": num_workers > 0}
+    common = {
+        "collate_fn": collate,
+        "num_workers": num_workers,
+        "pin_memory": pin_memory,
+        "persistent_workers": num_workers > 0,
+    }
     if shuffle:
         sampler = BucketBatchSampler(dataset.lengths(), batch_size, seed=seed)
         return DataLoader(dataset, batch_sampler=sampler, **common)
@@ -51,5 +62,11 @@ def with_batch_size(loader: DataLoader, batch_size: int, seed: int = 0) -> DataL
     if current == batch_size:
         return loader
     seed = loader.batch_sampler.seed if shuffled else seed
-    return make_bert_loader(loader.dataset, batch_size, shuffle=shuffled, seed=seed,
-                            num_workers=loader.num_workers, pin_memory=loader.pin_memory)
+    return make_bert_loader(
+        loader.dataset,
+        batch_size,
+        shuffle=shuffled,
+        seed=seed,
+        num_workers=loader.num_workers,
+        pin_memory=loader.pin_memory,
+    )

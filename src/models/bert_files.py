@@ -3,6 +3,7 @@
 The data set is any layout src.data.data_sources reads (TweetEval directory, processed directory, CSV/TSV file).
 Tokenising, batching and training are the pipeline's own (src.models.bert_data, src.models.training).
 """
+
 from __future__ import annotations
 
 import math
@@ -17,8 +18,15 @@ from src.models.training import RECOMMENDED
 SETTINGS = {
     "model_name": "sentence-transformers/all-MiniLM-L6-v2",
     **RECOMMENDED,
-    "max_length": 128, "seed": 42, "device": "auto", "eval_batch_size": 128, "label_names": None,
-    "gradient_clip": 1.0, "early_stopping_patience": None, "monitor": "val_macro_recall", "class_weights": None,
+    "max_length": 128,
+    "seed": 42,
+    "device": "auto",
+    "eval_batch_size": 128,
+    "label_names": None,
+    "gradient_clip": 1.0,
+    "early_stopping_patience": None,
+    "monitor": "val_macro_recall",
+    "class_weights": None,
     "mixed_precision": True,
 }
 INTEGERS = ("num_epochs", "batch_size", "max_length", "seed", "eval_batch_size")
@@ -57,8 +65,9 @@ def bert_loaders(data_dir: str | os.PathLike, config: dict):
     def loader(split: str, shuffle: bool):
         rows = splits[split]
         dataset = TokenizedTweets(rows.texts, rows.labels, tokenizer, config["max_length"])
-        return make_bert_loader(dataset, config["batch_size"] if shuffle else config["eval_batch_size"], shuffle,
-                                seed=config["seed"])
+        return make_bert_loader(
+            dataset, config["batch_size"] if shuffle else config["eval_batch_size"], shuffle, seed=config["seed"]
+        )
 
     test = loader("test", False) if "test" in splits else None
     return tokenizer, label_names, loader("train", True), loader("val", False), test, splits["train"].labels
@@ -68,9 +77,16 @@ def train_options(config: dict, tokenizer, label_names: list[str], train_labels:
     """train_model's keyword arguments from ``config`` (the caller passes the tuned hyperparameters)."""
     from src.training.class_weights import class_weights
 
-    return {"model_name": config["model_name"], "tokenizer": tokenizer, "num_classes": len(label_names),
-            "label_names": label_names, "gradient_clip": config["gradient_clip"], "monitor": config["monitor"],
-            "early_stopping_patience": config["early_stopping_patience"],
-            "mixed_precision": config["mixed_precision"],
-            "class_weights": class_weights(train_labels, config["class_weights"], len(label_names), "class_weights",
-                                           str(data_dir))}
+    return {
+        "model_name": config["model_name"],
+        "tokenizer": tokenizer,
+        "num_classes": len(label_names),
+        "label_names": label_names,
+        "gradient_clip": config["gradient_clip"],
+        "monitor": config["monitor"],
+        "early_stopping_patience": config["early_stopping_patience"],
+        "mixed_precision": config["mixed_precision"],
+        "class_weights": class_weights(
+            train_labels, config["class_weights"], len(label_names), "class_weights", str(data_dir)
+        ),
+    }

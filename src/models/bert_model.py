@@ -1,4 +1,5 @@
 """BertSentimentClassifier: a pretrained Hugging Face encoder with a classification head on [CLS]."""
+
 from __future__ import annotations
 
 import os
@@ -45,8 +46,14 @@ class BertSentimentClassifier(nn.Module):
     keep it.
     """
 
-    def __init__(self, model_name: str = "bert-base-uncased", num_classes: int = 3, dropout_prob: float = 0.1,
-                 label_names: tuple[str, ...] | list[str] = LABEL_NAMES, attn_implementation: str | None = None):
+    def __init__(
+        self,
+        model_name: str = "bert-base-uncased",
+        num_classes: int = 3,
+        dropout_prob: float = 0.1,
+        label_names: tuple[str, ...] | list[str] = LABEL_NAMES,
+        attn_implementation: str | None = None,
+    ):
         super().__init__()
         from transformers import AutoModelForSequenceClassification
 
@@ -54,8 +61,11 @@ class BertSentimentClassifier(nn.Module):
             label_names = tuple(f"LABEL_{i}" for i in range(num_classes))
         try:
             self.model = AutoModelForSequenceClassification.from_pretrained(
-                model_name, num_labels=num_classes, classifier_dropout=dropout_prob,
-                id2label=dict(enumerate(label_names)), label2id={n: i for i, n in enumerate(label_names)},
+                model_name,
+                num_labels=num_classes,
+                classifier_dropout=dropout_prob,
+                id2label=dict(enumerate(label_names)),
+                label2id={n: i for i, n in enumerate(label_names)},
                 **({"attn_implementation": attn_implementation} if attn_implementation else {}),
             )
         except (OSError, ValueError) as exc:
@@ -64,8 +74,9 @@ class BertSentimentClassifier(nn.Module):
         self.model_name = model_name
         self.num_classes = num_classes
 
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
-                token_type_ids: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, token_type_ids: torch.Tensor | None = None
+    ) -> torch.Tensor:
         kwargs = {"token_type_ids": token_type_ids} if token_type_ids is not None else {}
         return self.model(input_ids=input_ids, attention_mask=attention_mask, **kwargs).logits
 

@@ -4,6 +4,7 @@ model directory come from one training run (their model ids agree).
 The engine writes these files (src.training.checkpoint_manager); the engine and scoring
 (src.models.loading) both read them through here, so that scoring does not import the engine.
 """
+
 from __future__ import annotations
 
 import os
@@ -39,12 +40,14 @@ def read_model_id(path: str | os.PathLike) -> str | None:
     return load_checkpoint_file(path, mmap=True).get("model_id")
 
 
-def check_one_model(model_dir: str | os.PathLike, companion: Path, companion_id: Any, weights: Path,
-                    weights_id: Any, rerun: str) -> None:
+def check_one_model(
+    model_dir: str | os.PathLike, companion: Path, companion_id: Any, weights: Path, weights_id: Any, rerun: str
+) -> None:
     """A PipelineError unless ``companion`` (model_config.json, a model/ export) and ``weights``
     (best_model.pt) carry the same model id, i.e. were published by the same finished training run."""
     if companion_id != weights_id:
         raise PipelineError(
             f"{model_dir}: incomplete model directory: {companion.relative_to(model_dir)} (model {companion_id}) "
             f"and {weights.relative_to(model_dir)} (model {weights_id}) come from different training runs, "
-            f"as when a run is stopped while saving its model; run `{rerun}` to finish it")
+            f"as when a run is stopped while saving its model; run `{rerun}` to finish it"
+        )

@@ -5,6 +5,7 @@ torch's seeded generator, so runs stay reproducible and resume exactly. Measured
 16 x 40 x 384 tensor: ``nn.functional.dropout`` 2.5 ms, ``torch.rand_like(x) >= p`` 1.4 ms; the
 19 dropouts of a MiniLM training step took 13% of it (README, "Where the time goes").
 """
+
 from __future__ import annotations
 
 import torch
@@ -29,9 +30,16 @@ class RandDropout(nn.Dropout):
         return rand_dropout(x, self.p) if self.training else x
 
 
-def eager_attention_rand_dropout(module: nn.Module, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
-                                 attention_mask: torch.Tensor | None, scaling: float | None = None,
-                                 dropout: float = 0.0, **kwargs):
+def eager_attention_rand_dropout(
+    module: nn.Module,
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    attention_mask: torch.Tensor | None,
+    scaling: float | None = None,
+    dropout: float = 0.0,
+    **kwargs,
+):
     """transformers' ``eager_attention_forward`` (BERT's): softmax(q k^T scaled + mask) v."""
     scaling = query.size(-1) ** -0.5 if scaling is None else scaling
     weights = torch.matmul(query, key.transpose(2, 3)) * scaling

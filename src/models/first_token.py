@@ -1,4 +1,5 @@
 """Less work for a classifier that reads one token: the last encoder layer computes that token alone."""
+
 from __future__ import annotations
 
 import sys
@@ -40,10 +41,18 @@ def compute_first_token_only_in_last_layer(model: nn.Module) -> bool:
         v = value(hidden_states).view(batch, length, -1, head_size).transpose(1, 2)
         if attention_mask is not None and attention_mask.dim() == 4 and attention_mask.shape[-2] > 1:
             attention_mask = attention_mask[:, :, :1]  # the first query's row
-        attend = modeling.ALL_ATTENTION_FUNCTIONS.get_interface(config._attn_implementation,
-                                                                modeling.eager_attention_forward)
-        context, _ = attend(attention, q, k, v, attention_mask, scaling=attention.scaling,
-                            dropout=attention.dropout.p if attention.training else 0.0)
+        attend = modeling.ALL_ATTENTION_FUNCTIONS.get_interface(
+            config._attn_implementation, modeling.eager_attention_forward
+        )
+        context, _ = attend(
+            attention,
+            q,
+            k,
+            v,
+            attention_mask,
+            scaling=attention.scaling,
+            dropout=attention.dropout.p if attention.training else 0.0,
+        )
         return feed_forward(attention_output(context.reshape(batch, 1, -1).contiguous(), first))
 
     layer.forward = first_token_forward

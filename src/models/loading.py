@@ -6,12 +6,13 @@ checked: a damaged or inconsistent directory is one PipelineError naming the fil
 re-run. The training engine writes these files; this module only reads them, so scoring never
 imports the engine.
 """
+
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Sequence
 
 import torch
 from torch import nn
@@ -23,16 +24,17 @@ from src.models.checkpoint_files import MODEL_ID_FILE, check_one_model, load_che
 from src.paths import check_model_dir, file_in
 from src.runtime import resolve_device
 
+
 @dataclass
 class TrainedModel:
     """A model ready for inference and how to turn texts into its batches."""
 
-    kind: str                                          # "bert" | "lstm"
+    kind: str  # "bert" | "lstm"
     model: nn.Module
     label_names: list[str]
-    encode: Callable[[Sequence[str]], Dataset]         # normalised texts -> dataset with .lengths()
+    encode: Callable[[Sequence[str]], Dataset]  # normalised texts -> dataset with .lengths()
     collate: Callable
-    mixed_precision: bool                              # the precision it was validated in while training
+    mixed_precision: bool  # the precision it was validated in while training
 
 
 def is_bert_dir(model_dir: str | os.PathLike) -> bool:
@@ -44,9 +46,9 @@ def load_lstm(model_dir: str | os.PathLike, device: torch.device):
 
     A damaged or inconsistent directory (config not JSON, unknown keys, weights of another shape or
     of another training run) is a PipelineError naming the file: it says to train again, never a traceback."""
+    from src.data.vocab import Vocabulary
     from src.models.lstm_data import DEFAULT_MAX_LENGTH
     from src.models.lstm_model import LSTMClassifier
-    from src.data.vocab import Vocabulary
 
     model_dir = Path(model_dir)
     config_path = model_dir / "model_config.json"
@@ -56,8 +58,7 @@ def load_lstm(model_dir: str | os.PathLike, device: torch.device):
     config = read_json_object(config_path, again)
     missing = {"vocab", "weights", "label_names"} - set(config)
     if missing:
-        raise PipelineError(f"{config_path}: no {', '.join(sorted(missing))} (written by an older train_lstm: "
-                            f"{again})")
+        raise PipelineError(f"{config_path}: no {', '.join(sorted(missing))} (written by an older train_lstm: {again})")
     # names from a pulled directory: only plain file names inside it are read
     vocab_path = file_in(model_dir, config.pop("vocab"), f"{config_path}: vocab")
     weights_path = file_in(model_dir, config.pop("weights"), f"{config_path}: weights")
@@ -66,16 +67,24 @@ def load_lstm(model_dir: str | os.PathLike, device: torch.device):
         raise PipelineError(f"{config_path}: label_names = {label_names!r}: expected a list of names; {again}")
     checkpoint = load_checkpoint_file(weights_path, map_location=device)
     if "model_id" in config:  # written by train_lstm together with the weights it names
-        check_one_model(model_dir, config_path, config.pop("model_id"), weights_path, checkpoint.get("model_id"),
-                        "dvc repro train_lstm")
+        check_one_model(
+            model_dir,
+            config_path,
+            config.pop("model_id"),
+            weights_path,
+            checkpoint.get("model_id"),
+            "dvc repro train_lstm",
+        )
     vocab = Vocabulary.load(vocab_path)
     max_length = config.pop("max_length", DEFAULT_MAX_LENGTH)
     try:
         model = LSTMClassifier(**config)
         model.load_state_dict(checkpoint["model_state_dict"])
     except (TypeError, ValueError, RuntimeError) as exc:  # unknown keys, or weights of another shape
-        raise PipelineError(f"{model_dir}: incomplete model directory: {weights_path.name} does not fit "
-                            f"{config_path.name} ({_first_problem(exc)}); {again}") from None
+        raise PipelineError(
+            f"{model_dir}: incomplete model directory: {weights_path.name} does not fit "
+            f"{config_path.name} ({_first_problem(exc)}); {again}"
+        ) from None
     return model.to(device).eval(), vocab, label_names, max_length
 
 
@@ -108,8 +117,10 @@ def _load_bert_export(export: Path, device: torch.device):
         label_names = [model.config.id2label[i] for i in range(model.config.num_labels)]
     except Exception as exc:  # noqa: BLE001 - transformers/safetensors raise many types for damaged files
         detail = " ".join(str(exc).split())[:300]
-        raise PipelineError(f"{export}: a damaged BERT export ({exc.__class__.__name__}: {detail}); "
-                            "run `dvc repro train_bert` (or tune) again") from None
+        raise PipelineError(
+            f"{export}: a damaged BERT export ({exc.__class__.__name__}: {detail}); "
+            "run `dvc repro train_bert` (or tune) again"
+        ) from None
     return model, tokenizer, label_names
 
 
@@ -127,15 +138,27 @@ def load_model(model_dir: str | os.PathLike, device: str | torch.device = "auto"
         model, tokenizer, label_names = _load_bert_export(export, device)
         # train_bert stores its max_length as the tokenizer's model_max_length
         max_length = min(tokenizer.model_max_length, getattr(model.config, "max_position_embeddings", 512))
-        return TrainedModel("bert", model, label_names,
-                            lambda texts: TokenizedTweets(texts, [0] * len(texts), tokenizer, max_length),
-                            DataCollatorWithPadding(tokenizer), mixed_precision=True)
+        return TrainedModel(
+            "bert",
+            model,
+            label_names,
+            lambda texts: TokenizedTweets(texts, [0] * len(texts), tokenizer, max_length),
+            DataCollatorWithPadding(tokenizer),
+            mixed_precision=True,
+        )
     if (model_dir / "model_config.json").is_file():
         from src.models.lstm_data import EncodedTweets, collate_padded
 
         model, vocab, label_names, max_length = load_lstm(model_dir, device)
-        return TrainedModel("lstm", model, label_names,
-                            lambda texts: EncodedTweets(texts, [0] * len(texts), vocab, max_length),
-                            collate_padded, mixed_precision=False)
-    raise PipelineError(f"{model_dir}: not a trained model directory (expected model/config.json from train_bert "
-                        "or model_config.json from train_lstm)")
+        return TrainedModel(
+            "lstm",
+            model,
+            label_names,
+            lambda texts: EncodedTweets(texts, [0] * len(texts), vocab, max_length),
+            collate_padded,
+            mixed_precision=False,
+        )
+    raise PipelineError(
+        f"{model_dir}: not a trained model directory (expected model/config.json from train_bert "
+        "or model_config.json from train_lstm)"
+    )

@@ -1,14 +1,14 @@
 """LSTM input pipeline: tweets encoded once, length-bucketed batches, dynamic padding per batch."""
+
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 from torch.utils.data import DataLoader, Dataset
 
 from src.data.batching import BucketBatchSampler
 from src.data.vocab import PAD_ID, UNK_ID, Vocabulary
-
 
 # For model directories written before lstm.max_length existed. The real train split's longest tweet
 # is 99 tokens (mean 24), so 128 truncates nothing there.
@@ -32,8 +32,13 @@ class EncodedTweets(Dataset):
     each cut to ``max_length`` tokens: training, evaluation and prediction all go through here, so
     a long line costs bounded memory and is truncated the same way everywhere."""
 
-    def __init__(self, texts: Sequence[str], labels: Sequence[int], vocab: Vocabulary,
-                 max_length: int | None = DEFAULT_MAX_LENGTH):
+    def __init__(
+        self,
+        texts: Sequence[str],
+        labels: Sequence[int],
+        vocab: Vocabulary,
+        max_length: int | None = DEFAULT_MAX_LENGTH,
+    ):
         self.ids = [torch.tensor(encode(vocab, text, max_length), dtype=torch.long) for text in texts]
         self.labels = torch.as_tensor(list(labels), dtype=torch.long)
 
@@ -57,8 +62,15 @@ def collate_padded(items: list[tuple[torch.Tensor, torch.Tensor]]) -> dict[str, 
     return {"input_ids": input_ids, "lengths": lengths, "labels": torch.stack(labels)}
 
 
-def make_loader(texts: Sequence[str], labels: Sequence[int], vocab: Vocabulary, batch_size: int,
-                shuffle: bool, seed: int = 0, max_length: int | None = DEFAULT_MAX_LENGTH) -> DataLoader:
+def make_loader(
+    texts: Sequence[str],
+    labels: Sequence[int],
+    vocab: Vocabulary,
+    batch_size: int,
+    shuffle: bool,
+    seed: int = 0,
+    max_length: int | None = DEFAULT_MAX_LENGTH,
+) -> DataLoader:
     """Training loaders shuffle with length buckets; evaluation loaders keep the file order."""
     dataset = EncodedTweets(texts, labels, vocab, max_length)
     pin_memory = torch.cuda.is_available()  # page-locked batches let the Trainer copy to the GPU asynchronously

@@ -1,4 +1,5 @@
 """A padding-aware (Bi)LSTM tweet classifier."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -6,8 +7,8 @@ import torch
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence
 
-from src.errors import PipelineError
 from src.data.vocab import PAD_ID
+from src.errors import PipelineError
 
 
 class LSTMClassifier(nn.Module):
@@ -32,20 +33,32 @@ class LSTMClassifier(nn.Module):
         for name, value in (("vocab_size", vocab_size), ("output_dim", output_dim)):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise PipelineError(f"{name} = {value!r}: expected a whole number >= 1")
-        self.config = dict(vocab_size=vocab_size, embedding_dim=embedding_dim, hidden_dim=hidden_dim,
-                           output_dim=output_dim, n_layers=n_layers, dropout=dropout,
-                           bidirectional=bidirectional, pad_idx=pad_idx)
+        self.config = dict(
+            vocab_size=vocab_size,
+            embedding_dim=embedding_dim,
+            hidden_dim=hidden_dim,
+            output_dim=output_dim,
+            n_layers=n_layers,
+            dropout=dropout,
+            bidirectional=bidirectional,
+            pad_idx=pad_idx,
+        )
         self.pad_idx = pad_idx
         self.embedding = nn.Embedding(vocab_size, embedding_dim, padding_idx=pad_idx)
         self.lstm = nn.LSTM(
-            embedding_dim, hidden_dim, num_layers=n_layers, batch_first=True, bidirectional=bidirectional,
+            embedding_dim,
+            hidden_dim,
+            num_layers=n_layers,
+            batch_first=True,
+            bidirectional=bidirectional,
             dropout=dropout if n_layers > 1 else 0.0,  # inter-layer dropout only exists between layers
         )
         self.dropout = nn.Dropout(dropout)
         self.fc = nn.Linear(hidden_dim * (2 if bidirectional else 1), output_dim)
 
-    def forward(self, input_ids: torch.Tensor, lengths: torch.Tensor | None = None,
-                attention_mask: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(
+        self, input_ids: torch.Tensor, lengths: torch.Tensor | None = None, attention_mask: torch.Tensor | None = None
+    ) -> torch.Tensor:
         if lengths is None:
             mask = attention_mask if attention_mask is not None else input_ids != self.pad_idx
             lengths = mask.sum(dim=1)
@@ -54,7 +67,8 @@ class LSTMClassifier(nn.Module):
             raise PipelineError(
                 f"token id {int(input_ids.max())} is outside the model's vocab_size = {vocab_size}: the vocabulary "
                 "has more words than the model's embedding has rows; build the model with "
-                "vocab_size=len(vocabulary)")
+                "vocab_size=len(vocabulary)"
+            )
         embedded = self.dropout(self.embedding(input_ids))
         # pack_padded_sequence wants lengths on the CPU; an empty tweet still gets one (pad) step.
         packed = pack_padded_sequence(embedded, lengths.cpu().clamp(min=1), batch_first=True, enforce_sorted=False)

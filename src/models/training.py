@@ -6,6 +6,7 @@ AdamW without weight decay on biases and LayerNorm weights, linear warmup then l
 stepped per batch, and the pretrained model's export. The search behind ``hyperparameter_tuning``
 is ``src.tuning``'s.
 """
+
 from __future__ import annotations
 
 import logging
@@ -33,13 +34,20 @@ log = logging.getLogger(__name__)
 
 # The seed's recommended hyperparameters (config/model_config.json holds the same): train_model's
 # defaults, and what a search does not tune.
-RECOMMENDED = {"num_epochs": 4, "learning_rate": 2e-5, "batch_size": 16, "weight_decay": 0.01, "warmup_ratio": 0.1,
-               "dropout_prob": 0.1}
+RECOMMENDED = {
+    "num_epochs": 4,
+    "learning_rate": 2e-5,
+    "batch_size": 16,
+    "weight_decay": 0.01,
+    "warmup_ratio": 0.1,
+    "dropout_prob": 0.1,
+}
 NO_DECAY = ("bias", "LayerNorm.weight", "layer_norm.weight", "LayerNorm.bias")
 
 
-def build_optimizer(model: nn.Module, learning_rate: float, weight_decay: float,
-                    device: torch.device | str = "cpu") -> torch.optim.AdamW:
+def build_optimizer(
+    model: nn.Module, learning_rate: float, weight_decay: float, device: torch.device | str = "cpu"
+) -> torch.optim.AdamW:
     """AdamW with weight decay on weight matrices only: biases and LayerNorm weights are not decayed."""
     decay, no_decay = [], []
     for name, parameter in model.named_parameters():
@@ -57,21 +65,44 @@ def build_scheduler(optimizer: torch.optim.Optimizer, total_steps: int, warmup_r
     return engine_scheduler(optimizer, "linear_warmup", total_steps=total_steps, warmup_ratio=warmup_ratio)
 
 
-def _engine(model, train_loader, val_loader, optimizer, scheduler, device, checkpoint_dir="checkpoints",
-            gradient_clip: float | None = 1.0, class_weights: torch.Tensor | None = None, label_smoothing: float = 0.0,
-            **trainer_kwargs) -> Trainer:
+def _engine(
+    model,
+    train_loader,
+    val_loader,
+    optimizer,
+    scheduler,
+    device,
+    checkpoint_dir="checkpoints",
+    gradient_clip: float | None = 1.0,
+    class_weights: torch.Tensor | None = None,
+    label_smoothing: float = 0.0,
+    **trainer_kwargs,
+) -> Trainer:
     """The shared Trainer, with BERT's per-step scheduler and cross-entropy loss (weighted per class
     with ``class_weights``, targets smoothed by ``label_smoothing``)."""
-    criterion = nn.CrossEntropyLoss(weight=None if class_weights is None else class_weights.to(device),
-                                    label_smoothing=label_smoothing)
-    return Trainer(model, train_loader, val_loader, optimizer, criterion, scheduler, gradient_clip,
-                   checkpoint_dir, scheduler_interval="step", device=device, **trainer_kwargs)
+    criterion = nn.CrossEntropyLoss(
+        weight=None if class_weights is None else class_weights.to(device), label_smoothing=label_smoothing
+    )
+    return Trainer(
+        model,
+        train_loader,
+        val_loader,
+        optimizer,
+        criterion,
+        scheduler,
+        gradient_clip,
+        checkpoint_dir,
+        scheduler_interval="step",
+        device=device,
+        **trainer_kwargs,
+    )
 
 
 def train_epoch(model, data_loader, optimizer, scheduler, device, *, mixed_precision: bool = True) -> float:
     """Train ``model`` for one epoch; returns the average training loss."""
-    return _engine(model, data_loader, None, optimizer, scheduler, device, mixed_precision=mixed_precision,
-                   progress=False).train_epoch()
+    return _engine(
+        model, data_loader, None, optimizer, scheduler, device, mixed_precision=mixed_precision, progress=False
+    ).train_epoch()
 
 
 def evaluate(model, data_loader, device, *, mixed_precision: bool = True) -> tuple[float, float, list[int]]:
@@ -175,14 +206,26 @@ def train_model(
     optimizer = build_optimizer(model, learning_rate, weight_decay, device)
     scheduler = build_scheduler(optimizer, num_epochs * len(train_loader), warmup_ratio)
     if fingerprint is None:
-        fingerprint = run_fingerprint({
-            "num_epochs": num_epochs, "learning_rate": learning_rate, "weight_decay": weight_decay,
-            "warmup_ratio": warmup_ratio, "model_name": str(model_name), "num_classes": num_classes,
-            "dropout_prob": dropout_prob, "gradient_clip": gradient_clip, "monitor": monitor,
-            "early_stopping_patience": early_stopping_patience, "seed": seed, "label_names": list(label_names),
-            "mixed_precision": mixed_precision, "batches_per_epoch": len(train_loader),
-            "class_weights": None if class_weights is None else class_weights.tolist(),
-            "label_smoothing": label_smoothing})
+        fingerprint = run_fingerprint(
+            {
+                "num_epochs": num_epochs,
+                "learning_rate": learning_rate,
+                "weight_decay": weight_decay,
+                "warmup_ratio": warmup_ratio,
+                "model_name": str(model_name),
+                "num_classes": num_classes,
+                "dropout_prob": dropout_prob,
+                "gradient_clip": gradient_clip,
+                "monitor": monitor,
+                "early_stopping_patience": early_stopping_patience,
+                "seed": seed,
+                "label_names": list(label_names),
+                "mixed_precision": mixed_precision,
+                "batches_per_epoch": len(train_loader),
+                "class_weights": None if class_weights is None else class_weights.tolist(),
+                "label_smoothing": label_smoothing,
+            }
+        )
 
     def export_best(published: dict) -> None:
         """Once best_model.pt is in place: its weights into ``model``, the history, the export."""
@@ -191,12 +234,26 @@ def train_model(
         write_json(model_save_dir / "training_history.json", seed_history(trainer.history))
         export_pretrained(model, tokenizer, model_save_dir / "model", published["model_id"])
 
-    trainer = _engine(model, train_loader, val_loader, optimizer, scheduler, device, model_save_dir,
-                      gradient_clip=gradient_clip, class_weights=class_weights, label_smoothing=label_smoothing,
-                      monitor=monitor,
-                      mixed_precision=mixed_precision, max_checkpoints=max_checkpoints or num_epochs, progress=progress,
-                      fingerprint=fingerprint, on_publish=export_best, on_epoch_end=on_epoch_end,
-                      training_log=training_log)
+    trainer = _engine(
+        model,
+        train_loader,
+        val_loader,
+        optimizer,
+        scheduler,
+        device,
+        model_save_dir,
+        gradient_clip=gradient_clip,
+        class_weights=class_weights,
+        label_smoothing=label_smoothing,
+        monitor=monitor,
+        mixed_precision=mixed_precision,
+        max_checkpoints=max_checkpoints or num_epochs,
+        progress=progress,
+        fingerprint=fingerprint,
+        on_publish=export_best,
+        on_epoch_end=on_epoch_end,
+        training_log=training_log,
+    )
     if resume:
         trainer.resume()
     history = seed_history(trainer.train(num_epochs, early_stopping_patience, save_best=True, save_every=1))
@@ -240,7 +297,10 @@ def hyperparameter_tuning(
     del test_loader  # see docstring: selection never sees test data
     results = tuning.tune(train_loader, val_loader, output_dir, hyperparameters, device, **options)
     best = results["best_hyperparameters"]
-    best_model = BertSentimentClassifier(str(Path(output_dir) / f"config_{results['best_trial']}" / "model"),
-                                         options.get("num_classes", 3), best["dropout_prob"],
-                                         options.get("label_names", LABEL_NAMES))
+    best_model = BertSentimentClassifier(
+        str(Path(output_dir) / f"config_{results['best_trial']}" / "model"),
+        options.get("num_classes", 3),
+        best["dropout_prob"],
+        options.get("label_names", LABEL_NAMES),
+    )
     return best_model, best

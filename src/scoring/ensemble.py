@@ -7,16 +7,17 @@ choice that assumes least. Only validation is read to choose: the test probabili
 with the chosen weights afterwards. A 5-fold cross-validated estimate on validation (weights fitted
 on four folds, scored on the fifth) says how much of the in-sample figure is the fit itself.
 """
+
 from __future__ import annotations
 
 import itertools
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 from sklearn.metrics import recall_score
 from sklearn.model_selection import StratifiedKFold
 
-EPS = 1e-12   # probabilities of exactly 0 stay finite in the log
+EPS = 1e-12  # probabilities of exactly 0 stay finite in the log
 
 
 def combine(probabilities: Sequence[np.ndarray], weights: Sequence[float]) -> np.ndarray:
@@ -44,15 +45,18 @@ def fit_weights(labels: Sequence[int], probabilities: Sequence[np.ndarray], step
     equal = np.full(len(probabilities), 1 / len(probabilities))
     best, best_key = None, None
     for weights in simplex_grid(len(probabilities), step):
-        key = (round(macro_recall(labels, combine(probabilities, weights)), 10),
-               -round(float(np.abs(np.asarray(weights) - equal).sum()), 10))
+        key = (
+            round(macro_recall(labels, combine(probabilities, weights)), 10),
+            -round(float(np.abs(np.asarray(weights) - equal).sum()), 10),
+        )
         if best_key is None or key > best_key:
             best, best_key = weights, key
     return best
 
 
-def cross_validated_macro_recall(labels: Sequence[int], probabilities: Sequence[np.ndarray], step: float,
-                                 seed: int, folds: int = 5) -> float | None:
+def cross_validated_macro_recall(
+    labels: Sequence[int], probabilities: Sequence[np.ndarray], step: float, seed: int, folds: int = 5
+) -> float | None:
     """Macro recall of out-of-fold predictions: each fold combined with weights fitted on the others.
     Fewer folds when a class has fewer than ``folds`` tweets; None when one has fewer than two."""
     labels = np.asarray(labels)

@@ -2,9 +2,10 @@
 
 TweetEval's official sentiment metric is macro-averaged recall, so it sits beside accuracy and macro-F1.
 """
+
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, precision_recall_fscore_support, recall_score
 
@@ -29,16 +30,24 @@ def detailed_metrics(labels: Sequence[int], predictions: Sequence[int], label_na
     columns: predicted) are keyed by label name so that `dvc metrics diff` shows one row per figure.
     """
     ids = list(range(len(label_names)))
-    precision, recall, f1, support = precision_recall_fscore_support(
-        labels, predictions, labels=ids, zero_division=0)
+    precision, recall, f1, support = precision_recall_fscore_support(labels, predictions, labels=ids, zero_division=0)
     report = {**classification_metrics(labels, predictions), "n": len(labels)}
     if "positive" in label_names and "negative" in label_names:
         report["f1_pn"] = float((f1[label_names.index("positive")] + f1[label_names.index("negative")]) / 2)
-    report["per_class"] = {name: {"precision": float(precision[i]), "recall": float(recall[i]), "f1": float(f1[i]),
-                                  "support": int(support[i])} for i, name in enumerate(label_names)}
+    report["per_class"] = {
+        name: {
+            "precision": float(precision[i]),
+            "recall": float(recall[i]),
+            "f1": float(f1[i]),
+            "support": int(support[i]),
+        }
+        for i, name in enumerate(label_names)
+    }
     matrix = confusion_matrix(labels, predictions, labels=ids)
-    report["confusion_matrix"] = {actual: {predicted: int(matrix[i, j]) for j, predicted in enumerate(label_names)}
-                                  for i, actual in enumerate(label_names)}
+    report["confusion_matrix"] = {
+        actual: {predicted: int(matrix[i, j]) for j, predicted in enumerate(label_names)}
+        for i, actual in enumerate(label_names)
+    }
     return report
 
 

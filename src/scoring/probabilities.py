@@ -6,13 +6,14 @@ A header naming the classes (``data.label_names``, in label-id order), then one 
 split's order (data/processed/<split>.jsonl), each probability with 6 decimals. Rows sum to 1 up to
 that rounding. Kept free of torch so that reading them (src.review, an ensemble) is cheap.
 """
+
 from __future__ import annotations
 
 import csv
 import io
 import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
@@ -20,7 +21,7 @@ from src.atomic import atomic_open
 from src.errors import PipelineError
 
 DECIMALS = 6
-MAX_FILE_BYTES = 64 * 1024 * 1024   # TweetEval's test set takes about 0.3 MB
+MAX_FILE_BYTES = 64 * 1024 * 1024  # TweetEval's test set takes about 0.3 MB
 SPLITS = ("test", "val")
 
 
@@ -68,8 +69,9 @@ def read_probabilities(path: str | Path, label_names: Sequence[str], n_rows: int
     if not path.is_file():
         raise PipelineError(f"{path}: not found (run the model's evaluate stage first: dvc repro)")
     if path.stat().st_size > MAX_FILE_BYTES:
-        raise PipelineError(f"{path}: {path.stat().st_size} bytes; expected a probabilities file under "
-                            f"{MAX_FILE_BYTES} bytes")
+        raise PipelineError(
+            f"{path}: {path.stat().st_size} bytes; expected a probabilities file under {MAX_FILE_BYTES} bytes"
+        )
     try:
         text = path.read_bytes().decode("utf-8-sig")
     except UnicodeDecodeError as exc:

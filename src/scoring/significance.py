@@ -13,14 +13,15 @@ Two models' predictions on the same test tweets are paired: each tweet is one dr
 - ``expected_calibration_error``: the gap between confidence (the top probability) and accuracy,
   averaged over 15 equal-width confidence bins weighted by their tweets (Guo et al., 2017).
 """
+
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 from scipy.stats import binomtest
 
-METRICS = ("macro_recall", "f1_pn", "accuracy")   # what the intervals are for, as src/scoring/metrics.py computes them
+METRICS = ("macro_recall", "f1_pn", "accuracy")  # what the intervals are for, as src/scoring/metrics.py computes them
 RESAMPLES = 2000
 CONFIDENCE = 0.95
 ECE_BINS = 15
@@ -38,10 +39,14 @@ def scores_from_confusion(confusion: np.ndarray, label_names: Sequence[str]) -> 
     with np.errstate(divide="ignore", invalid="ignore"):
         recall = np.where(gold > 0, correct / gold, 0.0)
         f1 = np.where(gold + predicted > 0, 2 * correct / (gold + predicted), 0.0)
-        scores = {"macro_recall": recall.mean(axis=-1), "accuracy": np.where(total > 0, correct.sum(axis=-1) / total, 0.0)}
+        scores = {
+            "macro_recall": recall.mean(axis=-1),
+            "accuracy": np.where(total > 0, correct.sum(axis=-1) / total, 0.0),
+        }
     if "positive" in label_names and "negative" in label_names:
-        scores["f1_pn"] = (f1[..., list(label_names).index("positive")] +
-                           f1[..., list(label_names).index("negative")]) / 2
+        scores["f1_pn"] = (
+            f1[..., list(label_names).index("positive")] + f1[..., list(label_names).index("negative")]
+        ) / 2
     return scores
 
 
@@ -51,17 +56,26 @@ def _confusions(counts: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     return cube.sum(axis=-1), cube.sum(axis=-2)
 
 
-def paired_bootstrap(gold: Sequence[int], base: Sequence[int], new: Sequence[int], label_names: Sequence[str],
-                     resamples: int = RESAMPLES, seed: int = 0, confidence: float = CONFIDENCE) -> dict:
+def paired_bootstrap(
+    gold: Sequence[int],
+    base: Sequence[int],
+    new: Sequence[int],
+    label_names: Sequence[str],
+    resamples: int = RESAMPLES,
+    seed: int = 0,
+    confidence: float = CONFIDENCE,
+) -> dict:
     """Per metric: base, new, change (new - base) and the percentile interval of the change, [low, high]."""
     gold, base, new = (np.asarray(a, dtype=np.int64) for a in (gold, base, new))
     if not len(gold) == len(base) == len(new) or len(gold) == 0:
         raise ValueError(f"paired predictions of unequal or zero length: {len(gold)}, {len(base)}, {len(new)}")
     k = len(label_names)
-    observed = np.bincount((gold * k + base) * k + new, minlength=k ** 3)
+    observed = np.bincount((gold * k + base) * k + new, minlength=k**3)
     draws = np.random.default_rng(seed).multinomial(len(gold), observed / len(gold), size=resamples)
-    point = {side: scores_from_confusion(matrix, label_names)
-             for side, matrix in zip(("base", "new"), _confusions(observed, k))}
+    point = {
+        side: scores_from_confusion(matrix, label_names)
+        for side, matrix in zip(("base", "new"), _confusions(observed, k))
+    }
     sampled = [scores_from_confusion(matrix, label_names) for matrix in _confusions(draws, k)]
     tail = (1 - confidence) / 2 * 100
     result = {}
@@ -70,9 +84,12 @@ def paired_bootstrap(gold: Sequence[int], base: Sequence[int], new: Sequence[int
             continue
         changes = sampled[1][metric] - sampled[0][metric]
         low, high = np.percentile(changes, [tail, 100 - tail])
-        result[metric] = {"base": float(point["base"][metric]), "new": float(point["new"][metric]),
-                          "change": float(point["new"][metric] - point["base"][metric]),
-                          "interval": [float(low), float(high)]}
+        result[metric] = {
+            "base": float(point["base"][metric]),
+            "new": float(point["new"][metric]),
+            "change": float(point["new"][metric] - point["base"][metric]),
+            "interval": [float(low), float(high)],
+        }
     return result
 
 
@@ -102,9 +119,15 @@ def reliability_bins(probabilities: np.ndarray, gold: Sequence[int], bins: int =
     for b in range(bins):
         members = index == b
         count = int(members.sum())
-        rows.append({"lower": b / bins, "upper": (b + 1) / bins, "count": count,
-                     "confidence": float(confidence[members].mean()) if count else None,
-                     "accuracy": float(right[members].mean()) if count else None})
+        rows.append(
+            {
+                "lower": b / bins,
+                "upper": (b + 1) / bins,
+                "count": count,
+                "confidence": float(confidence[members].mean()) if count else None,
+                "accuracy": float(right[members].mean()) if count else None,
+            }
+        )
     return rows
 
 

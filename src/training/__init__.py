@@ -4,6 +4,7 @@ Seed 003's names (``from src.training import create_trainer, GloVeLoader, ...``)
 first use (PEP 562), so that importing the engine does not import the GloVe downloader: a stage
 depends on the modules it uses and no others (tests/test_stage_deps.py reads ``_EXPORTS``).
 """
+
 from __future__ import annotations
 
 from src.lazy import lazy_exports

@@ -14,6 +14,7 @@ read from a file there is used as a path: checkpoints are found by listing the d
 symbolic link there is never followed (DVC replaces links in a persisted output with copies before
 it runs a stage, so none of a run's own remain).
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -61,9 +62,11 @@ def model_only(checkpoint: dict) -> dict:
 def rng_state() -> dict:
     """Python, NumPy and torch RNG states as tensors / plain types (loadable with weights_only=True)."""
     np_name, np_keys, np_pos, np_has_gauss, np_gauss = np.random.get_state()
-    state = {"python": random.getstate(), "numpy": (np_name, torch.from_numpy(np_keys.astype(np.int64)),
-                                                   int(np_pos), int(np_has_gauss), float(np_gauss)),
-             "torch": torch.get_rng_state()}
+    state = {
+        "python": random.getstate(),
+        "numpy": (np_name, torch.from_numpy(np_keys.astype(np.int64)), int(np_pos), int(np_has_gauss), float(np_gauss)),
+        "torch": torch.get_rng_state(),
+    }
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()
     return state
@@ -127,7 +130,7 @@ class CheckpointManager:
     def _epoch_of(self, name: Any) -> int | None:
         """The epoch in a file name made from ``checkpoint_name``; None for any other name or value."""
         prefix, _, suffix = self.checkpoint_name.partition("{epoch}")
-        epoch = name[len(prefix): len(name) - len(suffix)] if isinstance(name, str) else ""
+        epoch = name[len(prefix) : len(name) - len(suffix)] if isinstance(name, str) else ""
         matches = isinstance(name, str) and name.startswith(prefix) and name.endswith(suffix)
         return int(epoch) if matches and epoch.isascii() and epoch.isdigit() else None
 
@@ -156,10 +159,19 @@ class CheckpointManager:
                 continue
             metadata = checkpoint.get("metadata") if isinstance(checkpoint.get("metadata"), dict) else {}
             metrics = metadata.get("metrics") if isinstance(metadata.get("metrics"), dict) else {}
-            entries.append({**metadata, "file": path.name, "epoch": self._epoch_of(path.name),
-                            "metrics": {k: float(v) for k, v in metrics.items()
-                                        if isinstance(v, (int, float)) and not isinstance(v, bool)},
-                            "resume_state": holds_resume_state(checkpoint)})
+            entries.append(
+                {
+                    **metadata,
+                    "file": path.name,
+                    "epoch": self._epoch_of(path.name),
+                    "metrics": {
+                        k: float(v)
+                        for k, v in metrics.items()
+                        if isinstance(v, (int, float)) and not isinstance(v, bool)
+                    },
+                    "resume_state": holds_resume_state(checkpoint),
+                }
+            )
         return entries
 
     def _read_registry(self) -> bool:
@@ -176,25 +188,37 @@ class CheckpointManager:
             except (OSError, ValueError) as exc:  # ValueError: not JSON, not UTF-8
                 problem = f"unreadable ({exc.__class__.__name__})"
         if not isinstance(registry, dict):
-            log.warning("%s: %s; ignored, rebuilt from the %d checkpoint file(s) here", path, problem, len(self.entries))
+            log.warning(
+                "%s: %s; ignored, rebuilt from the %d checkpoint file(s) here", path, problem, len(self.entries)
+            )
             return False
         listed = registry.get("checkpoints") if isinstance(registry.get("checkpoints"), list) else []
         strays = [e for e in listed if not isinstance(e, dict) or self._epoch_of(e.get("file")) is None]
         if strays:
-            log.warning("%s: ignored what is not safe to use: %s", path,
-                        "; ".join(f"{json.dumps(e, default=str)[:80]} is not a checkpoint file of this directory" for e in strays))
+            log.warning(
+                "%s: ignored what is not safe to use: %s",
+                path,
+                "; ".join(
+                    f"{json.dumps(e, default=str)[:80]} is not a checkpoint file of this directory" for e in strays
+                ),
+            )
         return registry.get("training_complete") is True
 
     # ---- writing -------------------------------------------------------------------------------
-    def save_state(self, state: dict, epoch: int, metrics: dict[str, float], is_best: bool = False,
-                   filename: str | None = None) -> Path:
+    def save_state(
+        self, state: dict, epoch: int, metrics: dict[str, float], is_best: bool = False, filename: str | None = None
+    ) -> Path:
         """Write ``state`` (with a metadata block added) as this epoch's checkpoint, then rotate.
         SIGINT / SIGTERM wait until all of it is written: a stopped run leaves a consistent directory."""
         filename = filename or self.checkpoint_name.format(epoch=epoch)
-        metadata = {"file": filename, "epoch": epoch, "time": time.strftime("%Y-%m-%dT%H:%M:%S"),
-                    "torch_version": str(torch.__version__),
-                    "metrics": {k: float(v) for k, v in metrics.items() if isinstance(v, (int, float))},
-                    "resume_state": holds_resume_state(state)}
+        metadata = {
+            "file": filename,
+            "epoch": epoch,
+            "time": time.strftime("%Y-%m-%dT%H:%M:%S"),
+            "torch_version": str(torch.__version__),
+            "metrics": {k: float(v) for k, v in metrics.items() if isinstance(v, (int, float))},
+            "resume_state": holds_resume_state(state),
+        }
         with deferred_interrupts():
             checkpoint = {**state, "metadata": metadata}
             save_torch(checkpoint, self.checkpoint_dir / filename)
@@ -211,9 +235,11 @@ class CheckpointManager:
                 model_id = secrets.token_hex(8)
                 model = {**model_only(best[1]), "model_id": model_id}
                 model["metadata"].update(file=self.best_model_name, source=best[0].name, model_id=model_id)
-                save_torch(model, self.staged_best_path if self.stage_best else self.checkpoint_dir / self.best_model_name)
+                save_torch(
+                    model, self.staged_best_path if self.stage_best else self.checkpoint_dir / self.best_model_name
+                )
             self.entries = self._scan()
-            keep = {e["file"] for e in self.entries[-self.max_checkpoints:]}
+            keep = {e["file"] for e in self.entries[-self.max_checkpoints :]}
             for name in self.best_by:
                 keep |= {e["file"] for e in self.ranking(name)[: self.save_best_n]}
             for entry in self.entries:
@@ -256,13 +282,25 @@ class CheckpointManager:
             self._write_registry()
         self.staged_best_path.unlink(missing_ok=True)  # published by now
 
-    def save_checkpoint(self, model: torch.nn.Module, optimizer: torch.optim.Optimizer, epoch: int,
-                        train_loss: float, val_loss: float, val_accuracy: float, is_best: bool = False,
-                        scheduler: Any = None, **extra_metrics: float) -> Path:
+    def save_checkpoint(
+        self,
+        model: torch.nn.Module,
+        optimizer: torch.optim.Optimizer,
+        epoch: int,
+        train_loss: float,
+        val_loss: float,
+        val_accuracy: float,
+        is_best: bool = False,
+        scheduler: Any = None,
+        **extra_metrics: float,
+    ) -> Path:
         """Convenience form: model + optimizer (+ scheduler) state with the usual metrics."""
-        state = {"epoch": epoch, "model_state_dict": model.state_dict(),
-                 "optimizer_state_dict": optimizer.state_dict(),
-                 "scheduler_state_dict": scheduler.state_dict() if scheduler is not None else None}
+        state = {
+            "epoch": epoch,
+            "model_state_dict": model.state_dict(),
+            "optimizer_state_dict": optimizer.state_dict(),
+            "scheduler_state_dict": scheduler.state_dict() if scheduler is not None else None,
+        }
         metrics = {"train_loss": train_loss, "val_loss": val_loss, "val_accuracy": val_accuracy, **extra_metrics}
         return self.save_state(state, epoch, metrics, is_best=is_best)
 
@@ -272,18 +310,26 @@ class CheckpointManager:
             if best_model is None and path.is_file() and not path.is_symlink():
                 with contextlib.suppress(PipelineError):
                     best_model = load_checkpoint_file(path, mmap=True).get("metadata")
-        write_json(self.registry_path, {
-            "best_model": best_model,
-            "best": {name: [{"file": e["file"], "epoch": e["epoch"], metric: e["metrics"][metric]}
-                            for e in self.ranking(name)[: self.save_best_n]]
-                     for name, metric in self.best_by.items()},
-            "checkpoints": self.entries,
-            "training_complete": self.training_complete,
-        })
+        write_json(
+            self.registry_path,
+            {
+                "best_model": best_model,
+                "best": {
+                    name: [
+                        {"file": e["file"], "epoch": e["epoch"], metric: e["metrics"][metric]}
+                        for e in self.ranking(name)[: self.save_best_n]
+                    ]
+                    for name, metric in self.best_by.items()
+                },
+                "checkpoints": self.entries,
+                "training_complete": self.training_complete,
+            },
+        )
 
     # ---- resuming ------------------------------------------------------------------------------
-    def resume_point(self, fingerprint: dict | None, map_location: Any = "cpu",
-                     repair: bool = True) -> tuple[Path, dict] | None:
+    def resume_point(
+        self, fingerprint: dict | None, map_location: Any = "cpu", repair: bool = True
+    ) -> tuple[Path, dict] | None:
         """The newest checkpoint to continue from, read, or None after clearing the directory for a
         fresh run (the published best model stays until that run publishes its own).
 
@@ -362,8 +408,9 @@ class CheckpointManager:
         """Kept checkpoints that carry the ranking's metric, best first (ties: earlier epoch first)."""
         metric = self.best_by[name]
         sign = -1.0 if higher_is_better(metric) else 1.0
-        return sorted((e for e in self.entries if metric in e["metrics"]),
-                      key=lambda e: (sign * e["metrics"][metric], e["epoch"]))
+        return sorted(
+            (e for e in self.entries if metric in e["metrics"]), key=lambda e: (sign * e["metrics"][metric], e["epoch"])
+        )
 
     def get_checkpoint_info(self, path: str | os.PathLike) -> dict:
         """The metadata block of a checkpoint file (epoch, metrics, time, torch version)."""
@@ -377,8 +424,9 @@ class CheckpointManager:
         return self.checkpoint_dir / ranked[0]["file"] if ranked else None
 
 
-def create_checkpoint_manager(checkpoint_dir: str | os.PathLike = "checkpoints", max_checkpoints: int = 5,
-                              save_best_n: int = 3, **kwargs: Any) -> CheckpointManager:
+def create_checkpoint_manager(
+    checkpoint_dir: str | os.PathLike = "checkpoints", max_checkpoints: int = 5, save_best_n: int = 3, **kwargs: Any
+) -> CheckpointManager:
     return CheckpointManager(checkpoint_dir, max_checkpoints=max_checkpoints, save_best_n=save_best_n, **kwargs)
 
 
@@ -407,8 +455,9 @@ class EarlyStopping(BestTracker):
     With ``restore_best_weights`` the model gets the best epoch's weights back when it stops.
     """
 
-    def __init__(self, patience: int = 7, min_delta: float = 0.0, monitor: str = "val_loss",
-                 restore_best_weights: bool = True):
+    def __init__(
+        self, patience: int = 7, min_delta: float = 0.0, monitor: str = "val_loss", restore_best_weights: bool = True
+    ):
         super().__init__(monitor, min_delta)
         self.patience = patience
         self.restore_best_weights = restore_best_weights
@@ -439,20 +488,37 @@ class EarlyStopping(BestTracker):
     def restore(self, model: torch.nn.Module) -> None:
         if self.restore_best_weights and self.best_weights is not None:
             model.load_state_dict(self.best_weights)
-            log.info("early stopping: restored the weights of epoch %d (%s = %.4f)",
-                     self.best_epoch, self.monitor, self.best_value)
+            log.info(
+                "early stopping: restored the weights of epoch %d (%s = %.4f)",
+                self.best_epoch,
+                self.monitor,
+                self.best_value,
+            )
 
     def state_dict(self) -> dict:
-        return {key: copy.copy(getattr(self, key)) for key in
-                ("patience", "min_delta", "monitor", "restore_best_weights", "best_value", "best_epoch",
-                 "best_weights", "counter", "stopped_epoch")}
+        return {
+            key: copy.copy(getattr(self, key))
+            for key in (
+                "patience",
+                "min_delta",
+                "monitor",
+                "restore_best_weights",
+                "best_value",
+                "best_epoch",
+                "best_weights",
+                "counter",
+                "stopped_epoch",
+            )
+        }
 
     def load_state_dict(self, state: dict) -> None:
         for key, value in state.items():
             setattr(self, key, value)
 
 
-def create_early_stopping(patience: int = 7, min_delta: float = 0.0, monitor: str = "val_loss",
-                          restore_best_weights: bool = True) -> EarlyStopping:
-    return EarlyStopping(patience=patience, min_delta=min_delta, monitor=monitor,
-                         restore_best_weights=restore_best_weights)
+def create_early_stopping(
+    patience: int = 7, min_delta: float = 0.0, monitor: str = "val_loss", restore_best_weights: bool = True
+) -> EarlyStopping:
+    return EarlyStopping(
+        patience=patience, min_delta=min_delta, monitor=monitor, restore_best_weights=restore_best_weights
+    )

@@ -1,4 +1,5 @@
 """Class weights for the cross-entropy loss: how much each class counts (TweetEval scores macro recall)."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -10,8 +11,9 @@ from src.errors import DataError
 MODES = ("balanced", "sqrt", None)
 
 
-def class_weights(labels: list[int], mode: str | None, n_classes: int, key: str,
-                  source: str = "data/processed/train.jsonl") -> torch.Tensor | None:
+def class_weights(
+    labels: list[int], mode: str | None, n_classes: int, key: str, source: str = "data/processed/train.jsonl"
+) -> torch.Tensor | None:
     """'balanced': n / (k * count_c) (scikit-learn's ``compute_class_weight``); 'sqrt': its square
     root, halfway on a log scale between balanced and unweighted; None: no weights.
 

@@ -6,6 +6,7 @@ LOCAL_RANK, WORLD_SIZE, MASTER_ADDR, ...). Without a process group (``python -m 
 the tests, tune, or torchrun with one process) every helper here answers "one process, rank 0"
 and the engine runs exactly as it does without torchrun.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -16,7 +17,8 @@ import logging
 import os
 import signal
 import sys
-from typing import Any, Callable, Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import numpy as np
 import torch
@@ -75,13 +77,16 @@ def process_group(device: torch.device, timeout_s: float = 600.0) -> Iterator[to
     local_rank = int(os.environ["LOCAL_RANK"])
     if device.type == "cuda":
         if local_rank >= torch.cuda.device_count():
-            raise PipelineError(f"distributed.nproc_per_node = {os.environ.get('LOCAL_WORLD_SIZE')}: this machine "
-                                f"has {torch.cuda.device_count()} GPU(s); start one process per GPU")
+            raise PipelineError(
+                f"distributed.nproc_per_node = {os.environ.get('LOCAL_WORLD_SIZE')}: this machine "
+                f"has {torch.cuda.device_count()} GPU(s); start one process per GPU"
+            )
         device = torch.device("cuda", local_rank)
         torch.cuda.set_device(device)
     backend = "nccl" if device.type == "cuda" else "gloo"
-    dist.init_process_group(backend, timeout=datetime.timedelta(seconds=timeout_s),
-                            device_id=device if device.type == "cuda" else None)
+    dist.init_process_group(
+        backend, timeout=datetime.timedelta(seconds=timeout_s), device_id=device if device.type == "cuda" else None
+    )
     if not is_main_process():  # one log for the run, rank 0's; the others show only their errors
         logging.getLogger().setLevel(logging.ERROR)
         os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")  # read when transformers is imported
@@ -99,10 +104,13 @@ def process_group(device: torch.device, timeout_s: float = 600.0) -> Iterator[to
         detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         where = f"rank {rank()}/{world_size()}"
         if "timed out" in str(exc).lower():
-            raise PipelineError(f"{where}: a collective waited longer than distributed.timeout_s = {timeout_s:g} s; "
-                                f"another process of this run hung ({detail})") from None
-        raise PipelineError(f"{where}: stopped because another process of this run failed (its error is above): "
-                            f"{detail}") from None
+            raise PipelineError(
+                f"{where}: a collective waited longer than distributed.timeout_s = {timeout_s:g} s; "
+                f"another process of this run hung ({detail})"
+            ) from None
+        raise PipelineError(
+            f"{where}: stopped because another process of this run failed (its error is above): {detail}"
+        ) from None
     finally:
         dist.destroy_process_group()
 
@@ -116,8 +124,11 @@ def signal_when_parent_dies(signum: int, parent_pid: int) -> bool:
     """
     if sys.platform.startswith("linux"):
         if ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signum, 0, 0, 0) != 0:
-            log.warning("could not ask for %s when the parent process dies (prctl errno %d)",
-                        signal.Signals(signum).name, ctypes.get_errno())
+            log.warning(
+                "could not ask for %s when the parent process dies (prctl errno %d)",
+                signal.Signals(signum).name,
+                ctypes.get_errno(),
+            )
     return os.getppid() == parent_pid
 
 
@@ -146,6 +157,7 @@ def _ignore_further_interrupts() -> None:
 def main_process_first(function: Callable) -> Callable:
     """Run ``function`` on rank 0 first; the other ranks start it once rank 0 has finished (resume:
     rank 0 cleans the checkpoint directory up, the others then read the same files it kept)."""
+
     @functools.wraps(function)
     def run(*args, **kwargs):
         if not is_distributed():
@@ -157,6 +169,7 @@ def main_process_first(function: Callable) -> Callable:
         finally:
             if is_main_process():
                 dist.barrier()
+
     return run
 
 

@@ -1,4 +1,5 @@
 """GloVe for the LSTM: fetch through the project's downloader (mirror included), align, load into a model."""
+
 from __future__ import annotations
 
 import logging
@@ -10,8 +11,8 @@ from torch import nn
 
 from src.data import glove
 from src.data.download import download
-from src.errors import PipelineError
 from src.data.vocab import Vocabulary, align_glove, glove_words_wanted
+from src.errors import PipelineError
 
 log = logging.getLogger(__name__)
 
@@ -19,8 +20,12 @@ log = logging.getLogger(__name__)
 class GloVeLoader:
     """Downloads (src.data.download: retries, sha256, $SENTIMENT_MIRROR) and reads GloVe vectors under ``cache_dir``."""
 
-    def __init__(self, cache_dir: str | os.PathLike = "data/glove", base_url: str = glove.GLOVE_BASE_URL,
-                 sha256: str | None = None):
+    def __init__(
+        self,
+        cache_dir: str | os.PathLike = "data/glove",
+        base_url: str = glove.GLOVE_BASE_URL,
+        sha256: str | None = None,
+    ):
         self.cache_dir = Path(cache_dir)
         self.base_url = base_url
         self.sha256 = sha256
@@ -32,8 +37,9 @@ class GloVeLoader:
         if text_path.is_file():
             return text_path
         url = glove.archive_url(corpus, self.base_url)
-        archive = download(url, self.cache_dir / Path(url).name, sha256=self.sha256, within=self.cache_dir,
-                           reuse=True)  # other dimensions of the same archive are extracted without a download
+        archive = download(
+            url, self.cache_dir / Path(url).name, sha256=self.sha256, within=self.cache_dir, reuse=True
+        )  # other dimensions of the same archive are extracted without a download
         return glove.extract_member(archive, member, text_path)
 
     def load_glove_embeddings(self, path: str | os.PathLike, words: set[str] | None = None) -> tuple[dict, int]:
@@ -59,14 +65,19 @@ def initialize_model_with_glove(
     if not isinstance(embedding, nn.Embedding):
         raise PipelineError(f"{type(model).__name__} has no `embedding` nn.Embedding layer to initialise")
     loader = GloVeLoader(cache_dir, base_url)
-    vectors, dim = loader.load_glove_embeddings(loader.download_glove(corpus, dimension),
-                                                words=glove_words_wanted(preprocessor))
+    vectors, dim = loader.load_glove_embeddings(
+        loader.download_glove(corpus, dimension), words=glove_words_wanted(preprocessor)
+    )
     if dim != embedding.embedding_dim:
-        raise PipelineError(f"lstm.embedding_dim = {embedding.embedding_dim} but GloVe {corpus} {dimension} vectors "
-                            f"are {dim}-dimensional; set lstm.embedding_dim to {dim}")
+        raise PipelineError(
+            f"lstm.embedding_dim = {embedding.embedding_dim} but GloVe {corpus} {dimension} vectors "
+            f"are {dim}-dimensional; set lstm.embedding_dim to {dim}"
+        )
     if embedding.num_embeddings != len(preprocessor):
-        raise PipelineError(f"the model's embedding has {embedding.num_embeddings} rows but the vocabulary has "
-                            f"{len(preprocessor)} words")
+        raise PipelineError(
+            f"the model's embedding has {embedding.num_embeddings} rows but the vocabulary has "
+            f"{len(preprocessor)} words"
+        )
     matrix, found = align_glove(preprocessor, vectors, dim, seed=seed)
     with torch.no_grad():
         embedding.weight.copy_(torch.from_numpy(matrix))

@@ -1,4 +1,5 @@
 """The engine's training history as the seed's per-epoch lists and as rows for DVC plots."""
+
 from __future__ import annotations
 
 # Per-epoch curves: the seed's key names (training_history.json) and the plots' columns.
@@ -24,8 +25,10 @@ def seed_history(history: dict) -> dict:
 
 def epoch_rows(history: dict) -> list[dict]:
     """One row per epoch of a ``seed_history``: ``{"epoch": 1, "train_loss": ..., ...}`` (DVC plot data)."""
-    return [{"epoch": epoch, **{name: history[name][epoch - 1] for name in CURVES}}
-            for epoch in range(1, len(history["train_loss"]) + 1)]
+    return [
+        {"epoch": epoch, **{name: history[name][epoch - 1] for name in CURVES}}
+        for epoch in range(1, len(history["train_loss"]) + 1)
+    ]
 
 
 def best_epoch_metrics(history: dict, model) -> dict:
@@ -39,6 +42,8 @@ def best_epoch_metrics(history: dict, model) -> dict:
         "epochs": len(history["train_loss"]),
         # the headline figures: the loss and macro-F1 per epoch are in the plots (plots/train_<model>.json)
         "val": {key: history[f"val_{key}"][best] for key in ("accuracy", "macro_recall")},
-        "parameters": {"total": sum(p.numel() for p in parameters),
-                       "trainable": sum(p.numel() for p in parameters if p.requires_grad)},
+        "parameters": {
+            "total": sum(p.numel() for p in parameters),
+            "trainable": sum(p.numel() for p in parameters if p.requires_grad),
+        },
     }

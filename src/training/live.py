@@ -16,6 +16,7 @@ directory (declared in dvc.yaml: DVCLive's own dvc.yaml is off):
 Rows are written as they happen (no timestamps, so equal runs write equal files). Steps are the
 Trainer's optimizer steps: a run resumed after a kill logs from its checkpoint's step on.
 """
+
 from __future__ import annotations
 
 import os
@@ -26,7 +27,7 @@ from pathlib import Path
 # macro-F1 per epoch are in plots/train_<model>.json when the stage ends, and two fewer columns here
 # keep `dvc exp show --only-changed` within a screen (docs/dvc_views.md)
 VAL_FIGURES = ("loss", "macro_recall")
-SUMMARY_EVERY_S = 2.0   # metrics.json (what `dvc exp show` reads) during an epoch
+SUMMARY_EVERY_S = 2.0  # metrics.json (what `dvc exp show` reads) during an epoch
 
 
 class DVCLiveLog:
@@ -36,7 +37,7 @@ class DVCLiveLog:
     def __init__(self, directory: str | os.PathLike):
         self.directory = Path(directory)
         self._live = None
-        self._summary_at = float("-inf")   # when metrics.json was last rewritten
+        self._summary_at = float("-inf")  # when metrics.json was last rewritten
 
     @property
     def live(self):
@@ -67,7 +68,7 @@ class DVCLiveLog:
         self.live.log_metric("epoch", epoch)
         for figure in VAL_FIGURES:
             self.live.log_metric(f"val/{figure}", metrics[f"val_{figure}"])
-        self.live.next_step()   # metrics.json, and DVC Studio when it is configured
+        self.live.next_step()  # metrics.json, and DVC Studio when it is configured
         self._summary_at = time.monotonic()
 
     def close(self) -> None:

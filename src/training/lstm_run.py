@@ -20,6 +20,7 @@ Writes, in ``--checkpoint-dir``: checkpoint_epoch_X.pt and best_model.pt; in ``-
 best_model.pt, model_config.json, vocab.json, training_history.json (and ``--metrics-file``,
 ``--plots-file`` when given). A rerun after a kill resumes from the checkpoints of the same run.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -39,14 +40,22 @@ CONFIG_SECTIONS = ("model_config", "training_config")
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python src/training/train_model.py", description=__doc__.split("\n\n")[1],
-        epilog="\n\n".join(__doc__.split("\n\n")[3:]), formatter_class=argparse.RawDescriptionHelpFormatter)
+        prog="python src/training/train_model.py",
+        description=__doc__.split("\n\n")[1],
+        epilog="\n\n".join(__doc__.split("\n\n")[3:]),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     data = parser.add_argument_group("data")
     data.add_argument("--data-dir", required=True, help="TweetEval-layout or processed directory, or a .csv/.tsv file")
-    data.add_argument("--label-names", nargs="+", help="class names in label-id order (default: mapping.txt, "
-                      "else the labels found)")
-    data.add_argument("--validation-split", type=float, default=0.1,
-                      help="share of a CSV/TSV without a split column held out for validation (default 0.1)")
+    data.add_argument(
+        "--label-names", nargs="+", help="class names in label-id order (default: mapping.txt, else the labels found)"
+    )
+    data.add_argument(
+        "--validation-split",
+        type=float,
+        default=0.1,
+        help="share of a CSV/TSV without a split column held out for validation (default 0.1)",
+    )
     data.add_argument("--vocab-dir", help="a built vocabulary (vocab.json, embeddings.npy) instead of building one")
     data.add_argument("--min-freq", type=int, default=2, help="building a vocabulary: keep tokens seen this often")
     data.add_argument("--max-vocab-size", type=int, default=30000, help="building a vocabulary: at most this many")
@@ -77,10 +86,18 @@ def build_parser() -> argparse.ArgumentParser:
     training.add_argument("--gradient-clip", type=float, default=1.0, help="max gradient norm (0: no clipping)")
     training.add_argument("--early-stopping-patience", type=int, default=5, help="0: no early stopping")
     training.add_argument("--scheduler", choices=SCHEDULERS, default="plateau")
-    training.add_argument("--monitor", choices=MONITORS, default="val_macro_recall",
-                          help="picks the best epoch, drives early stopping and the plateau scheduler")
-    training.add_argument("--class-weights", choices=("balanced", "sqrt", "none"), default="none",
-                          help="balanced: every class weighs the same in the loss")
+    training.add_argument(
+        "--monitor",
+        choices=MONITORS,
+        default="val_macro_recall",
+        help="picks the best epoch, drives early stopping and the plateau scheduler",
+    )
+    training.add_argument(
+        "--class-weights",
+        choices=("balanced", "sqrt", "none"),
+        default="none",
+        help="balanced: every class weighs the same in the loss",
+    )
     training.add_argument("--device", default="auto", help="auto | cpu | cuda")
     training.add_argument("--timeout-s", type=float, default=600.0, help="data-parallel collectives' time limit")
 
@@ -113,12 +130,20 @@ def _config_defaults(parser: argparse.ArgumentParser, path: str) -> dict:
         if dest == "scheduler" and value is None:  # the seed's "no scheduler"
             value = "none"
         expected = action.type if action.type in (int, float) else (bool if action.nargs == 0 else None)
-        wrong = (value is not None and expected is not None and (
-            isinstance(value, bool) != (expected is bool) or
-            not isinstance(value, {int: int, float: (int, float), bool: bool}[expected])))
+        wrong = (
+            value is not None
+            and expected is not None
+            and (
+                isinstance(value, bool) != (expected is bool)
+                or not isinstance(value, {int: int, float: (int, float), bool: bool}[expected])
+            )
+        )
         if wrong or (action.choices and value not in action.choices and value is not None):
-            kind = f"one of {', '.join(map(str, action.choices))}" if action.choices else \
-                {int: "a whole number", float: "a number", bool: "true or false"}[expected]
+            kind = (
+                f"one of {', '.join(map(str, action.choices))}"
+                if action.choices
+                else {int: "a whole number", float: "a number", bool: "true or false"}[expected]
+            )
             raise PipelineError(f"{path}: {key} = {value!r}: expected {kind}")
         values[dest] = value
     return values
@@ -141,28 +166,32 @@ def _glove_dim(value: str) -> str:
 def _check_output_dim(output_dim: int, label_names: list[str], data: str) -> None:
     classes = len(label_names)
     if output_dim == 1 and classes != 2:
-        raise PipelineError(f"output_dim = 1 (one logit, binary cross-entropy) needs a two-class data set; {data} has "
-                            f"{classes} classes ({', '.join(label_names)}): set output_dim to {classes}")
+        raise PipelineError(
+            f"output_dim = 1 (one logit, binary cross-entropy) needs a two-class data set; {data} has "
+            f"{classes} classes ({', '.join(label_names)}): set output_dim to {classes}"
+        )
     if output_dim not in (1, classes):
-        raise PipelineError(f"output_dim = {output_dim} but {data} has {classes} classes ({', '.join(label_names)}): "
-                            f"set output_dim to {classes}" + (" (or 1: one logit)" if classes == 2 else ""))
+        raise PipelineError(
+            f"output_dim = {output_dim} but {data} has {classes} classes ({', '.join(label_names)}): "
+            f"set output_dim to {classes}" + (" (or 1: one logit)" if classes == 2 else "")
+        )
 
 
 def _input_files(args: argparse.Namespace) -> list[Path]:
     data = Path(args.data_dir)
     files = sorted(p for p in data.iterdir() if p.is_file()) if data.is_dir() else [data]
     if args.vocab_dir:
-        files += [p for p in (Path(args.vocab_dir) / "vocab.json", Path(args.vocab_dir) / "embeddings.npy")
-                  if p.is_file()]
+        files += [
+            p for p in (Path(args.vocab_dir) / "vocab.json", Path(args.vocab_dir) / "embeddings.npy") if p.is_file()
+        ]
     return files
 
 
 def run(args: argparse.Namespace, glove_init=None) -> dict:
     """Train as ``args`` say (see build_parser); returns the best epoch's metrics. Under torchrun, one
     process per GPU (or CPU slot) with ``--batch-size`` the global batch."""
-    from src.runtime import use_all_cpu_cores
+    from src.runtime import resolve_device, use_all_cpu_cores
     from src.training import distributed
-    from src.runtime import resolve_device
 
     use_all_cpu_cores()
     with distributed.process_group(resolve_device(args.device, key="--device"), args.timeout_s) as device:
@@ -174,16 +203,16 @@ def _train(args: argparse.Namespace, device, glove_init) -> dict:
 
     from src.atomic import publish_copy, write_json
     from src.data.data_sources import read_dataset
+    from src.data.vocab import Vocabulary
     from src.models.lstm_data import make_loader
     from src.models.lstm_model import LSTMClassifier
     from src.runtime import seed_everything
     from src.training import create_trainer, distributed
-    from src.training.live import DVCLiveLog
     from src.training.class_weights import class_weights
     from src.training.history import best_epoch_metrics, epoch_rows, seed_history
-    from src.training.trainer import default_criterion
+    from src.training.live import DVCLiveLog
     from src.training.resume import run_fingerprint, source_files
-    from src.data.vocab import Vocabulary
+    from src.training.trainer import default_criterion
 
     seed_everything(args.seed)
     output_dir, checkpoint_dir = Path(args.output_dir), Path(args.checkpoint_dir)
@@ -202,41 +231,63 @@ def _train(args: argparse.Namespace, device, glove_init) -> dict:
         vocab = Vocabulary.build(train.texts, args.min_freq, args.max_vocab_size)
     if args.vocab_size is not None and args.vocab_size != len(vocab):
         relation = "smaller than" if args.vocab_size < len(vocab) else "larger than"
-        raise PipelineError(f"vocab_size = {args.vocab_size} is {relation} the vocabulary ({len(vocab)} words, built "
-                            f"from {args.vocab_dir or args.data_dir}): set vocab_size to {len(vocab)} or leave it out")
+        raise PipelineError(
+            f"vocab_size = {args.vocab_size} is {relation} the vocabulary ({len(vocab)} words, built "
+            f"from {args.vocab_dir or args.data_dir}): set vocab_size to {len(vocab)} or leave it out"
+        )
     glove_dim = _glove_dim(args.glove_dim)
     embedding_dim = args.embedding_dim or (
-        embeddings.shape[1] if embeddings is not None else int(glove_dim[:-1]) if args.use_glove else 100)
+        embeddings.shape[1] if embeddings is not None else int(glove_dim[:-1]) if args.use_glove else 100
+    )
 
-    train_loader = make_loader(train.texts, train.labels, vocab, args.batch_size, shuffle=True, seed=args.seed,
-                               max_length=args.max_length)
+    train_loader = make_loader(
+        train.texts, train.labels, vocab, args.batch_size, shuffle=True, seed=args.seed, max_length=args.max_length
+    )
     val_loader = make_loader(val.texts, val.labels, vocab, 256, shuffle=False, max_length=args.max_length)
-    model = LSTMClassifier(len(vocab), embedding_dim, args.hidden_dim, output_dim, args.n_layers, args.dropout,
-                           args.bidirectional)
+    model = LSTMClassifier(
+        len(vocab), embedding_dim, args.hidden_dim, output_dim, args.n_layers, args.dropout, args.bidirectional
+    )
     if embeddings is not None:
         model.load_pretrained_embeddings(embeddings, freeze=args.freeze_embeddings)
     elif args.use_glove:
         if glove_init is None:
-            raise PipelineError("--use-glove without --vocab-dir: run python src/training/train_model.py, which "
-                                "reads GloVe files, or pass a --vocab-dir holding embeddings.npy")
-        glove_init(model, vocab, args.glove_corpus, glove_dim, args.freeze_embeddings,
-                   cache_dir=args.glove_dir, seed=args.seed)
+            raise PipelineError(
+                "--use-glove without --vocab-dir: run python src/training/train_model.py, which "
+                "reads GloVe files, or pass a --vocab-dir holding embeddings.npy"
+            )
+        glove_init(
+            model, vocab, args.glove_corpus, glove_dim, args.freeze_embeddings, cache_dir=args.glove_dir, seed=args.seed
+        )
     mode = None if args.class_weights == "none" else args.class_weights
     weights = class_weights(train.labels, mode, len(label_names), "--class-weights", str(args.data_dir))
 
     # what shapes the result: a rerun after a kill resumes only when these are unchanged
-    shaping = {k: v for k, v in vars(args).items()
-               if k not in ("output_dir", "checkpoint_dir", "metrics_file", "plots_file", "live_dir", "config", "timeout_s")}
+    shaping = {
+        k: v
+        for k, v in vars(args).items()
+        if k not in ("output_dir", "checkpoint_dir", "metrics_file", "plots_file", "live_dir", "config", "timeout_s")
+    }
     trainer = create_trainer(
-        model, train_loader, val_loader, learning_rate=args.learning_rate,
-        scheduler_type=None if args.scheduler == "none" else args.scheduler, weight_decay=args.weight_decay,
-        gradient_clip=args.gradient_clip or None, checkpoint_dir=checkpoint_dir, epochs=args.epochs,
-        monitor=args.monitor, criterion=default_criterion(model, weights),
+        model,
+        train_loader,
+        val_loader,
+        learning_rate=args.learning_rate,
+        scheduler_type=None if args.scheduler == "none" else args.scheduler,
+        weight_decay=args.weight_decay,
+        gradient_clip=args.gradient_clip or None,
+        checkpoint_dir=checkpoint_dir,
+        epochs=args.epochs,
+        monitor=args.monitor,
+        criterion=default_criterion(model, weights),
         # two epoch checkpoints by default: if the newest is unreadable, resume falls back to the one before
-        max_checkpoints=args.max_checkpoints, save_best_n=1, device=device,
-        fingerprint=run_fingerprint({"lstm": shaping, "label_names": label_names,
-                                     "distributed": {"world_size": distributed.world_size()}},
-                                    _input_files(args), source_files(__file__)),
+        max_checkpoints=args.max_checkpoints,
+        save_best_n=1,
+        device=device,
+        fingerprint=run_fingerprint(
+            {"lstm": shaping, "label_names": label_names, "distributed": {"world_size": distributed.world_size()}},
+            _input_files(args),
+            source_files(__file__),
+        ),
         # rank 0 alone logs
         training_log=DVCLiveLog(args.live_dir) if args.live_dir and distributed.is_main_process() else None,
     )
@@ -249,9 +300,17 @@ def _train(args: argparse.Namespace, device, glove_init) -> dict:
         vocab.save(output_dir / "vocab.json")  # the model directory is self-contained for evaluation
         if output_dir.resolve() != checkpoint_dir.resolve():
             publish_copy(checkpoint_dir / "best_model.pt", output_dir / "best_model.pt")
-        write_json(output_dir / "model_config.json", {
-            **model.config, "label_names": label_names, "max_length": args.max_length, "vocab": "vocab.json",
-            "weights": "best_model.pt", "model_id": published["model_id"]})
+        write_json(
+            output_dir / "model_config.json",
+            {
+                **model.config,
+                "label_names": label_names,
+                "max_length": args.max_length,
+                "vocab": "vocab.json",
+                "weights": "best_model.pt",
+                "model_id": published["model_id"],
+            },
+        )
 
     trainer.on_publish = write_model_files
     trainer.resume()  # continues a killed run with the same fingerprint; otherwise clears its checkpoints

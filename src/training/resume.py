@@ -4,11 +4,13 @@ A fingerprint holds the parameters that shape training (flattened to dotted name
 so a mismatch can say which changed), and sha256 digests of the input data files and of the code.
 The Trainer stores it in every checkpoint and resumes only when it is equal.
 """
+
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 from src.data.checksum import sha256_of  # not src.data.download: the downloader is no dep of training
 
@@ -36,13 +38,16 @@ def _display_name(path: Path) -> str:
     return str(resolved.relative_to(REPO_DIR)) if resolved.is_relative_to(REPO_DIR) else str(path)
 
 
-def run_fingerprint(params: dict, data_files: Iterable[str | os.PathLike] = (),
-                    code_files: Iterable[str | os.PathLike] = ()) -> dict:
+def run_fingerprint(
+    params: dict, data_files: Iterable[str | os.PathLike] = (), code_files: Iterable[str | os.PathLike] = ()
+) -> dict:
     """{params: {dotted name: value}, data: {file: sha256}, code: {file: sha256}} (plain types only,
     so it loads with ``torch.load(weights_only=True)``)."""
-    return {"params": _flatten(params),
-            "data": {str(path): sha256_of(path) for path in data_files},
-            "code": {_display_name(path): sha256_of(path) for path in code_files}}
+    return {
+        "params": _flatten(params),
+        "data": {str(path): sha256_of(path) for path in data_files},
+        "code": {_display_name(path): sha256_of(path) for path in code_files},
+    }
 
 
 def describe_change(recorded: dict | None, current: dict | None) -> str | None:
@@ -54,8 +59,11 @@ def describe_change(recorded: dict | None, current: dict | None) -> str | None:
     old, new = recorded.get("params", {}), current.get("params", {})
     missing = "(unset)"
     reasons = []
-    changed_params = [f"{name} {old.get(name, missing)} -> {new.get(name, missing)}"
-                      for name in sorted(old.keys() | new.keys()) if old.get(name, missing) != new.get(name, missing)]
+    changed_params = [
+        f"{name} {old.get(name, missing)} -> {new.get(name, missing)}"
+        for name in sorted(old.keys() | new.keys())
+        if old.get(name, missing) != new.get(name, missing)
+    ]
     if changed_params:
         reasons.append("params changed: " + ", ".join(changed_params))
     for section, label in (("data", "input data changed"), ("code", "code changed")):

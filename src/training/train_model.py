@@ -6,6 +6,7 @@
 The options and the run are src/training/lstm_run.py's, which the train_lstm stage runs too; this
 command line adds the GloVe download (src.training.glove_loader) for --use-glove.
 """
+
 from __future__ import annotations
 
 import json

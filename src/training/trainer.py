@@ -4,6 +4,7 @@ Batches are dicts: ``labels`` plus the model's keyword inputs (``input_ids`` + `
 LSTM; ``input_ids`` + ``attention_mask`` for BERT). The model's output is a logits tensor or an
 object with ``.logits`` (Hugging Face models).
 """
+
 from __future__ import annotations
 
 import itertools
@@ -12,8 +13,9 @@ import math
 import os
 import signal
 import time
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any
 
 import numpy as np
 import torch
@@ -28,7 +30,13 @@ from src.runtime import autocast_context, autocast_dtype, forward_logits, move_b
 from src.scoring.metrics import MONITORABLE, classification_metrics, higher_is_better
 from src.training import distributed
 from src.training.checkpoint_manager import (
-    DEFAULT_BEST_BY, BestTracker, CheckpointManager, EarlyStopping, holds_resume_state, rng_state, set_rng_state,
+    DEFAULT_BEST_BY,
+    BestTracker,
+    CheckpointManager,
+    EarlyStopping,
+    holds_resume_state,
+    rng_state,
+    set_rng_state,
 )
 
 log = logging.getLogger(__name__)
@@ -65,8 +73,14 @@ def predicted_classes(logits: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, data_loader: Iterable, device: torch.device, criterion: nn.Module | None = None,
-             mixed_precision: bool = False, progress: bool = False) -> dict[str, Any]:
+def evaluate(
+    model: nn.Module,
+    data_loader: Iterable,
+    device: torch.device,
+    criterion: nn.Module | None = None,
+    mixed_precision: bool = False,
+    progress: bool = False,
+) -> dict[str, Any]:
     """Loss (when ``criterion``), accuracy, macro recall, macro F1 and the predictions over a loader.
 
     Data-parallel, rank r scores batches r, r + world size, ...; every rank then gathers all the
@@ -95,8 +109,10 @@ def evaluate(model: nn.Module, data_loader: Iterable, device: torch.device, crit
         labels += batch_labels
     if n_seen == 0:
         raise PipelineError("evaluation data is empty")
-    result = {"loss": total_loss / n_seen if criterion is not None else None,
-              **classification_metrics(labels, predictions)}
+    result = {
+        "loss": total_loss / n_seen if criterion is not None else None,
+        **classification_metrics(labels, predictions),
+    }
     # a length-sorted loader scores out of dataset order: predictions go back into it
     result["predictions"] = restore_order(predictions, getattr(getattr(data_loader, "sampler", None), "order", None))
     return result
@@ -169,8 +185,13 @@ class Trainer:
         self.world_size, self.is_main_process = distributed.world_size(), distributed.is_main_process()
         if self.world_size > 1:
             distributed.check_same_run(fingerprint)  # before DDP finds the models' shapes differ
-        self.parallel_model = self.model if self.world_size == 1 else nn.parallel.DistributedDataParallel(
-            self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
+        self.parallel_model = (
+            self.model
+            if self.world_size == 1
+            else nn.parallel.DistributedDataParallel(
+                self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None
+            )
+        )
         self.base_seed = torch.initial_seed()  # the stage's seed: per-rank dropout streams derive from it
         self.train_loader, self.val_loader = train_loader, val_loader
         self.optimizer = optimizer
@@ -183,7 +204,8 @@ class Trainer:
         self.mixed_precision = mixed_precision
         # fp16 gradients underflow without loss scaling; for bf16 and fp32 the scaler is a pass-through
         self.grad_scaler = torch.amp.GradScaler(
-            "cuda", enabled=autocast_dtype(self.device, mixed_precision) == torch.float16)
+            "cuda", enabled=autocast_dtype(self.device, mixed_precision) == torch.float16
+        )
         self.early_stopping_min_delta = early_stopping_min_delta
         self.progress = progress and self.is_main_process
         self.fingerprint = fingerprint
@@ -191,23 +213,40 @@ class Trainer:
         self.training_log = training_log if self.is_main_process else None  # rank 0 alone logs
         best_by = dict(DEFAULT_BEST_BY)
         best_by.setdefault(monitor.removeprefix("val_"), monitor)
-        self.checkpoints = CheckpointManager(checkpoint_dir, max_checkpoints=max_checkpoints, save_best_n=save_best_n,
-                                             checkpoint_name=checkpoint_name, best_model_name=best_model_name,
-                                             best_by=best_by, stage_best=True)
+        self.checkpoints = CheckpointManager(
+            checkpoint_dir,
+            max_checkpoints=max_checkpoints,
+            save_best_n=save_best_n,
+            checkpoint_name=checkpoint_name,
+            best_model_name=best_model_name,
+            best_by=best_by,
+            stage_best=True,
+        )
         self.on_publish = on_publish
         self.model_id: str | None = None  # of the best model this trainer published
         self.checkpoint_dir = self.checkpoints.checkpoint_dir
         self.early_stopping: EarlyStopping | None = None
-        self.epoch = 0                # epochs completed
-        self.global_step = 0          # optimizer steps taken
+        self.epoch = 0  # epochs completed
+        self.global_step = 0  # optimizer steps taken
         self.best = BestTracker(monitor)  # the best epoch by `monitor`: the best checkpoint, the published model
         self.history = self._empty_history()
 
     @staticmethod
     def _empty_history() -> dict:
-        return {"train_losses": [], "val_losses": [], "val_accuracies": [], "val_macro_recalls": [],
-                "val_macro_f1s": [], "learning_rates": [], "epoch_times": [], "best_val_loss": None,
-                "best_epoch": None, "monitor": None, "best_value": None, "total_time": 0.0}
+        return {
+            "train_losses": [],
+            "val_losses": [],
+            "val_accuracies": [],
+            "val_macro_recalls": [],
+            "val_macro_f1s": [],
+            "learning_rates": [],
+            "epoch_times": [],
+            "best_val_loss": None,
+            "best_epoch": None,
+            "monitor": None,
+            "best_value": None,
+            "total_time": 0.0,
+        }
 
     # ---- one epoch -------------------------------------------------------------------------------
     def train_epoch(self) -> float:
@@ -223,7 +262,9 @@ class Trainer:
             torch.manual_seed(distributed.epoch_seed(self.base_seed, self.epoch))
         total_loss, n_seen = 0.0, 0
         # disable=None: a bar on a terminal only, so logs and `dvc repro` output stay readable
-        bar = tqdm(self.train_loader, desc=f"epoch {self.epoch + 1}", leave=False, disable=None if self.progress else True)
+        bar = tqdm(
+            self.train_loader, desc=f"epoch {self.epoch + 1}", leave=False, disable=None if self.progress else True
+        )
         for batch in bar:
             batch = move_batch(batch, self.device)
             with autocast_context(self.device, self.mixed_precision):
@@ -251,7 +292,9 @@ class Trainer:
             n_seen += len(batch["labels"])
             bar.set_postfix(loss=f"{total_loss / n_seen:.4f}")
         if self.world_size > 1:  # the epoch's mean over every rank's examples
-            total_loss, n_seen = distributed.all_reduce_sum(torch.tensor([total_loss, n_seen], dtype=torch.float64)).tolist()
+            total_loss, n_seen = distributed.all_reduce_sum(
+                torch.tensor([total_loss, n_seen], dtype=torch.float64)
+            ).tolist()
         if n_seen == 0:
             raise PipelineError("training data is empty")
         return total_loss / n_seen
@@ -260,23 +303,30 @@ class Trainer:
         """world size x this rank's share of the global batch's loss weight (its examples, or their
         class weights for a weighted cross-entropy, the denominator of the criterion's mean)."""
         weight = getattr(self.criterion, "weight", None)
-        local = (weight[labels].sum() if weight is not None else torch.tensor(float(len(labels)), device=labels.device))
+        local = weight[labels].sum() if weight is not None else torch.tensor(float(len(labels)), device=labels.device)
         local = local.detach().to(torch.float64)
         return (local * self.world_size / distributed.all_reduce_sum(local)).float()
 
     def _check_sharded(self, sampler: Any) -> None:
         """Under torchrun every rank must train on its own shard (BucketBatchSampler does it)."""
         if getattr(sampler, "num_replicas", 1) != self.world_size:
-            raise PipelineError(f"the training loader is not sharded over the {self.world_size} processes: "
-                                "build it with src.data.batching.BucketBatchSampler after joining the process group")
+            raise PipelineError(
+                f"the training loader is not sharded over the {self.world_size} processes: "
+                "build it with src.data.batching.BucketBatchSampler after joining the process group"
+            )
 
     def evaluate_model(self, data_loader: Iterable) -> dict[str, Any]:
         """loss, accuracy, macro_recall, macro_f1 and predictions of the current model on a loader."""
         return evaluate(self.model, data_loader, self.device, self.criterion, self.mixed_precision)
 
     # ---- the loop ----------------------------------------------------------------------------------
-    def train(self, epochs: int, early_stopping_patience: int | None = None, save_best: bool = True,
-              save_every: int | None = 1) -> dict:
+    def train(
+        self,
+        epochs: int,
+        early_stopping_patience: int | None = None,
+        save_best: bool = True,
+        save_every: int | None = 1,
+    ) -> dict:
         """Train until ``epochs`` epochs are completed in total (a resumed trainer continues its count).
 
         Each epoch: train, validate, step an epoch-level scheduler, track the best ``monitor`` value,
@@ -286,7 +336,8 @@ class Trainer:
         ``Interrupted`` naming the last checkpoint (a save in progress completes first).
         """
         if early_stopping_patience is not None and (
-                self.early_stopping is None or self.early_stopping.patience != early_stopping_patience):
+            self.early_stopping is None or self.early_stopping.patience != early_stopping_patience
+        ):
             self.early_stopping = EarlyStopping(early_stopping_patience, self.early_stopping_min_delta, self.monitor)
         self.history["monitor"] = self.monitor
         try:
@@ -311,9 +362,14 @@ class Trainer:
         learning_rate = self.optimizer.param_groups[0]["lr"]  # the rate this epoch ended with
         val = self.evaluate_model(self.val_loader)
         self.epoch += 1
-        metrics = {"train_loss": train_loss, "val_loss": val["loss"], "val_accuracy": val["accuracy"],
-                   "val_macro_recall": val["macro_recall"], "val_macro_f1": val["macro_f1"],
-                   "learning_rate": learning_rate}
+        metrics = {
+            "train_loss": train_loss,
+            "val_loss": val["loss"],
+            "val_accuracy": val["accuracy"],
+            "val_macro_recall": val["macro_recall"],
+            "val_macro_f1": val["macro_f1"],
+            "learning_rate": learning_rate,
+        }
         monitored = metrics[self.monitor]
 
         if self.scheduler is not None and self.scheduler_interval == "epoch":
@@ -326,9 +382,18 @@ class Trainer:
         self._record(metrics, time.perf_counter() - started)
         if self.training_log is not None:
             self.training_log.log_epoch(self.global_step, self.epoch, metrics)
-        log.info("epoch %d/%d  train_loss %.4f  val_loss %.4f  val_acc %.4f  val_macro_recall %.4f  "
-                 "lr %.2e  %.1fs%s", self.epoch, epochs, train_loss, val["loss"], val["accuracy"],
-                 val["macro_recall"], learning_rate, self.history["epoch_times"][-1], "  *best*" if is_best else "")
+        log.info(
+            "epoch %d/%d  train_loss %.4f  val_loss %.4f  val_acc %.4f  val_macro_recall %.4f  lr %.2e  %.1fs%s",
+            self.epoch,
+            epochs,
+            train_loss,
+            val["loss"],
+            val["accuracy"],
+            val["macro_recall"],
+            learning_rate,
+            self.history["epoch_times"][-1],
+            "  *best*" if is_best else "",
+        )
 
         should_stop = self.early_stopping is not None and self.early_stopping.update(monitored, self.model, self.epoch)
         periodic = bool(save_every) and self.epoch % save_every == 0
@@ -375,8 +440,7 @@ class Trainer:
                     self.on_publish(published)
             self.checkpoints.mark_complete()
 
-    def save_checkpoint(self, filename: str | None = None, is_best: bool = False,
-                        metrics: dict | None = None) -> Path:
+    def save_checkpoint(self, filename: str | None = None, is_best: bool = False, metrics: dict | None = None) -> Path:
         """Everything needed to continue identically: weights, optimizer, scheduler, counters,
         history, early stopping and RNG states. ``filename`` defaults to the epoch pattern. Once a
         newer checkpoint is saved this one is rewritten to the model alone (see CheckpointManager)."""
@@ -402,8 +466,10 @@ class Trainer:
         """Restore a checkpoint written by ``save_checkpoint``; returns the raw checkpoint dict."""
         checkpoint = load_checkpoint_file(path, map_location=self.device)
         if load_optimizer and not holds_resume_state(checkpoint):
-            raise PipelineError(f"{path}: holds the model only (optimizer state is kept in the newest checkpoint "
-                                "only); load it with load_optimizer=False, or resume from the newest one")
+            raise PipelineError(
+                f"{path}: holds the model only (optimizer state is kept in the newest checkpoint "
+                "only); load it with load_optimizer=False, or resume from the newest one"
+            )
         self._restore(checkpoint, load_optimizer)
         log.info("loaded checkpoint %s (epoch %d)", path, self.epoch)
         return checkpoint
@@ -438,9 +504,14 @@ class Trainer:
         log.info("resuming from %s (epoch %d done)", path, self.epoch)
         return True
 
-    def resume_training(self, checkpoint_path: str | os.PathLike, additional_epochs: int,
-                        early_stopping_patience: int | None = None, save_best: bool = True,
-                        save_every: int | None = 1) -> dict:
+    def resume_training(
+        self,
+        checkpoint_path: str | os.PathLike,
+        additional_epochs: int,
+        early_stopping_patience: int | None = None,
+        save_best: bool = True,
+        save_every: int | None = 1,
+    ) -> dict:
         """Load a checkpoint and train ``additional_epochs`` more; early stopping continues its count."""
         self.load_checkpoint(checkpoint_path, load_optimizer=True)
         return self.train(self.epoch + additional_epochs, early_stopping_patience, save_best, save_every)
@@ -482,9 +553,18 @@ class Trainer:
 
 
 # ---- factory ----------------------------------------------------------------------------------------
-def build_scheduler(optimizer: torch.optim.Optimizer, scheduler_type: str | None, epochs: int | None = None,
-                    monitor: str = "val_loss", *, step_size: int | None = None, gamma: float = 0.5, patience: int = 2,
-                    total_steps: int | None = None, warmup_ratio: float = 0.0):
+def build_scheduler(
+    optimizer: torch.optim.Optimizer,
+    scheduler_type: str | None,
+    epochs: int | None = None,
+    monitor: str = "val_loss",
+    *,
+    step_size: int | None = None,
+    gamma: float = 0.5,
+    patience: int = 2,
+    total_steps: int | None = None,
+    warmup_ratio: float = 0.0,
+):
     """The engine's learning-rate schedules, or None. Stepped per epoch (create_trainer): plateau (on
     ``monitor``), step, cosine (over ``epochs``). Stepped per batch (BERT): linear_warmup, a linear
     warmup over ``warmup_ratio`` of ``total_steps``, then a linear decay to zero."""
@@ -492,7 +572,8 @@ def build_scheduler(optimizer: torch.optim.Optimizer, scheduler_type: str | None
         return None
     if scheduler_type == "plateau":
         return torch.optim.lr_scheduler.ReduceLROnPlateau(
-            optimizer, mode="max" if higher_is_better(monitor) else "min", factor=gamma, patience=patience)
+            optimizer, mode="max" if higher_is_better(monitor) else "min", factor=gamma, patience=patience
+        )
     if scheduler_type == "step":
         return torch.optim.lr_scheduler.StepLR(optimizer, step_size=step_size or max(1, epochs // 3), gamma=gamma)
     if scheduler_type == "cosine":
@@ -534,18 +615,34 @@ def create_trainer(
     loader's is an error, ``validation_split`` is recorded only (``val_loader`` is the validation data).
     """
     loader_batch = getattr(train_loader, "batch_size", None) or getattr(
-        getattr(train_loader, "batch_sampler", None), "batch_size", None)
+        getattr(train_loader, "batch_sampler", None), "batch_size", None
+    )
     if batch_size is not None and loader_batch is not None and batch_size != loader_batch:
-        raise PipelineError(f"batch_size = {batch_size} but train_loader batches {loader_batch} examples: "
-                            "the loader decides the batch size (make it with batch_size)")
+        raise PipelineError(
+            f"batch_size = {batch_size} but train_loader batches {loader_batch} examples: "
+            "the loader decides the batch size (make it with batch_size)"
+        )
     if validation_split is not None:
-        log.info("validation_split = %s: the validation data is val_loader's (split it when making the loaders)",
-                 validation_split)
+        log.info(
+            "validation_split = %s: the validation data is val_loader's (split it when making the loaders)",
+            validation_split,
+        )
     parameters = [p for p in model.parameters() if p.requires_grad]  # frozen embeddings stay out
     optimizer = torch.optim.AdamW(parameters, lr=learning_rate, weight_decay=weight_decay)
     scheduler = build_scheduler(optimizer, scheduler_type, epochs, monitor, **(scheduler_kwargs or {}))
-    trainer = Trainer(model, train_loader, val_loader, optimizer, criterion, scheduler, gradient_clip, checkpoint_dir,
-                      scheduler_interval="epoch", monitor=monitor, **trainer_kwargs)
+    trainer = Trainer(
+        model,
+        train_loader,
+        val_loader,
+        optimizer,
+        criterion,
+        scheduler,
+        gradient_clip,
+        checkpoint_dir,
+        scheduler_interval="epoch",
+        monitor=monitor,
+        **trainer_kwargs,
+    )
     if early_stopping_patience is not None:  # train(epochs) stops early without naming the patience again
         trainer.early_stopping = EarlyStopping(early_stopping_patience, trainer.early_stopping_min_delta, monitor)
     return trainer
