@@ -42,9 +42,9 @@ from pathlib import Path
 
 import numpy as np
 
-from src.atomic import write_json
-from src.cli import pipeline_errors_exit
-from src.errors import PipelineError
+from src.core.atomic import write_json
+from src.core.cli import pipeline_errors_exit
+from src.core.errors import PipelineError
 
 CURVES = "plots/train_{model}.json"  # per-epoch rows of a train stage (bert, lstm)
 CONFUSION = "plots/confusion/{model}.csv"
@@ -236,7 +236,7 @@ def plot_confusion(
 
 
 def label_names() -> list[str]:
-    from src.params import load_params
+    from src.core.params import load_params
 
     return load_params()["data"]["label_names"]
 
