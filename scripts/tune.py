@@ -17,7 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from src.errors import PipelineError
+from src.core.errors import PipelineError
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -35,12 +35,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> None:
-    from src.cli import run_command
+    from src.core.cli import run_command
 
     def work() -> None:
         args = build_parser().parse_args(argv)
-        from src.models.bert_files import TUNING, bert_loaders, read_config, train_options
-        from src.runtime import use_all_cpu_cores
+        from src.core.runtime import use_all_cpu_cores
+        from src.recipes.bert_files import TUNING, bert_loaders, read_config, train_options
         from src.tuning import TUNABLE, tune
 
         use_all_cpu_cores()

@@ -48,14 +48,14 @@ import optuna
 from optuna.samplers import BaseSampler, GridSampler, RandomSampler, TPESampler
 from optuna.trial import FrozenTrial, TrialState
 
-from src.atomic import write_json
-from src.errors import PipelineError
+from src.checkpoints.manager import BestTracker
+from src.checkpoints.resume import describe_change, run_fingerprint
+from src.core.atomic import write_json
+from src.core.errors import PipelineError
 from src.models.bert_data import with_batch_size
 from src.models.training import RECOMMENDED, remove_checkpoints, train_model
 from src.scoring.metrics import higher_is_better
-from src.training.checkpoint_manager import BestTracker
 from src.training.distributed import signal_when_parent_dies
-from src.training.resume import describe_change, run_fingerprint
 
 log = logging.getLogger(__name__)
 
@@ -709,7 +709,7 @@ def worker_devices(device: str, workers: int) -> list[str]:
     explicit ``cuda:K`` or ``cpu`` is shared by all workers."""
     import torch
 
-    from src.runtime import resolve_device
+    from src.core.runtime import resolve_device
 
     resolved = resolve_device(device)
     if resolved.type == "cuda" and resolved.index is None:

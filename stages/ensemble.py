@@ -10,10 +10,10 @@ probabilities of validation and test, which evaluate@ensemble scores like any ot
 
 from pathlib import Path
 
-from src.atomic import write_json
-from src.cli import run_stage
+from src.core.atomic import write_json
+from src.core.cli import run_stage
+from src.core.errors import ParamsError
 from src.data.preprocess import read_split
-from src.errors import ParamsError
 from src.scoring.ensemble import combine, cross_validated_macro_recall, fit_weights, macro_recall
 from src.scoring.probabilities import probabilities_file, read_probabilities, write_probabilities
 

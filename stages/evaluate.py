@@ -21,13 +21,13 @@ import sys
 from collections import Counter
 from pathlib import Path
 
-from src.atomic import atomic_open, write_json
-from src.cli import run_stage
+from src.core.atomic import atomic_open, write_json
+from src.core.cli import run_stage
+from src.core.errors import DataError, PipelineError
+from src.core.runtime import explain_out_of_memory, use_all_cpu_cores
 from src.data.preprocess import read_split
-from src.errors import DataError, PipelineError
 from src.evaluation import predict_proba, score_texts
 from src.models.loading import load_model
-from src.runtime import explain_out_of_memory, use_all_cpu_cores
 from src.scoring.metrics import detailed_metrics
 from src.scoring.probabilities import probabilities_file, read_probabilities, write_probabilities
 

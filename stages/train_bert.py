@@ -3,15 +3,15 @@ plots/train_bert.json (per-epoch curves)."""
 
 from pathlib import Path
 
-from src.atomic import write_json
-from src.cli import run_stage
-from src.models.bert_run import load_bert_data, make_loaders, run_options
+from src.checkpoints.resume import run_fingerprint, source_files
+from src.core.atomic import write_json
+from src.core.cli import run_stage
+from src.core.runtime import out_of_memory_names, resolve_device, use_all_cpu_cores
 from src.models.training import train_model
-from src.runtime import out_of_memory_names, resolve_device, use_all_cpu_cores
+from src.recipes.bert_run import load_bert_data, make_loaders, run_options
 from src.training import distributed
 from src.training.history import best_epoch_metrics, epoch_rows
 from src.training.live import DVCLiveLog
-from src.training.resume import run_fingerprint, source_files
 
 MODEL_DIR = Path("models/bert")
 METRICS_PATH = Path("metrics/bert/train.json")  # the same keys as metrics/lstm/train.json

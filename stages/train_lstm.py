@@ -1,16 +1,16 @@
 """train_lstm: the (Bi)LSTM on data/processed with the data/vocab vocabulary (+ GloVe) -> models/lstm/,
 metrics/lstm/train.json, plots/train_lstm.json (per-epoch curves).
 
-The stage is the command line `python -m src.training.train_model` (src/training/lstm_run.py) with its options
+The stage is the command line `python -m src.training.train_model` (src/recipes/lstm_run.py) with its options
 taken from
 params.yaml (`lstm`, `data.label_names`, `distributed.timeout_s`): see `stage_arguments`.
 """
 
 from pathlib import Path
 
-from src.cli import run_stage
-from src.runtime import out_of_memory_names
-from src.training.lstm_run import parse_args, run
+from src.core.cli import run_stage
+from src.core.runtime import out_of_memory_names
+from src.recipes.lstm_run import parse_args, run
 
 MODEL_DIR = Path("models/lstm")  # a persisted DVC output: after a kill, its checkpoints let a rerun resume
 LIVE_DIR = Path("dvclive/train_lstm")  # DVCLive: per-step loss and per-epoch validation while it trains

@@ -9,12 +9,12 @@ import sys
 from pathlib import Path
 
 from src import tuning
-from src.atomic import write_json
-from src.cli import run_stage
+from src.checkpoints.resume import run_fingerprint, source_files
+from src.core.atomic import write_json
+from src.core.cli import run_stage
+from src.core.runtime import out_of_memory_names, use_all_cpu_cores
 from src.data.preprocess import read_split, stratified_subset
-from src.models.bert_run import load_bert_data, make_loaders, run_options
-from src.runtime import out_of_memory_names, use_all_cpu_cores
-from src.training.resume import run_fingerprint, source_files
+from src.recipes.bert_run import load_bert_data, make_loaders, run_options
 
 OUTPUT_DIR = Path("models/tune")
 METRICS_PATH = Path("metrics/tune.json")

@@ -73,10 +73,10 @@ def server():
 def workdir(tmp_path, monkeypatch):
     """data/processed + data/vocab (with an 8-d embedding matrix) laid out as the pipeline writes them, in a
     temporary directory that is the working directory; returns params with ``lstm`` = TINY_LSTM."""
-    from src.atomic import save_numpy
+    from src.core.atomic import save_numpy
+    from src.core.params import load_params
     from src.data.preprocess import Split, write_split
     from src.data.vocab import Vocabulary
-    from src.params import load_params
 
     params = load_params(REPO / "params.yaml")
     monkeypatch.chdir(tmp_path)

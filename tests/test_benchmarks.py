@@ -5,8 +5,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from src.core.runtime import cpu_has_amx_bf16
 from src.data.preprocess import Split, normalize_tweet, write_split
-from src.runtime import cpu_has_amx_bf16
 from tests.fixtures import tiny_splits, write_tiny_bert
 
 ROOT = Path(__file__).resolve().parents[1]

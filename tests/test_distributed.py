@@ -19,9 +19,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from src.core.params import load_params
 from src.data.batching import BucketBatchSampler
 from src.data.preprocess import Split, normalize_tweet, write_split
-from src.params import load_params
 from tests.fixtures import TINY_LSTM, tiny_splits, write_tiny_bert
 from tests.test_resume import SLOW_LSTM, pausing, wait_until_paused, write_stage_inputs
 
@@ -54,7 +54,7 @@ def test_ranks_split_the_global_batches_of_one_process(n):
 
 
 def test_fewer_examples_than_processes_is_a_clear_error():
-    from src.errors import PipelineError
+    from src.core.errors import PipelineError
 
     with pytest.raises(PipelineError, match="2 training examples cannot be shared by 3 processes"):
         BucketBatchSampler([3, 4], 16, num_replicas=3, rank=0)

@@ -8,9 +8,9 @@ import pytest
 import torch
 from sklearn.metrics import f1_score
 
-from src.cli import run_stage
+from src.core.cli import run_stage
+from src.core.errors import PipelineError
 from src.data.preprocess import normalize_tweet, read_split
-from src.errors import PipelineError
 from src.evaluation import predict_proba
 from src.models import training
 from src.models.bert_data import TokenizedTweets, make_bert_loader

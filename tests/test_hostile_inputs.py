@@ -26,8 +26,8 @@ from pathlib import Path
 
 import pytest
 
+from src.core.params import load_params
 from src.data.preprocess import Split, normalize_tweet, write_split
-from src.params import load_params
 from tests.fixtures import BODY, DownloadHandler, tiny_splits, write_tiny_bert
 
 REPO = Path(__file__).resolve().parents[1]

@@ -19,7 +19,7 @@ import pytest
 from ruamel.yaml import YAML
 from scipy.stats import binomtest
 
-from src.errors import PipelineError
+from src.core.errors import PipelineError
 from src.review import evaluate_models, format_change, metrics_table, params_table, same_values
 from src.scoring.metrics import detailed_metrics
 from src.scoring.probabilities import write_probabilities

@@ -6,9 +6,9 @@ import json
 
 import pytest
 
+from src.core.errors import PipelineError
 from src.data.preprocess import Split, read_split, write_split
 from src.data.vocab import Vocabulary
-from src.errors import PipelineError
 from src.evaluation import main as evaluation_main
 from src.evaluation import predict_proba
 from src.models.loading import load_model

@@ -15,6 +15,7 @@ import csv
 import os
 from pathlib import Path
 
+from src.core.errors import DataError
 from src.data.preprocess import (
     _LABEL_ID,
     SPLITS,
@@ -26,7 +27,6 @@ from src.data.preprocess import (
     read_split,
     read_tweeteval,
 )
-from src.errors import DataError
 
 CSV_DEFAULTS = {"text_column": "text", "label_column": "label", "split_column": None, "val_size": 0.1, "test_size": 0.2}
 

@@ -13,8 +13,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from src.atomic import atomic_open
-from src.errors import DataError
+from src.core.atomic import atomic_open
+from src.core.errors import DataError
 
 SPLITS = ("train", "val", "test")
 _WHITESPACE = re.compile(r"\s+")

@@ -18,15 +18,15 @@ from typing import Any
 import torch
 from torch import nn
 
-from src.atomic import fsync_tree, full_disk_reported, write_json
-from src.errors import PipelineError
+from src.checkpoints.files import MODEL_ID_FILE, load_checkpoint_file
+from src.checkpoints.resume import run_fingerprint
+from src.core.atomic import fsync_tree, full_disk_reported, write_json
+from src.core.errors import PipelineError
+from src.core.runtime import resolve_device, seed_everything
 from src.models.bert_model import LABEL_NAMES, BertSentimentClassifier
-from src.models.checkpoint_files import MODEL_ID_FILE, load_checkpoint_file
 from src.models.dropout import register_attention, use_rand_dropout
-from src.runtime import resolve_device, seed_everything
 from src.training import Trainer, distributed
 from src.training.history import seed_history
-from src.training.resume import run_fingerprint
 from src.training.trainer import build_scheduler as engine_scheduler
 from src.training.trainer import evaluate as run_evaluation
 

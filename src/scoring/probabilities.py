@@ -17,8 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
-from src.atomic import atomic_open
-from src.errors import PipelineError
+from src.core.atomic import atomic_open
+from src.core.errors import PipelineError
 
 DECIMALS = 6
 MAX_FILE_BYTES = 64 * 1024 * 1024  # TweetEval's test set takes about 0.3 MB

@@ -7,15 +7,15 @@ depends on the modules it uses and no others (tests/test_stage_deps.py reads ``_
 
 from __future__ import annotations
 
-from src.lazy import lazy_exports
+from src.core.lazy import lazy_exports
 
 _EXPORTS = {  # name -> the module that defines it
     "Trainer": "src.training.trainer",
     "create_trainer": "src.training.trainer",
-    "CheckpointManager": "src.training.checkpoint_manager",
-    "create_checkpoint_manager": "src.training.checkpoint_manager",
-    "EarlyStopping": "src.training.checkpoint_manager",
-    "create_early_stopping": "src.training.checkpoint_manager",
+    "CheckpointManager": "src.checkpoints.manager",
+    "create_checkpoint_manager": "src.checkpoints.manager",
+    "EarlyStopping": "src.checkpoints.manager",
+    "create_early_stopping": "src.checkpoints.manager",
     "GloVeLoader": "src.training.glove_loader",
     "initialize_model_with_glove": "src.training.glove_loader",
 }

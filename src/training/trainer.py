@@ -22,14 +22,8 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from src.data.batching import restore_order
-from src.errors import PipelineError
-from src.interrupts import Interrupted, deferred_interrupts
-from src.models.checkpoint_files import load_checkpoint_file
-from src.runtime import autocast_context, autocast_dtype, forward_logits, move_batch, resolve_device
-from src.scoring.metrics import MONITORABLE, classification_metrics, higher_is_better
-from src.training import distributed
-from src.training.checkpoint_manager import (
+from src.checkpoints.files import load_checkpoint_file
+from src.checkpoints.manager import (
     DEFAULT_BEST_BY,
     BestTracker,
     CheckpointManager,
@@ -38,6 +32,12 @@ from src.training.checkpoint_manager import (
     rng_state,
     set_rng_state,
 )
+from src.core.errors import PipelineError
+from src.core.interrupts import Interrupted, deferred_interrupts
+from src.core.runtime import autocast_context, autocast_dtype, forward_logits, move_batch, resolve_device
+from src.data.batching import restore_order
+from src.scoring.metrics import MONITORABLE, classification_metrics, higher_is_better
+from src.training import distributed
 
 log = logging.getLogger(__name__)
 
@@ -132,7 +132,7 @@ class Trainer:
     BERT); 'epoch' steps it after validation (StepLR, cosine), and ReduceLROnPlateau gets the
     monitored validation value. ``monitor`` (val_loss | val_accuracy | val_macro_recall |
     val_macro_f1) picks the best checkpoint, drives early stopping and ReduceLROnPlateau.
-    ``fingerprint`` (see src.training.resume) identifies the run in every checkpoint; ``resume()``
+    ``fingerprint`` (see src.checkpoints.resume) identifies the run in every checkpoint; ``resume()``
     continues only from checkpoints that carry the same one.
 
     The best model of a run in progress is staged; ``best_model.pt`` is replaced only when the run
@@ -343,7 +343,7 @@ class Trainer:
         try:
             while self.epoch < epochs and not self.stopped_early:
                 self._run_epoch(epochs, save_best, save_every)
-        except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM via src.interrupts: say what is saved
+        except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM via src.core.interrupts: say what is saved
             raise Interrupted(getattr(exc, "signum", signal.SIGINT), self._last_checkpoint_note()) from None
         if self.stopped_early:
             self.early_stopping.restore(self.model)

@@ -19,8 +19,8 @@ import jsonschema
 from ruamel.yaml import YAML
 from ruamel.yaml.error import YAMLError
 
-from src.errors import ParamsError
-from src.params_schema import PARAMS_SCHEMA
+from src.core.errors import ParamsError
+from src.core.params_schema import PARAMS_SCHEMA
 
 DEFAULT_PARAMS_PATH = Path("params.yaml")
 # params.yaml holds a few KB of settings; these bound the time and memory spent on a hostile one

@@ -27,8 +27,8 @@ import argparse
 import logging
 from pathlib import Path
 
-from src.errors import PipelineError
-from src.json_files import read_json_object
+from src.core.errors import PipelineError
+from src.core.json_files import read_json_object
 
 log = logging.getLogger(__name__)
 
@@ -190,7 +190,7 @@ def _input_files(args: argparse.Namespace) -> list[Path]:
 def run(args: argparse.Namespace, glove_init=None) -> dict:
     """Train as ``args`` say (see build_parser); returns the best epoch's metrics. Under torchrun, one
     process per GPU (or CPU slot) with ``--batch-size`` the global batch."""
-    from src.runtime import resolve_device, use_all_cpu_cores
+    from src.core.runtime import resolve_device, use_all_cpu_cores
     from src.training import distributed
 
     use_all_cpu_cores()
@@ -201,17 +201,17 @@ def run(args: argparse.Namespace, glove_init=None) -> dict:
 def _train(args: argparse.Namespace, device, glove_init) -> dict:
     import numpy as np
 
-    from src.atomic import publish_copy, write_json
+    from src.checkpoints.resume import run_fingerprint, source_files
+    from src.core.atomic import publish_copy, write_json
+    from src.core.runtime import seed_everything
     from src.data.data_sources import read_dataset
     from src.data.vocab import Vocabulary
     from src.models.lstm_data import make_loader
     from src.models.lstm_model import LSTMClassifier
-    from src.runtime import seed_everything
     from src.training import create_trainer, distributed
     from src.training.class_weights import class_weights
     from src.training.history import best_epoch_metrics, epoch_rows, seed_history
     from src.training.live import DVCLiveLog
-    from src.training.resume import run_fingerprint, source_files
     from src.training.trainer import default_criterion
 
     seed_everything(args.seed)

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from src.errors import PipelineError
+from src.core.errors import PipelineError
 
 
 # ---- device and precision ---------------------------------------------------------------------------

@@ -7,7 +7,7 @@ import json
 import os
 from pathlib import Path
 
-from src.errors import PipelineError
+from src.core.errors import PipelineError
 
 
 def read_json_object(path: str | os.PathLike, what: str = "") -> dict:

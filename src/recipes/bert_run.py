@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from src.core.runtime import resolve_device
 from src.data.preprocess import Split, read_split
 from src.models.bert_data import TokenizedTweets, make_bert_loader
 from src.models.bert_model import load_tokenizer
-from src.runtime import resolve_device
 from src.training.class_weights import class_weights
 
 PROCESSED_DIR = "data/processed"

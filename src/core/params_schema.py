@@ -4,7 +4,7 @@ HEX64 = {"type": "string", "pattern": "^[0-9a-fA-F]{64}$"}
 PROBABILITY = {"type": "number", "minimum": 0, "maximum": 1}
 POSITIVE_INT = {"type": "integer", "minimum": 1}
 SEED = {"type": "integer", "minimum": 0, "maximum": 2**32 - 1}
-# Names that become paths (src/paths.py checks them again where they are used); \Z, not $: $ also
+# Names that become paths (src/core/paths.py checks them again where they are used); \Z, not $: $ also
 # matches before a final newline. One file name: no '/', '\', control characters, not '.' or '..':
 FILE_NAME = {
     "type": "string",

@@ -10,8 +10,8 @@ import math
 import os
 from pathlib import Path
 
-from src.errors import PipelineError
-from src.json_files import read_json_object
+from src.core.errors import PipelineError
+from src.core.json_files import read_json_object
 from src.models.training import RECOMMENDED
 
 # every key a config file may set, with its default (model_name: the same as params.yaml's)
@@ -52,10 +52,10 @@ def read_config(path: str | os.PathLike, extra: dict | None = None) -> dict:
 
 def bert_loaders(data_dir: str | os.PathLike, config: dict):
     """(tokenizer, label names, train loader, val loader, test loader or None) for ``config``."""
+    from src.core.runtime import resolve_device
     from src.data.data_sources import read_dataset
     from src.models.bert_data import TokenizedTweets, make_bert_loader
     from src.models.bert_model import load_tokenizer
-    from src.runtime import resolve_device
 
     resolve_device(config["device"])  # no GPU for `cuda`: fail before any work
     splits, label_names = read_dataset(data_dir, config["label_names"], seed=config["seed"])

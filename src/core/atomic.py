@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
-from src.errors import PipelineError
+from src.core.errors import PipelineError
 
 _UMASK = os.umask(0)
 os.umask(_UMASK)
