@@ -1,5 +1,5 @@
 """train_bert: fine-tune model_name with the top-level hyperparameters -> models/bert/, metrics/bert/train.json,
-plots/train_bert.json (per-epoch curves)."""
+dvclive/train_bert/ (the training curves, per step and per epoch)."""
 
 from pathlib import Path
 
@@ -10,12 +10,11 @@ from src.core.runtime import out_of_memory_names, resolve_device, use_all_cpu_co
 from src.models.training import train_model
 from src.recipes.bert_run import load_bert_data, make_loaders, run_options
 from src.training import distributed
-from src.training.history import best_epoch_metrics, epoch_rows
+from src.training.history import best_epoch_metrics
 from src.training.live import DVCLiveLog
 
 MODEL_DIR = Path("models/bert")
 METRICS_PATH = Path("metrics/bert/train.json")  # the same keys as metrics/lstm/train.json
-PLOTS_PATH = Path("plots/train_bert.json")
 LIVE_DIR = Path("dvclive/train_bert")  # DVCLive: per-step loss and per-epoch validation while it trains
 # what shapes training, as listed for this stage in dvc.yaml
 TRAINING_PARAMS = (
@@ -71,10 +70,9 @@ def train(params: dict, device) -> None:
         training_log=live,
         **run_options(params, data),
     )
-    if not distributed.is_main_process():  # rank 0 writes the metrics and plots
+    if not distributed.is_main_process():  # rank 0 writes the summary; DVCLive has the curves
         return
     write_json(METRICS_PATH, best_epoch_metrics(history, model))
-    write_json(PLOTS_PATH, epoch_rows(history))
     live.close()
 
 

@@ -1,5 +1,5 @@
 """train_lstm: the (Bi)LSTM on data/processed with the data/vocab vocabulary (+ GloVe) -> models/lstm/,
-metrics/lstm/train.json, plots/train_lstm.json (per-epoch curves).
+metrics/lstm/train.json, dvclive/train_lstm/ (the training curves, per step and per epoch).
 
 The stage is the command line `python -m src.training.train_model` (src/recipes/lstm_run.py) with its options
 taken from
@@ -32,8 +32,6 @@ def stage_arguments(params: dict) -> list[str]:
         MODEL_DIR,
         "--metrics-file",
         "metrics/lstm/train.json",  # the same keys as metrics/bert/train.json
-        "--plots-file",
-        "plots/train_lstm.json",
         "--live-dir",
         LIVE_DIR,
         "--monitor",

@@ -6,8 +6,8 @@ import json
 import os
 from pathlib import Path
 
-from src.atomic import write_json
-from src.errors import PipelineError
+from src.core.atomic import write_json
+from src.core.errors import PipelineError
 
 MANIFEST = ".review-files.json"  # the files the last review wrote in OUT: the only ones a review replaces
 

@@ -9,9 +9,9 @@ import sys
 import tempfile
 from pathlib import Path
 
-from src.atomic import write_json
-from src.cli import pipeline_errors_exit
-from src.errors import PipelineError
+from src.core.atomic import write_json
+from src.core.cli import pipeline_errors_exit
+from src.core.errors import PipelineError
 from src.review.changes import model_status
 from src.review.plots import plot_confusion, plot_curves
 from src.review.publish import publish

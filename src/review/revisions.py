@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from src.errors import PipelineError
+from src.core.errors import PipelineError
 
 CURVES = "plots/train_{model}.json"  # per-epoch rows of a train stage (bert, lstm)
 
@@ -83,7 +83,7 @@ class Revision:
 
 
 def label_names() -> list[str]:
-    from src.params import load_params
+    from src.core.params import load_params
 
     return load_params()["data"]["label_names"]
 

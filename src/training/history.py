@@ -40,7 +40,7 @@ def best_epoch_metrics(history: dict, model) -> dict:
     return {
         "best_epoch": history["best_epoch"],
         "epochs": len(history["train_loss"]),
-        # the headline figures: the loss and macro-F1 per epoch are in the plots (plots/train_<model>.json)
+        # the headline figures: every validation figure per epoch is in DVCLive's files (dvclive/train_<model>/)
         "val": {key: history[f"val_{key}"][best] for key in ("accuracy", "macro_recall")},
         "parameters": {
             "total": sum(p.numel() for p in parameters),

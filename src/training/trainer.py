@@ -140,7 +140,7 @@ class Trainer:
     whatever must describe the same model beside it (a config, a vocabulary, an export), before the
     run is recorded as finished. Until then the directory keeps the previous run's complete model.
 
-    ``training_log`` (e.g. src.training.live.DVCLiveLog) gets ``log_step(step, loss)`` after every
+    ``training_log`` (e.g. src.training.live.DVCLiveLog) gets ``log_step(step, loss, learning_rate)`` after every
     optimizer step and ``log_epoch(step, epoch, metrics)`` after every validation, on the main
     process only; the engine needs nothing of it when there is none.
 
@@ -287,7 +287,7 @@ class Trainer:
 
             batch_loss = loss.item()
             if self.training_log is not None:
-                self.training_log.log_step(self.global_step, batch_loss)
+                self.training_log.log_step(self.global_step, batch_loss, self.optimizer.param_groups[0]["lr"])
             total_loss += batch_loss * len(batch["labels"])
             n_seen += len(batch["labels"])
             bar.set_postfix(loss=f"{total_loss / n_seen:.4f}")
