@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import math
 
 import numpy as np
 
-from src.review.revisions import CONFUSION, CURVES, PREDICTIONS, read_probabilities
+from src.review.revisions import CONFUSION, PREDICTIONS, read_curves, read_probabilities
 
 RELATIVE_TOLERANCE = 1e-6  # values closer than this are the same figure (a re-run's last-digit noise)
-
-
 PROBABILITY_TOLERANCE = 2e-6  # probabilities are written with 6 decimals
 
 
@@ -27,14 +24,14 @@ def same_values(a, b, rel_tol: float = RELATIVE_TOLERANCE) -> bool:
     return a == b
 
 
-def model_status(model: str, metrics_diff: dict, old_files, new_files, labels: list[str]) -> tuple[str, dict]:
-    """ "changed" / "unchanged" / "new" / "missing", and the files read for it."""
-    files = {}
-    for key, pattern in (("curves", CURVES), ("confusion", CONFUSION), ("predictions", PREDICTIONS)):
+def model_status(model: str, figures: dict, old_files, new_files, labels: list[str]) -> tuple[str, dict]:
+    """ "changed" / "unchanged" / "new" / "missing", and the files read for it.
+
+    ``figures``: the model's figures at both revisions (src.review.revisions.figures_diff)."""
+    files = {"curves": (read_curves(old_files, model), read_curves(new_files, model))}
+    for key, pattern in (("confusion", CONFUSION), ("predictions", PREDICTIONS)):
         files[key] = (old_files.read(pattern.format(model=model)), new_files.read(pattern.format(model=model)))
-    entries = [
-        entry for path, rows in metrics_diff.items() if path.startswith(f"metrics/{model}/") for entry in rows.values()
-    ]
+    entries = [entry for rows in figures.values() for entry in rows.values()]
     if not entries and files["predictions"][1] is None:
         return "missing", files
     if entries and all(entry.get("old") is None for entry in entries) and files["predictions"][0] is None:
@@ -44,11 +41,7 @@ def model_status(model: str, metrics_diff: dict, old_files, new_files, labels: l
         for entry in entries
     )
     old, new = files["curves"]
-    if old is not None and new is not None:
-        try:
-            changed |= not same_values(json.loads(old), json.loads(new))
-        except ValueError:
-            changed |= old != new
+    changed |= old is not None and new is not None and not same_values(old, new)
     for key in ("confusion", "predictions"):  # categories: the text is the value
         old, new = files[key]
         changed |= old is not None and new is not None and old.split() != new.split()

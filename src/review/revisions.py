@@ -13,22 +13,19 @@ import numpy as np
 
 from src.core.errors import PipelineError
 
-CURVES = "plots/train_{model}.json"  # per-epoch rows of a train stage (bert, lstm)
-
-
+# a train stage's DVCLive rows (src/training/live.py): the curves of bert and lstm
+CURVES = "dvclive/train_{model}/plots/metrics/{series}.tsv"
+CURVE_SERIES = ("train/loss", "val/loss", "val/macro_recall", "val/accuracy", "val/macro_f1")
 CONFUSION = "plots/confusion/{model}.csv"
-
-
 PREDICTIONS = "predictions/{model}/test.txt"
-
-
 PROBABILITIES = "predictions/{model}/probs_test.csv"
-
-
 TEST_SPLIT = "data/processed/test.jsonl"
+# a model's figures: the DVC metric, every test figure, the training summary (src/review/sections.py QUALITY)
+FIGURES = ("metrics/{model}/macro_recall.json", "metrics/{model}/test.json", "metrics/{model}/train.json")
 
 
 def resolve_rev(rev: str) -> str:
+    """The commit of a git revision (a branch, a tag, a sha)."""
     result = subprocess.run(
         ["git", "rev-parse", "--verify", "--quiet", f"{rev}^{{commit}}"], capture_output=True, text=True
     )
@@ -37,20 +34,100 @@ def resolve_rev(rev: str) -> str:
     return result.stdout.strip()
 
 
-def dvc_diffs(rev: str, with_params: bool = True) -> tuple[dict, dict]:
-    """(params diff, metrics diff with unchanged rows) of the workspace against ``rev``, as DVC computes them.
-
-    ``with_params`` False (the base's params.yaml does not parse): no params diff, which would show
-    every base param as None."""
+def resolve_experiment(name: str) -> str:
+    """The commit of a DVC experiment, by the name `dvc exp show` gives it (or its sha)."""
     from dvc.repo import Repo
 
     with Repo(".") as repo:
-        params = repo.params.diff(a_rev=rev) if with_params else {}
-        metrics = repo.metrics.diff(a_rev=rev, all=True)
-    failed = [f"{r}: {e}" for result in (params, metrics) for r, e in result.get("errors", {}).items() if e]
+        from dvc.repo.experiments.utils import resolve_name
+
+        ref = resolve_name(repo.scm, [name]).get(name)
+        if ref is not None:
+            return repo.scm.get_ref(str(ref))
+    result = subprocess.run(
+        ["git", "rev-parse", "--verify", "--quiet", f"{name}^{{commit}}"], capture_output=True, text=True
+    )
+    if result.returncode != 0:
+        raise PipelineError(
+            f"--exp {name}: no such experiment here (`dvc exp show` lists them; `dvc exp pull origin {name}` "
+            "fetches a pushed one)"
+        )
+    return result.stdout.strip()
+
+
+def params_diff(rev: str, new_rev: str | None = None) -> dict:
+    """params.yaml's changes from ``rev`` to ``new_rev`` (the workspace when None), as DVC computes them."""
+    from dvc.repo import Repo
+
+    with Repo(".") as repo:
+        params = repo.params.diff(a_rev=rev, **({} if new_rev is None else {"b_rev": new_rev}))
+    failed = [f"{r}: {e}" for r, e in params.get("errors", {}).items() if e]
     if failed:
-        print(f"warning: DVC could not read some params or metrics ({'; '.join(failed)})", file=sys.stderr)
-    return params.get("diff", {}), metrics.get("diff", {})
+        print(f"warning: DVC could not read some params ({'; '.join(failed)})", file=sys.stderr)
+    return params.get("diff", {})
+
+
+def flatten(tree, prefix: str = "") -> dict:
+    """A JSON object's numbers by dotted key: {"val": {"accuracy": 0.6}} -> {"val.accuracy": 0.6}."""
+    if not isinstance(tree, dict):
+        return {}
+    flat = {}
+    for key, value in tree.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            flat.update(flatten(value, f"{name}."))
+        elif isinstance(value, (int, float)) and not isinstance(value, bool):
+            flat[name] = value
+    return flat
+
+
+def read_json(files, path: str, notes: list[str] | None = None, side: str = ""):
+    """A JSON file at a revision, or None when absent; a damaged one is None and a note."""
+    text = files.read(path)
+    if text is None:
+        return None
+    try:
+        return json.loads(text)
+    except ValueError:
+        if notes is not None:
+            notes.append(f"{side}: {path} is not valid JSON; its figures are not compared")
+        return None
+
+
+def figures_diff(model: str, old_files, new_files, notes: list[str] | None = None) -> dict:
+    """A model's figures at both revisions, as ``{path: {dotted key: {"old": .., "new": ..}}}``."""
+    diff = {}
+    for pattern in FIGURES:
+        path = pattern.format(model=model)
+        old, new = (
+            flatten(read_json(files, path, notes, side)) for files, side in ((old_files, "base"), (new_files, "new"))
+        )
+        if old or new:
+            diff[path] = {key: {"old": old.get(key), "new": new.get(key)} for key in {**old, **new}}
+    return diff
+
+
+def parse_tsv(text: str | None) -> list[dict] | None:
+    """DVCLive's rows (step, value), or None when absent or damaged."""
+    if text is None:
+        return None
+    lines = text.splitlines()
+    try:
+        header = lines[0].split("\t")
+        rows = [dict(zip(header, (float(cell) for cell in line.split("\t")))) for line in lines[1:] if line]
+    except (IndexError, ValueError):
+        return None
+    return rows if all(len(row) == len(header) for row in rows) else None
+
+
+def read_curves(files, model: str) -> dict | None:
+    """A train stage's DVCLive curves at a revision, ``{series: rows}``, or None when it has none."""
+    curves = {}
+    for series in CURVE_SERIES:
+        rows = parse_tsv(files.read(CURVES.format(model=model, series=series)))
+        if rows:
+            curves[series] = rows
+    return curves or None
 
 
 class Revision:
@@ -60,6 +137,13 @@ class Revision:
         self.rev, self._repo = rev, None
 
     def read(self, path: str) -> str | None:
+        """The file's text, or None when absent, unreadable or not text."""
+        try:
+            return self._read(path)
+        except UnicodeDecodeError:
+            return None
+
+    def _read(self, path: str) -> str | None:
         if self.rev is None:
             return Path(path).read_text(encoding="utf-8") if Path(path).is_file() else None
         if self._repo is None:
@@ -122,14 +206,17 @@ def base_params_problem(text: str | None) -> str | None:
     return None if isinstance(params, dict) else f"expected a mapping of params, found {type(params).__name__}"
 
 
-def parse_labels(text: str | None) -> list[int] | None:
-    """The label ids of a predictions/<model>/test.txt, or None when absent or not label ids."""
+def parse_labels(text: str | None, n_classes: int | None = None) -> list[int] | None:
+    """The label ids of a predictions/<model>/test.txt, or None when absent or not label ids (0..n_classes-1)."""
     if text is None:
         return None
     try:
-        return [int(line) for line in text.splitlines()]
+        labels = [int(line) for line in text.splitlines()]
     except ValueError:
         return None
+    if n_classes is not None and any(not 0 <= label < n_classes for label in labels):
+        return None
+    return labels
 
 
 def parse_test_split(text: str | None) -> tuple[list[str], list[int]] | None:

@@ -26,6 +26,12 @@ TOP_FLIPS = 5  # flipped tweets shown per direction
 
 
 SIGNIFICANCE = 0.05
+# what every interval in the report means, said where the verdicts are
+INTERVALS_COVER = (
+    "Changes are new - base on the test set with their 95% paired-bootstrap interval; a verdict is better or "
+    "worse only when the whole interval is on one side of zero. The intervals cover test-set sampling only, "
+    "not training-seed variance: the same change retrained with another seed can move a figure further."
+)
 
 
 def _number(value) -> str:
@@ -91,15 +97,15 @@ def _cell(text: str, limit: int = 120) -> str:
 def statistics_section(model: str, stats: dict, test: dict) -> list[str]:
     """The interval table and what it says, in words."""
     rows = [
-        "| metric | base | new | change | 95% interval | McNemar p | verdict |",
-        "| --- | ---: | ---: | ---: | --- | ---: | --- |",
+        "| metric | base | new | change | 95% interval | verdict |",
+        "| --- | ---: | ---: | ---: | --- | --- |",
     ]
     words = []
     for metric, entry in stats["metrics"].items():
         name = METRIC_LABELS[metric]
         rows.append(
             f"| test {name} | {entry['base']:.4f} | {entry['new']:.4f} | {_signed(entry['change'])} | "
-            f"{_interval(entry['interval'])} | {_p(entry['p_value'])} | {entry['verdict']} |"
+            f"{_interval(entry['interval'])} | {entry['verdict']} |"
         )
         moved = "rose" if entry["change"] > 0 else "fell" if entry["change"] < 0 else "did not move"
         amount = f" by {abs(entry['change']):.4f}" if entry["change"] else ""
@@ -116,16 +122,16 @@ def statistics_section(model: str, stats: dict, test: dict) -> list[str]:
     mc = stats["mcnemar"]
     significant = mc["p_value"] < SIGNIFICANCE
     words.append(
-        f"McNemar's exact test on the {mc['base_right_new_wrong'] + mc['base_wrong_new_right']} tweets exactly "
-        f"one model gets right ({mc['base_right_new_wrong']} lost, {mc['base_wrong_new_right']} gained): "
-        f"p = {_p(mc['p_value'])}, {'' if significant else 'not '}significant at 5%."
+        f"For accuracy, McNemar's exact test on the {mc['base_right_new_wrong'] + mc['base_wrong_new_right']} "
+        f"tweets exactly one model gets right ({mc['base_right_new_wrong']} lost, {mc['base_wrong_new_right']} "
+        f"gained): p = {_p(mc['p_value'])}, {'' if significant else 'not '}significant at 5%."
     )
     accuracy = stats["metrics"].get("accuracy")
     if accuracy and significant == (accuracy["verdict"] == "within noise"):
         words.append("The two tests disagree on accuracy: treat the change as borderline.")
     return [
         f"**Is the change real?** Paired bootstrap over {test['resamples']:,} resamples of the {test['n']:,} "
-        "test tweets (seeded), McNemar's exact test on the same tweets.",
+        "test tweets (seeded); for accuracy also McNemar's exact test on the same tweets.",
         "",
         *rows,
         "",
@@ -180,14 +186,17 @@ def flipped_section(
     return lines, counts
 
 
-def calibration_section(model: str, gold, base_probs, new_probs, base: str, out: Path) -> tuple[list[str], dict]:
+def calibration_section(
+    model: str, gold, base_probs, new_probs, base: str, out: Path, new_name: str = "workspace"
+) -> tuple[list[str], dict]:
+    """Expected calibration error before and after, and the reliability diagram's PNG."""
     from src.scoring.significance import ECE_BINS, expected_calibration_error, reliability_bins
 
     result = {"bins": ECE_BINS, "ece_base": None, "ece_new": None}
     curves = {}
     for side, name, probabilities, style, marker in (
         ("base", base, base_probs, "--", "x"),
-        ("new", "workspace", new_probs, "-", "o"),
+        ("new", new_name, new_probs, "-", "o"),
     ):
         if probabilities is not None:
             result[f"ece_{side}"] = expected_calibration_error(probabilities, gold)
@@ -200,7 +209,7 @@ def calibration_section(model: str, gold, base_probs, new_probs, base: str, out:
         f"**Calibration**: expected calibration error (15 equal-width bins of the top probability) {ece}"
         f"{'' if base_probs is not None else ' (new only: the base has no probabilities)'}.",
         "",
-        f"![{model}: reliability diagram, {base} dashed, workspace solid](reliability_{model}.png)",
+        f"![{model}: reliability diagram, {base} dashed, {new_name} solid](reliability_{model}.png)",
         "",
     ]
     return lines, result
@@ -219,11 +228,28 @@ def summary_lines(models: dict) -> list[str]:
                 f"{METRIC_LABELS[m]} {_signed(e['change'])} {_interval(e['interval'])} **{e['verdict']}**"
                 for m, e in entry["metrics"].items()
             )
-            lines.append(f"- **{model}**: {verdicts}; McNemar p = {_p(entry['mcnemar']['p_value'])}")
+            lines.append(f"- **{model}**: {verdicts}; accuracy's McNemar p = {_p(entry['mcnemar']['p_value'])}")
     if any(entry.get("metrics") for entry in models.values()):
-        lines += [
-            "",
-            "Changes are new - base on the test set with their 95% paired-bootstrap interval; a verdict is "
-            "better or worse only when the whole interval is on one side of zero.",
-        ]
+        lines += ["", INTERVALS_COVER]
     return lines + [""]
+
+
+def verdict_cells(rows: list[tuple[str, dict]]) -> list[str]:
+    """One model's verdicts across experiments: a table, a row per experiment."""
+    lines = [
+        "| experiment | macro-recall | F1^PN | accuracy | accuracy's McNemar p |",
+        "| --- | --- | --- | --- | ---: |",
+    ]
+    for name, entry in rows:
+        if entry["status"] != "changed":
+            lines.append(f"| {name} | {entry['status']} | | | |")
+            continue
+        if not entry.get("metrics"):
+            lines.append(f"| {name} | changed; no intervals (see its section) | | | |")
+            continue
+        cells = [
+            f"{_signed(e['change'])} {_interval(e['interval'])} **{e['verdict']}**"
+            for e in (entry["metrics"][m] for m in ("macro_recall", "f1_pn", "accuracy"))
+        ]
+        lines.append(f"| {name} | {' | '.join(cells)} | {_p(entry['mcnemar']['p_value'])} |")
+    return lines + ["", INTERVALS_COVER]
