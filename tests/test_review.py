@@ -51,13 +51,29 @@ def test_workflow_runs_on_pull_requests_and_posts_the_report_with_cml():
         "python -m dvc pull --run-cache",
         "python -m dvc repro",
         "python -m src.review --base origin/main",
-        "cml comment create --publish",
+        "cml comment update --publish",  # one comment per pull request, updated on each push
     ]
     positions = [next(i for i, c in enumerate(commands) if c.startswith(expected)) for expected in order]
     assert positions == sorted(positions), commands
     post = next(step for step in workflow["jobs"]["review"]["steps"] if "cml comment" in step.get("run", ""))
     # the report and the PNGs it links by relative path, from the directory src.review wrote
     assert post["working-directory"] == "review" and commands[positions[-1]].endswith(" report.md")
+
+
+def test_the_pull_request_workflow_runs_lint_and_the_quick_tests_on_the_cpu_build_with_a_pip_cache():
+    workflow = YAML(typ="safe", pure=True).load((REPO / ".github/workflows/test.yml").read_text())
+    assert "pull_request" in workflow["on"]
+    steps = workflow["jobs"]["quick-tests"]["steps"]
+    python = next(step for step in steps if step.get("uses", "").startswith("actions/setup-python"))
+    assert python["with"]["cache"] == "pip" and python["with"]["cache-dependency-path"] == "requirements.txt"
+    commands = [line.strip() for step in steps for line in step.get("run", "").splitlines() if line.strip()]
+    torch_pin = next(
+        line for line in (REPO / "requirements.txt").read_text().splitlines() if line.startswith("torch==")
+    )
+    cpu = next(i for i, c in enumerate(commands) if c.startswith(f"python -m pip install {torch_pin.split()[0]} "))
+    assert "--index-url https://download.pytorch.org/whl/cpu" in commands[cpu]
+    order = [cpu, commands.index("python -m pip install -r requirements.txt"), commands.index("python -m ruff check .")]
+    assert order == sorted(order) and commands[-1] == 'python -m pytest -q -m "not slow"', commands
 
 
 def test_every_python_entry_point_and_dvc_command_of_the_workflow_exists():
@@ -81,7 +97,7 @@ def test_every_python_entry_point_and_dvc_command_of_the_workflow_exists():
 
 @pytest.mark.skipif(shutil.which("cml") is None, reason="CML (npm @dvcorg/cml) is not installed here")
 def test_cml_accepts_the_comment_command():
-    result = subprocess.run(["cml", "comment", "create", "--help"], capture_output=True, text=True)
+    result = subprocess.run(["cml", "comment", "update", "--help"], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
 
 
