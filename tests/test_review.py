@@ -423,3 +423,31 @@ def test_a_model_name_that_is_not_a_plain_name_is_refused(tmp_path, foreach):
     (tmp_path / "dvc.yaml").write_text(f"stages:\n  evaluate:\n    foreach: {foreach}\n")
     with pytest.raises(PipelineError, match=r"dvc.yaml: stages.evaluate.foreach = .*: expected model names"):
         evaluate_models(tmp_path / "dvc.yaml")
+
+
+def test_several_experiments_against_one_base_give_one_table_of_verdicts_per_model(review_repo):
+    """`--exp a b`: each DVC experiment against the same base; per model one table, a row per experiment."""
+    work, gold, base, new = review_repo
+    env = {**os.environ, "DVC_NO_ANALYTICS": "1"}
+    subprocess.run(
+        [sys.executable, "-m", "dvc", "exp", "save", "-n", "new-bert"],
+        cwd=work,
+        check=True,
+        capture_output=True,
+        env=env,
+    )
+    result = _review(work, "--exp", "new-bert", "HEAD", "--out", "review")
+    assert result.returncode == 0, result.stderr
+    text = (work / "review/report.md").read_text()
+    table = text.split("### bert", 1)[1].split("###", 1)[0]
+    rows = [line for line in table.splitlines() if line.startswith("| new-bert |") or line.startswith("| HEAD |")]
+    assert rows[0].startswith("| new-bert |") and "**better**" in rows[0], table
+    assert rows[1] == "| HEAD | unchanged | | | |", table  # the base against itself
+    assert "training-seed variance" in table
+    report = json.loads((work / "review/report.json").read_text())
+    assert report["experiments"]["new-bert"]["models"]["bert"]["metrics"]["macro_recall"]["verdict"] == "better"
+    assert report["experiments"]["HEAD"]["models"]["bert"] == {"status": "unchanged"}
+    assert (work / "review/new-bert_reliability_bert.png").is_file()
+
+    unknown = _review(work, "--exp", "no-such-experiment")
+    assert unknown.returncode == 1 and unknown.stderr.startswith("error: --exp no-such-experiment: no such experiment")
