@@ -26,6 +26,7 @@ SLOW_MODULES = {
     "test_distributed.py",  # torchrun with 2 processes: 14 to 30 s a test
     "test_pipeline_e2e.py",  # `dvc repro` in a temporary repository: 13 s to 4 min
     "test_benchmarks.py",  # the benchmark against the Trainer: 37 s
+    "test_tune_machines.py",  # tune on PostgreSQL with 2 worker processes, one SIGKILLed
 }
 # Measured with `pytest --durations` on the shared 2-core CPU: every test above about 5 s.
 SLOW_TESTS = {
@@ -90,6 +91,29 @@ def workdir(tmp_path, monkeypatch):
     params = copy.deepcopy(params)
     params["lstm"] = dict(TINY_LSTM)
     return params
+
+
+@pytest.fixture(scope="module")
+def postgres():
+    """A PostgreSQL server of this module's tests (tests/postgres.py), stopped afterwards. Skipped with
+    the reason when the server or its driver is missing; with CI=true that fails instead: CI runs them."""
+    from tests.postgres import INSTALL_HINT, PostgresServer, server_binaries
+
+    bindir = server_binaries()
+    try:
+        import psycopg  # noqa: F401
+    except ImportError:
+        missing = "the PostgreSQL driver psycopg (pip install -r requirements.txt)"
+    else:
+        missing = None if bindir else f"the PostgreSQL server (initdb, pg_ctl): {INSTALL_HINT}"
+    if missing:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"CI=true and {missing} is missing: these tests must run in CI")
+        pytest.skip(f"needs {missing}")
+    server = PostgresServer(bindir)
+    server.start()
+    yield server
+    server.stop()
 
 
 @pytest.fixture(scope="module")
