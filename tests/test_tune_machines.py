@@ -20,7 +20,9 @@ import pytest
 from optuna.trial import TrialState
 
 from src import tuning
+from src.errors import PipelineError
 from src.tuning.storage import fetch_trial_dir
+from tests.tune_machine import SPACE
 
 REPO = Path(__file__).resolve().parents[1]
 QUALITY = ("val_loss", "val_accuracy", "val_macro_recall", "val_macro_f1", "best_epoch", "epochs_run")
@@ -126,3 +128,18 @@ def test_a_killed_machines_trial_is_retried_elsewhere_and_the_search_ends_with_e
     assert retry.user_attrs["worker"]["pid"] == first.pid  # run again on the machine still alive
     best = tmp_path / f"host-a/models/tune/config_{results['best_trial']}"
     assert (best / "model/config.json").is_file()
+
+
+def test_a_worker_elsewhere_needs_the_database_and_the_artifact_store_and_a_trial_it_cannot_fetch_is_named(tmp_path):
+    with pytest.raises(PipelineError, match=r"tune.storage = null: a worker on another machine"):
+        tuning.join_search(None, None, tmp_path, SPACE, "cpu", storage=None, artifact_store=str(tmp_path))
+    with pytest.raises(PipelineError, match=r"tune.artifact_store = null: a worker on another machine"):
+        tuning.join_search(None, None, tmp_path, SPACE, "cpu", storage="postgresql://h/db", artifact_store=None)
+    (tmp_path / "file").write_text("")
+    with pytest.raises(PipelineError, match=r"tune.artifact_store = .*file/store.*: not a directory this machine"):
+        tuning.check_artifact_store(str(tmp_path / "file/store"))
+    trial = optuna.create_study().ask()
+    trial.set_user_attr("worker", {"host": "gpu-7"})
+    frozen = trial.study.trials[0]
+    with pytest.raises(PipelineError, match=r"config_0: missing; trial 0 ran on gpu-7 and no artifact store holds"):
+        fetch_trial_dir(None, frozen, tmp_path / "config_0")
