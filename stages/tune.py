@@ -2,7 +2,8 @@
 
 `python -m stages.tune` runs the search with `tune.workers` processes (the DVC stage).
 `python -m stages.tune --worker` joins a running search from another machine: it needs `tune.storage`
-(an RDB URL every machine reaches) and the same params, data and code as the machine running the stage.
+(an RDB URL every machine reaches), `tune.artifact_store` (a directory every machine reaches, where its
+trials' models go) and the same params, data and code as the machine running the stage.
 """
 
 import sys
@@ -31,13 +32,13 @@ TRIAL_PARAMS = (
     "seed",
     "bert",
 )
-NOT_IN_FINGERPRINT = ("n_trials", "workers", "storage")
+NOT_IN_FINGERPRINT = ("n_trials", "workers", "storage", "artifact_store")
 
 
 def search_fingerprint(params: dict) -> dict:
     """Params, input files and code a trial's result depends on: a killed search resumes only when
-    they are unchanged. `tune.n_trials`, `tune.workers` and `tune.storage` are left out: the trials
-    already finished stay valid when they change."""
+    they are unchanged. `tune.n_trials`, `tune.workers`, `tune.storage` and `tune.artifact_store` are
+    left out: the trials already finished stay valid when they change."""
     tune = {key: value for key, value in params["tune"].items() if key not in NOT_IN_FINGERPRINT}
     return run_fingerprint(
         {
@@ -54,6 +55,7 @@ def _search_inputs(params: dict) -> tuple:
     """The loaders, and tune's keyword arguments, from params."""
     tune = params["tune"]
     tuning.check_storage(tune["storage"], OUTPUT_DIR)  # before any work: a database outside the output is refused
+    tuning.check_artifact_store(tune["artifact_store"])
     use_all_cpu_cores()
     train = read_split("data/processed/train.jsonl")
     train = stratified_subset(train, max(1, round(tune["train_fraction"] * len(train))), tune["seed"])
@@ -70,6 +72,7 @@ def _search_inputs(params: dict) -> tuple:
         pruning=tune["pruning"],
         workers=tune["workers"],
         storage=tune["storage"],
+        artifact_store=tune["artifact_store"],
         fingerprint=search_fingerprint(params),
         num_classes=len(params["data"]["label_names"]),
         label_names=params["data"]["label_names"],

@@ -102,6 +102,7 @@ TUNE = _section(
         "seed": SEED,
         "workers": POSITIVE_INT,
         "storage": {"type": ["string", "null"], "pattern": "^[a-z][a-z0-9+]*://"},  # an SQLAlchemy URL
+        "artifact_store": {"type": ["string", "null"], "minLength": 1},  # a directory every machine reaches
         "pruning": _section(
             {
                 "enabled": {"type": "boolean"},
