@@ -48,7 +48,6 @@ import optuna
 from optuna.samplers import BaseSampler, GridSampler, RandomSampler, TPESampler
 from optuna.trial import FrozenTrial, TrialState
 
-from src.checkpoints.manager import BestTracker
 from src.checkpoints.resume import describe_change, run_fingerprint
 from src.core.atomic import write_json
 from src.core.errors import PipelineError
@@ -56,6 +55,7 @@ from src.models.bert_data import with_batch_size
 from src.models.training import RECOMMENDED, remove_checkpoints, train_model
 from src.scoring.metrics import higher_is_better
 from src.training.distributed import signal_when_parent_dies
+from src.training.early_stopping import BestTracker
 
 log = logging.getLogger(__name__)
 

@@ -1,4 +1,4 @@
-"""tune: the seed's hyperparameter search on Optuna, scored on validation only -> models/tune/, metrics/tune.json.
+"""tune: the BERT fine-tuning guide's hyperparameter search on Optuna, on validation -> models/tune/, metrics/tune.json.
 
 `python -m stages.tune` runs the search with `tune.workers` processes (the DVC stage).
 `python -m stages.tune --worker` joins a running search from another machine: it needs `tune.storage`

@@ -214,7 +214,7 @@ PARAMS_SCHEMA = {
     "title": "params.yaml",
     "type": "object",
     "properties": {
-        # BERT fine-tuning (seed 000): top level, so `dvc exp run -S learning_rate=3e-5` works as written.
+        # the BERT fine-tuning guide's hyperparameters at the top level: `dvc exp run -S learning_rate=3e-5` works
         **BERT_HYPERPARAMETERS,
         "bert": BERT,
         "data": DATA,

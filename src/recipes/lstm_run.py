@@ -63,7 +63,7 @@ def _train(config: LstmConfig, device, glove_init) -> dict:
     from src.models.lstm_model import LSTMClassifier
     from src.training import create_trainer, distributed
     from src.training.class_weights import class_weights
-    from src.training.history import best_epoch_metrics, epoch_rows, seed_history
+    from src.training.history import best_epoch_metrics, epoch_rows, guide_history
     from src.training.live import DVCLiveLog
     from src.training.trainer import default_criterion
 
@@ -176,11 +176,11 @@ def _train(config: LstmConfig, device, glove_init) -> dict:
         return {}
     if trainer.model_id is None:  # no epoch ever improved on the monitored metric (NaN losses)
         raise PipelineError(f"{checkpoint_dir}: no best model to save ({config.monitor} never improved)")
-    metrics = best_epoch_metrics(seed_history(history), model)
+    metrics = best_epoch_metrics(guide_history(history), model)
     if config.metrics_file:
         write_json(config.metrics_file, metrics)
     if config.plots_file:
-        write_json(config.plots_file, epoch_rows(seed_history(history)))
+        write_json(config.plots_file, epoch_rows(guide_history(history)))
     if trainer.training_log is not None:
         trainer.training_log.close()
     return metrics
