@@ -183,6 +183,8 @@ def _plain_expected(error: jsonschema.ValidationError) -> str | None:
         return None
     if "boolean" in kinds:
         return "expected true or false"
+    if "string" in kinds and error.validator == "type":
+        return "expected " + schema.get("description", "text") + (" or null" if "null" in kinds else "")
     if "array" in kinds and error.validator == "type":
         return "expected a list" + (" or null" if "null" in kinds else "")
     if "integer" in kinds:
