@@ -108,6 +108,7 @@ def run_recipe(args, overrides: dict, seed: int) -> dict:
     from src.models.bert_data import TokenizedTweets
     from src.models.bert_model import load_tokenizer
     from src.models.training import train_model
+    from src.recipes.bert_config import BertConfig
     from src.recipes.bert_run import BertData, make_loaders, run_options
 
     params = apply_overrides(load_params(ROOT / "params.yaml"), overrides)
@@ -129,8 +130,9 @@ def run_recipe(args, overrides: dict, seed: int) -> dict:
         TokenizedTweets(train.texts, train.labels, tokenizer, params["max_length"]),
         TokenizedTweets(val.texts, val.labels, tokenizer, params["max_length"]),
     )
-    train_loader, val_loader = make_loaders(data, params, params["batch_size"])
-    options = run_options(params, data)
+    config = BertConfig.from_params(params)
+    train_loader, val_loader = make_loaders(data, config, config.batch_size, device)
+    options = run_options(config, data)
     with tempfile.TemporaryDirectory() as model_dir:
         model, _ = train_model(
             train_loader,

@@ -73,6 +73,7 @@ def run_ours(args, seed: int, device) -> dict:
     from src.models.bert_data import TokenizedTweets, make_bert_loader
     from src.models.bert_model import load_tokenizer
     from src.models.training import evaluate, train_model
+    from src.recipes.bert_config import BertConfig
     from src.recipes.bert_run import BertData, make_loaders, run_options
 
     if args.stock_model:  # ablation: transformers' default attention and dropout, every token in the last layer
@@ -99,7 +100,8 @@ def run_ours(args, seed: int, device) -> dict:
         TokenizedTweets(train.texts, train.labels, tokenizer, args.max_length),
         TokenizedTweets(val.texts, val.labels, tokenizer, args.max_length),
     )
-    train_loader, val_loader = make_loaders(data, params, args.batch_size)
+    config = BertConfig.from_params(params)
+    train_loader, val_loader = make_loaders(data, config, args.batch_size, device)
     if args.pool_batches is not None:  # ablation: another length-grouping pool
         from torch.utils.data import DataLoader
 
@@ -115,7 +117,7 @@ def run_ours(args, seed: int, device) -> dict:
         if epoch == args.epochs and epochs > args.epochs:  # ablation: the longer schedule, cut short
             raise _StopAfterEpochs
 
-    options = run_options(params, data)
+    options = run_options(config, data)
     with tempfile.TemporaryDirectory() as model_dir:
         try:
             model, _ = train_model(

@@ -1,4 +1,4 @@
-"""tune: the seed's hyperparameter search on Optuna, scored on validation only -> models/tune/, metrics/tune.json.
+"""tune: the BERT fine-tuning guide's hyperparameter search on Optuna, on validation -> models/tune/, metrics/tune.json.
 
 `python -m stages.tune` runs the search with `tune.workers` processes (the DVC stage).
 `python -m stages.tune --worker` joins a running search from another machine: it needs `tune.storage`
@@ -13,8 +13,9 @@ from src import tuning
 from src.checkpoints.resume import run_fingerprint, source_files
 from src.core.atomic import write_json
 from src.core.cli import run_stage
-from src.core.runtime import out_of_memory_names, use_all_cpu_cores
+from src.core.runtime import out_of_memory_names, resolve_device, use_all_cpu_cores
 from src.data.preprocess import read_split, stratified_subset
+from src.recipes.bert_config import BertConfig
 from src.recipes.bert_run import load_bert_data, make_loaders, run_options
 
 OUTPUT_DIR = Path("models/tune")
@@ -59,11 +60,13 @@ def _search_inputs(params: dict) -> tuple:
     use_all_cpu_cores()
     train = read_split("data/processed/train.jsonl")
     train = stratified_subset(train, max(1, round(tune["train_fraction"] * len(train))), tune["seed"])
-    data = load_bert_data(params, train_split=train)
+    config = BertConfig.from_params(params)
+    device = resolve_device(config.device, key="bert.device")  # no GPU for `cuda`: fail before any work
+    data = load_bert_data(config, train_split=train)
     # Untuned values come from the top level; learning_rate is always searched (schema), so a
     # `-S learning_rate=...` experiment does not re-run the search.
     base = {name: params[name] for name in tuning.TUNABLE if name not in tune["search_space"]}
-    train_loader, val_loader = make_loaders(data, params, params["batch_size"])  # re-batched per trial when searched
+    train_loader, val_loader = make_loaders(data, config, config.batch_size, device)  # re-batched per trial if searched
     arguments = dict(
         base_hyperparameters=base,
         method=tune["method"],
@@ -76,7 +79,7 @@ def _search_inputs(params: dict) -> tuple:
         fingerprint=search_fingerprint(params),
         num_classes=len(params["data"]["label_names"]),
         label_names=params["data"]["label_names"],
-        **run_options(params, data),
+        **run_options(config, data),
     )
     return data, train_loader, val_loader, arguments
 

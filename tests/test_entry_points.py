@@ -15,7 +15,8 @@ import pytest
 
 from src.core.errors import PipelineError
 from src.core.params import load_params
-from src.recipes.lstm_run import parse_args, run
+from src.recipes.lstm_config import parse_args
+from src.recipes.lstm_run import run
 from src.training.glove_loader import initialize_model_with_glove
 from tests.fixtures import tiny_splits, write_mirror, write_tiny_bert, write_tweeteval
 

@@ -25,9 +25,7 @@ from tqdm import tqdm
 from src.checkpoints.files import load_checkpoint_file
 from src.checkpoints.manager import (
     DEFAULT_BEST_BY,
-    BestTracker,
     CheckpointManager,
-    EarlyStopping,
     holds_resume_state,
     rng_state,
     set_rng_state,
@@ -38,6 +36,7 @@ from src.core.runtime import autocast_context, autocast_dtype, forward_logits, m
 from src.data.batching import restore_order
 from src.scoring.metrics import MONITORABLE, classification_metrics, higher_is_better
 from src.training import distributed
+from src.training.early_stopping import BestTracker, EarlyStopping
 
 log = logging.getLogger(__name__)
 

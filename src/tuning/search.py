@@ -43,13 +43,13 @@ import optuna
 from optuna.samplers import BaseSampler, GridSampler, RandomSampler, TPESampler
 from optuna.trial import FrozenTrial, TrialState
 
-from src.checkpoints.manager import BestTracker
 from src.checkpoints.resume import describe_change, run_fingerprint
 from src.core.atomic import write_json
 from src.core.errors import PipelineError
 from src.models.bert_data import with_batch_size
 from src.models.training import RECOMMENDED, remove_checkpoints, train_model
 from src.scoring.metrics import higher_is_better
+from src.training.early_stopping import BestTracker
 from src.tuning.storage import (
     GRACE_S,
     HEARTBEAT_S,
