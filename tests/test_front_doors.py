@@ -142,7 +142,7 @@ def test_the_stage_config_is_the_command_line_config():
     argv = ["--data-dir", PATHS["data_dir"], "--vocab-dir", PATHS["vocab_dir"], "--label-names"]
     argv += [*params["data"]["label_names"], "--output-dir", PATHS["output_dir"]]
     argv += ["--checkpoint-dir", PATHS["checkpoint_dir"], "--metrics-file", PATHS["metrics_file"]]
-    argv += ["--plots-file", PATHS["plots_file"], "--live-dir", PATHS["live_dir"], "--monitor", "val_macro_recall"]
+    argv += ["--live-dir", PATHS["live_dir"], "--monitor", "val_macro_recall"]
     for key in ("embedding_dim", "hidden_dim", "n_layers", "dropout", "max_length", "batch_size", "learning_rate"):
         argv += [f"--{key.replace('_', '-')}", str(lstm[key])]
     for key in ("epochs", "weight_decay", "seed"):
