@@ -271,4 +271,4 @@ def test_review_round_trip(project, tmp_path):
     for directory, names in outside.items():
         assert set(os.listdir(directory)) - names <= ({tmp_path.name} if directory == tmp_path.parent else set())
     for path in ("metrics/bert/test.json", "metrics/bert/train.json", "predictions/bert/test.txt"):
-        assert (work / path).read_bytes() == (clone / path).read_bytes(), path
+        assert (second / path).read_bytes() == (clone / path).read_bytes(), path  # the experiment, byte for byte
