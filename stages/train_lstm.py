@@ -9,6 +9,7 @@ params.yaml (`lstm`, `data.label_names`, `distributed.timeout_s`): see `stage_ar
 from pathlib import Path
 
 from src.cli import run_stage
+from src.data.preprocess import PARAMS_NAMES
 from src.runtime import out_of_memory_names
 from src.training.lstm_run import parse_args, run
 
@@ -79,7 +80,7 @@ def stage_arguments(params: dict) -> list[str]:
 
 @out_of_memory_names(("lstm.batch_size",))
 def main(params: dict) -> None:
-    run(parse_args(stage_arguments(params)))
+    run(parse_args(stage_arguments(params)), names=PARAMS_NAMES)  # data errors name params keys
 
 
 if __name__ == "__main__":

@@ -27,6 +27,7 @@ import argparse
 import logging
 from pathlib import Path
 
+from src.data.data_sources import add_data_options
 from src.errors import PipelineError
 from src.json_files import read_json_object
 
@@ -47,20 +48,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     data = parser.add_argument_group("data")
     data.add_argument("--data-dir", required=True, help="TweetEval-layout or processed directory, or a .csv/.tsv file")
-    data.add_argument(
-        "--label-names", nargs="+", help="class names in label-id order (default: mapping.txt, else the labels found)"
-    )
-    data.add_argument(
-        "--validation-split",
-        type=float,
-        default=0.1,
-        help="share of a CSV/TSV without a split column held out for validation (default 0.1)",
-    )
     data.add_argument("--vocab-dir", help="a built vocabulary (vocab.json, embeddings.npy) instead of building one")
     data.add_argument("--min-freq", type=int, default=2, help="building a vocabulary: keep tokens seen this often")
     data.add_argument("--max-vocab-size", type=int, default=30000, help="building a vocabulary: at most this many")
     data.add_argument("--max-length", type=int, default=128, help="tokens kept per text (default 128)")
-    data.add_argument("--seed", type=int, default=42)
+    add_data_options(parser)  # --label-names, CSV/TSV columns and random split, --seed: as src.evaluation's
 
     model = parser.add_argument_group("model")
     model.add_argument("--vocab-size", type=int, help="must equal the vocabulary's size (default: that size)")
@@ -187,22 +179,23 @@ def _input_files(args: argparse.Namespace) -> list[Path]:
     return files
 
 
-def run(args: argparse.Namespace, glove_init=None) -> dict:
+def run(args: argparse.Namespace, glove_init=None, names: dict | None = None) -> dict:
     """Train as ``args`` say (see build_parser); returns the best epoch's metrics. Under torchrun, one
-    process per GPU (or CPU slot) with ``--batch-size`` the global batch."""
+    process per GPU (or CPU slot) with ``--batch-size`` the global batch. ``names``: what data errors
+    call the settings (default: the command line's flags; the train_lstm stage passes params keys)."""
     from src.runtime import resolve_device, use_all_cpu_cores
     from src.training import distributed
 
     use_all_cpu_cores()
     with distributed.process_group(resolve_device(args.device, key="--device"), args.timeout_s) as device:
-        return _train(args, device, glove_init)
+        return _train(args, device, glove_init, names)
 
 
-def _train(args: argparse.Namespace, device, glove_init) -> dict:
+def _train(args: argparse.Namespace, device, glove_init, names: dict | None) -> dict:
     import numpy as np
 
     from src.atomic import publish_copy, write_json
-    from src.data.data_sources import read_dataset
+    from src.data.data_sources import COMMAND_LINE_NAMES, csv_options, read_dataset
     from src.data.vocab import Vocabulary
     from src.models.lstm_data import make_loader
     from src.models.lstm_model import LSTMClassifier
@@ -216,8 +209,9 @@ def _train(args: argparse.Namespace, device, glove_init) -> dict:
 
     seed_everything(args.seed)
     output_dir, checkpoint_dir = Path(args.output_dir), Path(args.checkpoint_dir)
-    csv_params = {"val_size": args.validation_split}
-    splits, label_names = read_dataset(args.data_dir, args.label_names, csv_params, seed=args.seed)
+    splits, label_names = read_dataset(
+        args.data_dir, args.label_names, csv_options(args), seed=args.seed, names=names or COMMAND_LINE_NAMES
+    )
     train, val = splits["train"], splits["val"]
     output_dim = args.output_dim or len(label_names)
     _check_output_dim(output_dim, label_names, args.data_dir)
