@@ -155,20 +155,6 @@ def _glove_dim(value: str) -> str:
     return value if value.endswith("d") else f"{value}d"
 
 
-def _check_output_dim(output_dim: int, label_names: list[str], data: str) -> None:
-    classes = len(label_names)
-    if output_dim == 1 and classes != 2:
-        raise PipelineError(
-            f"output_dim = 1 (one logit, binary cross-entropy) needs a two-class data set; {data} has "
-            f"{classes} classes ({', '.join(label_names)}): set output_dim to {classes}"
-        )
-    if output_dim not in (1, classes):
-        raise PipelineError(
-            f"output_dim = {output_dim} but {data} has {classes} classes ({', '.join(label_names)}): "
-            f"set output_dim to {classes}" + (" (or 1: one logit)" if classes == 2 else "")
-        )
-
-
 def _input_files(args: argparse.Namespace) -> list[Path]:
     data = Path(args.data_dir)
     files = sorted(p for p in data.iterdir() if p.is_file()) if data.is_dir() else [data]
@@ -205,7 +191,7 @@ def _train(args: argparse.Namespace, device, glove_init, names: dict | None) -> 
     from src.training.history import best_epoch_metrics, epoch_rows, seed_history
     from src.training.live import DVCLiveLog
     from src.training.resume import run_fingerprint, source_files
-    from src.training.trainer import default_criterion
+    from src.training.trainer import check_output_dim, default_criterion
 
     seed_everything(args.seed)
     output_dir, checkpoint_dir = Path(args.output_dir), Path(args.checkpoint_dir)
@@ -214,7 +200,7 @@ def _train(args: argparse.Namespace, device, glove_init, names: dict | None) -> 
     )
     train, val = splits["train"], splits["val"]
     output_dim = args.output_dim or len(label_names)
-    _check_output_dim(output_dim, label_names, args.data_dir)
+    check_output_dim(output_dim, label_names, args.data_dir)
 
     embeddings = None
     if args.vocab_dir:
