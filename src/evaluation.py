@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch.utils.data import DataLoader
+from tqdm import tqdm
 
 from src.cli import pipeline_errors_exit, positive_int_option, print_lines
 from src.data.batching import LengthSortedSampler
@@ -86,7 +87,8 @@ def predict_proba(
         dataset, batch_size=batch_size, sampler=sampler, collate_fn=trained.collate, pin_memory=device.type == "cuda"
     )
     chunks = []
-    for batch in loader:
+    # disable=None: a progress bar on a terminal only, so logs and `dvc repro` output stay readable
+    for batch in tqdm(loader, desc="scoring", unit="batch", leave=False, disable=None):
         batch = move_batch(batch, device)
         with autocast_context(device, trained.mixed_precision):
             logits = forward_logits(trained.model, batch)
