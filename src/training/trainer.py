@@ -614,13 +614,9 @@ def build_scheduler(
             optimizer, mode="max" if higher_is_better(monitor) else "min", factor=gamma, patience=patience
         )
     if scheduler_type == "step":
-        scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=step_size or max(1, epochs // 3), gamma=gamma)
-        scheduler.sized_by_epochs = step_size is None  # Trainer.train(epochs) sizes it to the run
-        return scheduler
+        return torch.optim.lr_scheduler.StepLR(optimizer, step_size=step_size or max(1, epochs // 3), gamma=gamma)
     if scheduler_type == "cosine":
-        scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(1, epochs))
-        scheduler.sized_by_epochs = True
-        return scheduler
+        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(1, epochs))
     if scheduler_type == "linear_warmup":
         from transformers import get_linear_schedule_with_warmup  # imported by BERT's runs alone
 
@@ -630,8 +626,8 @@ def build_scheduler(
 
 
 def size_schedule(scheduler: Any, epochs: int) -> None:
-    """Fit a step or cosine schedule that build_scheduler sized by an epoch count to ``epochs``: a third of
-    them per step, or one cosine over all of them. Other schedules (and a step_size given) stay as they are."""
+    """Fit a step or cosine schedule that create_trainer made without an epoch count to ``epochs``: a third
+    of them per step, or one cosine over all of them. Other schedules (and a step_size given) stay as they are."""
     if not getattr(scheduler, "sized_by_epochs", False):
         return
     if isinstance(scheduler, torch.optim.lr_scheduler.CosineAnnealingLR):
@@ -649,7 +645,7 @@ def create_trainer(
     weight_decay: float = 0.0,
     gradient_clip: float | None = 1.0,
     checkpoint_dir: str | os.PathLike = "checkpoints",
-    epochs: int = 20,
+    epochs: int | None = None,
     monitor: str = "val_loss",
     criterion: nn.Module | None = None,
     scheduler_kwargs: dict | None = None,
@@ -661,8 +657,9 @@ def create_trainer(
 ) -> Trainer:
     """Adam(W) over the trainable parameters + an epoch-level scheduler, wrapped in a Trainer.
 
-    The step and cosine schedules are sized by the epochs that run: ``train(epochs)`` sizes them when it
-    starts (``epochs`` here only until then; a step_size in ``scheduler_kwargs`` is kept). Extra keyword
+    ``epochs`` sizes the step and cosine schedules: the run's whole length, which ``train(epochs)`` may
+    reach in parts (a resumed run continues the same schedule). Without it, the first ``train(epochs)``
+    sizes them to the epochs it runs (a step_size in ``scheduler_kwargs`` is kept). Extra keyword
     arguments go to Trainer (device,
     mixed_precision, max_checkpoints, checkpoint_name, progress, ...). So that a whole
     ``training_config`` dict can be passed (``create_trainer(model, train, val, **training_config)``):
@@ -685,7 +682,9 @@ def create_trainer(
         )
     parameters = [p for p in model.parameters() if p.requires_grad]  # frozen embeddings stay out
     optimizer = torch.optim.AdamW(parameters, lr=learning_rate, weight_decay=weight_decay)
-    scheduler = build_scheduler(optimizer, scheduler_type, epochs, monitor, **(scheduler_kwargs or {}))
+    scheduler = build_scheduler(optimizer, scheduler_type, epochs or 20, monitor, **(scheduler_kwargs or {}))
+    if epochs is None and scheduler is not None:  # sized by the first train(epochs) instead
+        scheduler.sized_by_epochs = not (scheduler_kwargs or {}).get("step_size")
     trainer = Trainer(
         model,
         train_loader,
