@@ -26,6 +26,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--hidden-dim", type=int, default=64)
     parser.add_argument("--epochs", type=int, default=5)
     parser.add_argument("--output-dir", default="examples_output/lstm")
+    # not data/glove: that folder is the download_glove stage's output, which DVC restores and checks
+    parser.add_argument("--glove-dir", default="examples_output/glove", help="where GloVe files are cached")
     args = parser.parse_args(argv)
 
     from src.core.cli import run_command
@@ -50,7 +52,9 @@ def main(argv: list[str] | None = None) -> None:
             output_dim=len(label_names),
             n_layers=1,
         )
-        stats = initialize_model_with_glove(model, vocab, corpus=args.glove_corpus, dimension=args.glove_dim)
+        stats = initialize_model_with_glove(
+            model, vocab, corpus=args.glove_corpus, dimension=args.glove_dim, cache_dir=args.glove_dir
+        )
 
         # 3. train with checkpoints, a plateau scheduler and early stopping
         trainer = create_trainer(

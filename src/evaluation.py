@@ -2,8 +2,17 @@
 
     python -m src.evaluation --model-dir models/lstm --split test
     python -m src.evaluation --model-dir models/bert --split val    # the save_pretrained export
-prints the test report as JSON (accuracy, macro_recall: TweetEval's metric, macro_f1, f1_pn,
-per-class figures, confusion matrix). Nothing selects a model here.
+    python -m src.evaluation --model-dir models --data-dir data/raw --split val
+    python -m src.evaluation --model-dir models --data-dir tweets.csv --split val --text-column tweet
+
+prints the report as JSON (accuracy, macro_recall: TweetEval's metric, macro_f1, f1_pn, per-class
+figures, confusion matrix). Nothing selects a model here.
+
+--data-dir takes what the training command lines take (src/data/data_sources.py): the processed
+directory of `dvc repro preprocess` (the default), a TweetEval-layout directory, or one CSV/TSV file,
+cleaned as training cleans it. A CSV/TSV without a split column is split at random as training split
+it: give the --validation-split, --test-split and --seed that training had (the defaults are the same).
+Labels are read against the model's own class names.
 """
 
 from __future__ import annotations
@@ -18,6 +27,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch.utils.data import DataLoader
+from tqdm import tqdm
 
 from src.core.cli import pipeline_errors_exit, positive_int_option, print_lines
 from src.core.errors import PipelineError
@@ -30,7 +40,8 @@ from src.core.runtime import (
     use_all_cpu_cores,
 )
 from src.data.batching import LengthSortedSampler
-from src.data.preprocess import read_split
+from src.data.data_sources import COMMAND_LINE_NAMES, add_data_options, csv_options, read_labelled_split
+from src.data.preprocess import SPLITS, read_split
 from src.models.loading import TrainedModel, load_model
 from src.scoring.metrics import detailed_metrics
 
@@ -46,6 +57,18 @@ def device_option(value: str, option: str = "--device"):
     if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
         raise PipelineError(f"{option} = {value!r}: this machine has {torch.cuda.device_count()} GPU(s)")
     return device
+
+
+def class_probabilities(logits: torch.Tensor) -> torch.Tensor:
+    """``(texts, classes)`` probabilities on the CPU: softmax over one logit per class, or for a one-logit
+    (two-class) model the sigmoid of its logit as class 1's and the rest as class 0's.
+
+    In float64, so that the one-logit argmax is training's prediction (class 1 exactly when the logit
+    is > 0: src.training.trainer.predicted_classes) down to logits of 1e-16, not a float32 tie at 0.5."""
+    if logits.shape[-1] == 1:
+        positive = torch.sigmoid(logits[:, 0].double())
+        return torch.stack([1.0 - positive, positive], dim=1).cpu()
+    return torch.softmax(logits.float(), dim=-1).double().cpu()
 
 
 @torch.inference_mode()
@@ -64,12 +87,13 @@ def predict_proba(
         dataset, batch_size=batch_size, sampler=sampler, collate_fn=trained.collate, pin_memory=device.type == "cuda"
     )
     chunks = []
-    for batch in loader:
+    # disable=None: a progress bar on a terminal only, so logs and `dvc repro` output stay readable
+    for batch in tqdm(loader, desc="scoring", unit="batch", leave=False, disable=None):
         batch = move_batch(batch, device)
         with autocast_context(device, trained.mixed_precision):
             logits = forward_logits(trained.model, batch)
-        chunks.append(torch.softmax(logits.float(), dim=-1).cpu())
-    probabilities = np.empty((len(dataset), len(trained.label_names)), dtype=np.float32)
+        chunks.append(class_probabilities(logits))
+    probabilities = np.empty((len(dataset), len(trained.label_names)), dtype=np.float64)
     if chunks:
         probabilities[sampler.order] = torch.cat(chunks).numpy()
     return probabilities
@@ -101,28 +125,59 @@ def score_texts(
 
 
 def score_split(
-    model_dir: str | os.PathLike, split_path: str | os.PathLike, batch_size: int = 256, device: str = "auto"
+    model_dir: str | os.PathLike,
+    data: str | os.PathLike = "data/processed",
+    split: str = "test",
+    batch_size: int = 256,
+    device: str = "auto",
+    csv_params: dict | None = None,
+    seed: int = 42,
 ) -> dict:
-    """The test report of a trained model on one processed split (``data/processed/*.jsonl``)."""
+    """The report of a trained model on one split of a data set in any layout the training command
+    lines read (``data``: processed or TweetEval-layout directory, or a CSV/TSV file), or on one
+    processed split file (``data``: a ``.jsonl`` file; ``split`` is then its name only)."""
     trained = load_model(model_dir, device)
-    split = read_split(split_path, trained.label_names)  # labels the model does not know: an error naming the line
-    report, _, _ = score_texts(trained, split.texts, split.labels, batch_size, device)
-    return {"split": str(split_path), **report}
+    # labels the model does not know: an error naming the line and the model
+    names = {
+        **COMMAND_LINE_NAMES,
+        "label_names": f"the classes of {model_dir}",
+        "label_advice": "the model was trained for other classes",
+    }
+    if Path(data).suffix == ".jsonl":  # one processed split file
+        rows, source = read_split(data, trained.label_names, names), Path(data)
+    else:
+        rows, source = read_labelled_split(data, split, trained.label_names, csv_params, seed, names)
+    if not rows:
+        raise PipelineError(f"{source}: the {split} split has no rows to score")
+    report, _, _ = score_texts(trained, rows.texts, rows.labels, batch_size, device)
+    return {"split": str(source) if source.suffix == ".jsonl" else f"{source}: {split}", **report}
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model-dir", default="models/lstm")
-    parser.add_argument("--split", default="test", help="train | val | test (a file under --data-dir)")
-    parser.add_argument("--data-dir", default="data/processed")
+    parser = argparse.ArgumentParser(
+        prog="python -m src.evaluation",
+        description=__doc__.split("\n\n")[0],
+        epilog="\n\n".join(__doc__.split("\n\n")[2:]),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--model-dir", default="models/lstm", help="a trained model directory (default models/lstm)")
+    parser.add_argument("--split", default="test", choices=SPLITS, help="the split to score (default test)")
+    parser.add_argument(
+        "--data-dir",
+        default="data/processed",
+        help="processed or TweetEval-layout directory, or a .csv/.tsv file (default data/processed)",
+    )
     parser.add_argument("--batch-size", default="256")
-    parser.add_argument("--device", default="auto")
+    parser.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
+    add_data_options(parser, label_names=False)  # labels are read against the model's own class names
     args = parser.parse_args(argv)
     use_all_cpu_cores()
     with pipeline_errors_exit():
         batch_size, device = positive_int_option(args.batch_size, "--batch-size"), device_option(args.device)
         with explain_out_of_memory("--batch-size", batch_size):
-            scores = score_split(args.model_dir, Path(args.data_dir) / f"{args.split}.jsonl", batch_size, device)
+            scores = score_split(
+                args.model_dir, args.data_dir, args.split, batch_size, device, csv_options(args), args.seed
+            )
         print_lines([json.dumps(scores, indent=2)])
 
 

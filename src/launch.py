@@ -105,6 +105,8 @@ def launch(target: list[str], params_path: str = "params.yaml") -> int:
     check_layout(params["distributed"], device)
     for name in LAUNCHER_LOGGERS:
         logging.getLogger(name).setLevel(logging.CRITICAL)
+    if "OMP_NUM_THREADS" not in os.environ:  # torchrun would give each process 1 thread: give it its share
+        os.environ["OMP_NUM_THREADS"] = str(max(1, cpu_cores() // params["distributed"]["nproc_per_node"]))
     args = parse_args(torchrun_args(params["distributed"], target))
     if args.master_port is None:  # as torchrun's run() does
         args.master_port = 29500

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from src.core.cli import run_stage
 from src.core.runtime import out_of_memory_names
+from src.data.preprocess import PARAMS_NAMES
 from src.recipes.lstm_config import LstmConfig
 from src.recipes.lstm_run import run
 
@@ -31,7 +32,7 @@ def lstm_config(params: dict) -> LstmConfig:
 
 @out_of_memory_names(("lstm.batch_size",))
 def main(params: dict) -> None:
-    run(lstm_config(params))
+    run(lstm_config(params), names=PARAMS_NAMES)  # data errors name params keys
 
 
 if __name__ == "__main__":

@@ -45,6 +45,7 @@ SLOW_TESTS = {
     "test_generated_inputs.py::test_csv_rows_parse_or_name_the_line",
     "test_bad_input.py::test_model_name_not_cached_offline_says_how_to_fix",
     "test_ensemble.py::test_stage_fits_on_val_and_evaluate_scores_the_combination",
+    "test_entry_points.py::test_a_two_class_model_from_the_command_line_scores_alike_in_training_predict_and_evaluation",
     # one process per row (the hostile-input table): 25 rows, 80 s together
     "test_hostile_inputs.py::test_hostile_input",
 }

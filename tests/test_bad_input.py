@@ -645,7 +645,10 @@ CASES = {
         "predict", _model("bert", _write("model/config.json", b"{}")), "models/bert/model: a damaged BERT export"
     ),
     "evaluation_label_outside_model": Case(
-        "evaluation", _processed_label(3), "data/processed/test.jsonl:4: label 3 is outside data.label_names"
+        "evaluation",
+        _processed_label(3),
+        "data/processed/test.jsonl:4: label 3 is outside the classes of models/lstm (3 names: negative, neutral, "
+        "positive); the model was trained for other classes",
     ),
     "evaluation_label_not_int": Case(
         "evaluation", _processed_label(1.5), "data/processed/test.jsonl:4: label 1.5 is not an integer label id"

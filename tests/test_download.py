@@ -3,6 +3,7 @@
 import hashlib
 import os
 import socket
+import time
 
 import pytest
 
@@ -81,6 +82,27 @@ def test_no_network_and_no_mirror_says_so_and_names_the_variable(tmp_path):
         download(url, tmp_path / "data.txt", retries=1, backoff=0, progress=False)
     message = str(info.value)
     assert "No network?" in message and "SENTIMENT_MIRROR is not set" in message
+    assert os.listdir(tmp_path) == []
+
+
+def test_a_host_that_does_not_resolve_fails_at_once_with_the_mirror_hint(tmp_path, monkeypatch):
+    """No retries (here 5, 10 s apart) for a name look-up that failed: it fails alike every time."""
+    real_getaddrinfo = socket.getaddrinfo
+
+    def getaddrinfo(host, *args, **kwargs):  # a resolver without network: the answer this machine may lack
+        if str(host).endswith(".invalid"):
+            raise socket.gaierror(socket.EAI_AGAIN, "Temporary failure in name resolution")
+        return real_getaddrinfo(host, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+    started = time.monotonic()
+    with pytest.raises(DownloadError) as info:
+        download("https://nlp.stanford.invalid/glove.zip", tmp_path / "g.zip", retries=5, backoff=10, progress=False)
+    assert time.monotonic() - started < 5
+    assert str(info.value).startswith(
+        "could not download https://nlp.stanford.invalid/glove.zip: the host nlp.stanford.invalid cannot be resolved"
+    )
+    assert "SENTIMENT_MIRROR is not set" in str(info.value) and "SENTIMENT_MIRROR=../shared/mirror" in str(info.value)
     assert os.listdir(tmp_path) == []
 
 

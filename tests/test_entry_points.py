@@ -149,6 +149,50 @@ def test_binary_csv_trains_the_one_logit_model(tmp_path, monkeypatch):
     assert 0.5 <= metrics["val"]["accuracy"] <= 1  # learning itself: the engine's one-logit test
 
 
+def test_a_two_class_model_from_the_command_line_scores_alike_in_training_predict_and_evaluation(
+    tmp_path, monkeypatch, capsys
+):
+    """output_dim 1 (one logit): predict and evaluation read the sigmoid as class 1's probability, so they
+    agree with training's own validation figures; both classes get a probability and each row sums to 1."""
+    from src.evaluation import main as evaluation_main
+    from src.predict import main as predict_main
+
+    with open(tmp_path / "binary.tsv", "w", newline="", encoding="utf-8") as handle:  # columns named as the user likes
+        writer = csv.writer(handle, delimiter="\t")
+        writer.writerow(["part", "tweet", "sentiment"])
+        for split, rows in tiny_splits().items():
+            writer.writerows([split, text, ("neg", "", "pos")[label]] for text, label in rows if label != 1)
+    data = ["--data-dir", "binary.tsv", "--text-column", "tweet", "--label-column", "sentiment", "--split-column"]
+    trained = command(
+        [str(REPO / "src/training/train_model.py"), *data, "part", *TINY_LSTM, "--output-dim", "1", "--epochs", "3"],
+        tmp_path,
+    )
+    assert trained.returncode == 0, trained.stderr
+    training = json.loads(trained.stdout)["val"]
+    config = json.loads((tmp_path / "models/model_config.json").read_text())
+    assert config["output_dim"] == 1 and config["label_names"] == ["neg", "pos"]
+
+    monkeypatch.chdir(tmp_path)
+    evaluation_main(["--model-dir", "models", "--split", "val", *data, "part", "--device", "cpu"])
+    report = json.loads(capsys.readouterr().out)
+    assert report["accuracy"] == pytest.approx(training["accuracy"])
+    assert report["macro_recall"] == pytest.approx(training["macro_recall"])
+
+    val = [(text, label) for text, label in tiny_splits()["val"] if label != 1]
+    predict_main(["--model", "models", "--device", "cpu", *(text for text, _ in val)])
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert all(set(r["probabilities"]) == {"neg", "pos"} for r in rows)
+    assert all(abs(sum(r["probabilities"].values()) - 1) < 1e-3 for r in rows)
+    assert all(r["label"] == max(r["probabilities"], key=r["probabilities"].get) for r in rows)
+    correct = sum(r["label_id"] == label // 2 for r, (_, label) in zip(rows, val))
+    assert correct / len(val) == pytest.approx(training["accuracy"])
+    names = ("neg", "pos")
+    assert report["confusion_matrix"] == {
+        names[a]: {names[p]: sum(r["label_id"] == p and y // 2 == a for r, (_, y) in zip(rows, val)) for p in (0, 1)}
+        for a in (0, 1)
+    }
+
+
 def test_config_file_takes_the_documented_training_config_and_flags_win(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     write_tweeteval(tmp_path / "data", tiny_splits())

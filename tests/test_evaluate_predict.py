@@ -177,6 +177,41 @@ def test_evaluate_writes_test_and_val_probabilities_in_split_order(workdir):  # 
     assert majority == {int(prior.argmax(axis=1)[0])}
 
 
+def test_evaluate_scores_a_one_logit_model_as_training_validated_it(workdir):  # noqa: F811
+    """A two-class model with one logit (the LSTM training guide's output_dim 1, trained by its command line
+    into models/lstm): evaluate writes one probability column per class, and its figures are training's."""
+    from src.data.preprocess import Split, write_split
+    from src.recipes.lstm_run import parse_args, run
+
+    for name in ("train", "val", "test"):  # negative (0) and positive (1) only
+        split = read_split(f"data/processed/{name}.jsonl")
+        rows = [(text, label // 2) for text, label in zip(split.texts, split.labels) if label != 1]
+        write_split(f"data/processed/{name}.jsonl", Split([t for t, _ in rows], [y for _, y in rows]))
+    names = ["negative", "positive"]
+    workdir["data"]["label_names"] = names
+    tiny = "--embedding-dim 8 --hidden-dim 8 --n-layers 1 --batch-size 8 --learning-rate 0.02 --min-freq 1 --seed 1"
+    trained = run(
+        parse_args(
+            [*tiny.split(), "--data-dir", "data/processed", "--label-names", *names, "--output-dim", "1"]
+            + ["--epochs", "2", "--scheduler", "none", "--output-dir", "models/lstm", "--checkpoint-dir", "models/lstm"]
+        )
+    )
+    assert json.load(open("models/lstm/model_config.json"))["output_dim"] == 1
+
+    evaluate.main(workdir, "lstm")
+    val = read_split("data/processed/val.jsonl")
+    text = open("predictions/lstm/probs_val.csv").read()
+    assert text.splitlines()[0] == "negative,positive"
+    probabilities = parse_probabilities(text, names, "val")
+    np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, atol=1e-5)
+    accuracy = float(np.mean(probabilities.argmax(axis=1) == np.array(val.labels)))
+    assert accuracy == pytest.approx(trained["val"]["accuracy"])
+    test = read_split("data/processed/test.jsonl")
+    predicted = [int(x) for x in open("predictions/lstm/test.txt").read().split()]
+    report = json.load(open("metrics/lstm/test.json"))
+    assert report["accuracy"] == pytest.approx(float(np.mean(np.array(predicted) == np.array(test.labels))))
+
+
 def test_a_damaged_probabilities_file_is_a_clear_error():
     with pytest.raises(PipelineError, match=r"^p.csv: header \['a', 'b'\]: expected the classes"):
         parse_probabilities("a,b\n0.5,0.5\n", LABELS, "p.csv")

@@ -37,6 +37,8 @@ def test_lstm_with_glove_example(tmp_path):
     )
     assert out["epochs_completed"] == 3 and out["glove_vocab_coverage"] > 0.5
     assert (tmp_path / "examples_output/lstm/best_model.pt").is_file()
+    assert (tmp_path / "examples_output/glove/glove.twitter.27B.25d.txt").is_file()
+    assert not (tmp_path / "data/glove").exists()  # the download_glove stage's output folder stays its own
 
 
 def test_bert_finetune_and_tune_example(tmp_path):

@@ -413,6 +413,35 @@ class TestTrainingIntegration:
         predictions = trainer.evaluate_model(val)["predictions"]
         assert set(predictions) == {0, 1}
 
+    def test_a_one_logit_model_on_three_class_labels_is_the_command_lines_error(self, data, tmp_path):
+        """The LSTM training guide's model_config (output_dim 1) with three-class loaders: refused before any
+        training, with the message the command line gives; a loader without .dataset.labels, at its first batch."""
+        train, val = loaders(data)
+        model = LSTMClassifier(len(data.vocab), 8, hidden_dim=12, output_dim=1, n_layers=1)
+        expected = (
+            "output_dim = 1 (one logit, binary cross-entropy) needs a two-class data set; train_loader has "
+            "3 classes (0, 1, 2): set output_dim to 3"
+        )
+        with pytest.raises(PipelineError, match=expected.replace("(", r"\(").replace(")", r"\)")):
+            create_trainer(model, train, val, checkpoint_dir=tmp_path / "ckpt", progress=False)
+        assert not (tmp_path / "ckpt").exists() or not any((tmp_path / "ckpt").iterdir())
+
+        batches = list(train)  # a plain list of batches: no dataset to read labels from up front
+        trainer = create_trainer(model, batches, list(val), checkpoint_dir=tmp_path / "ckpt2", progress=False)
+        with pytest.raises(PipelineError, match=r"needs a two-class data set; a batch \(label 2\) has at least 3"):
+            trainer.train(epochs=1)
+
+    @pytest.mark.parametrize(
+        ("scheduler_type", "rates"),
+        [("cosine", [0.02, 0.01, 0.0]), ("step", [0.02, 0.01, 0.005])],  # step: every third of the epochs
+    )
+    def test_step_and_cosine_schedules_span_the_epochs_train_runs(self, data, tmp_path, scheduler_type, rates):
+        """create_trainer's epochs default (20) must not size the schedule of a shorter train(epochs)."""
+        trainer = tiny_trainer(data, tmp_path, scheduler_type=scheduler_type)
+        history = trainer.train(epochs=2 if scheduler_type == "cosine" else 3)
+        ended_with = [*history["learning_rates"], trainer.optimizer.param_groups[0]["lr"]]
+        assert ended_with[: len(rates)] == pytest.approx(rates, abs=1e-9)
+
     def test_create_trainer_takes_a_whole_training_config(self, data, tmp_path):
         training_config = {
             "batch_size": 16,

@@ -72,14 +72,21 @@ def autocast_context(device: torch.device, mixed_precision: bool):
 
 
 # ---- process set-up ----------------------------------------------------------------------------------
-def use_all_cpu_cores() -> None:
-    """All cores for torch unless OMP_NUM_THREADS says otherwise.
+def available_cpu_cores() -> int:
+    """The cores this process may run on (a container's or taskset's limit, not the host's count)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
 
-    On a CPU shared with other jobs, OMP_NUM_THREADS=1 is much faster: oversubscribed OpenMP
-    threads spin-wait on each other (measured 8x slower with 2 threads here).
-    """
+
+def use_all_cpu_cores() -> None:
+    """Torch's threads: the cores this process may use, shared among the processes torchrun started on
+    this machine (LOCAL_WORLD_SIZE), unless OMP_NUM_THREADS says otherwise (src.launch sets it to that
+    share too). More threads than cores only wait on each other."""
     if "OMP_NUM_THREADS" not in os.environ:
-        torch.set_num_threads(os.cpu_count() or 1)
+        workers = int(os.environ.get("LOCAL_WORLD_SIZE", "1") or 1)
+        torch.set_num_threads(max(1, available_cpu_cores() // max(1, workers)))
 
 
 def seed_everything(seed: int) -> None:

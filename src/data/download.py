@@ -21,6 +21,7 @@ import json
 import logging
 import os
 import shutil
+import socket
 import time
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
@@ -99,6 +100,25 @@ def _verify(path: Path, sha256: str | None, url: str) -> None:
 
 class _TransferBroken(Exception):
     """The connection dropped or the body was short: resume from what we have."""
+
+
+class _HostNotFound(Exception):
+    """The URL's host name does not resolve (no network, no DNS, a typo): retrying will not help."""
+
+
+def _name_not_resolved(exc: BaseException) -> bool:
+    """Whether a requests error comes from a failed name look-up: urllib3's NameResolutionError
+    (requests' ConnectionError > MaxRetryError.reason) wrapping a socket.gaierror."""
+    pending, seen = [exc], set()
+    while pending:
+        error = pending.pop()
+        if not isinstance(error, BaseException) or id(error) in seen:
+            continue
+        seen.add(id(error))
+        if isinstance(error, socket.gaierror) or type(error).__name__ == "NameResolutionError":
+            return True
+        pending += [error.__cause__, error.__context__, getattr(error, "reason", None), *error.args]
+    return False
 
 
 def _part_record(part: Path) -> Path:
@@ -200,7 +220,7 @@ def _fetch_once(session: requests.Session, url: str, part: Path, timeout: float,
                     unit_scale=True,
                     unit_divisor=1024,
                     desc=Path(urlsplit(url).path).name,
-                    disable=not progress,
+                    disable=None if progress else True,  # a bar on a terminal only: logs stay readable
                     leave=False,
                 ) as bar,
             ):
@@ -213,6 +233,8 @@ def _fetch_once(session: requests.Session, url: str, part: Path, timeout: float,
             if expected is not None and got < expected:
                 raise _TransferBroken(f"short body: {got} of {expected} bytes")
     except (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError) as exc:
+        if _name_not_resolved(exc):
+            raise _HostNotFound(urlsplit(url).hostname) from exc
         raise _TransferBroken(str(exc)) from exc
 
 
@@ -311,14 +333,20 @@ def _fetch(
         return _copy_local(source, url, dest, part, sha256)
 
     session = requests.Session()
+    where = f"{MIRROR_ENV} has no copy at {local}" if local is not None else f"{MIRROR_ENV} is not set"
     for attempt in range(retries + 1):
         try:
             with full_disk_reported(dest, f"{part} is kept and the next run resumes it (delete it to start over)"):
                 _fetch_once(session, url, part, timeout, progress)
             break
+        except _HostNotFound as exc:  # at once: a name that does not resolve will not on a retry either
+            raise DownloadError(
+                f"could not download {url}: the host {exc} cannot be resolved (no network or no DNS?). {where}; "
+                f"point {MIRROR_ENV} at an offline mirror laid out as HOST/PATH "
+                "(e.g. SENTIMENT_MIRROR=../shared/mirror)"
+            ) from None
         except _TransferBroken as exc:
             if attempt == retries:
-                where = f"{MIRROR_ENV} has no copy at {local}" if local is not None else f"{MIRROR_ENV} is not set"
                 raise DownloadError(
                     f"could not download {url} after {retries + 1} attempts ({exc}). No network? {where}; "
                     f"point {MIRROR_ENV} at an offline mirror laid out as HOST/PATH "

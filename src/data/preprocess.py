@@ -17,6 +17,17 @@ from src.core.atomic import atomic_open
 from src.core.errors import DataError
 
 SPLITS = ("train", "val", "test")
+# What error messages call the settings that shape reading: params.yaml's keys, and the advice for a
+# processed split made with other label names. A command line passes its own (src.data.data_sources).
+PARAMS_NAMES = {
+    "label_names": "data.label_names",
+    "label_advice": "the processed data was made with other label names: run `dvc repro preprocess`",
+    "text_column": "data.csv.text_column",
+    "label_column": "data.csv.label_column",
+    "split_column": "data.csv.split_column",
+    "val_size": "data.csv.val_size",
+    "test_size": "data.csv.test_size",
+}
 _WHITESPACE = re.compile(r"\s+")
 
 
@@ -89,19 +100,19 @@ def parse_label(value: str, label_names: list[str], where: str) -> int:
     )
 
 
-def check_label_id(label, label_names: list[str], where: str) -> int:
+def check_label_id(label, label_names: list[str], where: str, names: dict = PARAMS_NAMES) -> int:
     """A label id read from a processed split (a JSON integer): it must index ``label_names``."""
     if isinstance(label, bool) or not isinstance(label, int):
         raise DataError(f"{where}: label {label!r} is not an integer label id")
     if not 0 <= label < len(label_names):
         raise DataError(
-            f"{where}: label {label} is outside data.label_names ({len(label_names)} names: {', '.join(label_names)}); "
-            "the processed data was made with other label names: run `dvc repro preprocess`"
+            f"{where}: label {label} is outside {names['label_names']} ({len(label_names)} names: "
+            f"{', '.join(label_names)}); {names['label_advice']}"
         )
     return label
 
 
-def read_mapping(path: Path, label_names: list[str]) -> None:
+def read_mapping(path: Path, label_names: list[str], names: dict = PARAMS_NAMES) -> None:
     """TweetEval's mapping.txt (``id<TAB>name``) must agree with ``data.label_names``."""
     found = {}
     for line_no, line in enumerate(read_lines(path), 1):
@@ -115,8 +126,9 @@ def read_mapping(path: Path, label_names: list[str]) -> None:
             raise DataError(f"{path}:{line_no}: label id {parts[0]} appears twice")
         found[int(parts[0])] = parts[1]
     expected = dict(enumerate(label_names))
+    params = "params " if names is PARAMS_NAMES else ""
     if found != expected:
-        raise DataError(f"{path}: labels {found} differ from params data.label_names {expected}")
+        raise DataError(f"{path}: labels {found} differ from {params}{names['label_names']} {expected}")
 
 
 def read_tweeteval_split(raw_dir: str | os.PathLike, split: str, label_names: list[str]) -> Split:
@@ -132,18 +144,21 @@ def read_tweeteval_split(raw_dir: str | os.PathLike, split: str, label_names: li
     return Split(texts, labels)
 
 
-def read_tweeteval(raw_dir: str | os.PathLike, label_names: list[str]) -> dict[str, Split]:
+def read_tweeteval(raw_dir: str | os.PathLike, label_names: list[str], names: dict = PARAMS_NAMES) -> dict[str, Split]:
     raw_dir = Path(raw_dir)
     if (raw_dir / "mapping.txt").exists():
-        read_mapping(raw_dir / "mapping.txt", label_names)
+        read_mapping(raw_dir / "mapping.txt", label_names, names)
     return {split: read_tweeteval_split(raw_dir, split, label_names) for split in SPLITS}
 
 
-def read_csv_dataset(path: str | os.PathLike, csv_params: dict, label_names: list[str], seed: int) -> dict[str, Split]:
+def read_csv_dataset(
+    path: str | os.PathLike, csv_params: dict, label_names: list[str], seed: int, names: dict = PARAMS_NAMES
+) -> dict[str, Split]:
     """One CSV (``,``) or TSV (``.tsv``/``.tab``: tab) file with text and label columns.
 
     Rows go to splits by ``csv.split_column`` (values train/val/test) when set, otherwise by a
-    stratified random split of ``csv.val_size`` and ``csv.test_size``.
+    stratified random split of ``csv.val_size`` and ``csv.test_size``. ``names``: what errors call
+    those settings (params keys, or a command line's flags).
     """
     path = Path(path)
     lines = read_lines(path)  # validates existence, emptiness and encoding with line numbers
@@ -164,7 +179,7 @@ def read_csv_dataset(path: str | os.PathLike, csv_params: dict, label_names: lis
     if missing:
         raise DataError(
             f"{path}:1: missing column(s) {', '.join(missing)} (header has: {', '.join(columns)}); "
-            "set data.csv.text_column / label_column / split_column"
+            f"set {names['text_column']} / {names['label_column']} / {names['split_column']}"
         )
     text_at, label_at = columns.index(csv_params["text_column"]), columns.index(csv_params["label_column"])
     split_at = columns.index(csv_params["split_column"]) if csv_params["split_column"] else None
@@ -194,18 +209,20 @@ def read_csv_dataset(path: str | os.PathLike, csv_params: dict, label_names: lis
     except csv.Error as exc:
         raise DataError(f"{path}:{row_start}: not valid {kind}: {exc}") from None
     if not csv_params["split_column"]:
-        splits = _random_split(unsplit, csv_params["val_size"], csv_params["test_size"], seed, path)
+        splits = _random_split(unsplit, csv_params["val_size"], csv_params["test_size"], seed, path, names)
     for split, rows in splits.items():
         if not rows:
             raise DataError(f"{path}: no rows for the {split} split")
     return splits
 
 
-def _random_split(rows: Split, val_size: float, test_size: float, seed: int, path: Path) -> dict[str, Split]:
+def _random_split(
+    rows: Split, val_size: float, test_size: float, seed: int, path: Path, names: dict = PARAMS_NAMES
+) -> dict[str, Split]:
     from sklearn.model_selection import train_test_split
 
     if val_size + test_size >= 1:
-        raise DataError("data.csv.val_size + data.csv.test_size must be < 1")
+        raise DataError(f"{names['val_size']} + {names['test_size']} must be < 1")
     idx = list(range(len(rows)))
     try:
         rest, test = train_test_split(idx, test_size=test_size, stratify=rows.labels, random_state=seed)
@@ -267,9 +284,10 @@ def write_split(path: str | os.PathLike, split: Split) -> None:
             handle.write(json.dumps({"text": text, "label": label}, ensure_ascii=False) + "\n")
 
 
-def read_split(path: str | os.PathLike, label_names: list[str] | None = None) -> Split:
+def read_split(path: str | os.PathLike, label_names: list[str] | None = None, names: dict = PARAMS_NAMES) -> Split:
     """Read a processed split written by ``write_split``. With ``label_names`` (``data.label_names``),
-    every label must index it: processed data made with other label names is an error naming the line."""
+    every label must index it: processed data made with other label names is an error naming the line
+    (``names``: what the message calls them and advises)."""
     path = Path(path)
     split = Split()
     for line_no, line in enumerate(read_lines(path), 1):
@@ -284,21 +302,27 @@ def read_split(path: str | os.PathLike, label_names: list[str] | None = None) ->
             if isinstance(label, bool) or not isinstance(label, int) or label < 0:
                 raise DataError(f"{path}:{line_no}: label {label!r} is not a label id (an integer >= 0)")
         else:
-            check_label_id(label, label_names, f"{path}:{line_no}")
+            check_label_id(label, label_names, f"{path}:{line_no}", names)
         split.texts.append(text)
         split.labels.append(label)
     return split
 
 
-def check_every_class_present(split: Split, label_names: list[str], path: str | os.PathLike) -> None:
+def check_every_class_present(
+    split: Split, label_names: list[str], path: str | os.PathLike, names: dict = PARAMS_NAMES
+) -> None:
     """Training data must hold every class of ``data.label_names``: a name without examples means the
     names and the data disagree (more names than the data has classes) or the data lacks a class."""
     absent = [f"{i} ({name})" for i, name in enumerate(label_names) if i not in set(split.labels)]
     if absent:
+        advice = (
+            "the processed data was made with other label names (run `dvc repro preprocess`) or lacks that class"
+            if names is PARAMS_NAMES
+            else "the data lacks that class, or the names are more than its classes"
+        )
         raise DataError(
-            f"{path}: no examples of label {', '.join(absent)} of data.label_names "
-            f"({len(label_names)} names); the processed data was made with other label names "
-            "(run `dvc repro preprocess`) or lacks that class"
+            f"{path}: no examples of label {', '.join(absent)} of {names['label_names']} "
+            f"({len(label_names)} names); {advice}"
         )
 
 

@@ -65,6 +65,12 @@ def load_lstm(model_dir: str | os.PathLike, device: torch.device):
     label_names = config.pop("label_names")
     if not (isinstance(label_names, list) and len(label_names) >= 2 and all(isinstance(n, str) for n in label_names)):
         raise PipelineError(f"{config_path}: label_names = {label_names!r}: expected a list of names; {again}")
+    # one logit per class, or one logit (a sigmoid) for two classes: any other count cannot be read as classes
+    output_dim = config.get("output_dim", len(label_names))
+    if output_dim != len(label_names) and not (output_dim == 1 and len(label_names) == 2):
+        raise PipelineError(
+            f"{config_path}: output_dim = {output_dim!r} does not fit its {len(label_names)} label_names; {again}"
+        )
     checkpoint = load_checkpoint_file(weights_path, map_location=device)
     if "model_id" in config:  # written by train_lstm together with the weights it names
         check_one_model(

@@ -48,6 +48,10 @@ class LstmConfig:
     data_dir: str
     label_names: tuple[str, ...] | None = None
     validation_split: float = 0.1
+    test_split: float = 0.2
+    text_column: str = "text"
+    label_column: str = "label"
+    split_column: str | None = None
     vocab_dir: str | None = None
     min_freq: int = 2
     max_vocab_size: int | None = 30000
@@ -132,10 +136,18 @@ def build_parser() -> argparse.ArgumentParser:
     data.add_argument(
         "--label-names", nargs="+", help="class names in label-id order (default: mapping.txt, else the labels found)"
     )
+    data.add_argument("--text-column", help="CSV/TSV: the column of texts (default text)")
+    data.add_argument("--label-column", help="CSV/TSV: the column of labels (default label)")
+    data.add_argument("--split-column", help="CSV/TSV: a column of train/val/test (default: a stratified random split)")
     data.add_argument(
         "--validation-split",
         type=float,
         help="share of a CSV/TSV without a split column held out for validation (default 0.1)",
+    )
+    data.add_argument(
+        "--test-split",
+        type=float,
+        help="share of a CSV/TSV without a split column held out for test (default 0.2)",
     )
     data.add_argument("--vocab-dir", help="a built vocabulary (vocab.json, embeddings.npy) instead of building one")
     data.add_argument("--min-freq", type=int, help="building a vocabulary: keep tokens seen this often (default 2)")

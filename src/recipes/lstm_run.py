@@ -16,20 +16,6 @@ from src.recipes.lstm_config import LstmConfig
 log = logging.getLogger(__name__)
 
 
-def _check_output_dim(output_dim: int, label_names: list[str], data: str) -> None:
-    classes = len(label_names)
-    if output_dim == 1 and classes != 2:
-        raise PipelineError(
-            f"output_dim = 1 (one logit, binary cross-entropy) needs a two-class data set; {data} has "
-            f"{classes} classes ({', '.join(label_names)}): set output_dim to {classes}"
-        )
-    if output_dim not in (1, classes):
-        raise PipelineError(
-            f"output_dim = {output_dim} but {data} has {classes} classes ({', '.join(label_names)}): "
-            f"set output_dim to {classes}" + (" (or 1: one logit)" if classes == 2 else "")
-        )
-
-
 def _input_files(config: LstmConfig) -> list[Path]:
     data = Path(config.data_dir)
     files = sorted(p for p in data.iterdir() if p.is_file()) if data.is_dir() else [data]
@@ -40,24 +26,25 @@ def _input_files(config: LstmConfig) -> list[Path]:
     return files
 
 
-def run(config: LstmConfig, glove_init=None) -> dict:
+def run(config: LstmConfig, glove_init=None, names: dict | None = None) -> dict:
     """Train as ``config`` says; returns the best epoch's metrics. The device is resolved here, once. Under
-    torchrun, one process per GPU (or CPU slot) with ``batch_size`` the global batch."""
+    torchrun, one process per GPU (or CPU slot) with ``batch_size`` the global batch. ``names``: what data
+    errors call the settings (default: the command line's flags; the train_lstm stage passes params keys)."""
     from src.core.runtime import resolve_device, use_all_cpu_cores
     from src.training import distributed
 
     use_all_cpu_cores()
     with distributed.process_group(resolve_device(config.device, key="--device"), config.timeout_s) as device:
-        return _train(config, device, glove_init)
+        return _train(config, device, glove_init, names)
 
 
-def _train(config: LstmConfig, device, glove_init) -> dict:
+def _train(config: LstmConfig, device, glove_init, names: dict | None) -> dict:
     import numpy as np
 
     from src.checkpoints.resume import run_fingerprint, source_files
     from src.core.atomic import publish_copy, write_json
     from src.core.runtime import seed_everything
-    from src.data.data_sources import read_dataset
+    from src.data.data_sources import COMMAND_LINE_NAMES, read_dataset
     from src.data.vocab import Vocabulary
     from src.models.lstm_data import make_loader
     from src.models.lstm_model import LSTMClassifier
@@ -65,16 +52,24 @@ def _train(config: LstmConfig, device, glove_init) -> dict:
     from src.training.class_weights import class_weights
     from src.training.history import best_epoch_metrics, epoch_rows, guide_history
     from src.training.live import DVCLiveLog
-    from src.training.trainer import default_criterion
+    from src.training.trainer import check_output_dim, default_criterion
 
     seed_everything(config.seed)
     output_dir, checkpoint_dir = Path(config.output_dir), Path(config.checkpoint_dir)
-    csv_params = {"val_size": config.validation_split}
+    csv_params = {
+        "text_column": config.text_column,
+        "label_column": config.label_column,
+        "split_column": config.split_column,
+        "val_size": config.validation_split,
+        "test_size": config.test_split,
+    }
     wanted = list(config.label_names) if config.label_names else None
-    splits, label_names = read_dataset(config.data_dir, wanted, csv_params, seed=config.seed)
+    splits, label_names = read_dataset(
+        config.data_dir, wanted, csv_params, seed=config.seed, names=names or COMMAND_LINE_NAMES
+    )
     train, val = splits["train"], splits["val"]
     output_dim = config.output_dim or len(label_names)
-    _check_output_dim(output_dim, label_names, config.data_dir)
+    check_output_dim(output_dim, label_names, config.data_dir)
 
     embeddings = None
     if config.vocab_dir:

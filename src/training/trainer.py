@@ -46,10 +46,46 @@ SCHEDULER_INTERVALS = ("epoch", "step")
 # ---- one logit per class (cross-entropy), or one logit for two classes (output_dim 1: binary cross-entropy)
 class BinaryLogitLoss(nn.BCEWithLogitsLoss):
     """BCEWithLogitsLoss on ``[B, 1]`` logits and integer 0/1 labels, as the Trainer passes them.
-    ``pos_weight`` (class 1's weight / class 0's) balances the two classes like a weighted cross-entropy."""
+    ``pos_weight`` (class 1's weight / class 0's) balances the two classes like a weighted cross-entropy.
+    A label other than 0 or 1 is an error: BCE would train on it silently."""
 
     def forward(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        if labels.numel() and labels.max() > 1:  # data whose loader does not show its labels up front
+            largest = int(labels.max())
+            check_output_dim(1, [str(i) for i in range(largest + 1)], f"a batch (label {largest})", exact=False)
         return super().forward(logits.reshape(-1), labels.to(logits.dtype))
+
+
+def check_output_dim(output_dim: int, label_names: list[str], data: str, exact: bool = True) -> None:
+    """A model's logits must fit the data's classes: one per class, or one (binary cross-entropy) for two.
+    ``exact``: whether ``label_names`` are all the classes (False: at least these many)."""
+    classes = len(label_names)
+    at_least = "" if exact else "at least "
+    if output_dim == 1 and classes != 2:
+        raise PipelineError(
+            f"output_dim = 1 (one logit, binary cross-entropy) needs a two-class data set; {data} has "
+            f"{at_least}{classes} classes ({', '.join(label_names)}): set output_dim to {classes}"
+        )
+    if output_dim not in (1, classes):
+        raise PipelineError(
+            f"output_dim = {output_dim} but {data} has {classes} classes ({', '.join(label_names)}): "
+            f"set output_dim to {classes}" + (" (or 1: one logit)" if classes == 2 else "")
+        )
+
+
+def check_two_class_labels(model: nn.Module, loaders: dict[str, Iterable]) -> None:
+    """A one-logit model (``output_dim`` 1) on data with labels other than 0 and 1 is an error naming the
+    loader, before any training: read from each loader's ``dataset.labels`` when it has them (the
+    project's datasets do), else from the batches as they come (BinaryLogitLoss)."""
+    if output_size(model) != 1:
+        return
+    for name, loader in loaders.items():
+        labels = getattr(getattr(loader, "dataset", None), "labels", None)
+        if labels is None:
+            continue
+        largest = int(torch.as_tensor(labels).max()) if len(labels) else 0
+        if largest > 1:
+            check_output_dim(1, [str(i) for i in range(largest + 1)], name)
 
 
 def output_size(model: nn.Module) -> int | None:
@@ -193,6 +229,7 @@ class Trainer:
         )
         self.base_seed = torch.initial_seed()  # the stage's seed: per-rank dropout streams derive from it
         self.train_loader, self.val_loader = train_loader, val_loader
+        check_two_class_labels(model, {"train_loader": train_loader, "val_loader": val_loader})
         self.optimizer = optimizer
         self.criterion = criterion if criterion is not None else default_criterion(model)  # one logit: BCE
         self.criterion.to(self.device)
@@ -339,6 +376,8 @@ class Trainer:
         ):
             self.early_stopping = EarlyStopping(early_stopping_patience, self.early_stopping_min_delta, self.monitor)
         self.history["monitor"] = self.monitor
+        if self.epoch == 0:  # a fresh run: a step/cosine schedule spans the epochs asked for (a resumed one
+            size_schedule(self.scheduler, epochs)  # keeps the size its checkpoint restored)
         try:
             while self.epoch < epochs and not self.stopped_early:
                 self._run_epoch(epochs, save_best, save_every)
@@ -585,6 +624,17 @@ def build_scheduler(
     raise PipelineError(f"scheduler = {scheduler_type!r}: expected plateau, step, cosine, linear_warmup or null")
 
 
+def size_schedule(scheduler: Any, epochs: int) -> None:
+    """Fit a step or cosine schedule that create_trainer made without an epoch count to ``epochs``: a third
+    of them per step, or one cosine over all of them. Other schedules (and a step_size given) stay as they are."""
+    if not getattr(scheduler, "sized_by_epochs", False):
+        return
+    if isinstance(scheduler, torch.optim.lr_scheduler.CosineAnnealingLR):
+        scheduler.T_max = max(1, epochs)
+    elif isinstance(scheduler, torch.optim.lr_scheduler.StepLR):
+        scheduler.step_size = max(1, epochs // 3)
+
+
 def create_trainer(
     model: nn.Module,
     train_loader: Iterable,
@@ -594,7 +644,7 @@ def create_trainer(
     weight_decay: float = 0.0,
     gradient_clip: float | None = 1.0,
     checkpoint_dir: str | os.PathLike = "checkpoints",
-    epochs: int = 20,
+    epochs: int | None = None,
     monitor: str = "val_loss",
     criterion: nn.Module | None = None,
     scheduler_kwargs: dict | None = None,
@@ -606,7 +656,10 @@ def create_trainer(
 ) -> Trainer:
     """Adam(W) over the trainable parameters + an epoch-level scheduler, wrapped in a Trainer.
 
-    ``epochs`` sizes the cosine/step schedules. Extra keyword arguments go to Trainer (device,
+    ``epochs`` sizes the step and cosine schedules: the run's whole length, which ``train(epochs)`` may
+    reach in parts (a resumed run continues the same schedule). Without it, the first ``train(epochs)``
+    sizes them to the epochs it runs (a step_size in ``scheduler_kwargs`` is kept). Extra keyword
+    arguments go to Trainer (device,
     mixed_precision, max_checkpoints, checkpoint_name, progress, ...). So that a whole
     ``training_config`` dict can be passed (``create_trainer(model, train, val, **training_config)``):
     ``early_stopping_patience`` becomes ``train()``'s default; ``batch_size`` and ``validation_split``
@@ -628,7 +681,9 @@ def create_trainer(
         )
     parameters = [p for p in model.parameters() if p.requires_grad]  # frozen embeddings stay out
     optimizer = torch.optim.AdamW(parameters, lr=learning_rate, weight_decay=weight_decay)
-    scheduler = build_scheduler(optimizer, scheduler_type, epochs, monitor, **(scheduler_kwargs or {}))
+    scheduler = build_scheduler(optimizer, scheduler_type, epochs or 20, monitor, **(scheduler_kwargs or {}))
+    if epochs is None and scheduler is not None:  # sized by the first train(epochs) instead
+        scheduler.sized_by_epochs = not (scheduler_kwargs or {}).get("step_size")
     trainer = Trainer(
         model,
         train_loader,
