@@ -1,0 +1,118 @@
+"""train_tfidf and evaluate@tfidf on tiny data: the skops model, its probabilities, and bad params or files."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from src.data.preprocess import Split, normalize_tweet, write_split
+from src.errors import PipelineError
+from src.models.loading import load_model
+from src.models.tfidf import load
+from tests.fixtures import tiny_splits
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _run(module_args, cwd) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", *module_args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"},
+    )
+
+
+@pytest.fixture
+def project(tmp_path):
+    """tmp_path with data/processed of tiny_splits() and the shipped params.yaml."""
+    for name, rows in tiny_splits().items():
+        split = Split([normalize_tweet(t) for t, _ in rows], [y for _, y in rows])
+        write_split(tmp_path / f"data/processed/{name}.jsonl", split)
+    (tmp_path / "params.yaml").write_text((REPO / "params.yaml").read_text())
+    return tmp_path
+
+
+def test_stage_trains_and_evaluate_writes_probabilities_like_the_other_models(project):
+    done = _run(["stages.train_tfidf"], project)
+    assert done.returncode == 0, done.stderr
+    assert "val macro_recall" in done.stdout
+    train_metrics = json.loads((project / "metrics/tfidf/train.json").read_text())
+    assert train_metrics["features"] > 0 and 0 <= train_metrics["val"]["macro_recall"] <= 1
+
+    pipeline, label_names = load(project / "models/tfidf")
+    assert label_names == ["negative", "neutral", "positive"]
+    val_texts = [json.loads(line)["text"] for line in (project / "data/processed/val.jsonl").read_text().splitlines()]
+
+    done = _run(["stages.evaluate", "tfidf"], project)
+    assert done.returncode == 0, done.stderr
+    rows = (project / "predictions/tfidf/probs_val.csv").read_text().splitlines()
+    assert rows[0] == "negative,neutral,positive"
+    written = np.array([[float(v) for v in row.split(",")] for row in rows[1:]])
+    # the loader's softmax of the pipeline's log-probabilities is the pipeline's probabilities
+    np.testing.assert_allclose(written, pipeline.predict_proba(val_texts), atol=2e-6)
+    test_predictions = (project / "predictions/tfidf/test.txt").read_text().split()
+    assert len(test_predictions) == len(tiny_splits()["test"])
+    report = json.loads((project / "metrics/tfidf/test.json").read_text())
+    assert {"accuracy", "macro_recall", "macro_f1", "f1_pn", "n"} <= set(report)
+
+
+def test_loader_gives_the_pipeline_probabilities_in_input_order(project):
+    from src.evaluation import predict_proba
+
+    assert _run(["stages.train_tfidf"], project).returncode == 0
+    trained = load_model(project / "models/tfidf", "cpu")
+    assert trained.kind == "tfidf"
+    texts = ["i love this", "a", "the worst day ever , so sad", "meeting at noon"]
+    pipeline, _ = load(project / "models/tfidf")
+    probabilities = predict_proba(trained, texts, batch_size=2, device="cpu")  # length-sorted batches, reordered
+    np.testing.assert_allclose(probabilities, pipeline.predict_proba(texts), atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    "old, new, expected",
+    [
+        ("  C: 1.0 ", "  C: -1.0 ", "tfidf.C = -1.0: expected a value > 0"),
+        ("  min_df: 2 ", "  min_df: 0 ", "tfidf.min_df = 0: expected a value >= 1"),
+        ("  class_weight: balanced ", "  class_weight: sqrt ", "tfidf.class_weight = 'sqrt': expected one of"),
+        ("  - 2\n  - 5\n", "  - 5\n  - 2\n", "tfidf.char_ngrams = [5, 2]: expected [low, high] with low <= high"),
+    ],
+)
+def test_bad_tfidf_params_are_one_error_line_naming_the_key(project, old, new, expected):
+    text = (project / "params.yaml").read_text()
+    assert old in text
+    (project / "params.yaml").write_text(text.replace(old, new, 1))
+    done = _run(["stages.train_tfidf"], project)
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    # one error: the schema's report is its one `error: params.yaml is invalid:` line and one line per key
+    lines = done.stderr.strip().splitlines()
+    assert lines[0].startswith("error: ") and all(line.startswith("  - ") for line in lines[1:]), done.stderr
+    assert sum(expected in line for line in lines) == 1, done.stderr
+    assert not (project / "models/tfidf").exists()
+
+
+def test_a_model_file_listing_other_types_is_refused_unloaded(project, tmp_path):
+    """skops lists every type a file builds: one outside scikit-learn/numpy/scipy (here a function
+    that runs commands) is never loaded, and evaluate says so in one line."""
+    import os
+
+    import skops.io
+    from sklearn.preprocessing import FunctionTransformer
+
+    assert _run(["stages.train_tfidf"], project).returncode == 0
+    model_file = project / "models/tfidf/model.skops"
+    model_file.write_bytes(skops.io.dumps(FunctionTransformer(os.system)))
+    with pytest.raises(PipelineError, match="lists types outside scikit-learn"):
+        load(project / "models/tfidf")
+    done = _run(["stages.evaluate", "tfidf"], project)
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    assert done.stderr.strip().splitlines()[-1].startswith("error: models/tfidf/model.skops: lists types outside")
+    model_file.write_bytes(b"not a zip")
+    with pytest.raises(PipelineError, match="not a skops model file"):
+        load(project / "models/tfidf")
