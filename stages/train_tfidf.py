@@ -5,7 +5,7 @@ metrics/tfidf/train.json.
 
 Fits src/models/tfidf.py's scikit-learn pipeline on train with params.yaml's ``tfidf`` section and
 scores validation (the figure its hyperparameters were chosen on, docs/model_quality.md). The model
-is saved with skops, not pickle (src/models/tfidf.py). evaluate@tfidf scores it on test and writes
+is saved as plain arrays, not pickle (src/models/tfidf.py). evaluate@tfidf scores it on test and writes
 its probabilities, which the ensemble can combine with the neural models'.
 """
 
@@ -38,7 +38,7 @@ def main(params: dict) -> None:
     METRICS_FILE.unlink(missing_ok=True)
     pipeline = fit(train.texts, train.labels, cfg)
     val_metrics = classification_metrics(val.labels, pipeline.predict(val.texts).tolist())
-    save(pipeline, MODEL_DIR, label_names)
+    save(pipeline, MODEL_DIR, label_names, cfg)
     features = sum(len(step.vocabulary_) for _, step in pipeline.named_steps["features"].transformer_list)
     write_json(METRICS_FILE, {"val": val_metrics, "features": features})
     print(

@@ -1,5 +1,5 @@
 """Load a trained model directory for scoring: train_lstm's (model_config.json, vocab, best_model.pt),
-a save_pretrained BERT export (train_bert's or a tune trial's ``model/``) or train_tfidf's skops pipeline.
+a save_pretrained BERT export (train_bert's or a tune trial's ``model/``) or train_tfidf's scikit-learn pipeline.
 
 A model directory is a DVC output that may come from a remote, so everything read from it is
 checked: a damaged or inconsistent directory is one PipelineError naming the file and the stage to
