@@ -1,6 +1,6 @@
 """evaluate: one model on test -> metrics/<model>/, predictions/<model>/, plots/{confusion,reliability}/<model>.*.
 
-    python -m stages.evaluate bert        # bert | lstm | tune_best | ensemble | majority
+    python -m stages.evaluate bert        # bert | lstm | tune_best | tfidf | ensemble | majority
 
 dvc.yaml runs it once per model (``evaluate@bert`` ...), each stage reading only its own model, so an
 experiment that re-trains BERT re-scores BERT alone and the other models' rows in `dvc metrics diff`
@@ -46,6 +46,7 @@ MODEL_DIRS = {
     "bert": Path("models/bert"),
     "lstm": Path("models/lstm"),
     "tune_best": Path("models/tune"),
+    "tfidf": Path("models/tfidf"),
     "ensemble": Path("models/ensemble"),
 }
 MODELS = (*MODEL_DIRS, "majority")

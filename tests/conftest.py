@@ -46,6 +46,8 @@ SLOW_TESTS = {
     "test_bad_input.py::test_model_name_not_cached_offline_says_how_to_fix",
     "test_ensemble.py::test_stage_fits_on_val_and_evaluate_scores_the_combination",
     "test_entry_points.py::test_a_two_class_model_from_the_command_line_scores_alike_in_training_predict_and_evaluation",
+    "test_tfidf.py::test_stage_trains_and_evaluate_writes_probabilities_like_the_other_models",  # two stage runs
+    "test_tfidf.py::test_a_pickled_or_damaged_model_file_is_refused_unloaded",
     # one process per row (the hostile-input table): 25 rows, 80 s together
     "test_hostile_inputs.py::test_hostile_input",
 }

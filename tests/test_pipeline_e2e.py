@@ -42,10 +42,12 @@ STAGES = (
     "train_bert",
     "train_lstm",
     "tune",
+    "train_tfidf",
     "ensemble",
     "evaluate@bert",
     "evaluate@lstm",
     "evaluate@tune_best",
+    "evaluate@tfidf",
     "evaluate@ensemble",
     "evaluate@majority",
 )
@@ -131,7 +133,7 @@ def test_review_round_trip(project, tmp_path):
     # one key layout for every model, so their rows line up in `dvc metrics diff`
     tests = {
         m: json.loads((work / f"metrics/{m}/test.json").read_text())
-        for m in ("bert", "lstm", "tune_best", "ensemble", "majority")
+        for m in ("bert", "lstm", "tune_best", "tfidf", "ensemble", "majority")
     }
     assert all(_flat(t).keys() == _flat(tests["bert"]).keys() for t in tests.values())
     assert {"accuracy", "macro_recall", "macro_f1", "f1_pn", "n"} <= set(tests["bert"])
@@ -140,14 +142,14 @@ def test_review_round_trip(project, tmp_path):
     assert trains[0].keys() == trains[1].keys() and "val.macro_recall" in trains[0]
     for metrics in [*tests.values(), *trains]:  # timing is noise in a review: not in the metrics
         assert not [key for key in _flat(metrics) if "time" in key or "per_s" in key or "seconds" in key]
-    for name in ("bert", "lstm", "tune_best"):
+    for name in ("bert", "lstm", "tune_best", "tfidf"):
         assert json.loads((work / f"predictions/{name}/inference.json").read_text())["tweets_per_s"] > 0
         predictions = (work / f"predictions/{name}/test.txt").read_text().splitlines()
         assert len(predictions) == 12 and set(predictions) <= {"0", "1", "2"}
     ensemble = json.loads((work / "models/ensemble/ensemble.json").read_text())
-    assert ensemble["members"] == ["bert", "tune_best", "lstm"]
+    assert ensemble["members"] == ["bert", "tune_best", "lstm", "tfidf"]
     assert sum(ensemble["weights"].values()) == pytest.approx(1.0)
-    for name in ("bert", "lstm", "tune_best", "ensemble", "majority"):  # class probabilities per tweet, test and val
+    for name in ("bert", "lstm", "tune_best", "tfidf", "ensemble", "majority"):  # class probabilities, test and val
         for split in ("test", "val"):
             rows = (work / f"predictions/{name}/probs_{split}.csv").read_text().splitlines()
             assert rows[0] == "negative,neutral,positive" and len(rows) == 13, (name, split)
@@ -224,7 +226,13 @@ def test_review_round_trip(project, tmp_path):
     statuses = {m: e["status"] for m, e in review["models"].items()}
     # the ensemble combines BERT's probabilities: it changes with them (unless its weights leave BERT out)
     assert statuses.pop("ensemble") in ("changed", "unchanged")
-    assert statuses == {"bert": "changed", "lstm": "unchanged", "tune_best": "unchanged", "majority": "unchanged"}
+    assert statuses == {
+        "bert": "changed",
+        "lstm": "unchanged",
+        "tune_best": "unchanged",
+        "tfidf": "unchanged",
+        "majority": "unchanged",
+    }
     bert = review["models"]["bert"]
     assert 0 <= bert["metrics"]["accuracy"]["p_value"] <= 1  # McNemar's: a test of accuracy
     for metric in ("macro_recall", "f1_pn", "accuracy"):

@@ -227,7 +227,7 @@ def test_values_within_a_relative_tolerance_are_the_same():
 
 
 def test_the_models_come_from_the_evaluate_foreach():
-    assert evaluate_models(REPO / "dvc.yaml") == ["bert", "lstm", "tune_best", "ensemble", "majority"]
+    assert evaluate_models(REPO / "dvc.yaml") == ["bert", "lstm", "tune_best", "tfidf", "ensemble", "majority"]
 
 
 # --- the command line on a small DVC repository --------------------------------------------------------------

@@ -182,17 +182,32 @@ BERT = _section(
 
 EVALUATE = _section({"batch_size": BATCH_SIZE, "device": DEVICE})
 
+NGRAM_RANGE = {"type": "array", "items": POSITIVE_INT, "minItems": 2, "maxItems": 2}  # [low, high]
+
+# train_tfidf: the TF-IDF logistic regression (src/models/tfidf.py)
+TFIDF = _section(
+    {
+        "word_ngrams": NGRAM_RANGE,  # word n-gram lengths, [1, 2]: words and word pairs
+        "char_ngrams": NGRAM_RANGE,  # character n-gram lengths inside word boundaries
+        "min_df": POSITIVE_INT,  # n-grams in fewer train tweets than this are dropped
+        "C": {"type": "number", "exclusiveMinimum": 0},  # inverse L2 regularisation strength
+        "class_weight": {"enum": ["balanced", None]},
+        "max_iter": POSITIVE_INT,  # lbfgs iterations
+    }
+)
+
 # the ensemble stage: which evaluated models it combines, and the weight grid it searches on validation
 ENSEMBLE = _section(
     {
         "members": {
             "type": "array",
-            "items": {"enum": ["bert", "tune_best", "lstm"]},
+            "items": {"enum": ["bert", "tune_best", "lstm", "tfidf"]},
             "minItems": 2,
             "uniqueItems": True,
         },
         "grid_step": {"enum": [0.5, 0.25, 0.2, 0.1, 0.05]},  # 1 / a whole number: the grid ends at 1
         "seed": SEED,  # folds of the cross-validated estimate
+        "class_bias": {"type": "boolean"},  # per-class log offsets fitted on validation after the weights
     }
 )
 
@@ -224,6 +239,7 @@ PARAMS_SCHEMA = {
         "lstm": LSTM,
         "tune": TUNE,
         "evaluate": EVALUATE,
+        "tfidf": TFIDF,
         "ensemble": ENSEMBLE,
         "distributed": DISTRIBUTED,
     },

@@ -1,5 +1,5 @@
-"""Load a trained model directory for scoring: train_lstm's (model_config.json, vocab, best_model.pt)
-or a save_pretrained BERT export (train_bert's or a tune trial's ``model/``).
+"""Load a trained model directory for scoring: train_lstm's (model_config.json, vocab, best_model.pt),
+a save_pretrained BERT export (train_bert's or a tune trial's ``model/``) or train_tfidf's scikit-learn pipeline.
 
 A model directory is a DVC output that may come from a remote, so everything read from it is
 checked: a damaged or inconsistent directory is one PipelineError naming the file and the stage to
@@ -29,7 +29,7 @@ from src.core.runtime import resolve_device
 class TrainedModel:
     """A model ready for inference and how to turn texts into its batches."""
 
-    kind: str  # "bert" | "lstm"
+    kind: str  # "bert" | "lstm" | "tfidf"
     model: nn.Module
     label_names: list[str]
     encode: Callable[[Sequence[str]], Dataset]  # normalised texts -> dataset with .lengths()
@@ -164,7 +164,23 @@ def load_model(model_dir: str | os.PathLike, device: str | torch.device = "auto"
             collate_padded,
             mixed_precision=False,
         )
+    tfidf = _load_tfidf(model_dir)
+    if tfidf is not None:
+        return tfidf
     raise PipelineError(
-        f"{model_dir}: not a trained model directory (expected model/config.json from train_bert "
-        "or model_config.json from train_lstm)"
+        f"{model_dir}: not a trained model directory (expected model/config.json from train_bert, "
+        "model_config.json from train_lstm or tfidf_config.json from train_tfidf)"
     )
+
+
+def _load_tfidf(model_dir: Path) -> TrainedModel | None:
+    """train_tfidf's scikit-learn pipeline (src/models/tfidf.py) behind the same interface, or None
+    when ``model_dir`` is not one. It runs on the CPU whatever the device."""
+    from src.models.tfidf import is_tfidf_dir, load
+
+    if not is_tfidf_dir(model_dir):
+        return None
+    from src.models.tfidf_data import Texts, TfidfScorer, collate_texts
+
+    pipeline, label_names = load(model_dir)
+    return TrainedModel("tfidf", TfidfScorer(pipeline), label_names, Texts, collate_texts, mixed_precision=False)

@@ -6,6 +6,14 @@ highest validation macro recall, TweetEval's metric; ties go to the weights near
 choice that assumes least. Only validation is read to choose: the test probabilities are combined
 with the chosen weights afterwards. A 5-fold cross-validated estimate on validation (weights fitted
 on four folds, scored on the fifth) says how much of the in-sample figure is the fit itself.
+
+Class-bias offsets (``ensemble.class_bias``): after the weights, one additive offset per class on the
+combination's log-probabilities, fitted on validation for macro recall. Macro recall weighs each
+class equally whatever its share, so a combination that under-predicts a rare class gains from a
+shift towards it that no weighting of the members can give. The offsets are fitted by coordinate
+ascent over a grid (``BIAS_GRID``), the first class fixed at 0 (only differences matter to the
+argmax); ties go to the smaller offset, so without a gain they stay 0. The cross-validated estimate
+refits weights and offsets on each fold's remainder, the same folds with and without offsets.
 """
 
 from __future__ import annotations
@@ -18,6 +26,8 @@ from sklearn.metrics import recall_score
 from sklearn.model_selection import StratifiedKFold
 
 EPS = 1e-12  # probabilities of exactly 0 stay finite in the log
+BIAS_GRID = np.round(np.arange(-1.5, 1.5001, 0.05), 2)  # log-probability offsets tried per class
+BIAS_ROUNDS = 5  # coordinate-ascent passes over the classes (it settles in two or three)
 
 
 def combine(probabilities: Sequence[np.ndarray], weights: Sequence[float]) -> np.ndarray:
@@ -32,6 +42,50 @@ def macro_recall(labels: Sequence[int], probabilities: np.ndarray) -> float:
     return float(recall_score(labels, probabilities.argmax(axis=1), average="macro", zero_division=0))
 
 
+def _macro_recall_of(labels: np.ndarray, predicted: np.ndarray, n_classes: int) -> float:
+    """recall_score(labels, predicted, average="macro", zero_division=0) without its overhead (the
+    searches call it thousands of times): the mean over classes in either, 0 for one never in ``labels``."""
+    support = np.bincount(labels, minlength=n_classes)
+    hits = np.bincount(labels[predicted == labels], minlength=n_classes)
+    present = (support > 0) | (np.bincount(predicted, minlength=n_classes) > 0)
+    return float((hits[present] / np.maximum(support[present], 1)).mean())
+
+
+def apply_bias(probabilities: np.ndarray, offsets: Sequence[float]) -> np.ndarray:
+    """Probabilities shifted by per-class log offsets, renormalised per tweet (still probabilities)."""
+    log_p = np.log(np.clip(probabilities, EPS, 1.0)) + np.asarray(offsets, dtype=float)
+    log_p -= log_p.max(axis=1, keepdims=True)
+    shifted = np.exp(log_p)
+    return shifted / shifted.sum(axis=1, keepdims=True)
+
+
+def fit_class_bias(labels: Sequence[int], probabilities: np.ndarray) -> tuple[float, ...]:
+    """Per-class log offsets (first class 0) that maximise macro recall of ``probabilities`` on ``labels``.
+
+    Coordinate ascent: each class's offset in turn takes the BIAS_GRID value with the best macro
+    recall given the others, ties to the smallest absolute offset; passes repeat until none moves."""
+    labels = np.asarray(labels)
+    log_p = np.log(np.clip(probabilities, EPS, 1.0))
+    n_classes = log_p.shape[1]
+    offsets = np.zeros(n_classes)
+    by_size = BIAS_GRID[np.argsort(np.abs(BIAS_GRID), kind="stable")]  # 0, -0.05, 0.05, ...: ties to the smaller
+    for _ in range(BIAS_ROUNDS):
+        moved = False
+        for k in range(1, n_classes):
+            scores = []
+            for value in by_size:
+                offsets_k = offsets.copy()
+                offsets_k[k] = value
+                scores.append(_macro_recall_of(labels, (log_p + offsets_k).argmax(axis=1), n_classes))
+            best = by_size[int(np.argmax(np.round(scores, 10)))]
+            current = _macro_recall_of(labels, (log_p + offsets).argmax(axis=1), n_classes)
+            if round(max(scores), 10) > round(current, 10) and best != offsets[k]:
+                offsets[k], moved = best, True
+        if not moved:
+            break
+    return tuple(float(o) for o in offsets)
+
+
 def simplex_grid(n_members: int, step: float) -> list[tuple[float, ...]]:
     """Every weight vector of ``n_members`` non-negative multiples of ``step`` that sums to 1."""
     units = round(1 / step)
@@ -43,10 +97,13 @@ def fit_weights(labels: Sequence[int], probabilities: Sequence[np.ndarray], step
     """The grid point with the best macro recall on ``labels``; ties: nearest to equal weights, then the
     first in grid order (deterministic)."""
     equal = np.full(len(probabilities), 1 / len(probabilities))
+    labels = np.asarray(labels)
+    n_classes = probabilities[0].shape[1]
     best, best_key = None, None
     for weights in simplex_grid(len(probabilities), step):
+        predicted = combine(probabilities, weights).argmax(axis=1)
         key = (
-            round(macro_recall(labels, combine(probabilities, weights)), 10),
+            round(_macro_recall_of(labels, predicted, n_classes), 10),
             -round(float(np.abs(np.asarray(weights) - equal).sum()), 10),
         )
         if best_key is None or key > best_key:
@@ -55,9 +112,15 @@ def fit_weights(labels: Sequence[int], probabilities: Sequence[np.ndarray], step
 
 
 def cross_validated_macro_recall(
-    labels: Sequence[int], probabilities: Sequence[np.ndarray], step: float, seed: int, folds: int = 5
+    labels: Sequence[int],
+    probabilities: Sequence[np.ndarray],
+    step: float,
+    seed: int,
+    folds: int = 5,
+    class_bias: bool = False,
 ) -> float | None:
-    """Macro recall of out-of-fold predictions: each fold combined with weights fitted on the others.
+    """Macro recall of out-of-fold predictions: each fold combined with weights (and, with
+    ``class_bias``, offsets) fitted on the others. The folds depend on ``labels`` and ``seed`` only.
     Fewer folds when a class has fewer than ``folds`` tweets; None when one has fewer than two."""
     labels = np.asarray(labels)
     folds = min(folds, int(np.bincount(labels).min()))
@@ -66,5 +129,9 @@ def cross_validated_macro_recall(
     predicted = np.empty(len(labels), dtype=int)
     for fit_idx, score_idx in StratifiedKFold(folds, shuffle=True, random_state=seed).split(labels, labels):
         weights = fit_weights(labels[fit_idx], [p[fit_idx] for p in probabilities], step)
-        predicted[score_idx] = combine([p[score_idx] for p in probabilities], weights).argmax(axis=1)
+        combined = combine([p[score_idx] for p in probabilities], weights)
+        if class_bias:
+            offsets = fit_class_bias(labels[fit_idx], combine([p[fit_idx] for p in probabilities], weights))
+            combined = apply_bias(combined, offsets)
+        predicted[score_idx] = combined.argmax(axis=1)
     return float(recall_score(labels, predicted, average="macro", zero_division=0))
