@@ -5,12 +5,13 @@
 Reads each member's per-tweet probabilities from its evaluate stage (predictions/<model>/probs_val.csv
 and probs_test.csv), chooses the weights of their geometric mean on validation alone (src/scoring/ensemble.py),
 and writes models/ensemble/: ensemble.json (members, weights, validation figures) and the combined
-probabilities of validation and test, which evaluate@ensemble scores like any other model.
+probabilities of validation and test, which evaluate@ensemble scores like any other model. The directory
+is replaced as a whole: a failure (a full disk) leaves the previous one as it was.
 """
 
 from pathlib import Path
 
-from src.atomic import write_json
+from src.atomic import replace_together, write_json
 from src.cli import run_stage
 from src.data.preprocess import read_split
 from src.errors import ParamsError
@@ -52,9 +53,10 @@ def main(params: dict) -> None:
             m: round(macro_recall(val_labels, p), 6) for m, p in zip(members, probabilities["val"])
         },
     }
-    for split in splits:
-        write_probabilities(MODEL_DIR / probabilities_file(split), combine(probabilities[split], weights), label_names)
-    write_json(MODEL_DIR / "ensemble.json", summary)
+    with replace_together([MODEL_DIR]) as (staged,):  # the three files change together or not at all
+        for split in splits:
+            write_probabilities(staged / probabilities_file(split), combine(probabilities[split], weights), label_names)
+        write_json(staged / "ensemble.json", summary)
     print(
         f"ensemble: weights {summary['weights']}; val macro_recall {summary['val_macro_recall']:.4f} "
         f"(cross-validated {cross_validated}); members "

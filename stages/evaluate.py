@@ -16,12 +16,11 @@ row, and its argmax is the class it predicts.
 
 import argparse
 import json
-import shutil
 import sys
 from collections import Counter
 from pathlib import Path
 
-from src.atomic import atomic_open, write_json
+from src.atomic import atomic_open, replace_together, write_json
 from src.cli import run_stage
 from src.data.preprocess import read_split
 from src.errors import DataError, PipelineError
@@ -52,15 +51,6 @@ def outputs(name: str) -> dict[str, Path]:
         "predictions": PREDICTIONS_DIR / name,
         "confusion": CONFUSION_DIR / f"{name}.csv",
     }
-
-
-def remove_outputs(name: str) -> None:
-    """A failed run must not leave the previous run's files looking current (dvc repro removes them too)."""
-    for path in outputs(name).values():
-        if path.is_dir():
-            shutil.rmtree(path)
-        else:
-            path.unlink(missing_ok=True)
 
 
 def model_dir(name: str) -> Path:
@@ -107,26 +97,28 @@ def write_outputs(
     probabilities: dict,
     inference: dict | None = None,
 ) -> None:
-    """``probabilities``: {split: (tweets, classes) array} for test and val."""
-    paths = outputs(name)
-    # the metric holds the headline figures (one column each in `dvc exp show`); per class and
-    # confusion counts go beside the predictions, and the confusion matrix is also a plot
-    write_json(paths["metrics"], {key: value for key, value in report.items() if key not in DETAILS})
-    write_json(paths["predictions"] / "details_test.json", {key: report[key] for key in DETAILS})
-    with atomic_open(paths["predictions"] / "test.txt") as handle:
-        handle.writelines(f"{label}\n" for label in predictions)
-    for split, rows in probabilities.items():
-        write_probabilities(paths["predictions"] / probabilities_file(split), rows, label_names)
-    if inference is not None:
-        write_json(paths["predictions"] / "inference.json", inference)
-    with atomic_open(paths["confusion"]) as handle:
-        handle.write("actual,predicted\n")
-        handle.writelines(f"{label_names[a]},{label_names[p]}\n" for a, p in zip(labels, predictions))
+    """``probabilities``: {split: (tweets, classes) array} for test and val. The metrics file, the
+    predictions directory and the confusion plot are replaced together, or (on a failure, such as a
+    full disk) left as the previous run wrote them."""
+    with replace_together(list(outputs(name).values())) as staged:
+        paths = dict(zip(outputs(name), staged))
+        # the metric holds the headline figures (one column each in `dvc exp show`); per class and
+        # confusion counts go beside the predictions, and the confusion matrix is also a plot
+        write_json(paths["metrics"], {key: value for key, value in report.items() if key not in DETAILS})
+        write_json(paths["predictions"] / "details_test.json", {key: report[key] for key in DETAILS})
+        with atomic_open(paths["predictions"] / "test.txt") as handle:
+            handle.writelines(f"{label}\n" for label in predictions)
+        for split, rows in probabilities.items():
+            write_probabilities(paths["predictions"] / probabilities_file(split), rows, label_names)
+        if inference is not None:
+            write_json(paths["predictions"] / "inference.json", inference)
+        with atomic_open(paths["confusion"]) as handle:
+            handle.write("actual,predicted\n")
+            handle.writelines(f"{label_names[a]},{label_names[p]}\n" for a, p in zip(labels, predictions))
 
 
 def main(params: dict, name: str) -> None:
     use_all_cpu_cores()
-    remove_outputs(name)
     cfg, label_names = params["evaluate"], params["data"]["label_names"]
     test, val = read_split(DATA_DIR / "test.jsonl"), read_split(DATA_DIR / "val.jsonl")
     if name == "majority":
