@@ -19,6 +19,7 @@ from __future__ import annotations
 import copy
 import errno
 import hashlib
+import io
 import json
 import os
 import shutil
@@ -720,9 +721,7 @@ def test_bad_input(name, shipped_params, tmp_path, monkeypatch, capsys, request)
         (tmp_path / file_name).write_bytes(data)
     if name in STDIN:
         data = STDIN[name]
-        monkeypatch.setattr(
-            sys, "stdin", None if data is None else SimpleNamespace(buffer=SimpleNamespace(read=lambda: data))
-        )
+        monkeypatch.setattr(sys, "stdin", None if data is None else SimpleNamespace(buffer=io.BytesIO(data)))
     monkeypatch.chdir(tmp_path)
     before = snapshot(tmp_path)
 

@@ -29,6 +29,7 @@ MAX_FILE_BYTES = 64 * 1024 * 1024  # TweetEval's test set takes about 0.3 MB
 # A row's sum may differ from 1 by the rounding to DECIMALS of each value (and float32 softmax error)
 ROW_SUM_TOLERANCE = 1e-4
 SPLITS = ("test", "val")
+PROBABILITY_ROWS = "one row of comma-separated probabilities per tweet"
 
 
 def probabilities_file(split: str) -> str:
@@ -46,6 +47,15 @@ def write_probabilities(path: str | os.PathLike, probabilities, label_names: Seq
         handle.writelines(",".join(f"{p:.{DECIMALS}f}" for p in row) + "\n" for row in probabilities)
 
 
+def _csv_rows(text: str, where: str):
+    """The rows of ``text``; a malformed row (a field over csv's limit: an unclosed quote) is a PipelineError."""
+    reader = csv.reader(io.StringIO(text))
+    try:
+        yield from reader
+    except csv.Error as exc:
+        raise PipelineError(f"{where}:{reader.line_num}: not valid CSV ({exc}); expected {PROBABILITY_ROWS}") from None
+
+
 def parse_probabilities(text: str, label_names: Sequence[str], where: str) -> np.ndarray:
     """The (tweets, classes) array of a probabilities CSV, columns in ``label_names`` order.
 
@@ -54,7 +64,7 @@ def parse_probabilities(text: str, label_names: Sequence[str], where: str) -> np
     class, a short row or a value that is not a probability is a PipelineError naming ``where`` and the line."""
     if len(text) > MAX_FILE_BYTES:
         raise PipelineError(f"{where}: larger than {MAX_FILE_BYTES >> 20} MB; expected a probabilities file")
-    rows = csv.reader(io.StringIO(text))
+    rows = _csv_rows(text, where)
     header = next(rows, None)
     if header is None or len(header) != len(label_names) or sorted(header) != sorted(label_names):
         shown = (
