@@ -163,12 +163,19 @@ def replace_together(targets: Sequence[str | os.PathLike]) -> Iterator[list[Path
     had_previous = any(t.exists() or t.is_symlink() for t in targets)
     kept = "the previous outputs are intact" if had_previous else "nothing was written"
 
+    created = []  # directories made for the targets, removed again when the set fails
+    for target in targets:
+        missing = [d for d in [target.parent, *target.parent.parents] if not d.exists()]
+        target.parent.mkdir(parents=True, exist_ok=True)
+        created += reversed(missing)
+
     def discard_staged() -> None:
         for path in staged:
             _remove(path)
+        for directory in reversed(created):  # deepest first; one that holds anything else stays
+            with contextlib.suppress(OSError):
+                directory.rmdir()
 
-    for target in targets:
-        target.parent.mkdir(parents=True, exist_ok=True)
     try:
         yield staged
     except BaseException as exc:
@@ -206,7 +213,10 @@ def replace_together(targets: Sequence[str | os.PathLike]) -> Iterator[list[Path
         if isinstance(exc, OSError):
             raise PipelineError(f"{names}: could not be replaced ({exc.strerror}); {kept}") from None
         raise
+    # the set is in place: what follows only makes it durable and tidies up, so it cannot undo the swap
     for directory in {t.parent for t in targets}:
-        _fsync_directory(directory)
+        with contextlib.suppress(OSError):
+            _fsync_directory(directory)
     for path in aside:
-        _remove(path)
+        with contextlib.suppress(OSError):
+            _remove(path)
