@@ -42,6 +42,10 @@ SLOW_TESTS = {
     "test_generated_inputs.py::test_csv_rows_parse_or_name_the_line",
     "test_bad_input.py::test_model_name_not_cached_offline_says_how_to_fix",
     "test_ensemble.py::test_stage_fits_on_val_and_evaluate_scores_the_combination",
+    # a `python -m stages.ensemble` process per case: 7 to 10 s each on the shared CPU (the hostile-input
+    # table's probabilities rows cover the same through the same entry point)
+    "test_ensemble.py::test_rows_that_are_not_probabilities_are_refused",
+    "test_ensemble.py::test_a_probabilities_file_linked_out_of_the_repository_is_refused",  # two processes: 15 s
     # one process per row (the hostile-input table): 25 rows, 80 s together
     "test_hostile_inputs.py::test_hostile_input",
 }
