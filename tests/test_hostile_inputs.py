@@ -284,6 +284,14 @@ def _relative_mirror(repo: Path, canary: Path) -> list[str]:
     return module("stages.download_data")
 
 
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
 OUTSIDE = "is outside models/tune, the stage's output; refusing to read or write there"
 TRACEBACK = {
     "bad_param_train_bert": Row(
@@ -375,7 +383,8 @@ SLOW = {
         _params_then(
             module("src.launch", "stages.train_lstm"),
             distributed__nnodes=2,
-            distributed__rdzv_endpoint="localhost:29517",
+            # a port free now: a fixed one may be another run's rendezvous on a shared machine
+            distributed__rdzv_endpoint=lambda repo, canary: f"localhost:{_free_port()}",
         ),
         ("the rendezvous of 2 machine(s) did not complete within distributed.timeout_s = 10 s",),
         seconds=120,
