@@ -102,13 +102,14 @@ def _scores(model, split, tokenizer, params, device, options) -> dict:
 
 def run_recipe(args, overrides: dict, seed: int) -> dict:
     """One candidate, one seed, in this process: train_bert's code on the screen's train subset."""
+    from src.core.params import load_params
+    from src.core.runtime import resolve_device
     from src.data.preprocess import read_split
     from src.models.bert_data import TokenizedTweets
     from src.models.bert_model import load_tokenizer
-    from src.models.bert_run import BertData, make_loaders, run_options
     from src.models.training import train_model
-    from src.params import load_params
-    from src.runtime import resolve_device
+    from src.recipes.bert_config import BertConfig
+    from src.recipes.bert_run import BertData, make_loaders, run_options
 
     params = apply_overrides(load_params(ROOT / "params.yaml"), overrides)
     params["seed"] = seed
@@ -129,8 +130,9 @@ def run_recipe(args, overrides: dict, seed: int) -> dict:
         TokenizedTweets(train.texts, train.labels, tokenizer, params["max_length"]),
         TokenizedTweets(val.texts, val.labels, tokenizer, params["max_length"]),
     )
-    train_loader, val_loader = make_loaders(data, params, params["batch_size"])
-    options = run_options(params, data)
+    config = BertConfig.from_params(params)
+    train_loader, val_loader = make_loaders(data, config, config.batch_size, device)
+    options = run_options(config, data)
     with tempfile.TemporaryDirectory() as model_dir:
         model, _ = train_model(
             train_loader,
@@ -155,8 +157,8 @@ def run_recipe(args, overrides: dict, seed: int) -> dict:
 def run_stock_trainer(args, seed: int) -> dict:
     """The stock Trainer (defaults but the epochs) on the whole train split, scored on val and test."""
     from benchmarks.bert_vs_hf_trainer import run_hf_trainer
-    from src.params import load_params
-    from src.runtime import resolve_device
+    from src.core.params import load_params
+    from src.core.runtime import resolve_device
 
     params = load_params(ROOT / "params.yaml")
     trainer_args = argparse.Namespace(
@@ -214,7 +216,7 @@ def main() -> None:
     if args.train_samples == 0:
         args.train_samples = None
     if args.run:
-        from src.runtime import use_all_cpu_cores
+        from src.core.runtime import use_all_cpu_cores
 
         use_all_cpu_cores()
         result = (

@@ -69,11 +69,12 @@ class _StopAfterEpochs(Exception):
 
 def run_ours(args, seed: int, device) -> dict:
     """train_bert's path: bert_run's tokenisation and loaders, then train_model into a temp dir."""
+    from src.core.params import load_params
     from src.models.bert_data import TokenizedTweets, make_bert_loader
     from src.models.bert_model import load_tokenizer
-    from src.models.bert_run import BertData, make_loaders, run_options
     from src.models.training import evaluate, train_model
-    from src.params import load_params
+    from src.recipes.bert_config import BertConfig
+    from src.recipes.bert_run import BertData, make_loaders, run_options
 
     if args.stock_model:  # ablation: transformers' default attention and dropout, every token in the last layer
         from src.models import bert_model
@@ -88,7 +89,7 @@ def run_ours(args, seed: int, device) -> dict:
     if args.no_class_weights:  # ablation: the unweighted loss, as the Trainer's
         params["bert"]["class_weights"] = None
     if args.precision == "bf16":  # ablation: bf16 autocast on this CPU even where it is not the faster choice
-        from src import runtime
+        from src.core import runtime
 
         runtime.cpu_has_amx_bf16 = lambda: True
     tokenizer = load_tokenizer(args.model)
@@ -99,7 +100,8 @@ def run_ours(args, seed: int, device) -> dict:
         TokenizedTweets(train.texts, train.labels, tokenizer, args.max_length),
         TokenizedTweets(val.texts, val.labels, tokenizer, args.max_length),
     )
-    train_loader, val_loader = make_loaders(data, params, args.batch_size)
+    config = BertConfig.from_params(params)
+    train_loader, val_loader = make_loaders(data, config, args.batch_size, device)
     if args.pool_batches is not None:  # ablation: another length-grouping pool
         from torch.utils.data import DataLoader
 
@@ -115,7 +117,7 @@ def run_ours(args, seed: int, device) -> dict:
         if epoch == args.epochs and epochs > args.epochs:  # ablation: the longer schedule, cut short
             raise _StopAfterEpochs
 
-    options = run_options(params, data)
+    options = run_options(config, data)
     with tempfile.TemporaryDirectory() as model_dir:
         try:
             model, _ = train_model(
@@ -216,7 +218,7 @@ def run_hf_trainer(args, seed: int, device) -> dict:
 
 def run_side(args) -> None:
     """One side, one seed, in this (fresh) process: prints its result as one JSON line."""
-    from src.runtime import resolve_device, use_all_cpu_cores
+    from src.core.runtime import resolve_device, use_all_cpu_cores
 
     use_all_cpu_cores()
     device = resolve_device(args.device)
@@ -229,7 +231,7 @@ def _mean(rows: list[dict], key: str) -> float:
 
 
 def main() -> None:
-    from src.params import load_params
+    from src.core.params import load_params
 
     params = load_params(ROOT / "params.yaml")
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -281,7 +283,7 @@ def main() -> None:
 
     import torch
 
-    from src.runtime import autocast_dtype, cpu_has_amx_bf16, resolve_device
+    from src.core.runtime import autocast_dtype, cpu_has_amx_bf16, resolve_device
 
     device = resolve_device(args.device)
     n_train = len(_split(args, "train"))

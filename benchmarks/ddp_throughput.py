@@ -33,6 +33,7 @@ def worker(args) -> None:
     import numpy as np
     import torch.distributed as dist
 
+    from src.core.runtime import resolve_device, seed_everything, use_all_cpu_cores
     from src.data.preprocess import read_split, stratified_subset
     from src.data.vocab import Vocabulary
     from src.models import training
@@ -40,7 +41,6 @@ def worker(args) -> None:
     from src.models.bert_model import BertSentimentClassifier, load_tokenizer
     from src.models.lstm_data import make_loader
     from src.models.lstm_model import LSTMClassifier
-    from src.runtime import resolve_device, seed_everything, use_all_cpu_cores
     from src.training import Trainer, create_trainer, distributed
 
     use_all_cpu_cores()

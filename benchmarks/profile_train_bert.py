@@ -29,7 +29,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 # phase -> the functions whose cumulative time it is (file suffix, function name); none calls another
 PHASES = {
-    "params: read and validate": [("src/params.py", "load_params")],
+    "params: read and validate": [("src/core/params.py", "load_params")],
     "tokenizer load (imports transformers)": [("src/models/bert_model.py", "load_tokenizer")],
     "tokenisation (train and val)": [("src/models/bert_data.py", "__init__")],
     "model load (from_pretrained)": [("src/models/bert_model.py", "__init__")],

@@ -27,7 +27,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--output-dir", default="examples_output/bert")
     args = parser.parse_args(argv)
 
-    from src.cli import run_command
+    from src.core.cli import run_command
     from src.data.data_sources import read_dataset
     from src.models.bert_data import TokenizedTweets, make_bert_loader
     from src.models.bert_model import load_tokenizer

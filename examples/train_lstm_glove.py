@@ -28,7 +28,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--output-dir", default="examples_output/lstm")
     args = parser.parse_args(argv)
 
-    from src.cli import run_command
+    from src.core.cli import run_command
     from src.data.data_sources import read_dataset
     from src.data.vocab import Vocabulary
     from src.models.lstm_data import make_loader

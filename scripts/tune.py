@@ -17,7 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from src.errors import PipelineError
+from src.core.errors import PipelineError
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -35,30 +35,32 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> None:
-    from src.cli import run_command
+    from src.core.cli import run_command
 
     def work() -> None:
         args = build_parser().parse_args(argv)
-        from src.models.bert_files import TUNING, bert_loaders, read_config, train_options
-        from src.runtime import use_all_cpu_cores
-        from src.tuning import TUNABLE, tune
+        from src.core.runtime import resolve_device, use_all_cpu_cores
+        from src.recipes.bert_config import BertConfig
+        from src.recipes.bert_files import TUNING, bert_loaders, train_options
+        from src.tuning import tune
 
         use_all_cpu_cores()
-        config = read_config(args.config, TUNING)
-        if not config["hyperparameters"]:
+        config, search = BertConfig.from_file(args.config, TUNING)
+        if not search["hyperparameters"]:
             raise PipelineError(f'{args.config}: missing "hyperparameters" (the values to try)')
+        resolve_device(config.device, key=f"{args.config}: device")  # no GPU for `cuda`: fail before any work
         # the test split, if any, is never read: configurations are scored on validation only
         tokenizer, label_names, train_loader, val_loader, _, train_labels = bert_loaders(args.data_dir, config)
         results = tune(
             train_loader,
             val_loader,
             args.output_dir,
-            config["hyperparameters"],
-            config["device"],
-            base_hyperparameters={name: config[name] for name in TUNABLE},
-            method=config["method"],
-            n_trials=config["n_trials"],
-            seed=config["seed"],
+            search["hyperparameters"],
+            config.device,
+            base_hyperparameters=config.hyperparameters(),
+            method=search["method"],
+            n_trials=search["n_trials"],
+            seed=config.seed,
             **train_options(config, tokenizer, label_names, train_labels, args.data_dir),
         )
         print(

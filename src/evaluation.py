@@ -19,12 +19,9 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from src.cli import pipeline_errors_exit, positive_int_option, print_lines
-from src.data.batching import LengthSortedSampler
-from src.data.preprocess import read_split
-from src.errors import PipelineError
-from src.models.loading import TrainedModel, load_model
-from src.runtime import (
+from src.core.cli import pipeline_errors_exit, positive_int_option, print_lines
+from src.core.errors import PipelineError
+from src.core.runtime import (
     autocast_context,
     explain_out_of_memory,
     forward_logits,
@@ -32,6 +29,9 @@ from src.runtime import (
     resolve_device,
     use_all_cpu_cores,
 )
+from src.data.batching import LengthSortedSampler
+from src.data.preprocess import read_split
+from src.models.loading import TrainedModel, load_model
 from src.scoring.metrics import detailed_metrics
 
 

@@ -25,9 +25,9 @@ import sys
 import tempfile
 import time
 
-from src.cli import pipeline_errors_exit
-from src.errors import PipelineError
-from src.params import load_params
+from src.core.cli import pipeline_errors_exit
+from src.core.errors import PipelineError
+from src.core.params import load_params
 
 # torch's launcher logs each failure (and its traceback) itself; the child's own line says it better
 LAUNCHER_LOGGERS = ("torch.distributed.elastic", "torch.distributed.launcher", "torch.distributed.run")

@@ -19,12 +19,12 @@ import sys
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
-from src.cli import pipeline_errors_exit, positive_int_option, print_lines
+from src.core.cli import pipeline_errors_exit, positive_int_option, print_lines
+from src.core.errors import DataError
+from src.core.runtime import explain_out_of_memory, use_all_cpu_cores
 from src.data.preprocess import iter_lines, normalize_tweet
-from src.errors import DataError
 from src.evaluation import device_option, predict_proba
 from src.models.loading import TrainedModel, load_model
-from src.runtime import explain_out_of_memory, use_all_cpu_cores
 
 STDIN = "<stdin>"
 # A model reads at most max_length (<= 4096) tokens of a text; tokenising a 50 MB line whole to keep

@@ -2,8 +2,8 @@
 
 from pathlib import Path
 
-from src.atomic import save_numpy, write_json
-from src.cli import run_stage
+from src.core.atomic import save_numpy, write_json
+from src.core.cli import run_stage
 from src.data import glove
 from src.data.preprocess import read_split
 from src.data.vocab import Vocabulary, align_glove, coverage_stats, glove_words_wanted

@@ -2,10 +2,10 @@
 
 from pathlib import Path
 
-from src.cli import run_stage
+from src.core.cli import run_stage
+from src.core.errors import PipelineError
+from src.core.paths import plain_file_name
 from src.data.download import download
-from src.errors import PipelineError
-from src.paths import plain_file_name
 
 RAW_DIR = Path("data/raw")
 

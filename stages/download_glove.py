@@ -2,7 +2,7 @@
 
 from pathlib import Path
 
-from src.cli import run_stage
+from src.core.cli import run_stage
 from src.data import glove
 from src.data.download import download
 

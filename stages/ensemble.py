@@ -11,10 +11,10 @@ is replaced as a whole: a failure (a full disk) leaves the previous one as it wa
 
 from pathlib import Path
 
-from src.atomic import replace_together, write_json
-from src.cli import run_stage
+from src.core.atomic import replace_together, write_json
+from src.core.cli import run_stage
+from src.core.errors import ParamsError
 from src.data.preprocess import read_split
-from src.errors import ParamsError
 from src.scoring.ensemble import combine, cross_validated_macro_recall, fit_weights, macro_recall
 from src.scoring.probabilities import probabilities_file, read_probabilities, write_probabilities
 

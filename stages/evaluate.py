@@ -1,4 +1,4 @@
-"""evaluate: one model on test -> metrics/<model>/test.json, predictions/<model>/, plots/confusion/<model>.csv.
+"""evaluate: one model on test -> metrics/<model>/, predictions/<model>/, plots/{confusion,reliability}/<model>.*.
 
     python -m stages.evaluate bert        # bert | lstm | tune_best | ensemble | majority
 
@@ -12,6 +12,13 @@ validation, predictions/<model>/probs_test.csv and probs_val.csv (src/scoring/pr
 review's calibration and an ensemble read. The majority baseline's rows are its train class prior
 (the share of each class in train), the same row for every tweet: a probability, unlike a one-hot
 row, and its argmax is the class it predicts.
+
+The one DVC metric per model is metrics/<model>/macro_recall.json, ``{"<model>": {"test": .., "val": ..}}``:
+TweetEval's official figure on test and on validation, keys unique across models so that `dvc exp show`
+names its columns ``bert.test``, ``lstm.val``... and fits a terminal. metrics/<model>/test.json holds
+every test figure (accuracy, macro-F1, F1^PN), committed but not a DVC metric. The plots: the test
+confusion matrix (plots/confusion/<model>.csv, one row per tweet) and the reliability diagram of the
+test probabilities (plots/reliability/<model>.json, one row per non-empty bin of the top probability).
 """
 
 import argparse
@@ -20,15 +27,18 @@ import sys
 from collections import Counter
 from pathlib import Path
 
-from src.atomic import atomic_open, replace_together, write_json
-from src.cli import run_stage
+import numpy as np
+
+from src.core.atomic import atomic_open, replace_together, write_json
+from src.core.cli import run_stage
+from src.core.errors import DataError, PipelineError
+from src.core.runtime import explain_out_of_memory, use_all_cpu_cores
 from src.data.preprocess import read_split
-from src.errors import DataError, PipelineError
 from src.evaluation import predict_proba, score_texts
 from src.models.loading import load_model
-from src.runtime import explain_out_of_memory, use_all_cpu_cores
 from src.scoring.metrics import detailed_metrics
 from src.scoring.probabilities import probabilities_file, read_probabilities, write_probabilities
+from src.scoring.significance import reliability_bins
 
 DATA_DIR = Path("data/processed")
 MODEL_DIRS = {
@@ -38,18 +48,23 @@ MODEL_DIRS = {
     "ensemble": Path("models/ensemble"),
 }
 MODELS = (*MODEL_DIRS, "majority")
-METRICS_DIR = Path("metrics")  # <model>/test.json: the same keys for every model
+METRICS_DIR = Path("metrics")  # <model>/macro_recall.json: the DVC metric; <model>/test.json: every test figure
 PREDICTIONS_DIR = Path("predictions")  # <model>/test.txt: TweetEval's format, one label id per line in test order;
 # <model>/probs_{test,val}.csv: class probabilities per tweet
-CONFUSION_DIR = Path("plots/confusion")  # <model>.csv: actual,predicted per test tweet (DVC's confusion template)
+CONFUSION_DIR = Path(
+    "plots/confusion"
+)  # <model>.csv: actual,predicted per test tweet (.dvc/plots/confusion_all_classes)
+RELIABILITY_DIR = Path("plots/reliability")  # <model>.json: confidence, accuracy, count per bin of the top probability
 DETAILS = ("per_class", "confusion_matrix")  # of detailed_metrics: in predictions/<model>/details_test.json
 
 
 def outputs(name: str) -> dict[str, Path]:
     return {
+        "metric": METRICS_DIR / name / "macro_recall.json",
         "metrics": METRICS_DIR / name / "test.json",
         "predictions": PREDICTIONS_DIR / name,
         "confusion": CONFUSION_DIR / f"{name}.csv",
+        "reliability": RELIABILITY_DIR / f"{name}.json",
     }
 
 
@@ -95,13 +110,22 @@ def write_outputs(
     labels: list[int],
     label_names: list[str],
     probabilities: dict,
+    val_labels: list[int],
     inference: dict | None = None,
 ) -> None:
-    """``probabilities``: {split: (tweets, classes) array} for test and val. The metrics file, the
-    predictions directory and the confusion plot are replaced together, or (on a failure, such as a
-    full disk) left as the previous run wrote them."""
+    """``probabilities``: {split: (tweets, classes) array} for test and val. The metric files, the
+    predictions directory and the confusion and reliability plots are replaced together, or (on a
+    failure, such as a full disk) left as the previous run wrote them."""
+    val_predictions = np.asarray(probabilities["val"]).argmax(axis=1).tolist()
+    val_macro_recall = detailed_metrics(val_labels, val_predictions, label_names)["macro_recall"]
+    bins = reliability_bins(np.asarray(probabilities["test"]), labels)
     with replace_together(list(outputs(name).values())) as staged:
         paths = dict(zip(outputs(name), staged))
+        write_json(paths["metric"], {name: {"test": report["macro_recall"], "val": val_macro_recall}})
+        write_json(
+            paths["reliability"],
+            [{k: row[k] for k in ("confidence", "accuracy", "count")} for row in bins if row["count"]],
+        )
         # the metric holds the headline figures (one column each in `dvc exp show`); per class and
         # confusion counts go beside the predictions, and the confusion matrix is also a plot
         write_json(paths["metrics"], {key: value for key, value in report.items() if key not in DETAILS})
@@ -133,6 +157,7 @@ def main(params: dict, name: str) -> None:
             test.labels,
             label_names,
             {"test": [prior] * len(test.labels), "val": [prior] * len(val.labels)},
+            val.labels,
         )
         print(
             f"evaluate: majority (always {predicts}): test macro_recall {report['macro_recall']:.4f}  "
@@ -147,7 +172,7 @@ def main(params: dict, name: str) -> None:
         }
         predictions = probabilities["test"].argmax(axis=1).tolist()
         report = detailed_metrics(test.labels, predictions, label_names)
-        write_outputs(name, report, predictions, test.labels, label_names, probabilities)
+        write_outputs(name, report, predictions, test.labels, label_names, probabilities, val.labels)
         print(
             f"evaluate: ensemble: test macro_recall {report['macro_recall']:.4f}  accuracy {report['accuracy']:.4f}  "
             f"macro_f1 {report['macro_f1']:.4f}"
@@ -170,6 +195,7 @@ def main(params: dict, name: str) -> None:
         test.labels,
         label_names,
         {"test": test_probabilities, "val": val_probabilities},
+        val.labels,
         inference,
     )
     print(

@@ -2,10 +2,10 @@
 
 from pathlib import Path
 
-from src.atomic import write_json
-from src.cli import run_stage
+from src.core.atomic import write_json
+from src.core.cli import run_stage
+from src.core.paths import relative_path
 from src.data import preprocess as pp
-from src.paths import relative_path
 
 PROCESSED_DIR = Path("data/processed")
 METRICS_PATH = Path("metrics/data.json")

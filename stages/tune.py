@@ -1,20 +1,22 @@
-"""tune: the seed's hyperparameter search on Optuna, scored on validation only -> models/tune/, metrics/tune.json.
+"""tune: the BERT fine-tuning guide's hyperparameter search on Optuna, on validation -> models/tune/, metrics/tune.json.
 
 `python -m stages.tune` runs the search with `tune.workers` processes (the DVC stage).
 `python -m stages.tune --worker` joins a running search from another machine: it needs `tune.storage`
-(an RDB URL every machine reaches) and the same params, data and code as the machine running the stage.
+(an RDB URL every machine reaches), `tune.artifact_store` (a directory every machine reaches, where its
+trials' models go) and the same params, data and code as the machine running the stage.
 """
 
 import sys
 from pathlib import Path
 
 from src import tuning
-from src.atomic import write_json
-from src.cli import run_stage
+from src.checkpoints.resume import run_fingerprint, source_files
+from src.core.atomic import write_json
+from src.core.cli import run_stage
+from src.core.runtime import out_of_memory_names, resolve_device, use_all_cpu_cores
 from src.data.preprocess import read_split, stratified_subset
-from src.models.bert_run import load_bert_data, make_loaders, run_options
-from src.runtime import out_of_memory_names, use_all_cpu_cores
-from src.training.resume import run_fingerprint, source_files
+from src.recipes.bert_config import BertConfig
+from src.recipes.bert_run import load_bert_data, make_loaders, run_options
 
 OUTPUT_DIR = Path("models/tune")
 METRICS_PATH = Path("metrics/tune.json")
@@ -31,13 +33,13 @@ TRIAL_PARAMS = (
     "seed",
     "bert",
 )
-NOT_IN_FINGERPRINT = ("n_trials", "workers", "storage")
+NOT_IN_FINGERPRINT = ("n_trials", "workers", "storage", "artifact_store")
 
 
 def search_fingerprint(params: dict) -> dict:
     """Params, input files and code a trial's result depends on: a killed search resumes only when
-    they are unchanged. `tune.n_trials`, `tune.workers` and `tune.storage` are left out: the trials
-    already finished stay valid when they change."""
+    they are unchanged. `tune.n_trials`, `tune.workers`, `tune.storage` and `tune.artifact_store` are
+    left out: the trials already finished stay valid when they change."""
     tune = {key: value for key, value in params["tune"].items() if key not in NOT_IN_FINGERPRINT}
     return run_fingerprint(
         {
@@ -54,14 +56,17 @@ def _search_inputs(params: dict) -> tuple:
     """The loaders, and tune's keyword arguments, from params."""
     tune = params["tune"]
     tuning.check_storage(tune["storage"], OUTPUT_DIR)  # before any work: a database outside the output is refused
+    tuning.check_artifact_store(tune["artifact_store"])
     use_all_cpu_cores()
     train = read_split("data/processed/train.jsonl")
     train = stratified_subset(train, max(1, round(tune["train_fraction"] * len(train))), tune["seed"])
-    data = load_bert_data(params, train_split=train)
+    config = BertConfig.from_params(params)
+    device = resolve_device(config.device, key="bert.device")  # no GPU for `cuda`: fail before any work
+    data = load_bert_data(config, train_split=train)
     # Untuned values come from the top level; learning_rate is always searched (schema), so a
     # `-S learning_rate=...` experiment does not re-run the search.
     base = {name: params[name] for name in tuning.TUNABLE if name not in tune["search_space"]}
-    train_loader, val_loader = make_loaders(data, params, params["batch_size"])  # re-batched per trial when searched
+    train_loader, val_loader = make_loaders(data, config, config.batch_size, device)  # re-batched per trial if searched
     arguments = dict(
         base_hyperparameters=base,
         method=tune["method"],
@@ -70,10 +75,11 @@ def _search_inputs(params: dict) -> tuple:
         pruning=tune["pruning"],
         workers=tune["workers"],
         storage=tune["storage"],
+        artifact_store=tune["artifact_store"],
         fingerprint=search_fingerprint(params),
         num_classes=len(params["data"]["label_names"]),
         label_names=params["data"]["label_names"],
-        **run_options(params, data),
+        **run_options(config, data),
     )
     return data, train_loader, val_loader, arguments
 

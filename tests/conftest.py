@@ -29,6 +29,9 @@ SLOW_MODULES = {
 }
 # Measured with `pytest --durations` on the shared 2-core CPU: every test above about 5 s.
 SLOW_TESTS = {
+    # tune on PostgreSQL with 2 worker processes (one SIGKILLed): 60 to 80 s each under load
+    "test_tune_machines.py::test_two_machines_on_postgres_search_the_grid_of_one_machine",
+    "test_tune_machines.py::test_a_killed_machines_trial_is_retried_elsewhere_and_the_search_ends_with_every_trial",
     "test_tune.py::test_two_queued_experiments_run_in_parallel_and_each_trains_from_scratch",
     "test_tune.py::test_a_killed_tune_continues_from_the_trials_it_completed",
     "test_tune.py::test_two_workers_split_the_trials_run_no_configuration_twice_and_match_one_worker",
@@ -77,10 +80,10 @@ def server():
 def workdir(tmp_path, monkeypatch):
     """data/processed + data/vocab (with an 8-d embedding matrix) laid out as the pipeline writes them, in a
     temporary directory that is the working directory; returns params with ``lstm`` = TINY_LSTM."""
-    from src.atomic import save_numpy
+    from src.core.atomic import save_numpy
+    from src.core.params import load_params
     from src.data.preprocess import Split, write_split
     from src.data.vocab import Vocabulary
-    from src.params import load_params
 
     params = load_params(REPO / "params.yaml")
     monkeypatch.chdir(tmp_path)
@@ -94,6 +97,29 @@ def workdir(tmp_path, monkeypatch):
     params = copy.deepcopy(params)
     params["lstm"] = dict(TINY_LSTM)
     return params
+
+
+@pytest.fixture(scope="module")
+def postgres():
+    """A PostgreSQL server of this module's tests (tests/postgres.py), stopped afterwards. Skipped with
+    the reason when the server or its driver is missing; with CI=true that fails instead: CI runs them."""
+    from tests.postgres import INSTALL_HINT, PostgresServer, server_binaries
+
+    bindir = server_binaries()
+    try:
+        import psycopg  # noqa: F401
+    except ImportError:
+        missing = "the PostgreSQL driver psycopg (pip install -r requirements.txt)"
+    else:
+        missing = None if bindir else f"the PostgreSQL server (initdb, pg_ctl): {INSTALL_HINT}"
+    if missing:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"CI=true and {missing} is missing: these tests must run in CI")
+        pytest.skip(f"needs {missing}")
+    server = PostgresServer(bindir)
+    server.start()
+    yield server
+    server.stop()
 
 
 @pytest.fixture(scope="module")

@@ -35,19 +35,19 @@ import pytest
 import torch
 from torch import nn
 
-from src import atomic
-from src.atomic import atomic_open, write_json
-from src.cli import run_stage
+from src.core import atomic
+from src.core.atomic import atomic_open, write_json
+from src.core.cli import run_stage
+from src.core.errors import PipelineError
+from src.core.params import load_params
+from src.core.runtime import explain_out_of_memory
 from src.data import download as download_module
 from src.data.download import MIRROR_ENV, download
 from src.data.preprocess import Split, write_split
-from src.errors import PipelineError
 from src.evaluation import main as evaluation_main
 from src.models.bert_model import BertSentimentClassifier, load_tokenizer
 from src.models.training import export_pretrained
-from src.params import load_params
 from src.predict import main as predict_main
-from src.runtime import explain_out_of_memory
 from src.training.trainer import evaluate
 from stages import download_data, download_glove, preprocess, train_bert, train_lstm, tune
 from tests.fixtures import (
@@ -117,7 +117,7 @@ def trained_dirs(tmp_path_factory, shipped_params):
         torch.set_num_threads(1)
         for name, (n, seed) in {"train": (90, 1), "val": (30, 2), "test": (30, 3)}.items():
             write_split(f"data/processed/{name}.jsonl", Split(*synthetic_split(n, seed)))
-        from src.atomic import save_numpy
+        from src.core.atomic import save_numpy
         from src.data.vocab import Vocabulary
 
         vocab = Vocabulary.build(synthetic_split(90, 1)[0])
@@ -807,7 +807,7 @@ def test_an_unwritable_output_names_the_path(workdir, monkeypatch, capsys):  # n
 
 
 def test_read_only_file_system_is_named(monkeypatch, capsys, tmp_path):
-    from src.cli import pipeline_errors_exit
+    from src.core.cli import pipeline_errors_exit
 
     with pytest.raises(SystemExit) as exit_info, pipeline_errors_exit():
         raise OSError(errno.EROFS, "Read-only file system", "models/bert/.best_model.pt.abc.tmp")

@@ -5,8 +5,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from src.core.runtime import cpu_has_amx_bf16
 from src.data.preprocess import Split, normalize_tweet, write_split
-from src.runtime import cpu_has_amx_bf16
 from tests.fixtures import tiny_splits, write_tiny_bert
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -145,3 +145,30 @@ def test_bert_recipes_test_mode_scores_the_recipe_and_the_stock_trainer(tmp_path
     assert report["mode"] == "test" and set(report["candidates"]) == {"shipped", "stock_trainer"}
     for candidate in report["candidates"].values():
         assert 0 <= candidate["runs"][0]["test_macro_recall"] <= 1
+
+
+def test_gpu_check_runs_every_stage_on_a_cpu_and_reports_json(tmp_path):
+    """The GPU check's whole path on the tiny BERT and tiny splits, on a CPU: tests, both trainings, JSON."""
+    model = write_tiny_bert(tmp_path / "tiny-bert")
+    for name, rows in tiny_splits().items():
+        write_split(tmp_path / f"data/{name}.jsonl", Split([normalize_tweet(t) for t, _ in rows], [y for _, y in rows]))
+    test = "tests/test_training_integration.py::TestTrainingIntegration::test_cuda_requested_without_cuda_is_an_error"
+    args = ["--device", "cpu", "--model", str(model), "--data-dir", str(tmp_path / "data"), "--batch-size", "8"]
+    args += ["--peak-tflops", "1.5", "--tests", test, "--out", str(tmp_path / "gpu_check.json")]
+    done = subprocess.run(
+        [sys.executable, "-m", "benchmarks.gpu_check", *args], cwd=ROOT, capture_output=True, text=True, timeout=600
+    )
+    assert done.returncode == 0, done.stderr[-3000:] + done.stdout[-3000:]
+    report = json.loads(done.stdout)
+    assert json.loads((tmp_path / "gpu_check.json").read_text()) == report
+    assert report["device"] == "cpu" and report["peak_bf16_tflops"] == 1.5 and report["parameters"] > 0
+    assert report["cuda_tests"] == {"exit_code": 0, "passed": 1, "failed": 0, "skipped": 0, "files": [test]}
+    assert report["train_samples"] == len(tiny_splits()["train"])
+    tokens = report["mean_tokens_per_sample"]
+    for side in ("train_bert", "hf_trainer"):
+        figures = report[side]
+        assert figures["samples_per_s"] > 0 and 0 <= figures["test_macro_recall"] <= 1
+        expected = figures["samples_per_s"] * 6 * report["parameters"] * tokens / 1.5e12
+        assert figures["mfu"] == round(expected, 4)
+    assert [s["stage"] for s in report["stages"]] == ["environment", "cuda_tests", "train"]
+    assert report["total_s"] >= sum(s["wall_s"] for s in report["stages"]) - 0.5

@@ -173,7 +173,7 @@ def test_unloadable_model_name_says_how_to_fix(tmp_path):
 
 
 def test_mixed_precision_picks_bf16_where_native_fp16_with_scaling_on_older_gpus(monkeypatch):
-    from src import runtime
+    from src.core import runtime
 
     cpu, cuda = torch.device("cpu"), torch.device("cuda")
     assert runtime.autocast_dtype(cpu, False) is None

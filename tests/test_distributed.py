@@ -19,9 +19,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from src.core.params import load_params
 from src.data.batching import BucketBatchSampler
 from src.data.preprocess import Split, normalize_tweet, write_split
-from src.params import load_params
 from tests.fixtures import TINY_LSTM, tiny_splits, write_tiny_bert
 from tests.test_resume import SLOW_LSTM, pausing, wait_until_paused, write_stage_inputs
 
@@ -54,7 +54,7 @@ def test_ranks_split_the_global_batches_of_one_process(n):
 
 
 def test_fewer_examples_than_processes_is_a_clear_error():
-    from src.errors import PipelineError
+    from src.core.errors import PipelineError
 
     with pytest.raises(PipelineError, match="2 training examples cannot be shared by 3 processes"):
         BucketBatchSampler([3, 4], 16, num_replicas=3, rank=0)
@@ -109,12 +109,13 @@ def snapshot(directory: Path) -> dict:
 
 def metrics(directory: Path, stage: str) -> dict:
     """metrics/<model>/train.json of ``stage`` (train_lstm, train_bert), its ``val`` completed with the best
-    epoch's loss and macro-F1 from plots/train_<model>.json (train.json keeps the headline figures)."""
+    epoch's loss and macro-F1 from DVCLive's per-epoch rows (train.json keeps the headline figures)."""
     model = stage.removeprefix("train_")
     result = json.loads((directory / f"metrics/{model}/train.json").read_text())
-    rows = json.loads((directory / f"plots/train_{model}.json").read_text())
-    best = next(row for row in rows if row["epoch"] == result["best_epoch"])
-    result["val"] = {**{key: best[f"val_{key}"] for key in ("loss", "macro_f1")}, **result["val"]}
+    live = directory / f"dvclive/{stage}/plots/metrics/val"
+    for key in ("loss", "macro_f1"):
+        rows = (live / f"{key}.tsv").read_text().splitlines()[1:]  # step, value: one row per epoch
+        result["val"][key] = float(rows[result["best_epoch"] - 1].split("\t")[1])
     return result
 
 
@@ -167,7 +168,7 @@ def test_two_processes_train_the_lstm_like_one(lstm_runs):
     assert fingerprint["training_complete"]
     for name in ("best_model.pt", "model_config.json", "vocab.json", "training_history.json"):
         assert (root / "torchrun_2/models/lstm" / name).is_file()
-    assert (root / "torchrun_2/plots/train_lstm.json").is_file()
+    assert (root / "torchrun_2/dvclive/train_lstm/plots/metrics/val/macro_f1.tsv").is_file()
     # DVCLive under torchrun: rank 0 logs every global step and epoch (rank 1 wrote nothing: two_processes)
     live = {name: root / name / "dvclive/train_lstm/plots/metrics" for name in ("in_process", "torchrun_2")}
     rows = {name: (path / "train/loss.tsv").read_text().splitlines() for name, path in live.items()}

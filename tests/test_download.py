@@ -6,9 +6,9 @@ import socket
 
 import pytest
 
+from src.core.errors import DownloadError
 from src.data import download as download_module
 from src.data.download import MIRROR_ENV, download, mirror_path
-from src.errors import DownloadError
 from tests.fixtures import BODY, DownloadHandler
 
 
@@ -162,7 +162,7 @@ def test_reuse_keeps_a_whole_download_from_the_same_url_only(server, tmp_path):
 
 def test_switching_glove_dimension_extracts_from_the_kept_archive(tmp_path, monkeypatch, capsys):
     """download_glove twice (25d, then 100d): the archive is fetched once, both members are extracted."""
-    from src.params import load_params
+    from src.core.params import load_params
     from stages import download_glove
     from tests.fixtures import write_mirror
 

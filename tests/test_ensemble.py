@@ -174,7 +174,7 @@ def test_a_full_disk_leaves_the_previous_ensemble_whole(tmp_path, monkeypatch, c
     import errno
     import os
 
-    from src.cli import run_stage
+    from src.core.cli import run_stage
     from stages import ensemble
 
     labels = {"val": np.array([0, 1, 2] * 10), "test": np.array([0, 1, 2] * 10)}

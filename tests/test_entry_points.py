@@ -13,10 +13,11 @@ from pathlib import Path
 
 import pytest
 
-from src.errors import PipelineError
-from src.params import load_params
+from src.core.errors import PipelineError
+from src.core.params import load_params
+from src.recipes.lstm_config import parse_args
+from src.recipes.lstm_run import run
 from src.training.glove_loader import initialize_model_with_glove
-from src.training.lstm_run import parse_args, run
 from tests.fixtures import tiny_splits, write_mirror, write_tiny_bert, write_tweeteval
 
 REPO = Path(__file__).resolve().parents[1]

@@ -10,9 +10,9 @@ import pytest
 import torch
 from sklearn.metrics import f1_score
 
-from src.cli import run_stage
+from src.core.cli import run_stage
+from src.core.errors import PipelineError
 from src.data.preprocess import normalize_tweet, read_split
-from src.errors import PipelineError
 from src.evaluation import predict_proba
 from src.models import training
 from src.models.bert_data import TokenizedTweets, make_bert_loader
@@ -181,11 +181,12 @@ def test_a_full_disk_while_evaluate_writes_leaves_the_previous_set_whole(workdir
     assert exit_info.value.code == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert err == [
-        "error: metrics/majority/test.json, predictions/majority, plots/confusion/majority.csv: no space left on "
-        "device while writing the new set; the previous outputs are intact. Free space and run again"
+        "error: metrics/majority/macro_recall.json, metrics/majority/test.json, predictions/majority, "
+        "plots/confusion/majority.csv, plots/reliability/majority.json: no space left on device while writing "
+        "the new set; the previous outputs are intact. Free space and run again"
     ]
     assert _snapshot(evaluate.outputs("majority").values()) == previous
-    for directory in ("metrics", "metrics/majority", "predictions", "plots/confusion"):  # no staged file is left
+    for directory in ("metrics/majority", "predictions", "plots/confusion", "plots/reliability"):  # nothing staged left
         assert not [p for p in os.listdir(directory) if p.endswith(".tmp")], directory
 
 

@@ -26,10 +26,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from src.core.errors import DataError, ParamsError
+from src.core.params import load_params, validate_params
+from src.core.params_schema import PARAMS_SCHEMA
 from src.data import preprocess as pp
-from src.errors import DataError, ParamsError
-from src.params import load_params, validate_params
-from src.params_schema import PARAMS_SCHEMA
 from src.predict import read_texts
 
 REPO = Path(__file__).resolve().parents[1]

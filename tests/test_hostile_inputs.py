@@ -26,8 +26,8 @@ from pathlib import Path
 
 import pytest
 
+from src.core.params import load_params
 from src.data.preprocess import Split, normalize_tweet, write_split
-from src.params import load_params
 from tests.fixtures import BODY, DownloadHandler, tiny_splits, write_tiny_bert
 
 REPO = Path(__file__).resolve().parents[1]
@@ -585,7 +585,7 @@ ALL_OR_NOTHING = (
     | {
         f"evaluate_disk_full_at_file_{n}": Row(
             _disk_full_at(n, PREVIOUS_EVALUATE, ["stages.evaluate", "majority"]),
-            (f"metrics/majority/test.json, predictions/majority, plots/confusion/majority.csv: {INTACT}",),
+            (f"predictions/majority, plots/confusion/majority.csv, plots/reliability/majority.json: {INTACT}",),
             outputs=(),
         )
         for n in (1, 3, 6)

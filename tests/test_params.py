@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from src.errors import ParamsError
-from src.params import load_params, validate_params
+from src.core.errors import ParamsError
+from src.core.params import load_params, validate_params
 
 REPO = Path(__file__).resolve().parents[1]
 

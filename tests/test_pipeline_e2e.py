@@ -1,7 +1,7 @@
 """End to end: `dvc repro` in a temporary git repo, fed by a mirror the test writes."""
 
 import json
-import shutil
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -50,6 +50,16 @@ STAGES = (
     "evaluate@majority",
 )
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+MODELS = ("bert", "lstm", "tune_best", "ensemble", "majority")
+
+
+def yaml_value(path: Path, dotted: str):
+    from ruamel.yaml import YAML
+
+    value = YAML(typ="safe").load(path)
+    for key in dotted.split("."):
+        value = value[key]
+    return value
 
 
 def _stages_run(output: str) -> set[str]:
@@ -61,10 +71,12 @@ def _stages_restored(output: str) -> set[str]:
 
 
 def test_review_round_trip(project, tmp_path):
-    """The README's review flow on tiny data: the author reproduces everything and pushes git, the DVC
-    outputs and the run-cache (to the remote .dvc/config declares, ../dvc-remote); a fresh clone pulls,
-    is up to date, runs `dvc exp run -S learning_rate=3e-5` (BERT alone re-trains and is re-scored)
-    and writes the review report; an experiment the author pushed comes back from the run-cache."""
+    """The reviewer's flow on tiny data, as the README gives it: the author reproduces everything, adds the
+    team's remote (`dvc remote add -d`) and pushes git, the DVC outputs and the run-cache; a fresh clone
+    pulls and is up to date; `dvc exp run -S learning_rate=3e-5` changes one line of params.yaml and
+    re-trains BERT alone; `COLUMNS=120 dvc exp show --only-changed` shows the experiment, the param and
+    the changed models' test macro-recall, no header cut; the review report; `dvc exp push`, and a
+    second clone pulls the experiment. Nothing is written outside the test's directories."""
     from matplotlib.image import imread
 
     from tests.fixtures import write_tiny_bert
@@ -72,7 +84,17 @@ def test_review_round_trip(project, tmp_path):
     work, env = project
     dvc = [sys.executable, "-m", "dvc"]
     env = {**env, "OMP_NUM_THREADS": "1"}
-    shutil.copy(REPO / ".dvc/config", work / ".dvc/config")  # the shipped default remote: ../dvc-remote
+    outside = {directory: set(os.listdir(directory)) for directory in ("/", tmp_path.parent, REPO)}
+    # a fresh clone has no remote: `python -m src.pull` says what to do in one line, not DVC's hash list
+    result = subprocess.run(
+        [sys.executable, "-m", "src.pull"],
+        cwd=work,
+        env={**env, "PYTHONPATH": str(REPO)},
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 1 and result.stderr.count("\n") == 1, result.stderr
+    assert result.stderr.startswith("error: no DVC remote to pull from") and "dvc remote add -d" in result.stderr
     set_params(
         work / "params.yaml",
         {
@@ -130,7 +152,11 @@ def test_review_round_trip(project, tmp_path):
             rows = (work / f"predictions/{name}/probs_{split}.csv").read_text().splitlines()
             assert rows[0] == "negative,neutral,positive" and len(rows) == 13, (name, split)
 
-    # the author publishes: git to a bare origin, outputs and run-cache to the DVC remote
+    # the author publishes: the team's remote (the README's one command), git to a bare origin, outputs and
+    # run-cache to the DVC remote
+    remote = tmp_path / "dvc-remote"
+    remote.mkdir()
+    run_checked(dvc + ["remote", "add", "-d", "storage", str(remote)], work, env)
     origin = tmp_path / "origin.git"
     run_checked(["git", "init", "-q", "--bare", str(origin)], tmp_path, env)
     for cmd in (
@@ -148,7 +174,7 @@ def test_review_round_trip(project, tmp_path):
     clone = tmp_path / "clone"
     run_checked(["git", "clone", "-q", "-b", "main", str(origin), str(clone)], tmp_path, env)
     env = {**env, "PYTHONPATH": str(clone)}
-    run_checked(dvc + ["pull"], clone, env)
+    run_checked([sys.executable, "-m", "src.pull"], clone, env)  # the README's `make pull`
     status = run_checked(dvc + ["status"], clone, env)  # what `dvc repro` would do: nothing
     assert "Data and pipelines are up to date" in status, status
 
@@ -160,24 +186,28 @@ def test_review_round_trip(project, tmp_path):
         <= _stages_run(out)
         <= {"train_bert", "evaluate@bert", "ensemble", "evaluate@ensemble"}
     ), out
+    # -S changed exactly one line of params.yaml: the pull request shows the change, nothing else
+    numstat = run_checked(["git", "diff", "--numstat", "params.yaml"], clone, env).split()
+    assert numstat[:2] == ["1", "1"], numstat
     changed = json.loads(run_checked(dvc + ["metrics", "diff", "--json"], clone, env))
-    assert "metrics/bert/test.json" in changed and "metrics/bert/train.json" in changed
-    assert not {
-        path for path in changed if not path.startswith(("metrics/bert/", "metrics/ensemble/", "dvclive/train_bert/"))
-    }, changed
+    assert "metrics/bert/macro_recall.json" in changed
+    assert set(changed) <= {"metrics/bert/macro_recall.json", "metrics/ensemble/macro_recall.json"}, changed
     assert "Data and pipelines are up to date" in run_checked(dvc + ["status"], clone, env)  # a second repro: nothing
-    # readable: headline metrics only, so the experiment table fits a screen
-    table = run_checked(dvc + ["exp", "show", "--only-changed", "--md"], clone, env)
-    columns = [
-        cell.strip() for cell in next(line for line in table.splitlines() if line.startswith("|")).split("|")[1:-1]
-    ]
-    assert len(columns) <= 20 and "learning_rate" in columns, table
-    assert not [column for column in columns if "per_class" in column or "confusion" in column], columns
-    assert {
-        "metrics/bert/test.json:macro_recall",
-        "metrics/bert/train.json:val.macro_recall",
-        "dvclive/train_bert/metrics.json:train.loss",
-    } <= set(columns), columns  # test, train, DVCLive
+    # readable in a 120-column terminal: the experiment, the param, each changed model's test macro-recall
+    # (the changed models' dependency hashes, 32 hex digits each, come last and fold into one "…" column;
+    # --drop removes them, as the README shows)
+    for drop in ([], ["--drop", "^(models|predictions)/"]):
+        table = run_checked(
+            dvc + ["exp", "show", "--only-changed", "--no-pager", *drop], clone, {**env, "COLUMNS": "120"}
+        )
+        assert max(len(line) for line in table.splitlines()) <= 120, table
+        header = next(line for line in table.splitlines() if "Experiment" in line).split()
+        assert header[:2] == ["Experiment", "Created"] and "lr-3e-5" in table, table
+        names = [name for name in header if name != "…"]
+        assert {"learning_rate", "bert.test", "bert.val"} <= set(names), table  # whole names, none cut
+        models = {f"{m}.{s}" for m in MODELS for s in ("test", "val")}
+        assert set(names) <= {"Experiment", "Created", "learning_rate", *models}, table
+        assert "…" not in header if drop else header.count("…") <= 1, table
 
     run_checked([sys.executable, "-m", "src.review"], clone, env)
     report = (clone / "review/report.md").read_text()
@@ -196,10 +226,11 @@ def test_review_round_trip(project, tmp_path):
     assert statuses.pop("ensemble") in ("changed", "unchanged")
     assert statuses == {"bert": "changed", "lstm": "unchanged", "tune_best": "unchanged", "majority": "unchanged"}
     bert = review["models"]["bert"]
+    assert 0 <= bert["metrics"]["accuracy"]["p_value"] <= 1  # McNemar's: a test of accuracy
     for metric in ("macro_recall", "f1_pn", "accuracy"):
         entry = bert["metrics"][metric]
         low, high = entry["interval"]
-        assert low <= entry["change"] <= high and 0 <= entry["p_value"] <= 1
+        assert low <= entry["change"] <= high
         assert entry["verdict"] == ("better" if low > 0 else "worse" if high < 0 else "within noise")
         assert f"| test {metric.replace('macro_recall', 'macro-recall').replace('f1_pn', 'F1^PN')} |" in report
     assert (
@@ -223,20 +254,21 @@ def test_review_round_trip(project, tmp_path):
         assert image.read_bytes()[:8] == PNG_SIGNATURE
         assert imread(image).shape[:2] >= (300, 600)  # matplotlib decodes it: a real, whole image
 
-    # the experiment reaches someone else without training: exp push (git ref + outputs), exp pull, apply.
-    # `dvc exp push/pull` read the remote's URL from the experiment's commit and resolve a relative one
-    # against that revision's root, not the clone (DVC issue 10054): each side names it absolutely,
-    # in .dvc/config.local, as the README says
-    remote = str(tmp_path / "dvc-remote")
-    before = {p for p in Path(remote).rglob("*") if p.is_file()}
-    run_checked(dvc + ["remote", "modify", "--local", "storage", "url", remote], clone, env)
+    # the experiment reaches someone else without training: exp push (git ref + outputs), a second fresh
+    # clone pulls and applies it, and is up to date
+    before = {p for p in remote.rglob("*") if p.is_file()}
     run_checked(dvc + ["exp", "push", "origin", "lr-3e-5"], clone, env)
-    assert {p for p in Path(remote).rglob("*") if p.is_file()} - before  # the new model went to ../dvc-remote
-    env = {**env, "PYTHONPATH": str(work)}
-    run_checked(dvc + ["remote", "modify", "--local", "storage", "url", remote], work, env)
-    run_checked(dvc + ["exp", "pull", "origin", "lr-3e-5"], work, env)
-    run_checked(dvc + ["exp", "apply", "lr-3e-5"], work, env)
-    status = run_checked(dvc + ["status"], work, env)
+    assert {p for p in remote.rglob("*") if p.is_file()} - before  # the new model went to the team's remote
+    second = tmp_path / "second-clone"
+    run_checked(["git", "clone", "-q", "-b", "main", str(origin), str(second)], tmp_path, env)
+    env = {**env, "PYTHONPATH": str(second)}
+    run_checked(dvc + ["exp", "pull", "origin", "lr-3e-5"], second, env)
+    run_checked(dvc + ["exp", "apply", "lr-3e-5"], second, env)
+    assert yaml_value(second / "params.yaml", "learning_rate") == pytest.approx(3e-5)
+    status = run_checked(dvc + ["status"], second, env)
     assert "Data and pipelines are up to date" in status, status
+    # nothing outside the test's directories (a relative remote once resolved to /dvc-remote for experiments)
+    for directory, names in outside.items():
+        assert set(os.listdir(directory)) - names <= ({tmp_path.name} if directory == tmp_path.parent else set())
     for path in ("metrics/bert/test.json", "metrics/bert/train.json", "predictions/bert/test.txt"):
         assert (work / path).read_bytes() == (clone / path).read_bytes(), path

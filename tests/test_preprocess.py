@@ -1,7 +1,7 @@
 import pytest
 
+from src.core.errors import DataError
 from src.data import preprocess as pp
-from src.errors import DataError
 from tests.fixtures import LABEL_NAMES, write_tweeteval
 
 

@@ -19,7 +19,7 @@ import pytest
 from ruamel.yaml import YAML
 from scipy.stats import binomtest
 
-from src.errors import PipelineError
+from src.core.errors import PipelineError
 from src.review import evaluate_models, format_change, metrics_table, params_table, same_values
 from src.scoring.metrics import detailed_metrics
 from src.scoring.probabilities import write_probabilities
@@ -51,13 +51,29 @@ def test_workflow_runs_on_pull_requests_and_posts_the_report_with_cml():
         "python -m dvc pull --run-cache",
         "python -m dvc repro",
         "python -m src.review --base origin/main",
-        "cml comment create --publish",
+        "cml comment update --publish",  # one comment per pull request, updated on each push
     ]
     positions = [next(i for i, c in enumerate(commands) if c.startswith(expected)) for expected in order]
     assert positions == sorted(positions), commands
     post = next(step for step in workflow["jobs"]["review"]["steps"] if "cml comment" in step.get("run", ""))
     # the report and the PNGs it links by relative path, from the directory src.review wrote
     assert post["working-directory"] == "review" and commands[positions[-1]].endswith(" report.md")
+
+
+def test_the_pull_request_workflow_runs_lint_and_the_quick_tests_on_the_cpu_build_with_a_pip_cache():
+    workflow = YAML(typ="safe", pure=True).load((REPO / ".github/workflows/test.yml").read_text())
+    assert "pull_request" in workflow["on"]
+    steps = workflow["jobs"]["quick-tests"]["steps"]
+    python = next(step for step in steps if step.get("uses", "").startswith("actions/setup-python"))
+    assert python["with"]["cache"] == "pip" and python["with"]["cache-dependency-path"] == "requirements.txt"
+    commands = [line.strip() for step in steps for line in step.get("run", "").splitlines() if line.strip()]
+    torch_pin = next(
+        line for line in (REPO / "requirements.txt").read_text().splitlines() if line.startswith("torch==")
+    )
+    cpu = next(i for i, c in enumerate(commands) if c.startswith(f"python -m pip install {torch_pin.split()[0]} "))
+    assert "--index-url https://download.pytorch.org/whl/cpu" in commands[cpu]
+    order = [cpu, commands.index("python -m pip install -r requirements.txt"), commands.index("python -m ruff check .")]
+    assert order == sorted(order) and commands[-1] == 'python -m pytest -q -m "not slow"', commands
 
 
 def test_every_python_entry_point_and_dvc_command_of_the_workflow_exists():
@@ -81,7 +97,7 @@ def test_every_python_entry_point_and_dvc_command_of_the_workflow_exists():
 
 @pytest.mark.skipif(shutil.which("cml") is None, reason="CML (npm @dvcorg/cml) is not installed here")
 def test_cml_accepts_the_comment_command():
-    result = subprocess.run(["cml", "comment", "create", "--help"], capture_output=True, text=True)
+    result = subprocess.run(["cml", "comment", "update", "--help"], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
 
 
@@ -223,9 +239,8 @@ stages:
     params:
       - learning_rate
     outs:
-      - plots/train_lstm.json:
+      - dvclive/train_lstm/plots:
           cache: false
-    metrics:
       - metrics/lstm/train.json:
           cache: false
   evaluate:
@@ -266,8 +281,8 @@ def write_state(work: Path, gold, predictions: dict, probabilities: dict, val_lo
         (work / f"metrics/{model}").mkdir(parents=True, exist_ok=True)
         report = detailed_metrics(gold.tolist(), list(labels), LABELS)
         (work / f"metrics/{model}/test.json").write_text(json.dumps(report))
-    (work / "plots").mkdir(exist_ok=True)
-    (work / "plots/train_lstm.json").write_text(json.dumps([{"epoch": 1, "val_loss": val_loss}]))
+    (work / "dvclive/train_lstm/plots/metrics/val").mkdir(parents=True, exist_ok=True)
+    (work / "dvclive/train_lstm/plots/metrics/val/loss.tsv").write_text(f"step\tloss\n10\t{val_loss}\n")
     (work / "metrics/lstm/train.json").write_text(json.dumps({"val": {"macro_recall": 0.5 + val_loss / 10}}))
 
 
@@ -316,10 +331,13 @@ def test_review_reports_intervals_verdicts_flips_calibration_and_unchanged(revie
     expected_p = binomtest(200, 300).pvalue
     for metric in ("macro_recall", "f1_pn", "accuracy"):
         entry = bert["metrics"][metric]
-        assert set(entry) == {"base", "new", "change", "interval", "p_value", "verdict"}
+        # McNemar's exact test is a test of accuracy: its p-value sits with accuracy alone
+        p_value = {"p_value"} if metric == "accuracy" else set()
+        assert set(entry) == {"base", "new", "change", "interval", "verdict"} | p_value
         low, high = entry["interval"]
         assert low < entry["change"] < high and entry["verdict"] == "better"
-        assert entry["p_value"] == pytest.approx(expected_p)
+    assert bert["metrics"]["accuracy"]["p_value"] == pytest.approx(expected_p)
+    assert bert["mcnemar"]["p_value"] == pytest.approx(expected_p)
     assert bert["metrics"]["accuracy"]["change"] == pytest.approx(100 / 3000)
     flipped = bert["flipped"]
     for i, name in enumerate(LABELS):
@@ -405,3 +423,31 @@ def test_a_model_name_that_is_not_a_plain_name_is_refused(tmp_path, foreach):
     (tmp_path / "dvc.yaml").write_text(f"stages:\n  evaluate:\n    foreach: {foreach}\n")
     with pytest.raises(PipelineError, match=r"dvc.yaml: stages.evaluate.foreach = .*: expected model names"):
         evaluate_models(tmp_path / "dvc.yaml")
+
+
+def test_several_experiments_against_one_base_give_one_table_of_verdicts_per_model(review_repo):
+    """`--exp a b`: each DVC experiment against the same base; per model one table, a row per experiment."""
+    work, gold, base, new = review_repo
+    env = {**os.environ, "DVC_NO_ANALYTICS": "1"}
+    subprocess.run(
+        [sys.executable, "-m", "dvc", "exp", "save", "-n", "new-bert"],
+        cwd=work,
+        check=True,
+        capture_output=True,
+        env=env,
+    )
+    result = _review(work, "--exp", "new-bert", "HEAD", "--out", "review")
+    assert result.returncode == 0, result.stderr
+    text = (work / "review/report.md").read_text()
+    table = text.split("### bert", 1)[1].split("###", 1)[0]
+    rows = [line for line in table.splitlines() if line.startswith("| new-bert |") or line.startswith("| HEAD |")]
+    assert rows[0].startswith("| new-bert |") and "**better**" in rows[0], table
+    assert rows[1] == "| HEAD | unchanged | | | |", table  # the base against itself
+    assert "training-seed variance" in table
+    report = json.loads((work / "review/report.json").read_text())
+    assert report["experiments"]["new-bert"]["models"]["bert"]["metrics"]["macro_recall"]["verdict"] == "better"
+    assert report["experiments"]["HEAD"]["models"]["bert"] == {"status": "unchanged"}
+    assert (work / "review/new-bert_reliability_bert.png").is_file()
+
+    unknown = _review(work, "--exp", "no-such-experiment")
+    assert unknown.returncode == 1 and unknown.stderr.startswith("error: --exp no-such-experiment: no such experiment")

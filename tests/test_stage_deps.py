@@ -7,7 +7,7 @@ together with the ``__init__.py`` of each package on the way (Python executes th
 create_trainer`` imports ``src/training/trainer.py`` and nothing else of that package.
 
 The rule for shared plumbing: ``PLUMBING`` below loads and validates params, prints errors, writes
-files atomically, handles signals and resolves package exports (src/lazy.py). It decides how a
+files atomically, handles signals and resolves package exports (src/core/lazy.py). It decides how a
 stage fails, never what a successful run computes, so no stage lists it:
 a schema change must not re-train the models. To keep that honest,
 plumbing may import only plumbing.
@@ -26,14 +26,15 @@ REPO = Path(__file__).resolve().parents[1]
 CODE_ROOTS = ("src", "stages")
 PLUMBING = {
     "src/__init__.py",
-    "stages/__init__.py",  # package markers
-    "src/params.py",
-    "src/params_schema.py",
-    "src/cli.py",
-    "src/errors.py",
-    "src/atomic.py",
-    "src/interrupts.py",
-    "src/lazy.py",
+    "stages/__init__.py",
+    "src/core/__init__.py",  # package markers
+    "src/core/params.py",
+    "src/core/params_schema.py",
+    "src/core/cli.py",
+    "src/core/errors.py",
+    "src/core/atomic.py",
+    "src/core/interrupts.py",
+    "src/core/lazy.py",
     "src/launch.py",
 }
 STAGE_SCRIPT = re.compile(r"(?:-m\s+|\b)stages[./](\w+)")
@@ -208,7 +209,7 @@ def test_scoring_does_not_import_the_training_engine():
     for script in ("stages/evaluate.py", "stages/ensemble.py"):
         engine = sorted(file for file in stage_code(script) if file.startswith("src/training/"))
         assert not engine, f"{script} imports the training engine: {engine}"
-    for shared in ("src/runtime.py", "src/models/loading.py", "src/models/checkpoint_files.py", "src/data/batching.py"):
+    for shared in ("src/core/runtime.py", "src/models/loading.py", "src/checkpoints/files.py", "src/data/batching.py"):
         assert not [file for file in direct_imports(shared) if file.startswith("src/training/")], shared
 
 
@@ -228,8 +229,8 @@ def test_import_resolution(source, expected):
 
 
 def test_a_missing_and_a_needless_dep_are_named():
-    deps = ["stages/train_lstm.py", "src/data/download.py", "src/cli.py"]
+    deps = ["stages/train_lstm.py", "src/data/download.py", "src/core/cli.py"]
     problems = "\n".join(deps_problems("train_lstm", "python -m stages.train_lstm", deps))
     assert "add `- src/training/trainer.py` (imported via stages/train_lstm.py -> " in problems
     assert "remove `- src/data/download.py` (src/data/download.py, which the stage never imports)" in problems
-    assert "remove `- src/cli.py`: src/cli.py is shared plumbing" in problems
+    assert "remove `- src/core/cli.py`: src/core/cli.py is shared plumbing" in problems

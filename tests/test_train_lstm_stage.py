@@ -6,9 +6,9 @@ import json
 
 import pytest
 
+from src.core.errors import PipelineError
 from src.data.preprocess import Split, read_split, write_split
 from src.data.vocab import Vocabulary
-from src.errors import PipelineError
 from src.evaluation import main as evaluation_main
 from src.evaluation import predict_proba
 from src.models.loading import load_model
@@ -24,9 +24,12 @@ def test_stage_writes_model_metrics_and_plots(workdir, capsys):
     assert metrics["val"]["macro_recall"] > 0.7
     assert set(metrics) == {"best_epoch", "epochs", "val", "parameters"}  # the layout of metrics/bert/train.json
     assert set(metrics["val"]) == {"accuracy", "macro_recall"}
-    plots = json.load(open("plots/train_lstm.json"))
-    assert [row["epoch"] for row in plots] == list(range(1, len(plots) + 1))
-    assert {"train_loss", "val_loss", "val_accuracy", "val_macro_recall", "learning_rate"} <= set(plots[0])
+    # the curves: DVCLive's rows, one per epoch for every validation figure, one per step for the rest
+    live = train_lstm.LIVE_DIR / "plots/metrics"
+    epochs = metrics["epochs"]
+    for figure in ("loss", "accuracy", "macro_recall", "macro_f1"):
+        assert len(_tsv(live / f"val/{figure}.tsv")) == epochs, figure
+    assert len(_tsv(live / "train/learning_rate.tsv")) == len(_tsv(live / "train/loss.tsv")) > epochs
     for name in (
         "best_model.pt",
         "model_config.json",
@@ -114,9 +117,9 @@ def test_stage_logs_every_step_and_epoch_with_dvclive_while_it_trains(workdir, m
     monkeypatch.setattr(DVCLiveLog, "log_epoch", spy)
     train_lstm.main(workdir)
 
-    curves = json.load(open("plots/train_lstm.json"))  # the stage's per-epoch rows
-    history = {name: [row[name] for row in curves] for name in curves[0]}
-    epochs = len(curves)
+    trained = json.load(open("models/lstm/training_history.json"))  # the engine's per-epoch lists
+    history = {"val_loss": trained["val_losses"], "val_macro_recall": trained["val_macro_recalls"]}
+    epochs = len(trained["val_losses"])
     plots = train_lstm.LIVE_DIR / "plots/metrics"
     steps = _tsv(plots / "train/loss.tsv")
     per_epoch = len(steps) // epochs

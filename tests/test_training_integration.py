@@ -13,12 +13,12 @@ import pytest
 import torch
 from torch import nn
 
+from src.checkpoints.files import load_checkpoint_file
+from src.core.errors import PipelineError
+from src.core.runtime import resolve_device
 from src.data.vocab import Vocabulary
-from src.errors import PipelineError
-from src.models.checkpoint_files import load_checkpoint_file
 from src.models.lstm_data import make_loader
 from src.models.lstm_model import LSTMClassifier
-from src.runtime import resolve_device
 from src.training import (
     CheckpointManager,
     EarlyStopping,

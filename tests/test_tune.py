@@ -17,9 +17,9 @@ import optuna
 import pytest
 
 from src import tuning
+from src.core.params import load_params
 from src.data.preprocess import Split, normalize_tweet, write_split
 from src.models import training
-from src.params import load_params
 from tests.fixtures import bert_loaders, tiny_splits
 
 REPO = Path(__file__).resolve().parents[1]

@@ -1,10 +1,10 @@
 import numpy as np
 import pytest
 
+from src.core.errors import DataError, PipelineError
 from src.data import glove
 from src.data.tokenizer import tokenize
 from src.data.vocab import PAD_ID, UNK_ID, Vocabulary, align_glove, coverage_stats, glove_words_wanted
-from src.errors import DataError, PipelineError
 from tests.fixtures import glove_lines, write_glove_zip
 
 

@@ -8,7 +8,7 @@ import numpy as np
 import torch.distributed as dist
 from torch.utils.data import Sampler
 
-from src.errors import PipelineError
+from src.core.errors import PipelineError
 
 
 def process_group() -> tuple[int, int]:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from src.core.errors import DataError
 from src.data.preprocess import (
     _LABEL_ID,
     SPLITS,
@@ -27,7 +28,6 @@ from src.data.preprocess import (
     read_tweeteval,
     shorten,
 )
-from src.errors import DataError
 
 CSV_DEFAULTS = {"text_column": "text", "label_column": "label", "split_column": None, "val_size": 0.1, "test_size": 0.2}
 

@@ -29,10 +29,10 @@ from urllib.request import url2pathname
 import requests
 from tqdm import tqdm
 
-from src.atomic import atomic_open, full_disk_reported
+from src.core.atomic import atomic_open, full_disk_reported
+from src.core.errors import DownloadError, PipelineError
+from src.core.paths import ensure_inside
 from src.data.checksum import sha256_of  # noqa: F401  (also src.data.download.sha256_of, as before)
-from src.errors import DownloadError, PipelineError
-from src.paths import ensure_inside
 
 log = logging.getLogger(__name__)
 

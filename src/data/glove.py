@@ -11,9 +11,9 @@ from pathlib import Path
 
 import numpy as np
 
-from src.atomic import atomic_open
-from src.errors import DataError, PipelineError
-from src.paths import ensure_inside, plain_file_name
+from src.core.atomic import atomic_open
+from src.core.errors import DataError, PipelineError
+from src.core.paths import ensure_inside, plain_file_name
 
 log = logging.getLogger(__name__)
 

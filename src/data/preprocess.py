@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
 
-from src.atomic import atomic_open
-from src.errors import DataError
+from src.core.atomic import atomic_open
+from src.core.errors import DataError
 
 SPLITS = ("train", "val", "test")
 _WHITESPACE = re.compile(r"\s+")

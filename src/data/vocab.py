@@ -10,9 +10,9 @@ from pathlib import Path
 
 import numpy as np
 
-from src.atomic import write_json
+from src.core.atomic import write_json
+from src.core.errors import DataError
 from src.data.tokenizer import tokenize
-from src.errors import DataError
 
 PAD_TOKEN, UNK_TOKEN = "<pad>", "<unk>"
 PAD_ID, UNK_ID = 0, 1

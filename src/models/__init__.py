@@ -6,7 +6,7 @@ LSTM's (tests/test_stage_deps.py reads ``_EXPORTS``).
 
 from __future__ import annotations
 
-from src.lazy import lazy_exports
+from src.core.lazy import lazy_exports
 
 _EXPORTS = {"LSTMClassifier": "src.models.lstm_model"}  # name -> the module that defines it
 

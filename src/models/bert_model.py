@@ -8,7 +8,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from src.errors import PipelineError
+from src.core.errors import PipelineError
 from src.models.first_token import compute_first_token_only_in_last_layer
 
 LABEL_NAMES = ("negative", "neutral", "positive")

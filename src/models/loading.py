@@ -18,11 +18,11 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset
 
-from src.errors import PipelineError
-from src.json_files import read_json_object
-from src.models.checkpoint_files import MODEL_ID_FILE, check_one_model, load_checkpoint_file, read_model_id
-from src.paths import check_model_dir, file_in
-from src.runtime import resolve_device
+from src.checkpoints.files import MODEL_ID_FILE, check_one_model, load_checkpoint_file, read_model_id
+from src.core.errors import PipelineError
+from src.core.json_files import read_json_object
+from src.core.paths import check_model_dir, file_in
+from src.core.runtime import resolve_device
 
 
 @dataclass

@@ -7,8 +7,8 @@ import torch
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence
 
+from src.core.errors import PipelineError
 from src.data.vocab import PAD_ID
-from src.errors import PipelineError
 
 
 class LSTMClassifier(nn.Module):

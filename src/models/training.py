@@ -1,4 +1,4 @@
-"""BERT fine-tuning (seed 000): train_epoch, evaluate, train_model, hyperparameter_tuning.
+"""The BERT fine-tuning guide's functions: train_epoch, evaluate, train_model, hyperparameter_tuning.
 
 Every function runs on the project's one training engine (``src.training.Trainer``): the loop,
 checkpointing and early stopping live there, not here. This module adds what is BERT-specific:
@@ -18,21 +18,21 @@ from typing import Any
 import torch
 from torch import nn
 
-from src.atomic import fsync_tree, full_disk_reported, write_json
-from src.errors import PipelineError
+from src.checkpoints.files import MODEL_ID_FILE, load_checkpoint_file
+from src.checkpoints.resume import run_fingerprint
+from src.core.atomic import fsync_tree, full_disk_reported, write_json
+from src.core.errors import PipelineError
+from src.core.runtime import resolve_device, seed_everything
 from src.models.bert_model import LABEL_NAMES, BertSentimentClassifier
-from src.models.checkpoint_files import MODEL_ID_FILE, load_checkpoint_file
 from src.models.dropout import register_attention, use_rand_dropout
-from src.runtime import resolve_device, seed_everything
 from src.training import Trainer, distributed
-from src.training.history import seed_history
-from src.training.resume import run_fingerprint
+from src.training.history import guide_history
 from src.training.trainer import build_scheduler as engine_scheduler
 from src.training.trainer import evaluate as run_evaluation
 
 log = logging.getLogger(__name__)
 
-# The seed's recommended hyperparameters (config/model_config.json holds the same): train_model's
+# The BERT fine-tuning guide's recommended hyperparameters (config/model_config.json holds the same): train_model's
 # defaults, and what a search does not tune.
 RECOMMENDED = {
     "num_epochs": 4,
@@ -54,8 +54,7 @@ def build_optimizer(
         if parameter.requires_grad:
             (no_decay if any(nd in name for nd in NO_DECAY) else decay).append(parameter)
     groups = [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-    # Fused: one kernel per step instead of a pass per tensor; on 2 CPU cores it cut MiniLM's
-    # optimizer step from 0.10 s to 0.02 s (the forward and backward take 0.16 s).
+    # Fused: one kernel per step instead of a pass per tensor, five times faster on a CPU (docs/measurements.md)
     fused = torch.device(device).type in ("cuda", "cpu")
     return torch.optim.AdamW(groups, lr=learning_rate, fused=fused or None)
 
@@ -185,8 +184,8 @@ def train_model(
     training arguments; a stage passes ``run_fingerprint`` of its params, input files and code.
     ``on_epoch_end(epoch, metrics)`` is the engine's per-epoch hook (tune's pruner reports there).
     ``training_log`` is the engine's live log (train_bert passes src.training.live.DVCLiveLog).
-    ``class_weights`` (one per class) weighs the cross-entropy loss; None, the seed's, weighs none.
-    ``label_smoothing`` spreads that share of each target over all classes (0: the seed's loss).
+    ``class_weights`` (one per class) weighs the cross-entropy loss; None, the guide's, weighs none.
+    ``label_smoothing`` spreads that share of each target over all classes (0: the guide's loss).
     """
     seed_everything(seed)  # the head's init and dropout are reproducible
     model_save_dir = Path(model_save_dir)
@@ -231,7 +230,7 @@ def train_model(
         """Once best_model.pt is in place: its weights into ``model``, the history, the export."""
         best = load_checkpoint_file(model_save_dir / "best_model.pt", map_location=device)
         model.load_state_dict(best["model_state_dict"])
-        write_json(model_save_dir / "training_history.json", seed_history(trainer.history))
+        write_json(model_save_dir / "training_history.json", guide_history(trainer.history))
         export_pretrained(model, tokenizer, model_save_dir / "model", published["model_id"])
 
     trainer = _engine(
@@ -256,7 +255,7 @@ def train_model(
     )
     if resume:
         trainer.resume()
-    history = seed_history(trainer.train(num_epochs, early_stopping_patience, save_best=True, save_every=1))
+    history = guide_history(trainer.train(num_epochs, early_stopping_patience, save_best=True, save_every=1))
     if not distributed.is_main_process():  # under torchrun rank 0 alone publishes and writes the results
         return model, history
     if trainer.model_id is None:  # no epoch ever improved on the monitored metric (NaN losses)
@@ -288,7 +287,7 @@ def hyperparameter_tuning(
     (``{"config_1": {"learning_rate": 2e-5, ...}, ...}`` or a list of such dicts). ``options`` are
     ``src.tuning.tune``'s (method, n_trials, pruning, workers, storage, base_hyperparameters, and
     train_model's keyword arguments); untuned values default to ``RECOMMENDED``. Trials are scored
-    on ``val_loader`` only: ``test_loader`` is accepted for the seed's signature and never read, so
+    on ``val_loader`` only: ``test_loader`` is accepted for the guide's signature and never read, so
     nothing is selected on test. Writes ``config_X/`` per trial (X: the trial number),
     ``tuning_results.json`` (every trained trial; the best) and ``best_hyperparameters.json``.
     """

@@ -20,9 +20,9 @@ from pathlib import Path
 
 import numpy as np
 
-from src.atomic import atomic_open
-from src.errors import PipelineError
-from src.paths import check_link_inside_repository
+from src.core.atomic import atomic_open
+from src.core.errors import PipelineError
+from src.core.paths import check_link_inside_repository
 
 DECIMALS = 6
 MAX_FILE_BYTES = 64 * 1024 * 1024  # TweetEval's test set takes about 0.3 MB

@@ -6,7 +6,7 @@ import numpy as np
 import torch
 from sklearn.utils.class_weight import compute_class_weight
 
-from src.errors import DataError
+from src.core.errors import DataError
 
 MODES = ("balanced", "sqrt", None)
 

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from src.errors import PipelineError
+from src.core.errors import PipelineError
 
 log = logging.getLogger(__name__)
 
@@ -199,7 +199,7 @@ def gather_objects(obj: Any) -> list[Any]:
 def check_same_run(fingerprint: dict | None) -> None:
     """Every rank reads its own params.yaml, data and code (on other machines, other copies): they
     must be rank 0's (the run fingerprints agree), or the ranks would train different runs in step."""
-    from src.training.resume import describe_change
+    from src.checkpoints.resume import describe_change
 
     reason = describe_change(gather_objects(fingerprint)[0], fingerprint)
     if reason is not None:

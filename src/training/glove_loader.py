@@ -9,10 +9,10 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from src.core.errors import PipelineError
 from src.data import glove
 from src.data.download import download
 from src.data.vocab import Vocabulary, align_glove, glove_words_wanted
-from src.errors import PipelineError
 
 log = logging.getLogger(__name__)
 

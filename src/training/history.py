@@ -1,13 +1,13 @@
-"""The engine's training history as the seed's per-epoch lists and as rows for DVC plots."""
+"""The engine's training history as the guides' per-epoch lists (training_history.json) and as rows for DVC plots."""
 
 from __future__ import annotations
 
-# Per-epoch curves: the seed's key names (training_history.json) and the plots' columns.
+# Per-epoch curves: the guides' key names (training_history.json) and the plots' columns.
 CURVES = ("train_loss", "val_loss", "val_accuracy", "val_macro_recall", "val_macro_f1", "learning_rate")
 
 
-def seed_history(history: dict) -> dict:
-    """The engine's history under the seed's key names (plus learning rate and macro recall)."""
+def guide_history(history: dict) -> dict:
+    """The engine's history under the guides' key names (plus learning rate and macro recall)."""
     return {
         "train_loss": history["train_losses"],
         "val_loss": history["val_losses"],
@@ -24,7 +24,7 @@ def seed_history(history: dict) -> dict:
 
 
 def epoch_rows(history: dict) -> list[dict]:
-    """One row per epoch of a ``seed_history``: ``{"epoch": 1, "train_loss": ..., ...}`` (DVC plot data)."""
+    """One row per epoch of a ``guide_history``: ``{"epoch": 1, "train_loss": ..., ...}`` (DVC plot data)."""
     return [
         {"epoch": epoch, **{name: history[name][epoch - 1] for name in CURVES}}
         for epoch in range(1, len(history["train_loss"]) + 1)
@@ -32,7 +32,7 @@ def epoch_rows(history: dict) -> list[dict]:
 
 
 def best_epoch_metrics(history: dict, model) -> dict:
-    """``metrics/<model>/train.json`` of a ``seed_history``: the best epoch's validation figures, with
+    """``metrics/<model>/train.json`` of a ``guide_history``: the best epoch's validation figures, with
     the same keys for every model so their rows line up in `dvc metrics diff`. Times are left out
     (they are noise in a review's diff); they stay in the model directory's training_history.json."""
     best = history["best_epoch"] - 1
@@ -40,7 +40,7 @@ def best_epoch_metrics(history: dict, model) -> dict:
     return {
         "best_epoch": history["best_epoch"],
         "epochs": len(history["train_loss"]),
-        # the headline figures: the loss and macro-F1 per epoch are in the plots (plots/train_<model>.json)
+        # the headline figures: every validation figure per epoch is in DVCLive's files (dvclive/train_<model>/)
         "val": {key: history[f"val_{key}"][best] for key in ("accuracy", "macro_recall")},
         "parameters": {
             "total": sum(p.numel() for p in parameters),

@@ -5,13 +5,17 @@ main process only; this module's ``DVCLiveLog`` is the one the train stages pass
 itself never imports DVCLive (tests and the seed API train without it). It writes, under its
 directory (declared in dvc.yaml: DVCLive's own dvc.yaml is off):
 
-    metrics.json                       the latest step: train.loss, val.*, epoch, step (a DVC metric,
-                                       so `dvc exp show` shows the run while it trains; rewritten
-                                       every few seconds and after every epoch)
+    metrics.json                       the latest step: train.loss, val.*, epoch, step (rewritten every
+                                       few seconds and after every epoch: what a running stage has
+                                       reached; a plain output, not a DVC metric, so the figures are not
+                                       repeated in `dvc exp show`)
     plots/metrics/train/loss.tsv       step,loss: the training loss of every optimizer step
-    plots/metrics/val/<figure>.tsv     step,<figure>: loss and macro_recall per epoch
-    plots/metrics/epoch.tsv            step,epoch: the epoch each validation row belongs to (the
-                                       x axis of the per-epoch plots in dvc.yaml)
+    plots/metrics/train/learning_rate.tsv  step,learning_rate: after every optimizer step
+    plots/metrics/val/<figure>.tsv     step,<figure>: loss, accuracy, macro_recall, macro_f1 per epoch
+    plots/metrics/epoch.tsv            step,epoch: the epoch each validation row belongs to
+
+DVCLive is the one logger of training curves: dvc.yaml's plots draw these files (`dvc plots diff`,
+one colour per revision) and src.review draws its curves from them.
 
 Rows are written as they happen (no timestamps, so equal runs write equal files). Steps are the
 Trainer's optimizer steps: a run resumed after a kill logs from its checkpoint's step on.
@@ -23,10 +27,8 @@ import os
 import time
 from pathlib import Path
 
-# per epoch: the loss (is it over-fitting?) and the figure that picks the best epoch; accuracy and
-# macro-F1 per epoch are in plots/train_<model>.json when the stage ends, and two fewer columns here
-# keep `dvc exp show --only-changed` within a screen (docs/dvc_views.md)
-VAL_FIGURES = ("loss", "macro_recall")
+# per epoch: the loss (is it over-fitting?), the figure that picks the best epoch, and the two others
+VAL_FIGURES = ("loss", "accuracy", "macro_recall", "macro_f1")
 SUMMARY_EVERY_S = 2.0  # metrics.json (what `dvc exp show` reads) during an epoch
 
 
@@ -48,8 +50,9 @@ class DVCLiveLog:
             self._live = Live(dir=str(self.directory), dvcyaml=False, save_dvc_exp=False, report=None)
         return self._live
 
-    def log_step(self, step: int, loss: float) -> None:
-        """The training loss of optimizer step ``step`` (1-based), rank 0's batch under torchrun.
+    def log_step(self, step: int, loss: float, learning_rate: float | None = None) -> None:
+        """The training loss of optimizer step ``step`` (1-based), rank 0's batch under torchrun, and the
+        learning rate after the step.
 
         One row appended per step; metrics.json is rewritten at most every SUMMARY_EVERY_S seconds
         and at every epoch. Not ``Live.next_step()`` per step: it re-reads every logged row for DVC
@@ -57,6 +60,8 @@ class DVCLiveLog:
         live = self.live
         live.step = step
         live.log_metric("train/loss", loss)
+        if learning_rate is not None:
+            live.log_metric("train/learning_rate", learning_rate)
         now = time.monotonic()
         if now - self._summary_at >= SUMMARY_EVERY_S:
             live.make_summary()

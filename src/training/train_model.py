@@ -3,8 +3,8 @@
     python src/training/train_model.py --data-dir data/raw --epochs 20
     python -m src.training.train_model --data-dir data/processed --use-glove --glove-corpus twitter.27B --glove-dim 25d
 
-The options and the run are src/training/lstm_run.py's, which the train_lstm stage runs too; this
-command line adds the GloVe download (src.training.glove_loader) for --use-glove.
+The options are src/recipes/lstm_config.py's and the run src/recipes/lstm_run.py's, which the train_lstm
+stage runs too; this command line adds the GloVe download (src.training.glove_loader) for --use-glove.
 """
 
 from __future__ import annotations
@@ -18,9 +18,10 @@ if __package__ in (None, ""):  # run as a file (python src/training/train_model.
 
 
 def main(argv: list[str] | None = None) -> None:
-    from src.cli import run_command
+    from src.core.cli import run_command
+    from src.recipes.lstm_config import parse_args
+    from src.recipes.lstm_run import run
     from src.training.glove_loader import initialize_model_with_glove
-    from src.training.lstm_run import parse_args, run
 
     def work() -> None:
         args = parse_args(argv)  # --help prints the usage and exits here

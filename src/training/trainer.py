@@ -22,22 +22,21 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from src.data.batching import restore_order
-from src.errors import PipelineError
-from src.interrupts import Interrupted, deferred_interrupts
-from src.models.checkpoint_files import load_checkpoint_file
-from src.runtime import autocast_context, autocast_dtype, forward_logits, move_batch, resolve_device
-from src.scoring.metrics import MONITORABLE, classification_metrics, higher_is_better
-from src.training import distributed
-from src.training.checkpoint_manager import (
+from src.checkpoints.files import load_checkpoint_file
+from src.checkpoints.manager import (
     DEFAULT_BEST_BY,
-    BestTracker,
     CheckpointManager,
-    EarlyStopping,
     holds_resume_state,
     rng_state,
     set_rng_state,
 )
+from src.core.errors import PipelineError
+from src.core.interrupts import Interrupted, deferred_interrupts
+from src.core.runtime import autocast_context, autocast_dtype, forward_logits, move_batch, resolve_device
+from src.data.batching import restore_order
+from src.scoring.metrics import MONITORABLE, classification_metrics, higher_is_better
+from src.training import distributed
+from src.training.early_stopping import BestTracker, EarlyStopping
 
 log = logging.getLogger(__name__)
 
@@ -132,7 +131,7 @@ class Trainer:
     BERT); 'epoch' steps it after validation (StepLR, cosine), and ReduceLROnPlateau gets the
     monitored validation value. ``monitor`` (val_loss | val_accuracy | val_macro_recall |
     val_macro_f1) picks the best checkpoint, drives early stopping and ReduceLROnPlateau.
-    ``fingerprint`` (see src.training.resume) identifies the run in every checkpoint; ``resume()``
+    ``fingerprint`` (see src.checkpoints.resume) identifies the run in every checkpoint; ``resume()``
     continues only from checkpoints that carry the same one.
 
     The best model of a run in progress is staged; ``best_model.pt`` is replaced only when the run
@@ -140,7 +139,7 @@ class Trainer:
     whatever must describe the same model beside it (a config, a vocabulary, an export), before the
     run is recorded as finished. Until then the directory keeps the previous run's complete model.
 
-    ``training_log`` (e.g. src.training.live.DVCLiveLog) gets ``log_step(step, loss)`` after every
+    ``training_log`` (e.g. src.training.live.DVCLiveLog) gets ``log_step(step, loss, learning_rate)`` after every
     optimizer step and ``log_epoch(step, epoch, metrics)`` after every validation, on the main
     process only; the engine needs nothing of it when there is none.
 
@@ -287,7 +286,7 @@ class Trainer:
 
             batch_loss = loss.item()
             if self.training_log is not None:
-                self.training_log.log_step(self.global_step, batch_loss)
+                self.training_log.log_step(self.global_step, batch_loss, self.optimizer.param_groups[0]["lr"])
             total_loss += batch_loss * len(batch["labels"])
             n_seen += len(batch["labels"])
             bar.set_postfix(loss=f"{total_loss / n_seen:.4f}")
@@ -343,7 +342,7 @@ class Trainer:
         try:
             while self.epoch < epochs and not self.stopped_early:
                 self._run_epoch(epochs, save_best, save_every)
-        except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM via src.interrupts: say what is saved
+        except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM via src.core.interrupts: say what is saved
             raise Interrupted(getattr(exc, "signum", signal.SIGINT), self._last_checkpoint_note()) from None
         if self.stopped_early:
             self.early_stopping.restore(self.model)

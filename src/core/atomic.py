@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import IO, Any
 
-from src.errors import PipelineError
+from src.core.errors import PipelineError
 
 _UMASK = os.umask(0)
 os.umask(_UMASK)
@@ -157,7 +157,7 @@ def replace_together(targets: Sequence[str | os.PathLike]) -> Iterator[list[Path
     targets = [Path(t) for t in targets]
     names = ", ".join(map(str, targets))
     tag = f"{os.getpid()}.{os.urandom(4).hex()}"  # unique per call
-    # names ending in .tmp: an error about one names its directory (src.cli.path_error_message)
+    # names ending in .tmp: an error about one names its directory (src.core.cli.path_error_message)
     staged = [t.parent / f".{t.name}.{tag}.new.tmp" for t in targets]
     aside = [t.parent / f".{t.name}.{tag}.old.tmp" for t in targets]
     had_previous = any(t.exists() or t.is_symlink() for t in targets)

@@ -11,9 +11,9 @@ import sys
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
-from src.errors import PipelineError
-from src.interrupts import install_interrupt_handlers
-from src.params import load_params
+from src.core.errors import PipelineError
+from src.core.interrupts import install_interrupt_handlers
+from src.core.params import load_params
 
 # OSErrors that mean "this path cannot be written (or read) as it stands": a user fixes them
 # (permissions, a read-only mount, a file where a directory belongs), so one line, not a traceback.

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from src.errors import PipelineError
+from src.core.errors import PipelineError
 
 
 # ---- device and precision ---------------------------------------------------------------------------
@@ -45,10 +45,9 @@ def forward_logits(model: nn.Module, batch: dict[str, Any]) -> torch.Tensor:
 @functools.cache
 def cpu_has_amx_bf16() -> bool:
     """AMX (Intel Sapphire Rapids and later): bf16 matmuls on tile units, made for bf16 autocast
-    (not measured here: no such CPU was at hand). With AVX512-BF16 alone it depends on the CPU: an
-    Intel Xeon ran MiniLM's training step in 0.38 s with bf16 against 0.25 s in fp32 (README, "Where
-    the time goes"), an AMD EPYC in 0.16 s against 0.22 s. fp32 on every such CPU keeps the
-    results, and train_bert's speed against the Trainer's fp32, the same on all of them."""
+    (not measured here: no such CPU was at hand). With AVX512-BF16 alone it depends on the CPU, slower
+    on one and faster on another (docs/measurements.md, "Where the time goes"); fp32 on every such CPU
+    keeps the results, and train_bert's speed against the Trainer's fp32, the same on all of them."""
     try:
         with open("/proc/cpuinfo", encoding="utf-8") as handle:
             flags = next((line for line in handle if line.startswith("flags")), "").split()

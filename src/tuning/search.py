@@ -1,23 +1,20 @@
-"""tune: the BERT hyperparameter search on Optuna, from the search space to tuning_results.json.
+"""The search in one process, top to bottom: the search space, samplers and pruner, the study and its
+resume, one trial's training, the worker loop (ask, skip or train, tell), the results.
 
-``tune(...)`` runs a search and writes its results (the tune stage, scripts.tune, and the seed's
-``src.models.training.hyperparameter_tuning``, which also loads the best model); ``join_search(...)``
-adds workers on another machine to a search kept in a database. A trial goes ``tune`` ->
-``run_search`` (the worker processes) -> ``run_worker`` (ask, skip or train, tell) ->
-``TrialTrainer`` -> ``src.models.training.train_model``: one study, N worker processes sharing its
-storage, median pruning.
+A trial goes ``run_worker`` (ask, skip or train, tell) -> ``TrialTrainer`` ->
+``src.models.training.train_model``. Worker processes and workers on other machines
+(``src.tuning.workers``) run this same loop on a shared storage (``src.tuning.storage``).
 
 - **Search space**: ``{name: [values]}`` (the sampler combines them) or named configurations
   (``{name: {hyperparameter: value}}`` or a list of such dicts: the sampler picks a name). Only
-  ``TUNABLE`` names; the others come from ``base_hyperparameters`` over the seed's ``RECOMMENDED``.
+  ``TUNABLE`` names; the others come from ``base_hyperparameters`` over the BERT fine-tuning guide's
+  ``RECOMMENDED``.
 - **Samplers** (``method``): ``grid`` (GridSampler: trial n takes grid point n of a seeded
   shuffle), ``random`` (RandomSampler) and ``tpe`` (TPESampler). Random and TPE draw from a sampler
   seeded with (seed, trial number), so trial n gets the same draw whichever worker runs it.
 - **No configuration runs twice.** A trial whose configuration an earlier trial already holds is
   skipped (recorded as a FAIL with user attr ``skipped``; it is never trained and not counted), and
   so is one asked for after ``n_trials`` trials were handed out.
-- **Storage**: a journal file (JournalStorage) in the output directory by default, or an RDB URL
-  (``sqlite:///...``, ``postgresql://...``) for workers on several machines.
 - **Resume**: trials a killed run left RUNNING (or an interrupted one left FAILed) are queued again
   with the same configuration; completed and pruned trials are kept. The study is named after a
   fingerprint of everything that shapes a trial's result, so a changed search space, data or code
@@ -32,10 +29,8 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import multiprocessing
 import os
 import shutil
-import signal
 import socket
 import time
 import warnings
@@ -48,23 +43,28 @@ import optuna
 from optuna.samplers import BaseSampler, GridSampler, RandomSampler, TPESampler
 from optuna.trial import FrozenTrial, TrialState
 
-from src.atomic import write_json
-from src.errors import PipelineError
+from src.checkpoints.resume import describe_change, run_fingerprint
+from src.core.atomic import write_json
+from src.core.errors import PipelineError
 from src.models.bert_data import with_batch_size
 from src.models.training import RECOMMENDED, remove_checkpoints, train_model
 from src.scoring.metrics import higher_is_better
-from src.training.checkpoint_manager import BestTracker
-from src.training.distributed import signal_when_parent_dies
-from src.training.resume import describe_change, run_fingerprint
+from src.training.early_stopping import BestTracker
+from src.tuning.storage import (
+    GRACE_S,
+    HEARTBEAT_S,
+    JOURNAL_NAME,
+    fail_stale_trials,
+    open_storage,
+    repair_journal,
+    upload_trial_dir,
+)
 
 log = logging.getLogger(__name__)
 
 METHODS = ("grid", "random", "tpe")
-JOURNAL_NAME = "optuna_journal.log"
 # trials that hold a configuration: done, running, or queued to run
 COUNTED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING, TrialState.WAITING)
-# an RDB worker that stops sending heartbeats (killed machine) has its trial failed and queued again
-HEARTBEAT_S, GRACE_S = 60, 180
 
 
 class SkippedTrial(Exception):
@@ -74,63 +74,6 @@ class SkippedTrial(Exception):
 # ---- the search: what tune runs -----------------------------------------------------------------------
 TUNABLE = tuple(RECOMMENDED)  # what a search may set: train_model's hyperparameters and the batch size
 NAMED = "configuration"  # the one searched name when hyperparameters are named configurations
-
-
-def tune(
-    train_loader,
-    val_loader,
-    output_dir: str | os.PathLike,
-    hyperparameters,
-    device: str = "auto",
-    *,
-    workers: int = 1,
-    **options: Any,
-) -> dict[str, Any]:
-    """Search ``hyperparameters`` and return what it writes to ``tuning_results.json``.
-
-    ``hyperparameters``: ``{name: [values to try]}`` or named configurations (see the module's
-    docstring). ``options``: ``make_search``'s, i.e. ``method``: ``grid`` (every combination, or the
-    first ``n_trials`` of a seeded shuffle), ``random`` or ``tpe``; ``n_trials`` trials (default:
-    every combination), no configuration trained twice; ``pruning``
-    (``{"enabled", "startup_trials", "warmup_epochs"}``) stops a trial whose validation ``monitor``
-    after an epoch is below the median of the finished trials; ``storage`` (default: a journal file
-    in ``output_dir``; or an RDB URL); ``fingerprint`` (default: these arguments), under which a
-    rerun after a kill resumes the study; untuned values from ``base_hyperparameters``; ``seed``;
-    and train_model's keyword arguments. ``workers`` processes run trials at once; on a GPU machine
-    worker i trains on ``cuda:(i % GPUs)``. Trials are scored on ``val_loader`` only.
-    """
-    search, trainer, fingerprint = make_search(train_loader, val_loader, output_dir, hyperparameters, **options)
-    study, interrupted = prepare_study(search, fingerprint)
-    run_search(search, trainer, device, workers, adopt=interrupted)
-    return write_results(study, search, trainer.train_kwargs["monitor"])
-
-
-def join_search(
-    train_loader,
-    val_loader,
-    output_dir: str | os.PathLike,
-    hyperparameters,
-    device: str = "auto",
-    *,
-    workers: int = 1,
-    **options: Any,
-) -> None:
-    """Run ``workers`` more workers for the search that ``tune`` (same arguments) started in the RDB
-    ``storage``; each trial's directory is written here, under ``output_dir``."""
-    if options.get("storage") is None:
-        raise PipelineError(
-            "tune.storage = null: a worker on another machine needs an RDB URL that every machine "
-            "reaches (e.g. postgresql://user@host/optuna)"
-        )
-    search, trainer, _ = make_search(train_loader, val_loader, output_dir, hyperparameters, **options)
-    try:
-        search.open()
-    except KeyError:
-        raise PipelineError(
-            f"no study {search.name} in tune.storage: start the search first (dvc repro tune), "
-            "with the same params, data and code"
-        ) from None
-    run_search(search, trainer, device, workers)
 
 
 def named_configurations(hyperparameters) -> dict[str, dict] | None:
@@ -157,6 +100,9 @@ def make_search(
     seed: int = 42,
     pruning: dict | None = None,
     storage: str | None = None,
+    artifact_store: str | None = None,
+    heartbeat_s: int = HEARTBEAT_S,
+    grace_s: int = GRACE_S,
     fingerprint: dict | None = None,
     **train_kwargs: Any,
 ) -> tuple[Search, TrialTrainer, dict]:
@@ -214,6 +160,9 @@ def make_search(
         n_trials or space_size(space),
         "maximize" if higher_is_better(monitor) else "minimize",
         pruning,
+        artifact_store,
+        heartbeat_s,
+        grace_s,
     )
     trainer = TrialTrainer(train_loader, val_loader, Path(output_dir), base, seed, train_kwargs, named)
     return search, trainer, fingerprint
@@ -282,120 +231,7 @@ def space_size(space: dict[str, list]) -> int:
     return size
 
 
-# ---- storage and study -------------------------------------------------------------------------------
-# database servers a user may name (SQLAlchemy dialects, any driver): they live outside the repository
-# by design, on a host the user chose; SQLite is a file and must live in the stage's output directory
-SERVER_DIALECTS = ("postgresql", "mysql", "mariadb", "oracle", "mssql", "cockroachdb")
-CONNECT_TIMEOUT_S = 30  # a database server that does not answer fails the stage after this long
-
-
-def check_storage(storage: str | None, output_dir: Path) -> None:
-    """A PipelineError naming ``tune.storage`` unless it is null (the journal in ``output_dir``), an
-    SQLite file inside ``output_dir`` (the stage's declared output), or a database server's URL."""
-    if storage is None:
-        journal = output_dir / JOURNAL_NAME
-        if journal.is_symlink() or journal.exists():
-            _inside(journal, output_dir, "the Optuna journal")
-        return
-    from sqlalchemy.engine import make_url
-    from sqlalchemy.exc import ArgumentError
-
-    shown = storage if len(storage) <= 200 else storage[:197] + "..."
-    try:
-        url = make_url(storage)
-    except (ArgumentError, ValueError) as exc:
-        raise PipelineError(f"tune.storage = {shown!r}: not a database URL ({exc})") from None
-    dialect = url.get_backend_name()
-    if dialect in SERVER_DIALECTS:
-        return
-    expected = (
-        f"expected sqlite:///{output_dir.as_posix()}/NAME.db (a file in the stage's output) or a database "
-        f"server's URL ({', '.join(d + '://' for d in SERVER_DIALECTS[:2])}...)"
-    )
-    if dialect != "sqlite":
-        raise PipelineError(f"tune.storage = {shown!r}: a {dialect!r} database is not supported; {expected}")
-    database = url.database or ""
-    if database in ("", ":memory:") or database.startswith("file:") or url.query.get("uri"):
-        raise PipelineError(f"tune.storage = {shown!r}: an in-memory or URI-named SQLite database; {expected}")
-    _inside(Path(database), output_dir, f"tune.storage = {shown!r}", expected)
-
-
-def _inside(path: Path, output_dir: Path, what: str, expected: str = "") -> None:
-    """``path`` (symlinks resolved) lies inside ``output_dir``; else a PipelineError naming ``what``."""
-    resolved = path.resolve() if path.is_absolute() else (Path.cwd() / path).resolve()
-    if not resolved.is_relative_to((Path.cwd() / output_dir).resolve()):
-        link = f" (through a symbolic link, to {resolved})" if resolved != Path(os.path.abspath(path)) else ""
-        raise PipelineError(
-            f"{what}: {path}{link} is outside {output_dir}, the stage's output; refusing to read or "
-            f"write there" + (f" ({expected})" if expected else "")
-        )
-
-
-def open_storage(storage: str | None, output_dir: Path) -> optuna.storages.BaseStorage:
-    """``None``: a journal file in ``output_dir`` (one machine, any number of processes). Otherwise
-    an RDB URL, with heartbeats so that trials of a dead machine are failed and queued again."""
-    if storage is None:
-        check_storage(None, output_dir)  # the journal is no link out of the output (the stage checks a URL)
-        from optuna.storages.journal import JournalFileBackend
-
-        output_dir.mkdir(parents=True, exist_ok=True)
-        # absolute: Optuna's lock is a symlink to this path, and a relative one would dangle
-        return optuna.storages.JournalStorage(JournalFileBackend(str((output_dir / JOURNAL_NAME).resolve())))
-    from sqlalchemy.engine import make_url
-    from sqlalchemy.exc import SQLAlchemyError
-
-    dialect = make_url(storage).get_backend_name()
-    connect_args = {"timeout": CONNECT_TIMEOUT_S} if dialect == "sqlite" else {"connect_timeout": CONNECT_TIMEOUT_S}
-    with warnings.catch_warnings():  # heartbeats are "experimental" in Optuna since v2.8
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        try:
-            return optuna.storages.RDBStorage(
-                storage,
-                engine_kwargs={"connect_args": connect_args},
-                heartbeat_interval=HEARTBEAT_S,
-                grace_period=GRACE_S,
-                heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(),
-            )
-        except (SQLAlchemyError, ImportError, ValueError, optuna.exceptions.StorageInternalError) as exc:
-            detail = " ".join(str(exc).split())[:300]
-            raise PipelineError(f"tune.storage: cannot open the database ({type(exc).__name__}: {detail})") from None
-
-
-def repair_journal(path: Path) -> None:
-    """Undo what a SIGKILL can leave in a journal that only this stage's workers write (call it
-    while none runs): the lock file of a worker killed while appending, which every later append
-    would wait for, and a line cut short, which would corrupt the next one appended (or, in the
-    middle of the file, stop Optuna from reading it): the journal is cut before the first such line,
-    and the trials recorded after it run again."""
-    lock = Path(f"{path.resolve()}.lock")  # optuna's JournalFileSymlinkLock
-    if lock.is_symlink() or lock.exists():
-        log.warning("removing %s, left by a worker killed while writing the journal", lock)
-        lock.unlink()
-    if not path.is_file() or not path.stat().st_size:
-        return
-    keep = 0
-    with open(path, "rb") as handle:
-        for line_no, line in enumerate(handle, 1):
-            try:
-                if not line.endswith(b"\n"):
-                    raise ValueError("cut short")
-                json.loads(line)
-            except ValueError:
-                log.warning(
-                    "%s:%d: not a whole JSON record (cut short by a kill?): dropping it and every line "
-                    "after it; the trials they recorded run again",
-                    path,
-                    line_no,
-                )
-                break
-            keep += len(line)
-    if keep < path.stat().st_size:
-        with open(path, "r+b") as handle:
-            handle.truncate(keep)
-            handle.flush()
-            os.fsync(handle.fileno())
-
-
+# ---- the study ---------------------------------------------------------------------------------------
 def study_name(fingerprint: dict) -> str:
     return "tune-" + hashlib.sha256(json.dumps(fingerprint, sort_keys=True).encode()).hexdigest()[:16]
 
@@ -413,11 +249,17 @@ class Search:
     n_trials: int
     direction: str
     pruning: dict | None
+    artifact_store: str | None = None  # a directory every machine reaches: trial directories travel there
+    heartbeat_s: int = HEARTBEAT_S  # an RDB worker's heartbeat; a trial without one for grace_s is retried
+    grace_s: int = GRACE_S
+
+    def storage_handle(self) -> optuna.storages.BaseStorage:
+        return open_storage(self.storage, self.output_dir, self.heartbeat_s, self.grace_s)
 
     def open(self) -> optuna.Study:
         return optuna.load_study(
             study_name=self.name,
-            storage=open_storage(self.storage, self.output_dir),
+            storage=self.storage_handle(),
             sampler=make_sampler(self.method, self.space, self.seed),
             pruner=make_pruner(self.pruning),
         )
@@ -433,7 +275,7 @@ def prepare_study(search: Search, fingerprint: dict) -> tuple[optuna.Study, list
     search.output_dir.mkdir(parents=True, exist_ok=True)
     if search.storage is None:
         repair_journal(search.output_dir / JOURNAL_NAME)
-    storage = open_storage(search.storage, search.output_dir)
+    storage = search.storage_handle()
     previous = {s.study_name: s for s in optuna.get_all_study_summaries(storage, include_best_trial=False)}
     if search.name in previous and not previous[search.name].user_attrs.get("finished"):
         log.info("resuming the unfinished study %s", search.name)
@@ -498,9 +340,7 @@ def recover_interrupted(study: optuna.Study, search: Search) -> list[int]:
             adopt.append(trial.number)
             log.info("trial %d was interrupted: training it again", trial.number)
     else:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            optuna.storages.fail_stale_trials(study)
+        fail_stale_trials(study)
     trials = study.get_trials(deepcopy=False)
     held = [config_of(t) for t in trials if t.state in COUNTED]
     for trial in trials:
@@ -635,9 +475,11 @@ def run_worker(
     device: str,
     worker: int = 0,
     adopt: list[int] = (),
+    on_trial_end: Callable[[optuna.Study], None] | None = None,
 ) -> None:
     """Train the interrupted trials in ``adopt``, then ask, train and tell new trials until the
-    search is done (the body of every worker process)."""
+    search is done (the body of every worker process); ``on_trial_end(study)`` after each trial.
+    With an artifact store, each completed trial's directory is uploaded there."""
     study = search.open()
     # our own log says what runs where and what is skipped; Optuna would report a skip as a failure,
     # and a real failure is raised (and reported by the stage) anyway
@@ -654,16 +496,18 @@ def run_worker(
             "worker", {"host": socket.gethostname(), "pid": os.getpid(), "index": worker, "device": device}
         )
         log.info("worker %d (%s): trial %d %s", worker, device, trial.number, config)
-        return run_trial(trial, config, device)
+        value = run_trial(trial, config, device)
+        directory = search.output_dir / f"config_{trial.number}"
+        if search.artifact_store is not None and directory.is_dir():
+            upload_trial_dir(search.artifact_store, trial, directory)
+        return value
 
     if adopt:
         # An interrupted trial keeps its number, so its configuration is the one an uninterrupted
         # search gives it: the params it holds, or the sampler's draw for that number (a kill can
         # land between ask and the first suggestion). It is told through a study without the
         # GridSampler, whose stop() only works inside optimize().
-        books = optuna.load_study(
-            study_name=search.name, storage=open_storage(search.storage, search.output_dir), sampler=RandomSampler()
-        )
+        books = optuna.load_study(study_name=search.name, storage=search.storage_handle(), sampler=RandomSampler())
         frozen = {t.number: t for t in study.get_trials(deepcopy=False)}
         for number in adopt:
             study.sampler.before_trial(study, frozen[number])  # GridSampler: assigns grid point `number`
@@ -677,95 +521,13 @@ def run_worker(
                 raise
 
     def stop_when_done(study: optuna.Study, trial: FrozenTrial) -> None:
+        if on_trial_end is not None:
+            on_trial_end(study)
         if search_done(study, search):
             study.stop()
 
     if not search_done(study, search):
         study.optimize(objective, catch=(SkippedTrial,), callbacks=[stop_when_done])
-
-
-def worker_count(workers: int, n_trials: int) -> int:
-    """``tune.workers``, capped (saying so) at one per trial and one per CPU core this process may use:
-    more would only start processes that find no trial left, or fight over the cores."""
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        cores = os.cpu_count() or 1
-    capped = max(1, min(workers, n_trials, cores))
-    if capped < workers:
-        log.warning(
-            "tune.workers = %d: running %d worker(s) (at most one per trial, tune.n_trials = %d, and one "
-            "per CPU core, %d here)",
-            workers,
-            capped,
-            n_trials,
-            cores,
-        )
-    return capped
-
-
-def worker_devices(device: str, workers: int) -> list[str]:
-    """Worker i gets ``cuda:(i % GPUs)`` when ``device`` is ``cuda``/``auto`` on a GPU machine; an
-    explicit ``cuda:K`` or ``cpu`` is shared by all workers."""
-    import torch
-
-    from src.runtime import resolve_device
-
-    resolved = resolve_device(device)
-    if resolved.type == "cuda" and resolved.index is None:
-        return [f"cuda:{i % torch.cuda.device_count()}" for i in range(workers)]
-    return [str(resolved)] * workers
-
-
-def _worker_process(
-    search: Search, run_trial, device: str, worker: int, adopt: list[int], threads: int | None, parent_pid: int
-) -> None:
-    # a SIGKILLed tune must not leave workers writing into its output directory
-    if not signal_when_parent_dies(signal.SIGKILL, parent_pid):
-        os._exit(1)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
-    if threads is not None:
-        import torch
-
-        torch.set_num_threads(threads)
-    run_worker(search, run_trial, device, worker, adopt)
-
-
-def run_search(search: Search, run_trial, device: str, workers: int, adopt: list[int] = ()) -> None:
-    """Run the search with ``workers`` processes (one: in this process). Worker i first trains
-    ``adopt[i::workers]`` (interrupted trials), then takes the next trial from the shared study
-    until the search is done; a failed worker fails the search."""
-    workers = worker_count(workers, search.n_trials)
-    devices = worker_devices(device, workers)
-    if workers == 1:
-        run_worker(search, run_trial, devices[0], 0, list(adopt))
-        return
-    # CPU workers split the cores unless OMP_NUM_THREADS says otherwise
-    threads = (
-        None if "OMP_NUM_THREADS" in os.environ or devices[0] != "cpu" else max(1, (os.cpu_count() or 1) // workers)
-    )
-    context = multiprocessing.get_context("spawn")  # no forked CUDA or OpenMP state
-    processes = [
-        context.Process(
-            target=_worker_process,
-            name=f"tune-worker-{i}",
-            args=(search, run_trial, devices[i], i, list(adopt[i::workers]), threads, os.getpid()),
-        )
-        for i in range(workers)
-    ]
-    for process in processes:
-        process.start()
-    try:
-        for process in processes:
-            process.join()
-    finally:
-        for process in processes:  # an interrupted tune stops its workers too
-            if process.is_alive():
-                process.terminate()
-                process.join()
-    failed = [f"{p.name} exited {p.exitcode}" for p in processes if p.exitcode != 0]
-    if failed:
-        raise PipelineError(f"tune: {', '.join(failed)} (see its log above); rerun to resume the search")
 
 
 # ---- results ----------------------------------------------------------------------------------------------

@@ -11,7 +11,7 @@ import os
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from src.errors import PipelineError
+from src.core.errors import PipelineError
 
 
 def is_plain_file_name(name: Any) -> bool:

@@ -3,8 +3,26 @@
 HEX64 = {"type": "string", "pattern": "^[0-9a-fA-F]{64}$"}
 PROBABILITY = {"type": "number", "minimum": 0, "maximum": 1}
 POSITIVE_INT = {"type": "integer", "minimum": 1}
+# Upper bounds on sizes: far above any setting that trains on one machine, low enough that a typo
+# (an extra zero or three) is an error naming the key rather than an allocation that never ends.
+MAX_BATCH_SIZE = 1 << 16
+MAX_UNITS = 1 << 14  # hidden units, embedding dimensions, logits
+MAX_LAYERS = 64
+MAX_EPOCHS = 10_000
+MAX_TRIALS = 10_000
+MAX_PROCESSES = 1024  # tune workers, data-parallel processes, machines, DataLoader workers
+MAX_LENGTH = 4096  # tokens kept per tweet
+
+
+def positive_int(maximum: int) -> dict:
+    return {"type": "integer", "minimum": 1, "maximum": maximum}
+
+
+BATCH_SIZE = positive_int(MAX_BATCH_SIZE)
+EPOCHS = positive_int(MAX_EPOCHS)
+UNITS = positive_int(MAX_UNITS)
 SEED = {"type": "integer", "minimum": 0, "maximum": 2**32 - 1}
-# Names that become paths (src/paths.py checks them again where they are used); \Z, not $: $ also
+# Names that become paths (src/core/paths.py checks them again where they are used); \Z, not $: $ also
 # matches before a final newline. One file name: no '/', '\', control characters, not '.' or '..':
 FILE_NAME = {
     "type": "string",
@@ -24,6 +42,9 @@ LABEL_NAME = {
     "description": "a label name: not all digits, no surrounding spaces, one line",
 }
 
+LABEL_NAMES = {"type": "array", "items": LABEL_NAME, "minItems": 2, "uniqueItems": True}
+MONITOR = {"enum": ["val_loss", "val_accuracy", "val_macro_recall", "val_macro_f1"]}
+
 
 def _section(properties: dict, required: list[str] | None = None) -> dict:
     return {
@@ -40,7 +61,7 @@ DATA = _section(
         "files": {"type": "array", "items": FILE_NAME, "minItems": 1, "uniqueItems": True},
         "sha256": {"type": "object", "propertyNames": FILE_NAME, "additionalProperties": HEX64},
         "input": REPO_PATH,
-        "label_names": {"type": "array", "items": LABEL_NAME, "minItems": 2, "uniqueItems": True},
+        "label_names": LABEL_NAMES,
         "csv": _section(
             {
                 "text_column": {"type": "string", "minLength": 1},
@@ -73,15 +94,15 @@ VOCAB = _section(
 
 LSTM = _section(
     {
-        "embedding_dim": POSITIVE_INT,
-        "hidden_dim": POSITIVE_INT,
-        "n_layers": POSITIVE_INT,
+        "embedding_dim": UNITS,
+        "hidden_dim": UNITS,
+        "n_layers": positive_int(MAX_LAYERS),
         "dropout": {"type": "number", "minimum": 0, "exclusiveMaximum": 1},
         "bidirectional": {"type": "boolean"},
-        "max_length": {"type": "integer", "minimum": 1, "maximum": 4096},  # tokens kept per tweet
-        "batch_size": POSITIVE_INT,
+        "max_length": {"type": "integer", "minimum": 1, "maximum": MAX_LENGTH},  # tokens kept per tweet
+        "batch_size": BATCH_SIZE,
         "learning_rate": {"type": "number", "exclusiveMinimum": 0, "maximum": 10},
-        "epochs": POSITIVE_INT,
+        "epochs": EPOCHS,
         "weight_decay": {"type": "number", "minimum": 0},
         "gradient_clip": {"type": ["number", "null"], "exclusiveMinimum": 0},
         "early_stopping_patience": {"type": ["integer", "null"], "minimum": 1},
@@ -97,11 +118,12 @@ HYPERPARAMETER_VALUES = {"type": "array", "minItems": 1}
 TUNE = _section(
     {
         "method": {"enum": ["grid", "random", "tpe"]},
-        "n_trials": POSITIVE_INT,
+        "n_trials": positive_int(MAX_TRIALS),
         "train_fraction": {"type": "number", "exclusiveMinimum": 0, "maximum": 1},
         "seed": SEED,
-        "workers": POSITIVE_INT,
+        "workers": positive_int(MAX_PROCESSES),
         "storage": {"type": ["string", "null"], "pattern": "^[a-z][a-z0-9+]*://"},  # an SQLAlchemy URL
+        "artifact_store": {"type": ["string", "null"], "minLength": 1},  # a directory every machine reaches
         "pruning": _section(
             {
                 "enabled": {"type": "boolean"},
@@ -115,8 +137,8 @@ TUNE = _section(
             "additionalProperties": False,
             "properties": {
                 "learning_rate": {**HYPERPARAMETER_VALUES, "items": {"type": "number", "exclusiveMinimum": 0}},
-                "num_epochs": {**HYPERPARAMETER_VALUES, "items": POSITIVE_INT},
-                "batch_size": {**HYPERPARAMETER_VALUES, "items": POSITIVE_INT},
+                "num_epochs": {**HYPERPARAMETER_VALUES, "items": EPOCHS},
+                "batch_size": {**HYPERPARAMETER_VALUES, "items": BATCH_SIZE},
                 "weight_decay": {**HYPERPARAMETER_VALUES, "items": {"type": "number", "minimum": 0}},
                 "warmup_ratio": {**HYPERPARAMETER_VALUES, "items": PROBABILITY},
                 "dropout_prob": {
@@ -128,24 +150,37 @@ TUNE = _section(
     }
 )
 
+# BERT fine-tuning: the BERT fine-tuning guide's hyperparameters, params.yaml's top level and its config files' keys
+BERT_HYPERPARAMETERS = {
+    "model_name": {"type": "string", "minLength": 1},
+    "num_epochs": EPOCHS,
+    "learning_rate": {"type": "number", "exclusiveMinimum": 0, "maximum": 1},
+    "batch_size": BATCH_SIZE,
+    "weight_decay": {"type": "number", "minimum": 0},
+    "warmup_ratio": PROBABILITY,
+    "dropout_prob": {"type": "number", "minimum": 0, "exclusiveMaximum": 1},
+    "max_length": {"type": "integer", "minimum": 8, "maximum": MAX_LENGTH},
+    "seed": SEED,
+}
+
 DEVICE = {"enum": ["auto", "cuda", "cpu"]}  # cuda without a GPU is an error, never a silent CPU run
 
 BERT = _section(
     {
         "device": DEVICE,
-        "monitor": {"enum": ["val_loss", "val_accuracy", "val_macro_recall", "val_macro_f1"]},
+        "monitor": MONITOR,
         "gradient_clip": {"type": ["number", "null"], "exclusiveMinimum": 0},
         "early_stopping_patience": {"type": ["integer", "null"], "minimum": 1},
         "mixed_precision": {"type": "boolean"},
         "class_weights": {"enum": ["balanced", "sqrt", None]},
         "label_smoothing": {"type": "number", "minimum": 0, "exclusiveMaximum": 1},
         "compile": {"type": "boolean"},
-        "eval_batch_size": POSITIVE_INT,
-        "num_workers": {"type": "integer", "minimum": 0},
+        "eval_batch_size": BATCH_SIZE,
+        "num_workers": {"type": "integer", "minimum": 0, "maximum": MAX_PROCESSES},
     }
 )
 
-EVALUATE = _section({"batch_size": POSITIVE_INT, "device": DEVICE})
+EVALUATE = _section({"batch_size": BATCH_SIZE, "device": DEVICE})
 
 # the ensemble stage: which evaluated models it combines, and the weight grid it searches on validation
 ENSEMBLE = _section(
@@ -164,8 +199,8 @@ ENSEMBLE = _section(
 # torchrun's process layout for train_bert and train_lstm (dvc.yaml passes these to torchrun)
 DISTRIBUTED = _section(
     {
-        "nproc_per_node": POSITIVE_INT,
-        "nnodes": POSITIVE_INT,
+        "nproc_per_node": positive_int(MAX_PROCESSES),
+        "nnodes": positive_int(MAX_PROCESSES),
         "rdzv_backend": {"enum": ["c10d", "static"]},  # static: the node running dvc is node rank 0
         "rdzv_endpoint": {
             "type": "string",
@@ -180,16 +215,8 @@ PARAMS_SCHEMA = {
     "title": "params.yaml",
     "type": "object",
     "properties": {
-        # BERT fine-tuning (seed 000): top level, so `dvc exp run -S learning_rate=3e-5` works as written.
-        "model_name": {"type": "string", "minLength": 1},
-        "num_epochs": POSITIVE_INT,
-        "learning_rate": {"type": "number", "exclusiveMinimum": 0, "maximum": 1},
-        "batch_size": POSITIVE_INT,
-        "weight_decay": {"type": "number", "minimum": 0},
-        "warmup_ratio": PROBABILITY,
-        "dropout_prob": {"type": "number", "minimum": 0, "exclusiveMaximum": 1},
-        "max_length": {"type": "integer", "minimum": 8, "maximum": 4096},
-        "seed": SEED,
+        # the BERT fine-tuning guide's hyperparameters at the top level: `dvc exp run -S learning_rate=3e-5` works
+        **BERT_HYPERPARAMETERS,
         "bert": BERT,
         "data": DATA,
         "glove": GLOVE,
@@ -218,3 +245,85 @@ PARAMS_SCHEMA = {
     ],
     "additionalProperties": False,
 }
+
+
+# ---- The command lines' front doors: the same definitions, the command lines' conventions ----------------
+OPTIONAL_TEXT = {"type": ["string", "null"], "minLength": 1}
+TEXT = {"type": "string", "minLength": 1}
+# a torch device a command line may name (params.yaml's bert.device and evaluate.device take DEVICE)
+DEVICE_NAME = {"type": "string", "pattern": r"^(auto|cpu|cuda(:[0-9]+)?)\Z", "description": "auto, cpu, cuda or cuda:N"}
+
+# scripts.train / scripts.tune's --config JSON (config/model_config.json): the BERT fine-tuning guide's
+# hyperparameters with the same bounds as params.yaml's, and the ``bert`` section's run settings
+BERT_CONFIG = _section(
+    {
+        **BERT_HYPERPARAMETERS,
+        **BERT["properties"],
+        "device": DEVICE_NAME,
+        "label_names": {**LABEL_NAMES, "type": ["array", "null"]},
+    },
+    required=[],
+)
+_ONE_VALUE = {k: BERT_HYPERPARAMETERS[k] for k in ("num_epochs", "learning_rate", "batch_size")} | {
+    k: BERT_HYPERPARAMETERS[k] for k in ("weight_decay", "warmup_ratio", "dropout_prob")
+}
+_NAMED_CONFIGURATION = {"type": "object", "properties": _ONE_VALUE, "additionalProperties": False, "minProperties": 1}
+# scripts.tune's extra keys (config/hyperparameter_config.json): the search and the values to try
+TUNE_CONFIG = _section(
+    {
+        "method": TUNE["properties"]["method"],
+        "n_trials": {**positive_int(MAX_TRIALS), "type": ["integer", "null"]},
+        "hyperparameters": {
+            "description": (
+                "the values to try: {name: [values]} (names: " + ", ".join(_ONE_VALUE) + "), "
+                "{configuration name: {name: value}}, or a list of {name: value}"
+            ),
+            "anyOf": [
+                {
+                    "type": "object",
+                    "minProperties": 1,
+                    "properties": {k: {**HYPERPARAMETER_VALUES, "items": v} for k, v in _ONE_VALUE.items()},
+                    "additionalProperties": False,
+                },
+                {"type": "object", "minProperties": 1, "additionalProperties": _NAMED_CONFIGURATION},
+                {"type": "array", "minItems": 1, "maxItems": MAX_TRIALS, "items": _NAMED_CONFIGURATION},
+            ],
+        },
+    },
+    required=[],
+)
+
+# the LSTM training guide's command line (src/training/train_model.py and its --config JSON): params.yaml's
+# ``lstm`` definitions, where 0 or "none" switches a feature off as the command line writes it
+LSTM_RUN = _section(
+    {
+        **{k: LSTM["properties"][k] for k in ("hidden_dim", "n_layers", "dropout", "bidirectional", "max_length")},
+        **{k: LSTM["properties"][k] for k in ("batch_size", "learning_rate", "epochs", "weight_decay", "seed")},
+        **{k: LSTM["properties"][k] for k in ("use_glove", "freeze_embeddings")},
+        "embedding_dim": {**UNITS, "type": ["integer", "null"]},
+        "gradient_clip": {"type": ["number", "null"], "minimum": 0},
+        "early_stopping_patience": {"type": ["integer", "null"], "minimum": 0, "maximum": MAX_EPOCHS},
+        "scheduler": {"enum": ["plateau", "step", "cosine", "none", None]},
+        "class_weights": {"enum": ["balanced", "sqrt", "none", None]},
+        "monitor": MONITOR,
+        "data_dir": TEXT,
+        "label_names": {**LABEL_NAMES, "type": ["array", "null"]},
+        "validation_split": {"type": "number", "exclusiveMinimum": 0, "exclusiveMaximum": 1},
+        "vocab_dir": OPTIONAL_TEXT,
+        "min_freq": POSITIVE_INT,
+        "max_vocab_size": {"type": ["integer", "null"], "minimum": 3},
+        "vocab_size": {"type": ["integer", "null"], "minimum": 3, "maximum": 1 << 24},
+        "output_dim": {**UNITS, "type": ["integer", "null"]},
+        "glove_corpus": GLOVE["properties"]["corpus"],
+        "glove_dim": {"type": "string", "pattern": r"^[0-9]+d?\Z", "description": "a dimension such as 25d or 25"},
+        "glove_dir": TEXT,
+        "device": DEVICE_NAME,
+        "timeout_s": {"type": "number", "exclusiveMinimum": 0},
+        "output_dir": TEXT,
+        "checkpoint_dir": TEXT,
+        "max_checkpoints": positive_int(MAX_EPOCHS),
+        "metrics_file": OPTIONAL_TEXT,
+        "plots_file": OPTIONAL_TEXT,
+        "live_dir": OPTIONAL_TEXT,
+    }
+)

@@ -1,7 +1,7 @@
 """Checkpoint files: read one safely (tensors and plain types only), and check that the files of a
 model directory come from one training run (their model ids agree).
 
-The engine writes these files (src.training.checkpoint_manager); the engine and scoring
+The engine writes these files (src.checkpoints.manager); the engine and scoring
 (src.models.loading) both read them through here, so that scoring does not import the engine.
 """
 
@@ -13,7 +13,7 @@ from typing import Any
 
 import torch
 
-from src.errors import PipelineError
+from src.core.errors import PipelineError
 
 # In an export directory (BERT's model/): {"model_id": ...} of the best-model file it was made from.
 MODEL_ID_FILE = "model_id.json"

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -19,8 +20,8 @@ import jsonschema
 from ruamel.yaml import YAML
 from ruamel.yaml.error import YAMLError
 
-from src.errors import ParamsError
-from src.params_schema import PARAMS_SCHEMA
+from src.core.errors import ParamsError, PipelineError
+from src.core.params_schema import PARAMS_SCHEMA
 
 DEFAULT_PARAMS_PATH = Path("params.yaml")
 # params.yaml holds a few KB of settings; these bound the time and memory spent on a hostile one
@@ -132,23 +133,27 @@ def _dotted(path) -> str:
     return ".".join(str(p) for p in path) or "<top level>"
 
 
-def _describe(error: jsonschema.ValidationError) -> str:
-    """One line per error: the key's dotted path, the value found and what was expected."""
+def _describe(error: jsonschema.ValidationError, name: Callable[[list], str] | None = None, plain: bool = False) -> str:
+    """One line per error: the key's name (``name`` of its path; dotted by default), the value found and
+    what was expected (``plain``: in the command lines' words, "a whole number >= 1")."""
     where = list(error.absolute_path)
+    key = name or _dotted
     if "propertyNames" in error.schema_path:
-        return (
-            f"{_dotted(where)} key {shorten(error.instance)}: expected {error.schema.get('description', error.message)}"
-        )
+        return f"{key(where)} key {shorten(error.instance)}: expected {error.schema.get('description', error.message)}"
     if error.validator == "additionalProperties":
         allowed = sorted(error.schema.get("properties", {}))
         unknown = sorted(set(error.instance) - set(allowed))
-        keys = ", ".join(_dotted(where + [k])[:80] for k in unknown[:10]) + (
+        keys = ", ".join(key(where + [k])[:80] for k in unknown[:10]) + (
             f" (and {len(unknown) - 10:,} more)" if len(unknown) > 10 else ""
         )
         return f"unknown key {keys}: expected one of {', '.join(allowed)}"
     if error.validator == "required":
         missing = error.message.split("'")[1]
-        return f"missing key {_dotted(where + [missing])}"
+        return f"missing key {key(where + [missing])}"
+    if plain and (wording := _plain_expected(error)):
+        return f"{key(where)} = {shorten(error.instance)}: {wording}"
+    if error.validator in ("anyOf", "oneOf") and "description" in error.schema:
+        return f"{key(where)} = {shorten(error.instance)}: expected {error.schema['description']}"
     expected = {
         "type": lambda v: (
             f"expected type {v if isinstance(v, str) else ' or '.join(v)}" + _type_hint(error.instance, v)
@@ -164,7 +169,48 @@ def _describe(error: jsonschema.ValidationError) -> str:
         "uniqueItems": lambda v: "expected unique items",
     }.get(error.validator)
     detail = expected(error.validator_value) if expected else shorten(error.message, 300)
-    return f"{_dotted(where)} = {shorten(error.instance)}: {detail}"
+    return f"{key(where)} = {shorten(error.instance)}: {detail}"
+
+
+def _plain_expected(error: jsonschema.ValidationError) -> str | None:
+    """What a number, flag or choice must be, in the words of a command line's help (None: as for params)."""
+    schema, value = error.schema, error.instance
+    kinds = schema.get("type", [])
+    kinds = [kinds] if isinstance(kinds, str) else kinds
+    if error.validator == "enum":
+        return "expected one of " + ", ".join("null" if x is None else str(x) for x in error.validator_value)
+    if error.validator not in ("type", "minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"):
+        return None
+    if "boolean" in kinds:
+        return "expected true or false"
+    if "string" in kinds and error.validator == "type":
+        return "expected " + schema.get("description", "text") + (" or null" if "null" in kinds else "")
+    if "array" in kinds and error.validator == "type":
+        return "expected a list" + (" or null" if "null" in kinds else "")
+    if "integer" in kinds:
+        kind = "a whole number"
+    elif "number" in kinds:
+        is_number = isinstance(value, (int, float)) and not isinstance(value, bool)
+        kind = "a finite number" if is_number and not math.isfinite(value) else "a number"
+    else:
+        return None
+    bounds = {"minimum": ">=", "exclusiveMinimum": ">", "maximum": "<=", "exclusiveMaximum": "<"}
+    if error.validator in bounds:
+        return f"expected {kind} {bounds[error.validator]} {error.validator_value}"
+    low = next((f" {bounds[k]} {schema[k]}" for k in ("minimum", "exclusiveMinimum") if k in schema), "")
+    return f"expected {kind}{low}"
+
+
+def check_values(values: dict, schema: dict, source: str, name: Callable[[list], str] | None = None) -> dict:
+    """Raise one PipelineError line naming ``source`` and every key (by ``name``) whose value ``schema``
+    refuses, in the command lines' words: a config file's and a command line's values go through the same
+    definitions as params.yaml's (src/core/params_schema.py)."""
+    errors = sorted(StrictValidator(schema).iter_errors(values), key=lambda e: [str(p) for p in e.absolute_path])
+    if errors:
+        problems = "; ".join(_describe(e, name, plain=True) for e in errors[:5])
+        more = f" (and {len(errors) - 5} more)" if len(errors) > 5 else ""
+        raise PipelineError(f"{source}{': ' if source else ''}{problems}{more}")
+    return values
 
 
 def _type_hint(instance: Any, expected: str | list[str]) -> str:
