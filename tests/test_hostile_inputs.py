@@ -712,6 +712,89 @@ LAUNCHER = {
 }
 
 
+# ---- the review: the base revision and the workspace are untrusted input --------------------------------
+def _review_state(repo: Path, metric: object = 0.5, confusion: str | None = None, curves: str | None = None) -> None:
+    """What evaluate leaves for bert: predictions, probabilities, the test figures, the confusion plot."""
+    from src.scoring.probabilities import write_probabilities
+
+    labels = [json.loads(line)["label"] for line in (repo / "data/processed/test.jsonl").read_text().splitlines()]
+    (repo / "predictions/bert").mkdir(parents=True, exist_ok=True)
+    (repo / "predictions/bert/test.txt").write_text("".join(f"{(y + i % 2) % 3}\n" for i, y in enumerate(labels)))
+    write_probabilities(repo / "predictions/bert/probs_test.csv", _probability_rows(len(labels), 1), LABELS)
+    (repo / "metrics/bert").mkdir(parents=True, exist_ok=True)
+    (repo / "metrics/bert/test.json").write_text(json.dumps({"macro_recall": metric, "accuracy": 0.5, "n": 12}))
+    (repo / "plots/confusion").mkdir(parents=True, exist_ok=True)
+    (repo / "plots/confusion/bert.csv").write_text(
+        confusion
+        or "actual,predicted\n" + "".join(f"{LABELS[y]},{LABELS[(y + i % 2) % 3]}\n" for i, y in enumerate(labels))
+    )
+    if curves is not None:
+        (repo / "dvclive/train_bert/plots/metrics/val").mkdir(parents=True, exist_ok=True)
+        (repo / "dvclive/train_bert/plots/metrics/val/loss.tsv").write_text(curves)
+
+
+def _commit(repo: Path) -> None:
+    for args in (["add", "-A"], ["commit", "-qm", "base"]):
+        subprocess.run(["git", *args], cwd=repo, check=True, capture_output=True)
+
+
+REVIEW = module("src.review", "--base", "HEAD", "--out", "review")
+
+
+def _review_base(**damage) -> Callable[[Path, Path], list[str]]:
+    """A base commit with damaged bert files, a sound workspace."""
+
+    def setup(repo: Path, canary: Path) -> list[str]:
+        _review_state(repo, **damage)
+        _commit(repo)
+        _review_state(repo, metric=0.6, curves="step\tloss\n1\t0.5\n")
+        return REVIEW
+
+    return setup
+
+
+def _review_committed_manifest(repo: Path, canary: Path) -> list[str]:
+    import hashlib
+
+    _review_state(repo)
+    (repo / "review").mkdir()
+    (repo / "review/keep.txt").write_text("tracked")
+    (repo / "review/.review-files.json").write_text(json.dumps({"keep.txt": hashlib.sha256(b"tracked").hexdigest()}))
+    subprocess.run(["git", "add", "-f", "review"], cwd=repo, check=True, capture_output=True)  # .gitignore has it
+    _commit(repo)
+    return REVIEW
+
+
+def _review_out_linked(repo: Path, canary: Path) -> list[str]:
+    _review_state(repo)
+    (canary / "elsewhere").mkdir()
+    (repo / "review").symlink_to(canary / "elsewhere")
+    _commit(repo)
+    return REVIEW
+
+
+def _review_huge_probabilities(repo: Path, canary: Path) -> list[str]:
+    _review_state(repo)
+    _commit(repo)
+    with open(repo / "predictions/bert/probs_test.csv", "r+b") as handle:
+        handle.truncate(1 << 30)
+    return REVIEW
+
+
+REVIEW_ROWS = {
+    "committed_manifest_names_a_tracked_file": Row(_review_committed_manifest, ("review/report.md",), rc=0),
+    "out_is_a_committed_link_out_of_the_repository": Row(
+        _review_out_linked, ("--out review: a symbolic link to", "outside the repository; refusing to write there")
+    ),
+    "workspace_probabilities_of_1gb": Row(_review_huge_probabilities, ("review/report.md",), rc=0, max_mb=900),
+    "base_metric_is_a_string": Row(_review_base(metric="high"), ("review/report.md",), rc=0),
+    "base_confusion_has_an_unknown_label": Row(
+        _review_base(confusion="actual,predicted\nnegative,sarcastic\n"), ("review/report.md",), rc=0
+    ),
+    "base_curve_is_not_a_table": Row(_review_base(curves="\x00\x01 not a tsv"), ("review/report.md",), rc=0),
+}
+
+
 CLASSES = {
     "traceback": TRACEBACK,
     "containment": CONTAINMENT,
@@ -723,6 +806,7 @@ CLASSES = {
     "all_or_nothing": ALL_OR_NOTHING,
     "readers": READERS,
     "launcher": LAUNCHER,
+    "review": REVIEW_ROWS,
 }
 
 
@@ -790,6 +874,8 @@ def test_hostile_input(klass, name, template, tmp_path):
         assert json.loads((repo / "metrics/data.json").read_text())  # the text column was found
     if name == "relative_mirror_path":
         assert (repo / "data/raw/train_text.txt").is_file()
+    if name == "committed_manifest_names_a_tracked_file":
+        assert (repo / "review/keep.txt").read_text() == "tracked"
 
 
 @pytest.mark.slow
