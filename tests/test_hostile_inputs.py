@@ -781,6 +781,15 @@ def _review_huge_probabilities(repo: Path, canary: Path) -> list[str]:
     return REVIEW
 
 
+def _review_zero_probabilities(repo: Path, canary: Path) -> list[str]:
+    from src.scoring.probabilities import write_probabilities
+
+    _review_state(repo)
+    _commit(repo)
+    write_probabilities(repo / "predictions/bert/probs_test.csv", [[0.0, 0.0, 0.0]] * 12, LABELS)
+    return REVIEW
+
+
 REVIEW_ROWS = {
     "committed_manifest_names_a_tracked_file": Row(_review_committed_manifest, ("review/report.md",), rc=0),
     "out_is_a_committed_link_out_of_the_repository": Row(
@@ -792,6 +801,10 @@ REVIEW_ROWS = {
         _review_base(confusion="actual,predicted\nnegative,sarcastic\n"), ("review/report.md",), rc=0
     ),
     "base_curve_is_not_a_table": Row(_review_base(curves="\x00\x01 not a tsv"), ("review/report.md",), rc=0),
+    "base_curve_step_is_a_float": Row(
+        _review_base(curves="step\tloss\n1.5\t0.5\nx\t1e999\n"), ("review/report.md",), rc=0
+    ),
+    "workspace_probabilities_of_zeros": Row(_review_zero_probabilities, ("review/report.md",), rc=0),
 }
 
 
