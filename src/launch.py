@@ -16,10 +16,14 @@ The processes stop with the launcher (src/training/distributed.py sets their par
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import signal
+import socket
 import sys
+import tempfile
+import time
 
 from src.core.cli import pipeline_errors_exit
 from src.core.errors import PipelineError
@@ -65,6 +69,36 @@ def check_layout(distributed: dict, device: str) -> None:
         )
 
 
+def check_port_free(distributed: dict) -> None:
+    """A PipelineError when the rendezvous port is on this machine and another program holds it.
+
+    torch's store would otherwise connect to that program as if it were the rendezvous and wait on it
+    until the port is freed. An endpoint on another machine (its address cannot be bound here) or
+    port 0 (a free port, chosen by torch) is left to torch."""
+    host, _, port = distributed["rdzv_endpoint"].rpartition(":")
+    if int(port) == 0:
+        return
+    try:
+        family, _, _, _, address = socket.getaddrinfo(host.strip("[]"), int(port), type=socket.SOCK_STREAM)[0]
+    except (socket.gaierror, UnicodeError):
+        return  # torch names a host that does not resolve
+    for bind_to in (address, ("", int(port))):  # this machine's address, then every address as torch's store binds
+        with socket.socket(family, socket.SOCK_STREAM) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the store does: TIME_WAIT is free
+            try:
+                probe.bind(bind_to)
+            except OSError as exc:
+                if exc.errno == errno.EADDRNOTAVAIL:
+                    return  # the endpoint is another machine's
+                if exc.errno == errno.EADDRINUSE:
+                    raise PipelineError(
+                        f"distributed.rdzv_endpoint = {distributed['rdzv_endpoint']}: port {port} is in use by "
+                        "another program on this machine; choose a free port (or localhost:0 on a single machine: "
+                        "a free port is picked)"
+                    ) from None
+                return
+
+
 def torchrun_args(distributed: dict, target: list[str]) -> list[str]:
     """torchrun's command line for ``target`` (a module, or a script and its arguments)."""
     timeout = max(1, int(distributed["timeout_s"]))
@@ -93,24 +127,35 @@ def _describe_failure(error) -> str | None:
 
 def launch(target: list[str], params_path: str = "params.yaml") -> int:
     """Validate, then run ``target`` under torchrun; the exit status of the first failed process (0 if none)."""
-    from torch.distributed import DistError
-    from torch.distributed.elastic.multiprocessing.api import SignalException
-    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
-    from torch.distributed.elastic.rendezvous import RendezvousError
-    from torch.distributed.launcher.api import elastic_launch
     from torch.distributed.run import config_from_args, parse_args
 
     params = load_params(params_path)
     device = params["bert"]["device"] if any("train_bert" in part for part in target) else "auto"
     check_layout(params["distributed"], device)
+    check_port_free(params["distributed"])
     for name in LAUNCHER_LOGGERS:
         logging.getLogger(name).setLevel(logging.CRITICAL)
     if "OMP_NUM_THREADS" not in os.environ:  # torchrun would give each process 1 thread: give it its share
         os.environ["OMP_NUM_THREADS"] = str(max(1, cpu_cores() // params["distributed"]["nproc_per_node"]))
-    args = parse_args(torchrun_args(params["distributed"], target))
-    if args.master_port is None:  # as torchrun's run() does
-        args.master_port = 29500
-    config, entrypoint, entry_args = config_from_args(args)
+    # torchrun's logs and error files go to a directory of ours, removed afterwards (its own default is a
+    # torchelastic_* directory in /tmp that is never removed)
+    with tempfile.TemporaryDirectory(prefix="sentiment-launch-", ignore_cleanup_errors=True) as log_dir:
+        args = parse_args([f"--log-dir={log_dir}", *torchrun_args(params["distributed"], target)])
+        if args.master_port is None:  # as torchrun's run() does
+            args.master_port = 29500
+        config, entrypoint, entry_args = config_from_args(args)
+        return _run_agent(config, entrypoint, entry_args, params["distributed"])
+
+
+def _run_agent(config, entrypoint, entry_args, distributed: dict) -> int:
+    """Run torch's elastic agent; the exit status of the first failed process (0 if none)."""
+    from torch.distributed import DistError
+    from torch.distributed.elastic.multiprocessing.api import SignalException
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+    from torch.distributed.elastic.rendezvous import RendezvousError
+    from torch.distributed.launcher.api import elastic_launch
+
+    started = time.monotonic()
     try:
         elastic_launch(config=config, entrypoint=entrypoint)(*entry_args)
     except ChildFailedError as exc:
@@ -124,11 +169,12 @@ def launch(target: list[str], params_path: str = "params.yaml") -> int:
     except KeyboardInterrupt:
         return 128 + signal.SIGINT
     except (RendezvousError, DistError) as exc:  # a rendezvous that does not answer, machines that never join
-        detail = " ".join(str(exc).split())[:300] or type(exc).__name__
+        # torch's store errors carry C++ stack frames after "Exception raised from": the first line says it
+        detail = " ".join(str(exc).split("Exception raised from")[0].split())[:300] or type(exc).__name__
         raise PipelineError(
-            f"distributed.rdzv_endpoint = {params['distributed']['rdzv_endpoint']}: the rendezvous of "
-            f"{params['distributed']['nnodes']} machine(s) did not complete within distributed.timeout_s"
-            f" = {params['distributed']['timeout_s']:g} s ({detail})"
+            f"distributed.rdzv_endpoint = {distributed['rdzv_endpoint']}: the rendezvous of "
+            f"{distributed['nnodes']} machine(s) did not complete within distributed.timeout_s"
+            f" = {distributed['timeout_s']:g} s (gave up after {time.monotonic() - started:.0f} s: {detail})"
         ) from None
     return 0
 

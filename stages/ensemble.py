@@ -8,11 +8,12 @@ and writes models/ensemble/: ensemble.json (members, weights, validation figures
 probabilities of validation and test, which evaluate@ensemble scores like any other model. With
 ``ensemble.class_bias`` the combination is then shifted by per-class offsets, also fitted on
 validation; ensemble.json holds the cross-validated validation figure with and without them either way.
+The directory is replaced as a whole: a failure (a full disk) leaves the previous one as it was.
 """
 
 from pathlib import Path
 
-from src.core.atomic import write_json
+from src.core.atomic import replace_together, write_json
 from src.core.cli import run_stage
 from src.core.errors import ParamsError
 from src.data.preprocess import read_split
@@ -74,9 +75,10 @@ def main(params: dict) -> None:
             m: round(macro_recall(val_labels, p), 6) for m, p in zip(members, probabilities["val"])
         },
     }
-    for split in splits:
-        write_probabilities(MODEL_DIR / probabilities_file(split), combined[split], label_names)
-    write_json(MODEL_DIR / "ensemble.json", summary)
+    with replace_together([MODEL_DIR]) as (staged,):  # the three files change together or not at all
+        for split in splits:
+            write_probabilities(staged / probabilities_file(split), combined[split], label_names)
+        write_json(staged / "ensemble.json", summary)
     print(
         f"ensemble: weights {summary['weights']}; class bias {summary['class_bias']}; "
         f"val macro_recall {summary['val_macro_recall']:.4f} (cross-validated: {cross_validated[False]} "

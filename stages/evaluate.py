@@ -23,14 +23,13 @@ test probabilities (plots/reliability/<model>.json, one row per non-empty bin of
 
 import argparse
 import json
-import shutil
 import sys
 from collections import Counter
 from pathlib import Path
 
 import numpy as np
 
-from src.core.atomic import atomic_open, write_json
+from src.core.atomic import atomic_open, replace_together, write_json
 from src.core.cli import run_stage
 from src.core.errors import DataError, PipelineError
 from src.core.runtime import explain_out_of_memory, use_all_cpu_cores
@@ -68,15 +67,6 @@ def outputs(name: str) -> dict[str, Path]:
         "confusion": CONFUSION_DIR / f"{name}.csv",
         "reliability": RELIABILITY_DIR / f"{name}.json",
     }
-
-
-def remove_outputs(name: str) -> None:
-    """A failed run must not leave the previous run's files looking current (dvc repro removes them too)."""
-    for path in outputs(name).values():
-        if path.is_dir():
-            shutil.rmtree(path)
-        else:
-            path.unlink(missing_ok=True)
 
 
 def model_dir(name: str) -> Path:
@@ -124,33 +114,36 @@ def write_outputs(
     val_labels: list[int],
     inference: dict | None = None,
 ) -> None:
-    """``probabilities``: {split: (tweets, classes) array} for test and val."""
-    paths = outputs(name)
+    """``probabilities``: {split: (tweets, classes) array} for test and val. The metric files, the
+    predictions directory and the confusion and reliability plots are replaced together, or (on a
+    failure, such as a full disk) left as the previous run wrote them."""
     val_predictions = np.asarray(probabilities["val"]).argmax(axis=1).tolist()
     val_macro_recall = detailed_metrics(val_labels, val_predictions, label_names)["macro_recall"]
-    write_json(paths["metric"], {name: {"test": report["macro_recall"], "val": val_macro_recall}})
     bins = reliability_bins(np.asarray(probabilities["test"]), labels)
-    write_json(
-        paths["reliability"], [{k: row[k] for k in ("confidence", "accuracy", "count")} for row in bins if row["count"]]
-    )
-    # the metric holds the headline figures (one column each in `dvc exp show`); per class and
-    # confusion counts go beside the predictions, and the confusion matrix is also a plot
-    write_json(paths["metrics"], {key: value for key, value in report.items() if key not in DETAILS})
-    write_json(paths["predictions"] / "details_test.json", {key: report[key] for key in DETAILS})
-    with atomic_open(paths["predictions"] / "test.txt") as handle:
-        handle.writelines(f"{label}\n" for label in predictions)
-    for split, rows in probabilities.items():
-        write_probabilities(paths["predictions"] / probabilities_file(split), rows, label_names)
-    if inference is not None:
-        write_json(paths["predictions"] / "inference.json", inference)
-    with atomic_open(paths["confusion"]) as handle:
-        handle.write("actual,predicted\n")
-        handle.writelines(f"{label_names[a]},{label_names[p]}\n" for a, p in zip(labels, predictions))
+    with replace_together(list(outputs(name).values())) as staged:
+        paths = dict(zip(outputs(name), staged))
+        write_json(paths["metric"], {name: {"test": report["macro_recall"], "val": val_macro_recall}})
+        write_json(
+            paths["reliability"],
+            [{k: row[k] for k in ("confidence", "accuracy", "count")} for row in bins if row["count"]],
+        )
+        # the metric holds the headline figures (one column each in `dvc exp show`); per class and
+        # confusion counts go beside the predictions, and the confusion matrix is also a plot
+        write_json(paths["metrics"], {key: value for key, value in report.items() if key not in DETAILS})
+        write_json(paths["predictions"] / "details_test.json", {key: report[key] for key in DETAILS})
+        with atomic_open(paths["predictions"] / "test.txt") as handle:
+            handle.writelines(f"{label}\n" for label in predictions)
+        for split, rows in probabilities.items():
+            write_probabilities(paths["predictions"] / probabilities_file(split), rows, label_names)
+        if inference is not None:
+            write_json(paths["predictions"] / "inference.json", inference)
+        with atomic_open(paths["confusion"]) as handle:
+            handle.write("actual,predicted\n")
+            handle.writelines(f"{label_names[a]},{label_names[p]}\n" for a, p in zip(labels, predictions))
 
 
 def main(params: dict, name: str) -> None:
     use_all_cpu_cores()
-    remove_outputs(name)
     cfg, label_names = params["evaluate"], params["data"]["label_names"]
     test, val = read_split(DATA_DIR / "test.jsonl"), read_split(DATA_DIR / "val.jsonl")
     if name == "majority":

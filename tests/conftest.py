@@ -48,6 +48,10 @@ SLOW_TESTS = {
     "test_entry_points.py::test_a_two_class_model_from_the_command_line_scores_alike_in_training_predict_and_evaluation",
     "test_tfidf.py::test_stage_trains_and_evaluate_writes_probabilities_like_the_other_models",  # two stage runs
     "test_tfidf.py::test_a_pickled_or_damaged_model_file_is_refused_unloaded",
+    # a `python -m stages.ensemble` process per case: 7 to 10 s each on the shared CPU (the hostile-input
+    # table's probabilities rows cover the same through the same entry point)
+    "test_ensemble.py::test_rows_that_are_not_probabilities_are_refused",
+    "test_ensemble.py::test_a_probabilities_file_linked_out_of_the_repository_is_refused",  # two processes: 15 s
     # one process per row (the hostile-input table): 25 rows, 80 s together
     "test_hostile_inputs.py::test_hostile_input",
 }

@@ -19,6 +19,7 @@ from __future__ import annotations
 import copy
 import errno
 import hashlib
+import io
 import json
 import os
 import shutil
@@ -723,9 +724,7 @@ def test_bad_input(name, shipped_params, tmp_path, monkeypatch, capsys, request)
         (tmp_path / file_name).write_bytes(data)
     if name in STDIN:
         data = STDIN[name]
-        monkeypatch.setattr(
-            sys, "stdin", None if data is None else SimpleNamespace(buffer=SimpleNamespace(read=lambda: data))
-        )
+        monkeypatch.setattr(sys, "stdin", None if data is None else SimpleNamespace(buffer=io.BytesIO(data)))
     monkeypatch.chdir(tmp_path)
     before = snapshot(tmp_path)
 
@@ -963,6 +962,83 @@ def test_disk_full_while_writing_leaves_no_partial_file(tmp_path, monkeypatch, h
     assert os.listdir(target.parent) == (["metrics.json"] if had_old_file else [])  # no .tmp left
     if had_old_file:
         assert json.loads(target.read_text()) == {"old": True}
+
+
+def _write_set(staged: list[Path], content: str) -> None:
+    """A stage's set of outputs: a file and a directory of two files."""
+    write_json(staged[0], {"run": content})
+    for name in ("a.txt", "b.txt"):
+        with atomic_open(staged[1] / name) as handle:
+            handle.write(content)
+
+
+def _read_set(root: Path) -> dict[str, str]:
+    return {str(p.relative_to(root)): p.read_text() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+@pytest.mark.parametrize("had_old_set", [True, False], ids=["replacing", "new"])
+@pytest.mark.parametrize("failing_write", [1, 2, 3])
+def test_disk_full_while_writing_a_set_leaves_the_previous_set_whole(tmp_path, monkeypatch, had_old_set, failing_write):
+    targets = [tmp_path / "metrics" / "test.json", tmp_path / "predictions" / "model"]
+    if had_old_set:
+        with atomic.replace_together(targets) as staged:
+            _write_set(staged, "old")
+    previous = _read_set(tmp_path)
+    fsyncs, real_fsync = [], os.fsync
+
+    def fsync(fd):  # the Nth file of the set finds the disk full
+        fsyncs.append(fd)
+        if len(fsyncs) == failing_write:
+            _disk_full()
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    with pytest.raises(PipelineError) as info:
+        with atomic.replace_together(targets) as staged:
+            _write_set(staged, "new")
+    kept = "the previous outputs are intact" if had_old_set else "nothing was written"
+    assert str(info.value) == (
+        f"{targets[0]}, {targets[1]}: no space left on device while writing the new set; {kept}. "
+        "Free space and run again"
+    )
+    assert _read_set(tmp_path) == previous
+    # nothing staged is left, nor a directory made for the new set
+    assert sorted(os.listdir(tmp_path)) == (["metrics", "predictions"] if had_old_set else [])
+    if had_old_set:
+        assert os.listdir(tmp_path / "predictions") == ["model"]
+
+
+@pytest.mark.parametrize("failing_rename", [1, 2, 3, 4])
+def test_a_set_that_cannot_be_swapped_in_is_rolled_back(tmp_path, monkeypatch, failing_rename):
+    targets = [tmp_path / "metrics" / "test.json", tmp_path / "predictions" / "model"]
+    with atomic.replace_together(targets) as staged:
+        _write_set(staged, "old")
+    previous = _read_set(tmp_path)
+    renames, real_rename = [], os.rename
+
+    def rename(source, target):  # old aside, new in; old aside, new in: the Nth is refused
+        renames.append(source)
+        if len(renames) == failing_rename:
+            raise PermissionError(errno.EACCES, "Permission denied", str(source))
+        real_rename(source, target)
+
+    monkeypatch.setattr(os, "rename", rename)
+    with pytest.raises(PipelineError) as info:
+        with atomic.replace_together(targets) as staged:
+            _write_set(staged, "new")
+    assert str(info.value) == (
+        f"{targets[0]}, {targets[1]}: could not be replaced (Permission denied); the previous outputs are intact"
+    )
+    assert _read_set(tmp_path) == previous
+    assert sorted(os.listdir(tmp_path / "predictions")) == ["model"] and os.listdir(tmp_path / "metrics") == [
+        "test.json"
+    ]
+
+    monkeypatch.setattr(os, "rename", real_rename)  # a target the new set does not hold is removed
+    with atomic.replace_together(targets) as staged:
+        write_json(staged[0], {"run": "newer"})
+    assert _read_set(tmp_path) == {"metrics/test.json": '{\n  "run": "newer"\n}\n'}
+    assert os.listdir(tmp_path / "predictions") == []
 
 
 @pytest.mark.parametrize("free_bytes, disk_full", [(4096, True), (10**9, False)])

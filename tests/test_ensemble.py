@@ -166,3 +166,95 @@ def test_cross_validated_class_bias_gains_on_a_biased_combination():
     weights = fit_weights(labels, members, 0.25)
     offsets = fit_class_bias(labels, combine(members, weights))
     assert offsets[0] == 0.0 and 0.5 < offsets[2] - offsets[1] < 2.5
+
+
+def _members(root: Path, rng: np.random.Generator, labels: dict) -> None:
+    for split, y in labels.items():
+        _write_split(root / f"data/processed/{split}.jsonl", y)
+    for member, accuracy in {"bert": 0.8, "tune_best": 0.7, "lstm": 0.5, "tfidf": 0.6}.items():
+        for split, y in labels.items():
+            write_probabilities(root / f"predictions/{member}/probs_{split}.csv", _member(y, accuracy, rng), LABELS)
+    # a coarse grid: these tests are about reading and writing, not the fit
+    (root / "params.yaml").write_text((REPO / "params.yaml").read_text().replace("grid_step: 0.05", "grid_step: 0.5"))
+
+
+@pytest.mark.parametrize(
+    "row, expected",
+    [
+        ("0,0,0", "probabilities sum to 0; expected 1 (within 0.0001)"),
+        ("1,1,1", "probabilities sum to 3; expected 1 (within 0.0001)"),
+        ("0.5,0.5,0.5", "probabilities sum to 1.5; expected 1 (within 0.0001)"),
+        ("nan,0.5,0.5", "expected 3 probabilities between 0 and 1"),
+        ("inf,0,0", "expected 3 probabilities between 0 and 1"),
+        ("-0.5,1.0,0.5", "expected 3 probabilities between 0 and 1"),
+    ],
+)
+def test_rows_that_are_not_probabilities_are_refused(tmp_path, row, expected):
+    labels = {"val": np.array([0, 1, 2] * 10), "test": np.array([0, 1, 2] * 10)}
+    _members(tmp_path, np.random.default_rng(2), labels)
+    path = tmp_path / "predictions/lstm/probs_val.csv"
+    lines = path.read_text().splitlines()
+    lines[5] = row
+    path.write_text("\n".join(lines) + "\n")
+    done = _run(["stages.ensemble"], tmp_path)
+    assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr
+    assert done.stderr.strip().splitlines() == [f"error: predictions/lstm/probs_val.csv:6: {expected}"]
+    assert not (tmp_path / "models").exists()
+
+
+def test_a_probabilities_file_linked_out_of_the_repository_is_refused(tmp_path):
+    repo = tmp_path / "repo"
+    labels = {"val": np.array([0, 1, 2] * 10), "test": np.array([0, 1, 2] * 10)}
+    _members(repo, np.random.default_rng(3), labels)
+    inside = repo / "predictions/bert/probs_test.csv"
+    outside = tmp_path / "elsewhere.csv"
+    inside.rename(outside)
+    inside.symlink_to(outside)
+    done = _run(["stages.ensemble"], repo)
+    assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr
+    assert done.stderr.strip().splitlines() == [
+        f"error: predictions/bert/probs_test.csv: a symbolic link to {outside}, outside {repo}; "
+        "refusing to read probabilities from there"
+    ]
+    # a link inside the repository (DVC's cache.type: symlink) is read
+    inside.unlink()
+    (repo / ".dvc/cache").mkdir(parents=True)
+    outside.rename(repo / ".dvc/cache/probs")
+    inside.symlink_to(repo / ".dvc/cache/probs")
+    assert _run(["stages.ensemble"], repo).returncode == 0
+
+
+@pytest.mark.parametrize("failing_write", [1, 2, 3])
+def test_a_full_disk_leaves_the_previous_ensemble_whole(tmp_path, monkeypatch, capsys, failing_write):
+    import errno
+    import os
+
+    from src.core.cli import run_stage
+    from stages import ensemble
+
+    labels = {"val": np.array([0, 1, 2] * 10), "test": np.array([0, 1, 2] * 10)}
+    _members(tmp_path, np.random.default_rng(4), labels)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "argv", ["stages.ensemble"])
+    run_stage(ensemble.main)
+    previous = {p.name: p.read_bytes() for p in (tmp_path / "models/ensemble").iterdir()}
+    assert set(previous) == {"ensemble.json", "probs_val.csv", "probs_test.csv"}
+    _members(tmp_path, np.random.default_rng(5), labels)  # new members' probabilities: another ensemble
+    fsyncs, real_fsync = {"n": 0}, os.fsync
+
+    def fsync_until_full(fd):
+        fsyncs["n"] += 1
+        if fsyncs["n"] == failing_write:  # the Nth of the three files finds the disk full
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync_until_full)
+    with pytest.raises(SystemExit) as exit_info:
+        run_stage(ensemble.main)
+    assert exit_info.value.code == 1
+    assert capsys.readouterr().err.strip().splitlines() == [
+        "error: models/ensemble: no space left on device while writing the new set; the previous outputs are "
+        "intact. Free space and run again"
+    ]
+    assert {p.name: p.read_bytes() for p in (tmp_path / "models/ensemble").iterdir()} == previous
+    assert os.listdir(tmp_path / "models") == ["ensemble"]  # no staged directory left

@@ -1,6 +1,8 @@
 """The test report, the evaluate stage and `python -m src.predict` on tiny trained models."""
 
+import errno
 import json
+import os
 import shutil
 
 import numpy as np
@@ -117,7 +119,13 @@ def test_an_lstm_directory_from_an_older_train_lstm_is_a_clear_error(workdir):  
         load_model("models/lstm", "cpu")
 
 
-def test_evaluate_scores_one_model_and_a_missing_model_leaves_nothing_stale(workdir, capsys):  # noqa: F811
+def _snapshot(paths) -> dict[str, bytes]:
+    """{file: content} of every file at or under ``paths``."""
+    files = [f for p in paths for f in ([p] if p.is_file() else sorted(p.rglob("*")))]
+    return {str(f): f.read_bytes() for f in files}
+
+
+def test_evaluate_scores_one_model_and_a_failed_run_leaves_the_previous_outputs_whole(workdir, capsys):  # noqa: F811
     train_lstm.main(workdir)
     evaluate.main(workdir, "lstm")
     evaluate.main(workdir, "majority")
@@ -139,6 +147,7 @@ def test_evaluate_scores_one_model_and_a_missing_model_leaves_nothing_stale(work
     assert open("plots/confusion/lstm.csv").readline() == "actual,predicted\n"
     assert not (evaluate.PREDICTIONS_DIR / "majority/inference.json").exists()
 
+    previous = _snapshot(evaluate.outputs("lstm").values())
     shutil.rmtree("models/lstm")
     open("params.yaml", "w").write(json.dumps(workdir))  # JSON is YAML: run_stage validates it
     with pytest.raises(SystemExit) as exit_info:
@@ -146,9 +155,39 @@ def test_evaluate_scores_one_model_and_a_missing_model_leaves_nothing_stale(work
     assert exit_info.value.code == 1
     err = capsys.readouterr().err.strip()
     assert err == "error: models/lstm: not found (run `dvc repro train_lstm` or `dvc pull train_lstm` first)"
-    for path in evaluate.outputs("lstm").values():  # the previous run's files do not pass for this one's
-        assert not path.exists(), path
+    # the previous run's set stays whole (dvc repro removes a stage's outputs before it runs, so there
+    # they never pass for this run's)
+    assert _snapshot(evaluate.outputs("lstm").values()) == previous
     assert evaluate.outputs("majority")["metrics"].exists()  # other models' outputs are not touched
+
+
+@pytest.mark.parametrize("failing_write", [1, 3, 6])
+def test_a_full_disk_while_evaluate_writes_leaves_the_previous_set_whole(workdir, capsys, monkeypatch, failing_write):  # noqa: F811
+    evaluate.main(workdir, "majority")
+    previous = _snapshot(evaluate.outputs("majority").values())
+    fsyncs = {"n": 0}
+    real_fsync = os.fsync
+
+    def fsync_until_full(fd):
+        fsyncs["n"] += 1
+        if fsyncs["n"] == failing_write:  # the Nth of the set's six files finds the disk full
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync_until_full)
+    open("params.yaml", "w").write(json.dumps(workdir))
+    with pytest.raises(SystemExit) as exit_info:
+        run_stage(lambda params: evaluate.main(params, "majority"))
+    assert exit_info.value.code == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [
+        "error: metrics/majority/macro_recall.json, metrics/majority/test.json, predictions/majority, "
+        "plots/confusion/majority.csv, plots/reliability/majority.json: no space left on device while writing "
+        "the new set; the previous outputs are intact. Free space and run again"
+    ]
+    assert _snapshot(evaluate.outputs("majority").values()) == previous
+    for directory in ("metrics/majority", "predictions", "plots/confusion", "plots/reliability"):  # nothing staged left
+        assert not [p for p in os.listdir(directory) if p.endswith(".tmp")], directory
 
 
 def test_evaluate_writes_test_and_val_probabilities_in_split_order(workdir):  # noqa: F811

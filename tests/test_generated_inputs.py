@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import copy
 import csv
+import io
 import math
 import re
 import sys
@@ -292,7 +293,7 @@ def test_predict_reads_stdin_by_the_rules_of_a_file(tmp_path_factory, data):
             )
 
     from_file = outcome(lambda: read_texts(str(path)))
-    stdin = SimpleNamespace(buffer=SimpleNamespace(read=lambda: data))
+    stdin = SimpleNamespace(buffer=io.BytesIO(data))
     saved, sys.stdin = sys.stdin, stdin
     try:
         from_stdin = outcome(lambda: read_texts("-"))

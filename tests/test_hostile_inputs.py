@@ -118,6 +118,33 @@ def tree_hash(root: Path, skip: Path) -> dict[str, str]:
     return result
 
 
+def repo_hash(repo: Path, outputs: tuple[str, ...]) -> dict[str, str]:
+    """tree_hash of the repository but ``outputs`` and what running code leaves (__pycache__, .dvc/tmp)."""
+    skipped = {repo / out for out in outputs} | {repo / ".dvc/tmp"}
+    return {
+        path: digest
+        for path, digest in tree_hash(repo, skip=repo / ".git").items()
+        if "__pycache__" not in path and not any(Path(path).is_relative_to(s) for s in skipped)
+    }
+
+
+def record(command: list[str], rc: int, output: str, peak_mb: float, seconds: float) -> None:
+    """With HOSTILE_RECORD=FILE, one JSON line per row: the command, its exit status, its error line, its
+    peak memory and duration (for a report)."""
+    if not os.environ.get("HOSTILE_RECORD"):
+        return
+    errors = [line for line in output.splitlines() if line.startswith("error: ")]
+    entry = {
+        "command": " ".join(c if len(c) < 200 else c[:60] + "..." for c in command[1:] if c != "-c"),
+        "rc": rc,
+        "error": errors[0][:300] if errors else None,
+        "peak_mb": round(peak_mb),
+        "seconds": round(seconds, 1),
+    }
+    with open(os.environ["HOSTILE_RECORD"], "a") as handle:
+        handle.write(json.dumps(entry) + "\n")
+
+
 # ---- the rows ---------------------------------------------------------------------------------------------
 @dataclass
 class Row:
@@ -127,6 +154,9 @@ class Row:
     max_mb: int | None = None  # memory rows: peak resident memory of the command's processes
     seconds: float | None = None  # runaway rows: it must end well within this (a loaded CPU included)
     env: dict = field(default_factory=dict)  # environment variables for the command
+    # repo-relative paths the command may change; with a tuple, everything else in the repository
+    # (but __pycache__ and DVC's .dvc/tmp) must hash the same after it ran: () for "nothing at all"
+    outputs: tuple[str, ...] | None = None
 
 
 def dvc_repro(stage: str) -> list[str]:
@@ -254,6 +284,14 @@ def _relative_mirror(repo: Path, canary: Path) -> list[str]:
     return module("stages.download_data")
 
 
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
 OUTSIDE = "is outside models/tune, the stage's output; refusing to read or write there"
 TRACEBACK = {
     "bad_param_train_bert": Row(
@@ -345,7 +383,8 @@ SLOW = {
         _params_then(
             module("src.launch", "stages.train_lstm"),
             distributed__nnodes=2,
-            distributed__rdzv_endpoint="localhost:29517",
+            # a port free now: a fixed one may be another run's rendezvous on a shared machine
+            distributed__rdzv_endpoint=lambda repo, canary: f"localhost:{_free_port()}",
         ),
         ("the rendezvous of 2 machine(s) did not complete within distributed.timeout_s = 10 s",),
         seconds=120,
@@ -355,7 +394,433 @@ UNCLEAR = {
     "csv_header_with_byte_order_mark": Row(_bom_csv, (), rc=0),
     "relative_mirror_path": Row(_relative_mirror, (), rc=0, env={"SENTIMENT_MIRROR": "../repo/mirror"}),
 }
-CLASSES = {"traceback": TRACEBACK, "containment": CONTAINMENT, "memory": MEMORY, "runaway": RUNAWAY, "unclear": UNCLEAR}
+# ---- probabilities: what the evaluate stages write, read as probabilities by the ensemble and evaluate ----
+MEMBERS = ("bert", "tune_best", "lstm")
+
+
+def _probability_rows(n: int, seed: int) -> list[list[float]]:
+    import numpy as np
+
+    rows = np.random.default_rng(seed).dirichlet([1.0, 1.0, 1.0], size=n)
+    return rows.tolist()
+
+
+def _members_then(damage: Callable[[Path, Path], None], command: list[str]) -> Callable[[Path, Path], list[str]]:
+    """Every member's probs_{val,test}.csv written as evaluate writes them, then ``damage(repo, canary)``."""
+
+    def setup(repo: Path, canary: Path) -> list[str]:
+        from src.scoring.probabilities import write_probabilities
+
+        for i, member in enumerate(MEMBERS):
+            for split in ("val", "test"):
+                write_probabilities(repo / f"predictions/{member}/probs_{split}.csv", _probability_rows(12, i), LABELS)
+        damage(repo, canary)
+        return command
+
+    return setup
+
+
+def _row_of(member: str, text: str, line: int = 2) -> Callable[[Path, Path], None]:
+    """Line ``line`` of ``member``'s probs_val.csv replaced by ``text``."""
+
+    def damage(repo: Path, canary: Path) -> None:
+        path = repo / f"predictions/{member}/probs_val.csv"
+        lines = path.read_text().splitlines()
+        lines[line - 1] = text
+        path.write_text("\n".join(lines) + "\n")
+
+    return damage
+
+
+def _whole_file(member: str, write: Callable[[Path], None]) -> Callable[[Path, Path], None]:
+    return lambda repo, canary: write(repo / f"predictions/{member}/probs_val.csv")
+
+
+def _linked_out(repo: Path, canary: Path) -> None:
+    path = repo / "predictions/lstm/probs_test.csv"
+    shutil.copy(path, canary / "probs_test.csv")
+    path.unlink()
+    path.symlink_to(canary / "probs_test.csv")
+
+
+def _sparse(size: int) -> Callable[[Path], None]:
+    def write(path: Path) -> None:
+        with open(path, "r+b") as handle:
+            handle.truncate(size)  # the size a reader would be asked to read, without the disk
+
+    return write
+
+
+def _ensemble_output_damaged(repo: Path, canary: Path) -> list[str]:
+    """models/ensemble as the ensemble stage writes it, but with rows of zeros in its test file."""
+    from src.scoring.probabilities import write_probabilities
+
+    for split in ("val", "test"):
+        rows = _probability_rows(12, 7) if split == "val" else [[0.0, 0.0, 0.0]] * 12
+        write_probabilities(repo / f"models/ensemble/probs_{split}.csv", rows, LABELS)
+    (repo / "models/ensemble/ensemble.json").write_text("{}")
+    return module("stages.evaluate", "ensemble")
+
+
+ENSEMBLE = module("stages.ensemble")
+SUM = "probabilities sum to {}; expected 1 (within 0.0001)"
+PROBABILITIES = {
+    "rows_of_zeros": Row(
+        _members_then(_row_of("lstm", "0,0,0"), ENSEMBLE), ("lstm/probs_val.csv:2: " + SUM.format(0),), outputs=()
+    ),
+    "rows_of_ones": Row(
+        _members_then(_row_of("bert", "1,1,1", 13), ENSEMBLE), ("bert/probs_val.csv:13: " + SUM.format(3),), outputs=()
+    ),
+    "nan": Row(
+        _members_then(_row_of("tune_best", "nan,0.5,0.5"), ENSEMBLE),
+        ("tune_best/probs_val.csv:2: expected 3 probabilities between 0 and 1",),
+        outputs=(),
+    ),
+    "infinity": Row(
+        _members_then(_row_of("lstm", "inf,-inf,1"), ENSEMBLE),
+        ("lstm/probs_val.csv:2: expected 3 probabilities between 0 and 1",),
+        outputs=(),
+    ),
+    "negative_and_above_one": Row(
+        _members_then(_row_of("lstm", "-0.5,1.5,0"), ENSEMBLE),
+        ("lstm/probs_val.csv:2: expected 3 probabilities between 0 and 1",),
+        outputs=(),
+    ),
+    "header_names_a_class_twice": Row(
+        _members_then(_row_of("lstm", "negative,negative,positive", 1), ENSEMBLE),
+        ("lstm/probs_val.csv: header ['negative', 'negative', 'positive']: expected the classes",),
+        outputs=(),
+    ),
+    "linked_out_of_the_repository": Row(
+        _members_then(_linked_out, ENSEMBLE),
+        ("predictions/lstm/probs_test.csv: a symbolic link to", "refusing to read probabilities from there"),
+        outputs=(),
+    ),
+    "evaluate_ensemble_reads_rows_of_zeros": Row(
+        _ensemble_output_damaged, ("models/ensemble/probs_test.csv:2: " + SUM.format(0),), outputs=()
+    ),
+}
+# rows where the point is memory or time: the reader must stop early or stay linear
+PROBABILITIES_MEMORY = {
+    "probabilities_file_1gb": Row(
+        _members_then(_whole_file("bert", _sparse(1 << 30)), ENSEMBLE),
+        ("predictions/bert/probs_val.csv: larger than 64 MB",),
+        max_mb=600,
+        outputs=(),
+    ),
+    "probabilities_header_of_a_million_columns": Row(
+        _members_then(
+            _whole_file("bert", lambda path: path.write_text(",".join(f"c{i}" for i in range(1_000_000)) + "\n")),
+            ENSEMBLE,
+        ),
+        ("bert/probs_val.csv: header ['c0', 'c1', ", "(1,000,000 columns): expected the classes"),
+        max_mb=700,
+        seconds=90,
+        outputs=(),
+    ),
+    "probabilities_one_quoted_field_of_10mb": Row(
+        _members_then(
+            _whole_file("bert", lambda path: path.write_text('negative,neutral,positive\n"' + "0" * 10_000_000)),
+            ENSEMBLE,
+        ),
+        ("bert/probs_val.csv:", "not valid CSV (field larger than field limit (131072))"),
+        max_mb=700,
+        outputs=(),
+    ),
+}
+
+
+# ---- all or nothing: a stage's set of outputs, on a full disk -------------------------------------------
+# Runs the stage's module as `python -m` does, with os.fsync failing like a full disk from its Nth call on
+FULL_DISK = (
+    "import errno, os, runpy, sys\n"
+    "calls, fails_at, real_fsync = [0], int(sys.argv[1]), os.fsync\n"
+    "def fsync(fd):\n"
+    "    calls[0] += 1\n"
+    "    if calls[0] >= fails_at:\n"
+    "        raise OSError(errno.ENOSPC, 'No space left on device')\n"
+    "    real_fsync(fd)\n"
+    "os.fsync = fsync\n"
+    "sys.argv = sys.argv[2:]\n"
+    "runpy.run_module(sys.argv[0], run_name='__main__', alter_sys=True)\n"
+)
+
+
+def _previous_set(paths: dict[str, str]) -> Callable[[Path], None]:
+    def write(repo: Path) -> None:
+        for relative, text in paths.items():
+            (repo / relative).parent.mkdir(parents=True, exist_ok=True)
+            (repo / relative).write_text(text)
+
+    return write
+
+
+def _disk_full_at(n: int, previous: dict[str, str], stage: list[str], members: bool = False):
+    def setup(repo: Path, canary: Path) -> list[str]:
+        if members:
+            _members_then(lambda r, c: None, [])(repo, canary)
+        _previous_set(previous)(repo)
+        return [sys.executable, "-c", FULL_DISK, str(n), *stage]
+
+    return setup
+
+
+PREVIOUS_ENSEMBLE = {f"models/ensemble/{name}": f"previous {name}\n" for name in ("ensemble.json", "probs_val.csv")}
+PREVIOUS_EVALUATE = {
+    "metrics/majority/test.json": "previous\n",
+    "predictions/majority/test.txt": "previous\n",
+    "predictions/majority/probs_test.csv": "previous\n",
+    "plots/confusion/majority.csv": "previous\n",
+}
+INTACT = "no space left on device while writing the new set; the previous outputs are intact"
+ALL_OR_NOTHING = (
+    {
+        f"ensemble_disk_full_at_file_{n}": Row(
+            _disk_full_at(n, PREVIOUS_ENSEMBLE, ["stages.ensemble"], members=True),
+            (f"error: models/ensemble: {INTACT}",),
+            outputs=(),
+        )
+        for n in (1, 2, 3)
+    }
+    | {
+        f"evaluate_disk_full_at_file_{n}": Row(
+            _disk_full_at(n, PREVIOUS_EVALUATE, ["stages.evaluate", "majority"]),
+            (f"predictions/majority, plots/confusion/majority.csv, plots/reliability/majority.json: {INTACT}",),
+            outputs=(),
+        )
+        for n in (1, 3, 6)
+    }
+    | {
+        "evaluate_disk_full_first_run": Row(
+            _disk_full_at(3, {}, ["stages.evaluate", "majority"]),
+            ("no space left on device while writing the new set; nothing was written",),
+            outputs=(),
+        ),
+    }
+)
+
+
+# ---- readers: linear time and bounded memory ---------------------------------------------------------
+def _own_csv(text_of: Callable[[], str]) -> Callable[[Path, Path], list[str]]:
+    def setup(repo: Path, canary: Path) -> list[str]:
+        (repo / "own.csv").write_text(text_of())
+        set_params(repo, **{"data.input": "own.csv"})
+        return module("stages.preprocess")
+
+    return setup
+
+
+def _lines_file(count: int) -> Callable[[Path, Path], list[str]]:
+    def setup(repo: Path, canary: Path) -> list[str]:
+        (repo / "many.txt").write_text("good day\n" * count)
+        predict = " ".join(
+            module("src.predict", "--model", "models/bert", "--input", "many.txt", "--batch-size", "512")
+        )
+        return ["bash", "-c", f"{predict} > results.jsonl"]
+
+    return setup
+
+
+def _stdin_without_newline(megabytes: int) -> Callable[[Path, Path], list[str]]:
+    def setup(repo: Path, canary: Path) -> list[str]:
+        predict = " ".join(module("src.predict", "--model", "models/bert", "--input", "-"))
+        return ["bash", "-c", f"head -c {megabytes}000000 /dev/zero | tr '\\0' x | {predict} > results.jsonl"]
+
+    return setup
+
+
+READERS = {
+    "csv_header_of_a_million_columns": Row(
+        _own_csv(lambda: ",".join(f"c{i}" for i in range(1_000_000)) + "\nhello,0\n"),
+        ("own.csv:1: missing column(s) text, label (header has: c0, c1, ", "(1,000,000 in all)"),
+        max_mb=900,
+        seconds=90,
+        outputs=(),
+    ),
+    "csv_header_of_a_million_columns_with_the_two": Row(
+        _own_csv(lambda: ",".join(f"c{i}" for i in range(1_000_000)) + ",text,label\nhello,0\n"),
+        ("own.csv:2: row has 2 fields but the header has 1000002",),
+        max_mb=900,
+        seconds=90,
+        outputs=(),
+    ),
+    "csv_one_quoted_field_of_20mb": Row(
+        _own_csv(lambda: 'text,label\n"' + "x" * 20_000_000 + "\n"),
+        ("own.csv:2: a field longer than 131,072 characters, the limit of a CSV field",),
+        max_mb=700,
+        outputs=(),
+    ),
+    "predict_stdin_one_line_of_300mb_without_newline": Row(
+        _stdin_without_newline(300),
+        ("<stdin>:1: longer than 64 MB without a newline (the limit of a line)",),
+        max_mb=1000,
+        outputs=("results.jsonl",),
+    ),
+}
+# predict's memory must not grow with the number of lines (it held 1.7 KB per line)
+READERS_SLOW = {
+    "predict_300k_lines": Row(_lines_file(300_000), (), rc=0, max_mb=700, seconds=600),
+}
+SLOW |= READERS_SLOW
+
+
+# ---- the launcher -----------------------------------------------------------------------------------
+HELD_SOCKETS: list = []  # ports another program holds during a row; closed by the test
+
+
+def _launch_script(code: str, **changes) -> Callable[[Path, Path], list[str]]:
+    def setup(repo: Path, canary: Path) -> list[str]:
+        (repo / "job.py").write_text(code)
+        set_params(repo, **{k.replace("__", "."): v for k, v in changes.items()})
+        return module("src.launch", "job.py")
+
+    return setup
+
+
+def _busy_port(nnodes: int) -> Callable[[Path, Path], list[str]]:
+    def setup(repo: Path, canary: Path) -> list[str]:
+        import socket
+
+        held = socket.socket()
+        held.bind(("127.0.0.1", 0))
+        held.listen()
+        HELD_SOCKETS.append(held)
+        port = held.getsockname()[1]
+        set_params(repo, **{"distributed.rdzv_endpoint": f"localhost:{port}", "distributed.nnodes": nnodes})
+        return module("src.launch", "stages.train_lstm")
+
+    return setup
+
+
+LAUNCHER = {
+    "rendezvous_port_held_by_another_program": Row(
+        _busy_port(1), ("is in use by another program on this machine",), seconds=60, outputs=()
+    ),
+    "rendezvous_port_held_two_machines": Row(
+        _busy_port(2), ("is in use by another program on this machine",), seconds=60, outputs=()
+    ),
+    # TMPDIR is outside the repository: torchrun's torchelastic_* directory would show there
+    "no_torchrun_leftovers_after_success": Row(
+        _launch_script("print('job done')\n"), ("job done",), rc=0, seconds=120, outputs=("job.py",)
+    ),
+    "no_torchrun_leftovers_after_failure": Row(
+        _launch_script("import sys\nprint('error: the job failed', file=sys.stderr)\nsys.exit(1)\n"),
+        ("error: the job failed",),
+        seconds=120,
+        outputs=("job.py",),
+    ),
+}
+
+
+# ---- the review: the base revision and the workspace are untrusted input --------------------------------
+def _review_state(repo: Path, metric: object = 0.5, confusion: str | None = None, curves: str | None = None) -> None:
+    """What evaluate leaves for bert: predictions, probabilities, the test figures, the confusion plot."""
+    from src.scoring.probabilities import write_probabilities
+
+    labels = [json.loads(line)["label"] for line in (repo / "data/processed/test.jsonl").read_text().splitlines()]
+    (repo / "predictions/bert").mkdir(parents=True, exist_ok=True)
+    (repo / "predictions/bert/test.txt").write_text("".join(f"{(y + i % 2) % 3}\n" for i, y in enumerate(labels)))
+    write_probabilities(repo / "predictions/bert/probs_test.csv", _probability_rows(len(labels), 1), LABELS)
+    (repo / "metrics/bert").mkdir(parents=True, exist_ok=True)
+    (repo / "metrics/bert/test.json").write_text(json.dumps({"macro_recall": metric, "accuracy": 0.5, "n": 12}))
+    (repo / "plots/confusion").mkdir(parents=True, exist_ok=True)
+    (repo / "plots/confusion/bert.csv").write_text(
+        confusion
+        or "actual,predicted\n" + "".join(f"{LABELS[y]},{LABELS[(y + i % 2) % 3]}\n" for i, y in enumerate(labels))
+    )
+    if curves is not None:
+        (repo / "dvclive/train_bert/plots/metrics/val").mkdir(parents=True, exist_ok=True)
+        (repo / "dvclive/train_bert/plots/metrics/val/loss.tsv").write_text(curves)
+
+
+def _commit(repo: Path) -> None:
+    for args in (["add", "-A"], ["commit", "-qm", "base"]):
+        subprocess.run(["git", *args], cwd=repo, check=True, capture_output=True)
+
+
+REVIEW = module("src.review", "--base", "HEAD", "--out", "review")
+
+
+def _review_base(**damage) -> Callable[[Path, Path], list[str]]:
+    """A base commit with damaged bert files, a sound workspace."""
+
+    def setup(repo: Path, canary: Path) -> list[str]:
+        _review_state(repo, **damage)
+        _commit(repo)
+        _review_state(repo, metric=0.6, curves="step\tloss\n1\t0.5\n")
+        return REVIEW
+
+    return setup
+
+
+def _review_committed_manifest(repo: Path, canary: Path) -> list[str]:
+    import hashlib
+
+    _review_state(repo)
+    (repo / "review").mkdir()
+    (repo / "review/keep.txt").write_text("tracked")
+    (repo / "review/.review-files.json").write_text(json.dumps({"keep.txt": hashlib.sha256(b"tracked").hexdigest()}))
+    subprocess.run(["git", "add", "-f", "review"], cwd=repo, check=True, capture_output=True)  # .gitignore has it
+    _commit(repo)
+    return REVIEW
+
+
+def _review_out_linked(repo: Path, canary: Path) -> list[str]:
+    _review_state(repo)
+    (canary / "elsewhere").mkdir()
+    (repo / "review").symlink_to(canary / "elsewhere")
+    _commit(repo)
+    return REVIEW
+
+
+def _review_huge_probabilities(repo: Path, canary: Path) -> list[str]:
+    _review_state(repo)
+    _commit(repo)
+    with open(repo / "predictions/bert/probs_test.csv", "r+b") as handle:
+        handle.truncate(1 << 30)
+    return REVIEW
+
+
+def _review_zero_probabilities(repo: Path, canary: Path) -> list[str]:
+    from src.scoring.probabilities import write_probabilities
+
+    _review_state(repo)
+    _commit(repo)
+    write_probabilities(repo / "predictions/bert/probs_test.csv", [[0.0, 0.0, 0.0]] * 12, LABELS)
+    return REVIEW
+
+
+REVIEW_ROWS = {
+    "committed_manifest_names_a_tracked_file": Row(_review_committed_manifest, ("review/report.md",), rc=0),
+    "out_is_a_committed_link_out_of_the_repository": Row(
+        _review_out_linked, ("--out review: a symbolic link to", "outside the repository; refusing to write there")
+    ),
+    "workspace_probabilities_of_1gb": Row(_review_huge_probabilities, ("review/report.md",), rc=0, max_mb=900),
+    "base_metric_is_a_string": Row(_review_base(metric="high"), ("review/report.md",), rc=0),
+    "base_confusion_has_an_unknown_label": Row(
+        _review_base(confusion="actual,predicted\nnegative,sarcastic\n"), ("review/report.md",), rc=0
+    ),
+    "base_curve_is_not_a_table": Row(_review_base(curves="\x00\x01 not a tsv"), ("review/report.md",), rc=0),
+    "base_curve_step_is_a_float": Row(
+        _review_base(curves="step\tloss\n1.5\t0.5\nx\t1e999\n"), ("review/report.md",), rc=0
+    ),
+    "workspace_probabilities_of_zeros": Row(_review_zero_probabilities, ("review/report.md",), rc=0),
+}
+
+
+CLASSES = {
+    "traceback": TRACEBACK,
+    "containment": CONTAINMENT,
+    "memory": MEMORY,
+    "runaway": RUNAWAY,
+    "unclear": UNCLEAR,
+    "probabilities": PROBABILITIES,
+    "probabilities_memory": PROBABILITIES_MEMORY,
+    "all_or_nothing": ALL_OR_NOTHING,
+    "readers": READERS,
+    "launcher": LAUNCHER,
+    "review": REVIEW_ROWS,
+}
 
 
 def run_row(row: Row, template: Path, tmp_path: Path, command: list[str] | None = None, **env: str):
@@ -365,21 +830,34 @@ def run_row(row: Row, template: Path, tmp_path: Path, command: list[str] | None 
     canary.mkdir()
     (canary / "precious.txt").write_text("must stay as it is\n")
     command = command or row.setup(repo, canary)
+    if row.outputs is not None:  # temporary files go outside the repository, where leftovers show
+        (tmp_path / "tmpdir").mkdir()
+        env = {"TMPDIR": str(tmp_path / "tmpdir"), **env}
+        repo_before = repo_hash(repo, row.outputs)
     before = tree_hash(tmp_path, skip=repo)
     started = time.monotonic()
-    result = subprocess.run(
-        [sys.executable, "-c", MEASURE, *command],
-        cwd=repo,
-        env=run_env(**env),
-        capture_output=True,
-        text=True,
-        timeout=(row.seconds or 300) + 120,
-    )
+    try:
+        result = subprocess.run(
+            [sys.executable, "-c", MEASURE, *command],
+            cwd=repo,
+            env=run_env(**env),
+            capture_output=True,
+            text=True,
+            timeout=(row.seconds or 300) + 120,
+        )
+    finally:
+        while HELD_SOCKETS:
+            HELD_SOCKETS.pop().close()
     elapsed = time.monotonic() - started
     output = result.stdout + result.stderr
+    peak_mb = int(output.rsplit("peak_kb=", 1)[1].split()[0]) / 1024
+    record(command, result.returncode, output, peak_mb, elapsed)
     assert "Traceback" not in output, output[-5000:]
     assert "ChildFailedError" not in output, output[-5000:]
     assert tree_hash(tmp_path, skip=repo) == before, "something outside the repository changed"
+    if row.outputs is not None:
+        changed = sorted(k for k in repo_hash(repo, row.outputs).items() ^ repo_before.items())
+        assert not changed, f"changed in the repository outside {row.outputs}: {changed[:10]}"
     if row.rc == 0:
         assert result.returncode == 0, output[-5000:]
         for text in row.expected:
@@ -395,7 +873,6 @@ def run_row(row: Row, template: Path, tmp_path: Path, command: list[str] | None 
         for text in row.expected:
             assert text in errors[0], output[-5000:]
         assert len(errors[0]) < 1000, errors[0][:2000]
-    peak_mb = int(output.rsplit("peak_kb=", 1)[1].split()[0]) / 1024
     if row.max_mb is not None:
         assert peak_mb < row.max_mb, f"peak {peak_mb:.0f} MB"
     assert row.seconds is None or elapsed < row.seconds, f"took {elapsed:.0f} s"
@@ -410,12 +887,16 @@ def test_hostile_input(klass, name, template, tmp_path):
         assert json.loads((repo / "metrics/data.json").read_text())  # the text column was found
     if name == "relative_mirror_path":
         assert (repo / "data/raw/train_text.txt").is_file()
+    if name == "committed_manifest_names_a_tracked_file":
+        assert (repo / "review/keep.txt").read_text() == "tracked"
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name", list(SLOW))
 def test_hostile_input_slow(name, template, tmp_path):
     repo, _ = run_row(SLOW[name], template, tmp_path)
+    if name == "predict_300k_lines":
+        assert len((repo / "results.jsonl").read_text().splitlines()) == 300_000
     if name in ("tune_workers_1000", "journal_line_cut_in_the_middle"):
         assert (repo / "metrics/tune.json").is_file()
 

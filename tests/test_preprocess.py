@@ -209,3 +209,45 @@ def test_csv_row_widths_must_match_the_header(tmp_path):
     path.write_text('tweet,sentiment\n"a, quoted",2\n"spans\ntwo lines",1\nunquoted, comma,0\n')
     with pytest.raises(DataError, match=r"own.csv:5: row has 3 fields but the header has 2"):
         pp.read_csv_dataset(path, CSV_PARAMS, LABEL_NAMES, seed=0)
+
+
+@pytest.mark.parametrize("reader", ["read_csv_dataset", "infer_label_names"])
+def test_a_field_over_the_csv_limit_is_one_error_naming_the_line(tmp_path, reader):
+    from src.data.data_sources import infer_label_names
+
+    path = tmp_path / "own.csv"
+    path.write_text('tweet,sentiment\nfine,0\n"' + "x" * (pp.MAX_CSV_FIELD_CHARS + 1) + '",1\n')
+    read = {
+        "read_csv_dataset": lambda: pp.read_csv_dataset(path, CSV_PARAMS, LABEL_NAMES, 0),
+        "infer_label_names": lambda: infer_label_names(path, CSV_PARAMS),
+    }[reader]
+    with pytest.raises(DataError, match=r"own.csv:3: a field longer than 131,072 characters, the limit of a CSV field"):
+        read()
+
+
+def test_a_header_of_many_columns_is_checked_in_linear_time_and_shown_shortened(tmp_path):
+    import time
+
+    path = tmp_path / "own.csv"
+    path.write_text(",".join(f"c{i % 150_000}" for i in range(300_000)) + "\nhello,0\n")  # every name twice
+    started = time.process_time()
+    with pytest.raises(DataError) as info:
+        pp.read_csv_dataset(path, CSV_PARAMS, LABEL_NAMES, 0)
+    assert time.process_time() - started < 20  # the quadratic check took hours at this width
+    assert str(info.value).startswith(f"{path}:1: column(s) c0, c1, ")
+    assert "(150,000 in all) appear more than once in the header" in str(info.value) and len(str(info.value)) < 2500
+
+
+def test_lines_are_read_one_at_a_time_and_a_line_over_the_limit_is_cut(monkeypatch):
+    import io
+
+    monkeypatch.setattr(pp, "MAX_LINE_BYTES", 100)
+    assert pp.split_lines(b"\xef\xbb\xbfa\r\n\n \nb", "f") == ["a", "", " ", "b"]
+    with pytest.raises(DataError, match=r"^f:2: longer than 0 MB without a newline"):
+        pp.split_lines(b"a\n" + b"x" * 101, "f")
+    with pytest.raises(DataError, match=r"^f: file is empty$"):
+        pp.split_lines(b"\n \n\t\n", "f")
+    stream = io.BytesIO(b"\n" * 1000 + b"x" * 200)  # the cut comes after the blank lines, before reading on
+    with pytest.raises(DataError, match=r"^<stdin>:1001: longer than"):
+        list(pp.iter_lines(stream, "<stdin>"))
+    assert stream.tell() == 1000 + 101

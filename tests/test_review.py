@@ -4,6 +4,7 @@ The whole review path on real runs is in tests/test_pipeline_e2e.py::test_review
 workflow cannot run here, so this checks that everything it calls exists and parses.
 """
 
+import hashlib
 import importlib.util
 import json
 import math
@@ -451,3 +452,35 @@ def test_several_experiments_against_one_base_give_one_table_of_verdicts_per_mod
 
     unknown = _review(work, "--exp", "no-such-experiment")
     assert unknown.returncode == 1 and unknown.stderr.startswith("error: --exp no-such-experiment: no such experiment")
+
+
+def test_a_pull_request_cannot_make_the_review_delete_tracked_files_or_write_outside(review_repo):
+    work, *_ = review_repo
+    # a committed manifest naming a committed file (and its real hash): not proof that a review wrote it
+    (work / "review").mkdir()
+    (work / "review/keep.txt").write_text("tracked")
+    digest = hashlib.sha256(b"tracked").hexdigest()
+    (work / "review/.review-files.json").write_text(json.dumps({"keep.txt": digest}))
+    # a committed link for another --out, leading out of the repository
+    elsewhere = work.parent / "elsewhere"
+    elsewhere.mkdir()
+    (work / "linked").symlink_to(elsewhere)
+    # the workspace's probabilities: a link out of the repository is not read
+    outside_probs = work.parent / "probs_test.csv"
+    shutil.move(work / "predictions/bert/probs_test.csv", outside_probs)
+    (work / "predictions/bert/probs_test.csv").symlink_to(outside_probs)
+    _git(work, "add", "review", "linked")
+    _git(work, "commit", "-qm", "hostile")
+
+    result = _review(work, "--out", "review")
+    assert result.returncode == 0 and "Traceback" not in result.stderr, result.stderr[-3000:]
+    assert (work / "review/keep.txt").read_text() == "tracked"
+    report = json.loads((work / "review/report.json").read_text())
+    assert report["models"]["bert"]["calibration"]["ece_new"] is None  # the linked probabilities were not read
+
+    result = _review(work, "--out", "linked")
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines() == [
+        f"error: --out linked: a symbolic link to {elsewhere}, outside the repository; refusing to write there"
+    ]
+    assert list(elsewhere.iterdir()) == []

@@ -1,7 +1,9 @@
 """Atomic file writes: a temp file in the target's directory, fsync, then rename.
 
 A process killed at any moment leaves either the old file or the complete new one, never a
-truncated file that looks complete. A full disk is a PipelineError naming the file.
+truncated file that looks complete. A full disk is a PipelineError naming the file. A set of
+outputs that belong together (a stage's files) is replaced as a whole or not at all
+(:func:`replace_together`).
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import IO, Any
 
@@ -124,3 +126,97 @@ def publish_copy(source: str | os.PathLike, target: str | os.PathLike) -> None:
             shutil.copyfileobj(src, dst, 1 << 20)
         return
     os.replace(tmp, target)
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
+    else:
+        path.unlink(missing_ok=True)
+
+
+def _fsync_directory(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+@contextlib.contextmanager
+def replace_together(targets: Sequence[str | os.PathLike]) -> Iterator[list[Path]]:
+    """Replace a set of outputs (files or directories) as a whole, or leave the previous set whole.
+
+    Yields one staging path per target, a hidden name beside it (the same file system); the body
+    writes each new file or directory there. On a clean exit each target is swapped for its staged
+    version by renames, the old ones kept aside until every new one is in place, then removed; a
+    target the body did not stage is removed (it is not part of the new set). On any failure, the
+    staged files go and every target is as it was; a full disk, or a target that cannot be
+    replaced, is a PipelineError naming the set and saying so.
+    """
+    targets = [Path(t) for t in targets]
+    names = ", ".join(map(str, targets))
+    tag = f"{os.getpid()}.{os.urandom(4).hex()}"  # unique per call
+    # names ending in .tmp: an error about one names its directory (src.core.cli.path_error_message)
+    staged = [t.parent / f".{t.name}.{tag}.new.tmp" for t in targets]
+    aside = [t.parent / f".{t.name}.{tag}.old.tmp" for t in targets]
+    had_previous = any(t.exists() or t.is_symlink() for t in targets)
+    kept = "the previous outputs are intact" if had_previous else "nothing was written"
+
+    created = []  # directories made for the targets, removed again when the set fails
+    for target in targets:
+        missing = [d for d in [target.parent, *target.parent.parents] if not d.exists()]
+        target.parent.mkdir(parents=True, exist_ok=True)
+        created += reversed(missing)
+
+    def discard_staged() -> None:
+        for path in staged:
+            _remove(path)
+        for directory in reversed(created):  # deepest first; one that holds anything else stays
+            with contextlib.suppress(OSError):
+                directory.rmdir()
+
+    try:
+        yield staged
+    except BaseException as exc:
+        disk_full = no_space_error(exc, targets[0], kept) or (
+            isinstance(exc, PipelineError) and "no space left on device" in str(exc)
+        )
+        discard_staged()
+        if disk_full:
+            raise PipelineError(
+                f"{names}: no space left on device while writing the new set; {kept}. Free space and run again"
+            ) from None
+        raise
+    put_aside: list[int] = []  # targets whose previous version was renamed aside
+    put_in: list[int] = []  # targets whose new version was renamed in
+    try:
+        for i, target in enumerate(targets):
+            if target.exists() or target.is_symlink():
+                os.rename(target, aside[i])
+                put_aside.append(i)
+            if staged[i].exists():
+                os.rename(staged[i], target)
+                put_in.append(i)
+    except BaseException as exc:
+        try:  # roll back: the new versions out, the previous ones back
+            for i in reversed(put_in):
+                _remove(targets[i])
+            for i in reversed(put_aside):
+                os.rename(aside[i], targets[i])
+            discard_staged()
+        except OSError as undo_exc:
+            raise PipelineError(
+                f"{names}: could not replace them as a set ({exc}) nor put the previous ones back "
+                f"({undo_exc}): the outputs are a mix of old and new; run the stage again"
+            ) from None
+        if isinstance(exc, OSError):
+            raise PipelineError(f"{names}: could not be replaced ({exc.strerror}); {kept}") from None
+        raise
+    # the set is in place: what follows only makes it durable and tidies up, so it cannot undo the swap
+    for directory in {t.parent for t in targets}:
+        with contextlib.suppress(OSError):
+            _fsync_directory(directory)
+    for path in aside:
+        with contextlib.suppress(OSError):
+            _remove(path)

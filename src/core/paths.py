@@ -69,6 +69,22 @@ def ensure_inside(path: str | os.PathLike, root: str | os.PathLike, what: str) -
     return path
 
 
+def check_link_inside_repository(path: str | os.PathLike, what: str) -> None:
+    """``path``, links resolved, must lie inside the repository (the working directory), as a model
+    directory's links must (check_model_dir); a path named outside the repository may link only inside
+    its own directory. DVC's ``cache.type: symlink`` links into .dvc/cache, inside. Else a PipelineError
+    naming ``path`` and ``what`` it was to be read as."""
+    path = Path(path)
+    absolute = Path(os.path.abspath(path))
+    cwd = Path.cwd()
+    root = cwd.resolve() if absolute.is_relative_to(cwd) else absolute.parent.resolve()
+    resolved = path.resolve()
+    if not resolved.is_relative_to(root):
+        raise PipelineError(
+            f"{path}: a symbolic link to {resolved}, outside {root}; refusing to read {what} from there"
+        )
+
+
 # Weights may be large; every other file of a model directory (configs, tokenizer, vocabulary,
 # history) is parsed whole into memory, so its size is capped before it is read.
 WEIGHT_SUFFIXES = {".safetensors", ".bin", ".pt", ".pth", ".npy", ".ckpt"}

@@ -11,7 +11,6 @@ Label names come from ``mapping.txt`` when there is one, else from the labels th
 
 from __future__ import annotations
 
-import csv
 import os
 from pathlib import Path
 
@@ -23,10 +22,12 @@ from src.data.preprocess import (
     Split,
     check_every_class_present,
     clean_splits,
+    csv_rows,
     read_csv_dataset,
     read_lines,
     read_split,
     read_tweeteval,
+    shorten,
 )
 
 CSV_DEFAULTS = {"text_column": "text", "label_column": "label", "split_column": None, "val_size": 0.1, "test_size": 0.2}
@@ -122,14 +123,14 @@ def infer_label_names(path: str | os.PathLike, csv_params: dict | None = None, n
             {v for s in SPLITS if (path / f"{s}.jsonl").is_file() for v in read_split(path / f"{s}.jsonl").labels}, path
         )
     column = {**CSV_DEFAULTS, **(csv_params or {})}["label_column"]
-    rows = csv.reader(read_lines(path), delimiter="\t" if path.suffix.lower() in {".tsv", ".tab"} else ",")
-    header = next(rows, [])
+    rows = csv_rows(read_lines(path), path, "\t" if path.suffix.lower() in {".tsv", ".tab"} else ",")
+    header = next(rows, (1, []))[1]
     if column not in header:
         raise DataError(
-            f"{path}:1: missing column {column} (header has: {', '.join(header)}); set {names['label_column']}"
+            f"{path}:1: missing column {column} (header has: {shorten(header)}); set {names['label_column']}"
         )
     at = header.index(column)
-    return _names_from_values({row[at] for row in rows if len(row) > at}, path)
+    return _names_from_values({row[at] for _, row in rows if len(row) > at}, path)
 
 
 def read_dataset(

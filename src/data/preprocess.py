@@ -5,13 +5,16 @@ from __future__ import annotations
 import codecs
 import csv
 import html
+import io
 import json
 import os
 import re
 import unicodedata
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import BinaryIO
 
 from src.core.atomic import atomic_open
 from src.core.errors import DataError
@@ -56,31 +59,73 @@ class Split:
         return len(self.texts)
 
 
-def split_lines(data: bytes, where: str) -> list[str]:
-    """UTF-8 lines (a leading byte-order mark dropped) split on ``\\n`` only
-    (tweets may hold U+2028 or \\r; a trailing \\r is dropped);
-    ``where`` names the source (a path, ``<stdin>``) in errors, with the line number."""
-    data = data.removeprefix(codecs.BOM_UTF8)  # utf-8-sig: spreadsheet exports start with a byte-order mark
-    if not data.strip():
-        raise DataError(f"{where}: file is empty")
-    raw_lines = data.split(b"\n")
-    if raw_lines[-1] == b"":
-        raw_lines.pop()
-    lines = []
-    for line_no, raw in enumerate(raw_lines, 1):
+# A line longer than this is not a text (a tweet is at most 280 characters, and src.predict reads the first
+# 64K characters of one); reading stops there, so a stream without newlines cannot fill the memory.
+MAX_LINE_BYTES = 64 << 20
+
+
+def iter_lines(stream: BinaryIO, where: str, empty: str = "file is empty") -> Iterator[str]:
+    """UTF-8 lines read one at a time from a binary stream: a leading byte-order mark dropped, split on
+    ``\\n`` only (tweets may hold U+2028 or \\r; a trailing \\r is dropped). ``where`` names the source
+    (a path, ``<stdin>``) in errors, with the line number: a line that is not UTF-8, a line longer than
+    MAX_LINE_BYTES (cut while reading), and input that is only whitespace (``empty`` says so).
+
+    Memory: one line, and the whitespace-only lines before the first text (held to tell empty input,
+    as runs of equal lines: a stream of newlines takes none)."""
+    held: list[list] = []  # [line, repeats]: runs of whitespace-only lines before the first line with text
+    seen_text = False
+    line_no = 0
+    while True:
         try:
-            lines.append(raw.decode("utf-8").rstrip("\r"))
+            raw = stream.readline(MAX_LINE_BYTES + 1)
+        except (OSError, ValueError) as exc:
+            raise DataError(f"{where}: cannot be read ({exc})") from None
+        if not raw:
+            break
+        line_no += 1
+        if line_no == 1:
+            raw = raw.removeprefix(codecs.BOM_UTF8)  # utf-8-sig: spreadsheet exports start with a byte-order mark
+        if raw.endswith(b"\n"):
+            raw = raw[:-1]
+        elif len(raw) > MAX_LINE_BYTES:
+            raise DataError(
+                f"{where}:{line_no}: longer than {MAX_LINE_BYTES >> 20} MB without a newline "
+                "(the limit of a line); expected one text per line"
+            )
+        if not seen_text:
+            if not raw.strip():
+                if held and held[-1][0] == raw:
+                    held[-1][1] += 1
+                else:
+                    held.append([raw, 1])
+                continue
+            seen_text = True
+            for blank, repeats in held:
+                text = blank.decode("ascii").rstrip("\r")  # bytes.strip() removes ASCII whitespace only
+                for _ in range(repeats):
+                    yield text
+            held = []
+        try:
+            text = raw.decode("utf-8").rstrip("\r")
         except UnicodeDecodeError as exc:
             raise DataError(f"{where}:{line_no}: not valid UTF-8 ({exc.reason} at byte {exc.start})") from None
-    return lines
+        yield text
+    if not seen_text:
+        raise DataError(f"{where}: {empty}")
+
+
+def split_lines(data: bytes, where: str) -> list[str]:
+    """The lines of ``data`` by the rules of :func:`iter_lines`."""
+    return list(iter_lines(io.BytesIO(data), where))
 
 
 def read_lines(path: Path) -> list[str]:
-    """The lines of ``path`` by :func:`split_lines`; a missing or empty file is an error naming it."""
+    """The lines of ``path`` by :func:`iter_lines`; a missing or empty file is an error naming it."""
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: file not found")
-    return split_lines(path.read_bytes(), str(path))
+    with open(path, "rb") as handle:
+        return list(iter_lines(handle, str(path)))
 
 
 _LABEL_ID = re.compile(r"0|[1-9][0-9]*")  # ASCII digits only: str.isdigit() also takes '²' and '１'
@@ -151,6 +196,38 @@ def read_tweeteval(raw_dir: str | os.PathLike, label_names: list[str], names: di
     return {split: read_tweeteval_split(raw_dir, split, label_names) for split in SPLITS}
 
 
+# A tweet is at most 280 characters: a field longer than this is a damaged file (often a quote that is
+# never closed, which runs to the end of the file). Python's csv module has the same default limit;
+# set here so that the error can name it.
+MAX_CSV_FIELD_CHARS = 128 * 1024
+csv.field_size_limit(MAX_CSV_FIELD_CHARS)
+
+
+def shorten(names: list[str], shown: int = 20) -> str:
+    """The first ``shown`` of ``names``, comma-separated, and how many there are in all when more."""
+    text = ", ".join(names[:shown])
+    return text[:2000] + (f", ... ({len(names):,} in all)" if len(names) > shown else "")
+
+
+def csv_rows(lines: list[str], path: Path, delimiter: str) -> Iterator[tuple[int, list[str]]]:
+    """(the line a row starts on, its fields) of a CSV (``,``) or TSV (tab) file's lines. A malformed
+    row or a field over MAX_CSV_FIELD_CHARS is a DataError naming the file and line."""
+    kind = "TSV" if delimiter == "\t" else "CSV"
+    reader = csv.reader(lines, delimiter=delimiter)
+    row_start = 1
+    try:
+        for fields in reader:
+            yield row_start, fields
+            row_start = reader.line_num + 1  # a quoted field may span lines: name the line the row starts on
+    except csv.Error as exc:
+        if "field larger than field limit" in str(exc):
+            raise DataError(
+                f"{path}:{row_start}: a field longer than {MAX_CSV_FIELD_CHARS:,} characters, the limit of "
+                f"a {kind} field (a quote that is never closed?)"
+            ) from None
+        raise DataError(f"{path}:{row_start}: not valid {kind}: {exc}") from None
+
+
 def read_csv_dataset(
     path: str | os.PathLike, csv_params: dict, label_names: list[str], seed: int, names: dict = PARAMS_NAMES
 ) -> dict[str, Split]:
@@ -163,51 +240,43 @@ def read_csv_dataset(
     path = Path(path)
     lines = read_lines(path)  # validates existence, emptiness and encoding with line numbers
     delimiter = "\t" if path.suffix.lower() in {".tsv", ".tab"} else ","
-    kind = "TSV" if delimiter == "\t" else "CSV"
-    reader = csv.reader(lines, delimiter=delimiter)
-    try:
-        columns = next(reader, [])
-    except csv.Error as exc:
-        raise DataError(f"{path}:1: not a valid {kind} header: {exc}") from None
-    duplicated = sorted({c for c in columns if columns.count(c) > 1})
+    rows = csv_rows(lines, path, delimiter)
+    columns = next(rows, (1, []))[1]
+    duplicated = sorted(name for name, count in Counter(columns).items() if count > 1)  # linear in the columns
     if duplicated:
-        raise DataError(f"{path}:1: column(s) {', '.join(duplicated)} appear more than once in the header")
+        raise DataError(f"{path}:1: column(s) {shorten(duplicated)} appear more than once in the header")
     wanted = [csv_params["text_column"], csv_params["label_column"]]
     if csv_params["split_column"]:
         wanted.append(csv_params["split_column"])
-    missing = [c for c in wanted if c not in columns]
+    at = {name: i for i, name in enumerate(columns)}
+    missing = [c for c in wanted if c not in at]
     if missing:
         raise DataError(
-            f"{path}:1: missing column(s) {', '.join(missing)} (header has: {', '.join(columns)}); "
+            f"{path}:1: missing column(s) {', '.join(missing)} (header has: {shorten(columns)}); "
             f"set {names['text_column']} / {names['label_column']} / {names['split_column']}"
         )
-    text_at, label_at = columns.index(csv_params["text_column"]), columns.index(csv_params["label_column"])
-    split_at = columns.index(csv_params["split_column"]) if csv_params["split_column"] else None
+    text_at, label_at = at[csv_params["text_column"]], at[csv_params["label_column"]]
+    split_at = at[csv_params["split_column"]] if csv_params["split_column"] else None
     splits = {s: Split() for s in SPLITS}
     unsplit = Split()
-    row_start = 2
-    try:
-        for fields in reader:
-            # a quoted field may span lines: name the line the row starts on
-            where, row_start = f"{path}:{row_start}", reader.line_num + 1
-            if not fields:
-                continue  # a blank line
-            if len(fields) != len(columns):
-                raise DataError(
-                    f"{where}: row has {len(fields)} fields but the header has {len(columns)} "
-                    "(quote a field that holds the delimiter)"
-                )
-            label_id = parse_label(fields[label_at], label_names, where)
-            if split_at is not None:
-                if fields[split_at] not in splits:
-                    raise DataError(f"{where}: split {fields[split_at]!r} is not one of {', '.join(SPLITS)}")
-                target = splits[fields[split_at]]
-            else:
-                target = unsplit
-            target.texts.append(fields[text_at])
-            target.labels.append(label_id)
-    except csv.Error as exc:
-        raise DataError(f"{path}:{row_start}: not valid {kind}: {exc}") from None
+    for line, fields in rows:
+        where = f"{path}:{line}"
+        if not fields:
+            continue  # a blank line
+        if len(fields) != len(columns):
+            raise DataError(
+                f"{where}: row has {len(fields)} fields but the header has {len(columns)} "
+                "(quote a field that holds the delimiter)"
+            )
+        label_id = parse_label(fields[label_at], label_names, where)
+        if split_at is not None:
+            if fields[split_at] not in splits:
+                raise DataError(f"{where}: split {fields[split_at]!r} is not one of {', '.join(SPLITS)}")
+            target = splits[fields[split_at]]
+        else:
+            target = unsplit
+        target.texts.append(fields[text_at])
+        target.labels.append(label_id)
     if not csv_params["split_column"]:
         splits = _random_split(unsplit, csv_params["val_size"], csv_params["test_size"], seed, path, names)
     for split, rows in splits.items():

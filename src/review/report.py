@@ -162,6 +162,11 @@ def write_report(base: str, out: Path, experiments: list[str] | None = None) -> 
     targets = [(name, resolve_experiment(name)) for name in experiments or []] or [("workspace", None)]
     if out.exists() and not out.is_dir():
         raise PipelineError(f"--out {out}: a file, not a directory")
+    inside = Path(os.path.abspath(out)).is_relative_to(Path.cwd())
+    if inside and not out.resolve().is_relative_to(Path.cwd().resolve()):  # a committed link: review -> /elsewhere
+        raise PipelineError(
+            f"--out {out}: a symbolic link to {out.resolve()}, outside the repository; refusing to write there"
+        )
     out.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(dir=out, prefix=".review-"))
     old_files = Revision(commit)

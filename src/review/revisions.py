@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from src.core.errors import PipelineError
+from src.core.paths import check_link_inside_repository
 
 # a train stage's DVCLive rows (src/training/live.py): the curves of bert and lstm
 CURVES = "dvclive/train_{model}/plots/metrics/{series}.tsv"
@@ -130,6 +131,24 @@ def read_curves(files, model: str) -> dict | None:
     return curves or None
 
 
+# Every file a review reads (metrics, predictions, probabilities, curves) is a few MB at most; a larger one
+# is treated as absent rather than read whole
+MAX_FILE_BYTES = 64 << 20
+
+
+def read_workspace_file(path: Path) -> str | None:
+    """A workspace file's text; None when absent, over MAX_FILE_BYTES or a link out of the repository."""
+    if not path.is_file():
+        return None
+    try:
+        check_link_inside_repository(path, "a file for the review")
+    except PipelineError:
+        return None
+    with open(path, "rb") as handle:
+        data = handle.read(MAX_FILE_BYTES + 1)
+    return data.decode("utf-8") if len(data) <= MAX_FILE_BYTES else None
+
+
 class Revision:
     """Files as they are at a git revision (git- or DVC-tracked), or in the workspace when ``rev`` is None."""
 
@@ -140,12 +159,12 @@ class Revision:
         """The file's text, or None when absent, unreadable or not text."""
         try:
             return self._read(path)
-        except UnicodeDecodeError:
+        except (UnicodeDecodeError, OSError):
             return None
 
     def _read(self, path: str) -> str | None:
         if self.rev is None:
-            return Path(path).read_text(encoding="utf-8") if Path(path).is_file() else None
+            return read_workspace_file(Path(path))
         if self._repo is None:
             from dvc.repo import Repo
 
@@ -154,8 +173,9 @@ class Revision:
         from dvc_data.index.index import DataIndexError
 
         try:
-            with self._repo.dvcfs.open(path, mode="r", encoding="utf-8") as handle:
-                return handle.read()
+            with self._repo.dvcfs.open(path, mode="rb") as handle:
+                data = handle.read(MAX_FILE_BYTES + 1)
+            return data.decode("utf-8") if len(data) <= MAX_FILE_BYTES else None
         # not at that revision (FileNotFoundError), its DVC cache is not here (DataIndexError: a directory
         # output's listing was never pulled), or its dvc.yaml cannot be resolved (params.yaml broken)
         except (OSError, DvcException, DataIndexError):
