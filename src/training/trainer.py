@@ -40,6 +40,18 @@ from src.training.early_stopping import BestTracker, EarlyStopping
 
 log = logging.getLogger(__name__)
 
+# A checkpoint's resume state, one list for saving and restoring: key -> the Trainer attribute whose
+# state_dict() it holds (None when the attribute is None), then plain values saved and restored as they are.
+RESUME_STATE = {
+    "model_state_dict": "model",
+    "optimizer_state_dict": "optimizer",
+    "scheduler_state_dict": "scheduler",
+    "grad_scaler_state_dict": "grad_scaler",
+    "early_stopping": "early_stopping",
+}
+OPTIMIZER_STATE = ("optimizer_state_dict", "scheduler_state_dict")  # restored only with load_optimizer
+RESUME_VALUES = ("epoch", "global_step", "history")
+
 SCHEDULER_INTERVALS = ("epoch", "step")
 
 
@@ -482,22 +494,7 @@ class Trainer:
         """Everything needed to continue identically: weights, optimizer, scheduler, counters,
         history, early stopping and RNG states. ``filename`` defaults to the epoch pattern. Once a
         newer checkpoint is saved this one is rewritten to the model alone (see CheckpointManager)."""
-        state = {
-            "epoch": self.epoch,
-            "global_step": self.global_step,
-            "model_state_dict": self.model.state_dict(),
-            "optimizer_state_dict": self.optimizer.state_dict(),
-            "scheduler_state_dict": self.scheduler.state_dict() if self.scheduler is not None else None,
-            "history": self.history,
-            "monitor": self.monitor,
-            "best_value": self.best.best_value,
-            "best_epoch": self.best.best_epoch,
-            "early_stopping": self.early_stopping.state_dict() if self.early_stopping is not None else None,
-            "rng_state": rng_state(),
-            "grad_scaler_state_dict": self.grad_scaler.state_dict(),
-            "model_config": getattr(self.model, "config", None),
-            "fingerprint": self.fingerprint,
-        }
+        state = self.state_dict()
         return self.checkpoints.save_state(state, self.epoch, metrics or {}, is_best=is_best, filename=filename)
 
     def load_checkpoint(self, path: str | os.PathLike, load_optimizer: bool = True) -> dict:
@@ -508,27 +505,42 @@ class Trainer:
                 f"{path}: holds the model only (optimizer state is kept in the newest checkpoint "
                 "only); load it with load_optimizer=False, or resume from the newest one"
             )
-        self._restore(checkpoint, load_optimizer)
+        self.load_state_dict(checkpoint, load_optimizer)
         log.info("loaded checkpoint %s (epoch %d)", path, self.epoch)
         return checkpoint
 
-    def _restore(self, checkpoint: dict, load_optimizer: bool = True) -> None:
-        self.model.load_state_dict(checkpoint["model_state_dict"])
-        if load_optimizer:
-            self.optimizer.load_state_dict(checkpoint["optimizer_state_dict"])
-            if self.scheduler is not None and checkpoint.get("scheduler_state_dict") is not None:
-                self.scheduler.load_state_dict(checkpoint["scheduler_state_dict"])
+    def state_dict(self) -> dict:
+        """Everything needed to continue identically, under the checkpoint file's keys (RESUME_STATE
+        and RESUME_VALUES, the one list ``load_state_dict`` restores from), and what identifies the run."""
+        return {
+            **{
+                key: (part.state_dict() if (part := getattr(self, name)) is not None else None)
+                for key, name in RESUME_STATE.items()
+            },
+            **{key: getattr(self, key) for key in RESUME_VALUES},
+            "best_value": self.best.best_value,
+            "best_epoch": self.best.best_epoch,
+            "rng_state": rng_state(),
+            "monitor": self.monitor,  # the rest identifies the run and rebuilds the model; never restored
+            "model_config": getattr(self.model, "config", None),
+            "fingerprint": self.fingerprint,
+        }
+
+    def load_state_dict(self, checkpoint: dict, load_optimizer: bool = True) -> None:
+        """Restore what ``state_dict`` saved; the optimizer and scheduler only with ``load_optimizer``."""
+        if checkpoint.get("early_stopping") is not None:
+            self.early_stopping = EarlyStopping()
+        for key, name in RESUME_STATE.items():
+            part, state = getattr(self, name), checkpoint.get(key)
+            # an empty state (a disabled GradScaler's) has nothing to restore
+            if part is not None and state and (load_optimizer or key not in OPTIMIZER_STATE):
+                part.load_state_dict(state)
         self.epoch = checkpoint["epoch"]
         self.global_step = checkpoint.get("global_step", 0)
         self.history = checkpoint.get("history") or self._empty_history()
         self.best.best_value, self.best.best_epoch = checkpoint.get("best_value"), checkpoint.get("best_epoch")
-        if checkpoint.get("early_stopping") is not None:
-            self.early_stopping = EarlyStopping()
-            self.early_stopping.load_state_dict(checkpoint["early_stopping"])
-        if checkpoint.get("grad_scaler_state_dict"):
-            self.grad_scaler.load_state_dict(checkpoint["grad_scaler_state_dict"])
         if checkpoint.get("rng_state") is not None:
-            set_rng_state(checkpoint["rng_state"])
+            set_rng_state(checkpoint["rng_state"])  # last: restoring the rest draws no random numbers
 
     @distributed.main_process_first
     def resume(self) -> bool:
@@ -538,7 +550,7 @@ class Trainer:
         if found is None:
             return False
         path, checkpoint = found
-        self._restore(checkpoint)
+        self.load_state_dict(checkpoint)
         log.info("resuming from %s (epoch %d done)", path, self.epoch)
         return True
 
