@@ -23,9 +23,10 @@ def test_shipped_params_are_valid_and_hold_the_seed_recommendations(params):
 
     from src.models.training import train_model
 
-    assert inspect.signature(train_model).parameters["model_name"].default == "bert-base-uncased"  # the seed's
-    # params.yaml ships the recipe chosen on held-out data (docs/model_quality.md); the seed's recommended
-    # hyperparameters are its config file's, and `-S num_epochs=4 -S learning_rate=2e-5` away
+    # the BERT fine-tuning guide's default model
+    assert inspect.signature(train_model).parameters["model_name"].default == "bert-base-uncased"
+    # params.yaml ships the recipe chosen on held-out data (docs/model_quality.md); the BERT fine-tuning guide's
+    # recommended hyperparameters are its config file's, and `-S num_epochs=4 -S learning_rate=2e-5` away
     assert (params["num_epochs"], params["learning_rate"], params["batch_size"]) == (1, 5e-5, 16)
     assert (params["weight_decay"], params["warmup_ratio"], params["dropout_prob"]) == (0.01, 0.1, 0.1)
     seed_config = json.loads((REPO / "config/model_config.json").read_text())

@@ -2,7 +2,7 @@
 
 The Trainer calls an optional ``training_log`` (anything with ``log_step`` and ``log_epoch``) on the
 main process only; this module's ``DVCLiveLog`` is the one the train stages pass, so the engine
-itself never imports DVCLive (tests and the seed API train without it). It writes, under its
+itself never imports DVCLive (tests and the guides' Python API train without it). It writes, under its
 directory (declared in dvc.yaml: DVCLive's own dvc.yaml is off):
 
     metrics.json                       the latest step: train.loss, val.*, epoch, step (rewritten every
