@@ -15,6 +15,7 @@ from src.core.atomic import write_json
 from src.core.cli import run_stage
 from src.core.runtime import out_of_memory_names, resolve_device, use_all_cpu_cores
 from src.data.preprocess import read_split, stratified_subset
+from src.models.training import train_model
 from src.recipes.bert_config import BertConfig
 from src.recipes.bert_run import load_bert_data, make_loaders, run_options
 
@@ -68,6 +69,7 @@ def _search_inputs(params: dict) -> tuple:
     base = {name: params[name] for name in tuning.TUNABLE if name not in tune["search_space"]}
     train_loader, val_loader = make_loaders(data, config, config.batch_size, device)  # re-batched per trial if searched
     arguments = dict(
+        train=train_model,  # the BERT fine-tuning guide's train_model trains each trial
         base_hyperparameters=base,
         method=tune["method"],
         n_trials=tune["n_trials"],

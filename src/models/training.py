@@ -18,11 +18,12 @@ from typing import Any
 import torch
 from torch import nn
 
-from src.checkpoints.files import MODEL_ID_FILE, load_checkpoint_file
+from src.checkpoints.files import MODEL_ID_FILE, load_checkpoint_file, remove_checkpoints
 from src.checkpoints.resume import run_fingerprint
 from src.core.atomic import fsync_tree, full_disk_reported, write_json
 from src.core.errors import PipelineError
 from src.core.runtime import resolve_device, seed_everything
+from src.models.bert_hyperparameters import RECOMMENDED
 from src.models.bert_model import LABEL_NAMES, BertSentimentClassifier
 from src.models.dropout import register_attention, use_rand_dropout
 from src.training import Trainer, distributed
@@ -32,16 +33,6 @@ from src.training.trainer import evaluate as run_evaluation
 
 log = logging.getLogger(__name__)
 
-# The BERT fine-tuning guide's recommended hyperparameters (config/model_config.json holds the same): train_model's
-# defaults, and what a search does not tune.
-RECOMMENDED = {
-    "num_epochs": 4,
-    "learning_rate": 2e-5,
-    "batch_size": 16,
-    "weight_decay": 0.01,
-    "warmup_ratio": 0.1,
-    "dropout_prob": 0.1,
-}
 NO_DECAY = ("bias", "LayerNorm.weight", "layer_norm.weight", "LayerNorm.bias")
 
 
@@ -265,13 +256,6 @@ def train_model(
     return model, history
 
 
-def remove_checkpoints(directory: Path) -> None:
-    """Remove the ``.pt`` files and their registry from a training directory: the export in
-    ``model/`` and ``training_history.json`` stay (a tuning trial needs no resume state)."""
-    for checkpoint in [*directory.glob("*.pt"), directory / "checkpoint_registry.json"]:
-        checkpoint.unlink(missing_ok=True)
-
-
 def hyperparameter_tuning(
     train_loader,
     val_loader,
@@ -291,10 +275,10 @@ def hyperparameter_tuning(
     nothing is selected on test. Writes ``config_X/`` per trial (X: the trial number),
     ``tuning_results.json`` (every trained trial; the best) and ``best_hyperparameters.json``.
     """
-    from src import tuning  # on call: src.tuning imports this module (train_model)
+    from src import tuning  # the search engine; it trains each trial with the train_model passed here
 
     del test_loader  # see docstring: selection never sees test data
-    results = tuning.tune(train_loader, val_loader, output_dir, hyperparameters, device, **options)
+    results = tuning.tune(train_loader, val_loader, output_dir, hyperparameters, device, train=train_model, **options)
     best = results["best_hyperparameters"]
     best_model = BertSentimentClassifier(
         str(Path(output_dir) / f"config_{results['best_trial']}" / "model"),

@@ -14,7 +14,7 @@ from pathlib import Path
 from src.core.json_files import MAX_CONFIG_BYTES, read_json_object
 from src.core.params import check_values
 from src.core.params_schema import BERT, BERT_CONFIG, BERT_HYPERPARAMETERS
-from src.models.training import RECOMMENDED
+from src.models.bert_hyperparameters import RECOMMENDED
 
 
 @dataclass(frozen=True)

@@ -71,7 +71,9 @@ def tune(
     in ``output_dir``; or an RDB URL), ``artifact_store`` (a directory every machine reaches) and
     ``heartbeat_s``/``grace_s`` for workers on several machines; ``fingerprint`` (default: these
     arguments), under which a rerun after a kill resumes the study; untuned values from
-    ``base_hyperparameters``; ``seed``; and train_model's keyword arguments. ``workers`` processes
+    ``base_hyperparameters``; ``seed``; ``train``, the function that trains a trial (the BERT
+    fine-tuning guide's ``train_model``, passed in so that the search imports no model code); and
+    train_model's keyword arguments. ``workers`` processes
     run trials at once; on a GPU machine worker i trains on ``cuda:(i % GPUs)``. Trials are scored
     on ``val_loader`` only.
     """

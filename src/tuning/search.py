@@ -43,11 +43,12 @@ import optuna
 from optuna.samplers import BaseSampler, GridSampler, RandomSampler, TPESampler
 from optuna.trial import FrozenTrial, TrialState
 
+from src.checkpoints.files import remove_checkpoints
 from src.checkpoints.resume import describe_change, run_fingerprint
 from src.core.atomic import write_json
 from src.core.errors import PipelineError
 from src.models.bert_data import with_batch_size
-from src.models.training import RECOMMENDED, remove_checkpoints, train_model
+from src.models.bert_hyperparameters import RECOMMENDED
 from src.scoring.metrics import higher_is_better
 from src.training.early_stopping import BestTracker
 from src.tuning.storage import (
@@ -104,10 +105,15 @@ def make_search(
     heartbeat_s: int = HEARTBEAT_S,
     grace_s: int = GRACE_S,
     fingerprint: dict | None = None,
+    train: Callable | None = None,
     **train_kwargs: Any,
 ) -> tuple[Search, TrialTrainer, dict]:
     """The checked search space as a ``Search`` (the study's description), the ``TrialTrainer``
-    that trains its trials, and the study's fingerprint (default: these arguments)."""
+    that trains its trials with ``train`` (the BERT fine-tuning guide's ``train_model``: the caller
+    passes it, so the search engine imports no model code), and the study's fingerprint (default:
+    these arguments)."""
+    if train is None:
+        raise PipelineError("make_search: train, the function that trains a trial (train_model), is required")
     named = named_configurations(hyperparameters)
     if (
         named is None
@@ -164,7 +170,7 @@ def make_search(
         heartbeat_s,
         grace_s,
     )
-    trainer = TrialTrainer(train_loader, val_loader, Path(output_dir), base, seed, train_kwargs, named)
+    trainer = TrialTrainer(train, train_loader, val_loader, Path(output_dir), base, seed, train_kwargs, named)
     return search, trainer, fingerprint
 
 
@@ -357,7 +363,7 @@ def recover_interrupted(study: optuna.Study, search: Search) -> list[int]:
 # ---- one trial ------------------------------------------------------------------------------------------
 @dataclass
 class TrialTrainer:
-    """Trains one trial's configuration with ``train_model`` into ``config_<trial number>/`` and
+    """Trains one trial's configuration with ``train`` (``train_model``) into ``config_<trial number>/`` and
     returns its best validation ``monitor`` value; reports that value after each epoch to the pruner.
 
     Picklable, so that spawned workers receive it. Every trial is seeded with the same ``seed``
@@ -365,6 +371,7 @@ class TrialTrainer:
     worker or the trials before it.
     """
 
+    train: Callable  # src.models.training.train_model, or a function with its signature
     train_loader: Any
     val_loader: Any
     output_dir: Path
@@ -398,7 +405,7 @@ class TrialTrainer:
         started = time.perf_counter()
         pruned = None
         try:
-            _, history = train_model(
+            _, history = self.train(
                 loader,
                 self.val_loader,
                 directory,
