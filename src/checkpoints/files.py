@@ -51,10 +51,3 @@ def check_one_model(
             f"and {weights.relative_to(model_dir)} (model {weights_id}) come from different training runs, "
             f"as when a run is stopped while saving its model; run `{rerun}` to finish it"
         )
-
-
-def remove_checkpoints(directory: Path) -> None:
-    """Remove the ``.pt`` files and their registry from a training directory: the export in
-    ``model/`` and ``training_history.json`` stay (a tuning trial needs no resume state)."""
-    for checkpoint in [*directory.glob("*.pt"), directory / "checkpoint_registry.json"]:
-        checkpoint.unlink(missing_ok=True)

@@ -18,7 +18,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from src.checkpoints.files import MODEL_ID_FILE, load_checkpoint_file, remove_checkpoints
+from src.checkpoints.files import MODEL_ID_FILE, load_checkpoint_file
+from src.checkpoints.remove import remove_checkpoints
 from src.checkpoints.resume import run_fingerprint
 from src.core.atomic import fsync_tree, full_disk_reported, write_json
 from src.core.errors import PipelineError

@@ -43,7 +43,7 @@ import optuna
 from optuna.samplers import BaseSampler, GridSampler, RandomSampler, TPESampler
 from optuna.trial import FrozenTrial, TrialState
 
-from src.checkpoints.files import remove_checkpoints
+from src.checkpoints.remove import remove_checkpoints
 from src.checkpoints.resume import describe_change, run_fingerprint
 from src.core.atomic import write_json
 from src.core.errors import PipelineError
