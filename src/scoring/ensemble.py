@@ -24,6 +24,7 @@ from collections.abc import Sequence
 import numpy as np
 from sklearn.metrics import recall_score
 from sklearn.model_selection import StratifiedKFold
+from tqdm import tqdm
 
 EPS = 1e-12  # probabilities of exactly 0 stay finite in the log
 BIAS_GRID = np.round(np.arange(-1.5, 1.5001, 0.05), 2)  # log-probability offsets tried per class
@@ -100,7 +101,8 @@ def fit_weights(labels: Sequence[int], probabilities: Sequence[np.ndarray], step
     labels = np.asarray(labels)
     n_classes = probabilities[0].shape[1]
     best, best_key = None, None
-    for weights in simplex_grid(len(probabilities), step):
+    # a bar on a terminal only (disable=None): logs and `dvc repro` output piped to a file stay quiet
+    for weights in tqdm(simplex_grid(len(probabilities), step), desc="ensemble weights", leave=False, disable=None):
         predicted = combine(probabilities, weights).argmax(axis=1)
         key = (
             round(_macro_recall_of(labels, predicted, n_classes), 10),
