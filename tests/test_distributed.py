@@ -109,13 +109,15 @@ def snapshot(directory: Path) -> dict:
 
 def metrics(directory: Path, stage: str) -> dict:
     """metrics/<model>/train.json of ``stage`` (train_lstm, train_bert), its ``val`` completed with the best
-    epoch's loss and macro-F1 from DVCLive's per-epoch rows (train.json keeps the headline figures)."""
+    epoch's loss and macro-F1 from the model directory's training_history.json (the whole run's per-epoch
+    lists, also after a resume; train.json keeps the headline figures)."""
     model = stage.removeprefix("train_")
     result = json.loads((directory / f"metrics/{model}/train.json").read_text())
-    live = directory / f"dvclive/{stage}/plots/metrics/val"
-    for key in ("loss", "macro_f1"):
-        rows = (live / f"{key}.tsv").read_text().splitlines()[1:]  # step, value: one row per epoch
-        result["val"][key] = float(rows[result["best_epoch"] - 1].split("\t")[1])
+    history = json.loads((directory / f"models/{model}/training_history.json").read_text())
+    best = result["best_epoch"] - 1
+    for key in ("loss", "macro_f1"):  # the guide's keys (BERT) or the engine's (the LSTM's command line)
+        values = history.get(f"val_{key}") or history[{"loss": "val_losses", "macro_f1": "val_macro_f1s"}[key]]
+        result["val"][key] = values[best]
     return result
 
 
