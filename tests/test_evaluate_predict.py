@@ -220,7 +220,8 @@ def test_evaluate_scores_a_one_logit_model_as_training_validated_it(workdir):  #
     """A two-class model with one logit (the LSTM training guide's output_dim 1, trained by its command line
     into models/lstm): evaluate writes one probability column per class, and its figures are training's."""
     from src.data.preprocess import Split, write_split
-    from src.recipes.lstm_run import parse_args, run
+    from src.recipes.lstm_config import parse_args
+    from src.recipes.lstm_run import run
 
     for name in ("train", "val", "test"):  # negative (0) and positive (1) only
         split = read_split(f"data/processed/{name}.jsonl")
