@@ -35,7 +35,10 @@ class SlowLoader:
 
 def search_options(tiny_bert: str, storage: str | None, artifact_store: str | None) -> dict:
     """tune's arguments, the same on every machine (and for the one-machine search it is compared with)."""
+    from src.models.training import train_model
+
     return dict(
+        train=train_model,  # the search engine trains each trial with the function it is given
         method="grid",
         seed=1,
         base_hyperparameters={"num_epochs": 2},
