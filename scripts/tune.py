@@ -40,6 +40,7 @@ def main(argv: list[str] | None = None) -> None:
     def work() -> None:
         args = build_parser().parse_args(argv)
         from src.core.runtime import resolve_device, use_all_cpu_cores
+        from src.models.training import train_model
         from src.recipes.bert_config import BertConfig
         from src.recipes.bert_files import TUNING, bert_loaders, train_options
         from src.tuning import tune
@@ -57,6 +58,7 @@ def main(argv: list[str] | None = None) -> None:
             args.output_dir,
             search["hyperparameters"],
             config.device,
+            train=train_model,  # the BERT fine-tuning guide's train_model trains each configuration
             base_hyperparameters=config.hyperparameters(),
             method=search["method"],
             n_trials=search["n_trials"],
