@@ -25,14 +25,20 @@ TEST_SPLIT = "data/processed/test.jsonl"
 FIGURES = ("metrics/{model}/macro_recall.json", "metrics/{model}/test.json", "metrics/{model}/train.json")
 
 
-def resolve_rev(rev: str) -> str:
-    """The commit of a git revision (a branch, a tag, a sha)."""
+def commit_of(rev: str) -> str | None:
+    """The commit a git revision (a branch, a tag, a sha) names, or None when it names none here."""
     result = subprocess.run(
         ["git", "rev-parse", "--verify", "--quiet", f"{rev}^{{commit}}"], capture_output=True, text=True
     )
-    if result.returncode != 0:
+    return result.stdout.strip() if result.returncode == 0 else None
+
+
+def resolve_rev(rev: str) -> str:
+    """The commit of a git revision (a branch, a tag, a sha)."""
+    commit = commit_of(rev)
+    if commit is None:
         raise PipelineError(f"--base {rev}: not a git revision here (fetch it first, e.g. `git fetch origin main`)")
-    return result.stdout.strip()
+    return commit
 
 
 def resolve_experiment(name: str) -> str:
@@ -45,15 +51,13 @@ def resolve_experiment(name: str) -> str:
         ref = resolve_name(repo.scm, [name]).get(name)
         if ref is not None:
             return repo.scm.get_ref(str(ref))
-    result = subprocess.run(
-        ["git", "rev-parse", "--verify", "--quiet", f"{name}^{{commit}}"], capture_output=True, text=True
-    )
-    if result.returncode != 0:
+    commit = commit_of(name)
+    if commit is None:
         raise PipelineError(
             f"--exp {name}: no such experiment here (`dvc exp show` lists them; `dvc exp pull origin {name}` "
             "fetches a pushed one)"
         )
-    return result.stdout.strip()
+    return commit
 
 
 def params_diff(rev: str, new_rev: str | None = None) -> dict:

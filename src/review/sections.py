@@ -83,6 +83,11 @@ def _interval(interval) -> str:
     return f"[{_signed(interval[0])}, {_signed(interval[1])}]"
 
 
+def _verdict(entry: dict) -> str:
+    """One metric's change, its interval and the verdict, as the summary and the experiments table show it."""
+    return f"{_signed(entry['change'])} {_interval(entry['interval'])} **{entry['verdict']}**"
+
+
 def _p(value: float) -> str:
     return f"{value:.3g}" if value >= 0.001 else f"{value:.1e}"
 
@@ -224,10 +229,7 @@ def summary_lines(models: dict) -> list[str]:
         elif not entry["metrics"]:
             lines.append(f"- **{model}**: changed; no intervals (see its section)")
         else:
-            verdicts = "; ".join(
-                f"{METRIC_LABELS[m]} {_signed(e['change'])} {_interval(e['interval'])} **{e['verdict']}**"
-                for m, e in entry["metrics"].items()
-            )
+            verdicts = "; ".join(f"{METRIC_LABELS[m]} {_verdict(e)}" for m, e in entry["metrics"].items())
             lines.append(f"- **{model}**: {verdicts}; accuracy's McNemar p = {_p(entry['mcnemar']['p_value'])}")
     if any(entry.get("metrics") for entry in models.values()):
         lines += ["", INTERVALS_COVER]
@@ -247,9 +249,6 @@ def verdict_cells(rows: list[tuple[str, dict]]) -> list[str]:
         if not entry.get("metrics"):
             lines.append(f"| {name} | changed; no intervals (see its section) | | | |")
             continue
-        cells = [
-            f"{_signed(e['change'])} {_interval(e['interval'])} **{e['verdict']}**"
-            for e in (entry["metrics"][m] for m in ("macro_recall", "f1_pn", "accuracy"))
-        ]
+        cells = [_verdict(e) for e in (entry["metrics"][m] for m in ("macro_recall", "f1_pn", "accuracy"))]
         lines.append(f"| {name} | {' | '.join(cells)} | {_p(entry['mcnemar']['p_value'])} |")
     return lines + ["", INTERVALS_COVER]
