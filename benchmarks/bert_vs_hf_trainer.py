@@ -39,6 +39,7 @@ import argparse
 import json
 import os
 import platform
+import shutil
 import statistics
 import subprocess
 import sys
@@ -48,6 +49,12 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 SIDES = ("ours", "hf_trainer")
+# --end-to-end: the stage through DVC, the stage through its launcher, the stock Trainer as a plain script
+END_TO_END_SIDES = ("dvc_repro", "launch", "stock_trainer")
+STAGE_OUTPUTS = ("models/bert", "dvclive/train_bert", "metrics/bert")  # removed before each run (models/bert persists)
+# the environment this benchmark was started with, before importing src set the project's CPU settings: the
+# stock Trainer gets the user's environment, the stage sets its own
+LAUNCH_ENV = dict(os.environ)
 
 
 def _split(args, name: str):
@@ -155,65 +162,15 @@ def run_ours(args, seed: int, device) -> dict:
 
 
 def run_hf_trainer(args, seed: int, device) -> dict:
-    """The stock Trainer on the same work; default arguments otherwise (see the module docstring)."""
-    import numpy as np
-    import torch
-    from transformers import (
-        AutoModelForSequenceClassification,
-        AutoTokenizer,
-        DataCollatorWithPadding,
-        Trainer,
-        TrainingArguments,
-        set_seed,
-    )
-
-    set_seed(seed)
-    tokenizer = AutoTokenizer.from_pretrained(args.model)
-
-    class Encoded(torch.utils.data.Dataset):
-        def __init__(self, split):
-            self.encoded = tokenizer(split.texts, truncation=True, max_length=args.max_length)
-            self.labels = split.labels
-
-        def __len__(self):
-            return len(self.labels)
-
-        def __getitem__(self, i):
-            return {
-                "input_ids": self.encoded["input_ids"][i],
-                "attention_mask": self.encoded["attention_mask"][i],
-                "labels": self.labels[i],
-            }
+    """The stock Trainer on the same work (benchmarks/stock_trainer.py; see its docstring)."""
+    from benchmarks.stock_trainer import train_and_score
 
     train, val = _split(args, "train"), _split(args, "val")
-    model = AutoModelForSequenceClassification.from_pretrained(
-        args.model, num_labels=3, classifier_dropout=args.dropout
-    )
-    bf16 = device.type == "cuda" or args.hf_bf16
-    with tempfile.TemporaryDirectory() as out:
-        targs = TrainingArguments(
-            output_dir=out,
-            num_train_epochs=args.epochs,
-            per_device_train_batch_size=args.batch_size,
-            learning_rate=args.lr,
-            seed=seed,
-            weight_decay=args.weight_decay,
-            warmup_steps=args.warmup_ratio,  # a float in [0, 1) is a ratio of the steps (transformers 5)
-            bf16=bf16,
-            use_cpu=device.type == "cpu",
-            save_strategy="no",
-            disable_tqdm=True,
-        )
-        trainer = Trainer(
-            model=model, args=targs, train_dataset=Encoded(train), data_collator=DataCollatorWithPadding(tokenizer)
-        )
-        trainer.train()
-        predict = lambda split: np.argmax(trainer.predict(Encoded(split)).predictions, axis=1).tolist()  # noqa: E731
-        result = {f"val_{k}": v for k, v in _metrics(val.labels, predict(val)).items()}
-        if args.test:
-            test = _split(args, "test")
-            result.update({f"test_{k}": v for k, v in _metrics(test.labels, predict(test)).items()})
-    return result
+    scored = {"val": (val.texts, val.labels)}
+    if args.test:
+        test = _split(args, "test")
+        scored["test"] = (test.texts, test.labels)
+    return train_and_score(args, (train.texts, train.labels), scored, bf16=device.type == "cuda" or args.hf_bf16)
 
 
 def run_side(args) -> None:
@@ -226,66 +183,76 @@ def run_side(args) -> None:
     print(json.dumps(run(args, args.seed, device)))
 
 
-def _mean(rows: list[dict], key: str) -> float:
-    return round(statistics.fmean(row[key] for row in rows), 4)
+def _stage_val_scores(work: Path) -> dict:
+    """The stage's validation figures at its best epoch (metrics/bert/train.json, this and older layouts)."""
+    summary = json.loads((work / "metrics/bert/train.json").read_text())
+    val = summary.get("val") or {k.removeprefix("val_"): v for k, v in summary.items() if k.startswith("val_")}
+    return {f"val_{k}": round(val[k], 4) for k in ("accuracy", "macro_recall")}
 
 
-def main() -> None:
-    from src.core.params import load_params
+def end_to_end(args) -> dict[str, list[dict]]:
+    """Each side in a fresh process as a user runs it, timed from launch to exit (see --end-to-end)."""
+    from benchmarks.stage_copy import copy_repository, set_params
 
-    params = load_params(ROOT / "params.yaml")
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", default=params["model_name"])
-    parser.add_argument("--train-samples", type=int, default=4000, help="0: the whole train split")
-    parser.add_argument("--epochs", type=int, default=1)
-    parser.add_argument("--batch-size", type=int, default=params["batch_size"])
-    parser.add_argument("--lr", type=float, default=params["learning_rate"])
-    parser.add_argument("--weight-decay", type=float, default=params["weight_decay"])
-    parser.add_argument("--warmup-ratio", type=float, default=params["warmup_ratio"])
-    parser.add_argument("--dropout", type=float, default=params["dropout_prob"])
-    parser.add_argument("--max-length", type=int, default=params["max_length"])
-    parser.add_argument("--seeds", type=int, nargs="+", default=[42, 43, 44])
-    parser.add_argument("--sides", nargs="+", choices=SIDES, default=list(SIDES))
-    parser.add_argument("--device", default="auto")
-    parser.add_argument(
-        "--precision",
-        choices=("auto", "fp32", "bf16"),
-        default="auto",
-        help="ours: auto = train_bert's choice; fp32; bf16 (autocast on a CPU too: an ablation)",
-    )
-    parser.add_argument("--hf-bf16", action="store_true", help="bf16=True for the Trainer on a CPU too")
-    parser.add_argument("--test", action="store_true", help="also score the test split (once, for the report)")
-    parser.add_argument("--pool-batches", type=int, default=None, help="ablation: ours' length-grouping pool")
-    parser.add_argument(
-        "--schedule-epochs",
-        type=int,
-        default=None,
-        help="ablation: ours' LR schedule spans this many epochs, training stops after --epochs",
-    )
-    parser.add_argument(
-        "--no-class-weights",
-        action="store_true",
-        help="ablation: ours with an unweighted loss (params.yaml: bert.class_weights)",
-    )
-    parser.add_argument(
-        "--stock-model",
-        action="store_true",
-        help="ablation: ours without its CPU speed-ups (eager attention, rand dropout, first token)",
-    )
-    parser.add_argument("--data-dir", default=str(ROOT / "data/processed"))
-    parser.add_argument("--side", choices=SIDES, help=argparse.SUPPRESS)  # internal: one run in this process
-    parser.add_argument("--seed", type=int, help=argparse.SUPPRESS)
-    args = parser.parse_args()
-    if args.train_samples == 0:
-        args.train_samples = None
-    if args.side:
-        return run_side(args)
+    hyperparameters = {
+        "model_name": args.model,
+        "num_epochs": args.epochs,
+        "batch_size": args.batch_size,
+        "learning_rate": args.lr,
+        "weight_decay": args.weight_decay,
+        "warmup_ratio": args.warmup_ratio,
+        "dropout_prob": args.dropout,
+        "max_length": args.max_length,
+    }
+    env = {k: v for k, v in LAUNCH_ENV.items() if k != "PYTHONPATH"}
+    if env.get("HF_HOME"):  # the copy lives elsewhere: a relative cache path must still find the cache
+        env["HF_HOME"] = str(Path(env["HF_HOME"]).resolve())
+    work = Path(tempfile.mkdtemp(prefix="bert_vs_hf_trainer_"))
+    runs: dict[str, list[dict]] = {side: [] for side in args.sides}
+    try:
+        overrides = [f"{k}={v}" for k, v in hyperparameters.items()]
+        copy_repository(work, args.train_samples, overrides, rev=args.rev, data_dir=Path(args.data_dir))
+        n_train = sum(1 for _ in open(work / "data/processed/train.jsonl", encoding="utf-8"))
+        for seed in args.seeds:  # interleaved, so that a drift in the machine's speed hits every side alike
+            for side in args.sides:
+                if side == "stock_trainer":
+                    command = [sys.executable, str(ROOT / "benchmarks/stock_trainer.py"), "--seed", str(seed)]
+                    command += ["--train", "data/processed/train.jsonl", "--val", "data/processed/val.jsonl"]
+                    command += ["--model", args.model, "--epochs", str(args.epochs)]
+                    command += ["--batch-size", str(args.batch_size), "--lr", str(args.lr)]
+                    command += ["--weight-decay", str(args.weight_decay), "--warmup-ratio", str(args.warmup_ratio)]
+                    command += ["--dropout", str(args.dropout), "--max-length", str(args.max_length)]
+                else:
+                    set_params(work, [f"seed={seed}"])
+                    for out in STAGE_OUTPUTS:
+                        shutil.rmtree(work / out, ignore_errors=True)
+                    command = (
+                        ["dvc", "repro", "-s", "-f", "train_bert"]
+                        if side == "dvc_repro"
+                        else [sys.executable, "-m", "src.launch", "stages.train_bert"]
+                    )
+                load = round(os.getloadavg()[0], 2)
+                started = time.perf_counter()
+                done = subprocess.run(command, cwd=work, env=env, capture_output=True, text=True)
+                wall = time.perf_counter() - started
+                if done.returncode != 0:
+                    sys.exit(f"{side} seed {seed} failed:\n{done.stderr[-4000:]}")
+                scores = (
+                    json.loads(done.stdout.strip().splitlines()[-1])
+                    if side == "stock_trainer"
+                    else _stage_val_scores(work)
+                )
+                row = {"seed": seed, "wall_s": round(wall, 1), "samples_per_s": round(n_train * args.epochs / wall, 1)}
+                runs[side].append({**row, **{k: v for k, v in scores.items() if not k.endswith("macro_f1")}})
+                runs[side][-1]["loadavg_1min_before"] = load
+                print(f"{side} seed {seed}: {runs[side][-1]}", file=sys.stderr, flush=True)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return runs
 
-    import torch
 
-    from src.core.runtime import autocast_dtype, cpu_has_amx_bf16, resolve_device
-
-    device = resolve_device(args.device)
+def in_processes(args) -> dict[str, list[dict]]:
+    """Each side and seed in a fresh process running this module's --side code (see the module docstring)."""
     n_train = len(_split(args, "train"))
     forwarded = [a for a in sys.argv[1:]]
     runs: dict[str, list[dict]] = {side: [] for side in args.sides}
@@ -320,15 +287,95 @@ def main() -> None:
                 }
             )
             print(f"{side} seed {seed}: {runs[side][-1]}", file=sys.stderr, flush=True)
+    return runs
+
+
+def _mean(rows: list[dict], key: str) -> float:
+    return round(statistics.fmean(row[key] for row in rows), 4)
+
+
+def main() -> None:
+    from src.core.params import load_params
+
+    params = load_params(ROOT / "params.yaml")
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default=params["model_name"])
+    parser.add_argument("--train-samples", type=int, default=4000, help="0: the whole train split")
+    parser.add_argument("--epochs", type=int, default=1)
+    parser.add_argument("--batch-size", type=int, default=params["batch_size"])
+    parser.add_argument("--lr", type=float, default=params["learning_rate"])
+    parser.add_argument("--weight-decay", type=float, default=params["weight_decay"])
+    parser.add_argument("--warmup-ratio", type=float, default=params["warmup_ratio"])
+    parser.add_argument("--dropout", type=float, default=params["dropout_prob"])
+    parser.add_argument("--max-length", type=int, default=params["max_length"])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[42, 43, 44])
+    parser.add_argument("--sides", nargs="+", choices=SIDES + END_TO_END_SIDES, help="default: every side of the mode")
+    parser.add_argument(
+        "--end-to-end",
+        action="store_true",
+        help="time the stage as a user runs it (dvc repro, src.launch) beside benchmarks/stock_trainer.py",
+    )
+    parser.add_argument("--rev", help="--end-to-end: the stage's code at this git revision (a bisect)")
+    parser.add_argument("--device", default="auto")
+    parser.add_argument(
+        "--precision",
+        choices=("auto", "fp32", "bf16"),
+        default="auto",
+        help="ours: auto = train_bert's choice; fp32; bf16 (autocast on a CPU too: an ablation)",
+    )
+    parser.add_argument("--hf-bf16", action="store_true", help="bf16=True for the Trainer on a CPU too")
+    parser.add_argument("--test", action="store_true", help="also score the test split (once, for the report)")
+    parser.add_argument("--pool-batches", type=int, default=None, help="ablation: ours' length-grouping pool")
+    parser.add_argument(
+        "--schedule-epochs",
+        type=int,
+        default=None,
+        help="ablation: ours' LR schedule spans this many epochs, training stops after --epochs",
+    )
+    parser.add_argument(
+        "--no-class-weights",
+        action="store_true",
+        help="ablation: ours with an unweighted loss (params.yaml: bert.class_weights)",
+    )
+    parser.add_argument(
+        "--stock-model",
+        action="store_true",
+        help="ablation: ours without its CPU speed-ups (eager attention, rand dropout, first token)",
+    )
+    parser.add_argument("--data-dir", default=str(ROOT / "data/processed"))
+    parser.add_argument("--side", choices=SIDES, help=argparse.SUPPRESS)  # internal: one run in this process
+    parser.add_argument("--seed", type=int, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.train_samples == 0:
+        args.train_samples = None
+    if args.side:
+        return run_side(args)
+    sides = END_TO_END_SIDES if args.end_to_end else SIDES
+    args.sides = args.sides or list(sides)
+    if not set(args.sides) <= set(sides):
+        parser.error(f"--sides: {'--end-to-end takes' if args.end_to_end else 'takes'} {', '.join(sides)}")
+
+    import torch
+
+    from src.core.runtime import autocast_dtype, cpu_has_amx_bf16, resolve_device
+
+    device = resolve_device(args.device)
+    if args.end_to_end:
+        runs = end_to_end(args)
+        n_train = args.train_samples or len(_split(args, "train"))
+    else:
+        runs = in_processes(args)
+        n_train = len(_split(args, "train"))
     means = {side: {key: _mean(rows, key) for key in rows[0] if key != "seed"} for side, rows in runs.items()}
+    stock = "stock_trainer" if args.end_to_end else "hf_trainer"
     summary = {}
-    if set(SIDES) <= set(runs):
-        summary = {
-            "speedup": round(means["hf_trainer"]["wall_s"] / means["ours"]["wall_s"], 2),
-            "val_macro_recall_delta": round(
-                means["ours"]["val_macro_recall"] - means["hf_trainer"]["val_macro_recall"], 4
-            ),
+    for side in (s for s in runs if s != stock and stock in runs):  # each of ours against the Trainer
+        summary[side if args.end_to_end else "ours"] = {
+            "speedup": round(means[stock]["wall_s"] / means[side]["wall_s"], 2),
+            "val_macro_recall_delta": round(means[side]["val_macro_recall"] - means[stock]["val_macro_recall"], 4),
         }
+    if not args.end_to_end and summary:  # the layout earlier results were committed in
+        summary = summary["ours"]
     ours_bf16 = args.precision == "bf16" or (args.precision == "auto" and autocast_dtype(device, True) is not None)
     print(
         json.dumps(
@@ -344,6 +391,8 @@ def main() -> None:
                 "batch_size": args.batch_size,
                 "learning_rate": args.lr,
                 "seeds": args.seeds,
+                **({"mode": "end to end", "rev": args.rev or "work tree"} if args.end_to_end else {}),
+                "loadavg_1min_after": round(os.getloadavg()[0], 2),
                 "precision": {
                     "ours": "bf16" if ours_bf16 else "fp32",
                     "hf_trainer": "bf16" if device.type == "cuda" or args.hf_bf16 else "fp32",

@@ -12,6 +12,7 @@ at max_length 64 after one warm-up step. ``--load N`` starts N busy Python proce
 - ``default``: torch as installed (as many threads as cores, OpenMP's default wait policy);
 - ``threads1``: OMP_NUM_THREADS=1;
 - ``passive``: OMP_WAIT_POLICY=PASSIVE (idle threads sleep instead of spinning);
+- ``spin1k``, ``spin10k``, ``spin100k``: GOMP_SPINCOUNT (idle threads spin that many times, then sleep);
 - ``project``: what src (src/__init__.py, src.core.runtime.use_all_cpu_cores) sets by itself.
 
 Prints JSON lines: the cores, then per run the machine's load average before it and the seconds per step.
@@ -33,8 +34,12 @@ SETTINGS = {
     "default": {},
     "threads1": {"OMP_NUM_THREADS": "1"},
     "passive": {"OMP_WAIT_POLICY": "PASSIVE"},
+    "spin1k": {"GOMP_SPINCOUNT": "1000"},
+    "spin10k": {"GOMP_SPINCOUNT": "10000"},
+    "spin100k": {"GOMP_SPINCOUNT": "100000"},
     "project": {},
 }
+OPENMP_VARIABLES = ("OMP_NUM_THREADS", "OMP_WAIT_POLICY", "KMP_BLOCKTIME", "GOMP_SPINCOUNT")  # a setting's alone
 CHILD = r"""
 import json, os, sys, time
 project = sys.argv[4] == "project"
@@ -66,7 +71,7 @@ print(json.dumps({"threads": torch.get_num_threads(), "s_per_step": round(sum(ti
 
 
 def measure(setting: str, load: int, steps: int, mirror: Path) -> dict:
-    env = {k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS", "OMP_WAIT_POLICY", "KMP_BLOCKTIME")}
+    env = {k: v for k, v in os.environ.items() if k not in OPENMP_VARIABLES}
     env.update(SETTINGS[setting], PYTHONPATH=str(REPO), HF_HUB_OFFLINE="1")
     busy = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(load)]
     try:

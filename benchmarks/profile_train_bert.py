@@ -3,13 +3,14 @@
     HF_HOME=../shared/hf HF_HUB_OFFLINE=1 python -m benchmarks.profile_train_bert --train-samples 4000 \
         -S num_epochs=1
 
-Runs the real stage through DVC and torchrun in a throwaway copy of the repository (its files
+Runs the real stage through DVC and the launcher in a throwaway copy of the repository (its files
 that git does not ignore, params.yaml with the ``-S key=value`` overrides, and a stratified subset of
 data/processed/train.jsonl; run `dvc repro preprocess` first). The stage's process runs under
-cProfile (``torchrun ... -m cProfile -o ... -m stages.train_bert`` in the copy's dvc.yaml), which
-gives the phases inside it; what the process does not account for is DVC's and torchrun's own time
-(start-up, hashing and caching the outputs), which the script also splits out by timing torchrun
-launching an empty module and `dvc status` of the finished stage.
+cProfile (``python -m src.launch profiled_train_bert.py`` in the copy's dvc.yaml, a script that runs
+``stages.train_bert`` under cProfile), which gives the phases inside it; what the process does not
+account for is DVC's and the launcher's own time (start-up, hashing and caching the outputs), which
+the script also splits out by timing src.launch launching an empty module and `dvc status` of the
+finished stage.
 """
 
 from __future__ import annotations
@@ -25,60 +26,39 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from benchmarks.stage_copy import copy_repository
 
-# phase -> the functions whose cumulative time it is (file suffix, function name); none calls another
+# phase -> the functions whose cumulative time it is (file suffix, function name); none calls another,
+# except the per-step log inside the training loop: subtracted from it (TRAIN_STEPS_WITHOUT_LOG)
 PHASES = {
     "params: read and validate": [("src/core/params.py", "load_params")],
     "tokenizer load (imports transformers)": [("src/models/bert_model.py", "load_tokenizer")],
     "tokenisation (train and val)": [("src/models/bert_data.py", "__init__")],
     "model load (from_pretrained)": [("src/models/bert_model.py", "__init__")],
     "training steps": [("src/training/trainer.py", "train_epoch")],
+    "DVCLive: a row per step": [("src/training/live.py", "log_step")],
+    "DVCLive: epoch rows, summary, close": [("src/training/live.py", "log_epoch"), ("src/training/live.py", "close")],
     "validation": [("src/training/trainer.py", "evaluate_model")],
     "checkpoint each epoch (model, optimizer, scheduler, RNG)": [("src/training/trainer.py", "save_checkpoint")],
     "publish: best_model.pt, history, save_pretrained export": [("src/training/trainer.py", "_publish_best")],
 }
+TRAIN_STEPS_WITHOUT_LOG = ("training steps", "DVCLive: a row per step")
+# the stage's module under cProfile, run by src.launch as a script (as torchrun takes one)
+PROFILED_STAGE = """import cProfile
+import runpy
+
+cProfile.run("runpy.run_module('stages.train_bert', run_name='__main__')", "train_bert.prof")
+"""
 
 
-def _copy_repository(work: Path, train_samples: int | None, overrides: list[str]) -> None:
-    from ruamel.yaml import YAML
-
-    from src.data.preprocess import read_split, stratified_subset, write_split
-
-    listed = ["git", "ls-files", "--cached", "--others", "--exclude-standard"]  # the work tree, not only commits
-    tracked = subprocess.run(listed, cwd=ROOT, capture_output=True, text=True, check=True).stdout.split()
-    for name in tracked:
-        if (ROOT / name).is_file():
-            (work / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(ROOT / name, work / name)
-    processed = work / "data/processed"
-    processed.mkdir(parents=True, exist_ok=True)
-    write_split(
-        processed / "train.jsonl", stratified_subset(read_split(ROOT / "data/processed/train.jsonl"), train_samples, 0)
-    )
-    shutil.copy2(ROOT / "data/processed/val.jsonl", processed / "val.jsonl")
-    yaml = YAML()
-    params = yaml.load((work / "params.yaml").read_text())
-    for override in overrides:
-        key, value = override.split("=", 1)
-        *parents, leaf = key.split(".")
-        node = params
-        for parent in parents:
-            node = node[parent]
-        node[leaf] = yaml.load(value)
-    with open(work / "params.yaml", "w") as handle:
-        yaml.dump(params, handle)
+def _profile_the_stage(work: Path) -> None:
+    """The copy's train_bert command runs the stage under cProfile."""
     dvc_yaml = (work / "dvc.yaml").read_text()
-    assert "-m stages.train_bert" in dvc_yaml
+    assert "-m src.launch stages.train_bert" in dvc_yaml
+    (work / "profiled_train_bert.py").write_text(PROFILED_STAGE)
     (work / "dvc.yaml").write_text(
-        dvc_yaml.replace("-m stages.train_bert", "-m cProfile -o train_bert.prof -m stages.train_bert")
+        dvc_yaml.replace("-m src.launch stages.train_bert", "-m src.launch profiled_train_bert.py")
     )
-    for command in (
-        ["git", "init", "-q"],
-        ["git", "add", "-A"],
-        ["git", "-c", "user.name=profile", "-c", "user.email=profile@localhost", "commit", "-qm", "copy"],
-    ):
-        subprocess.run(command, cwd=work, check=True)
 
 
 def _wall(command: list[str], cwd: Path, env: dict) -> float:
@@ -105,7 +85,10 @@ def _phase_seconds(profile: Path) -> tuple[dict, float]:
             if filename.endswith(suffix) and name == target
         )
 
-    return {phase: seconds(targets) for phase, targets in PHASES.items()}, total
+    phases = {phase: seconds(targets) for phase, targets in PHASES.items()}
+    steps, per_step_log = TRAIN_STEPS_WITHOUT_LOG
+    phases[steps] -= phases[per_step_log]
+    return phases, total
 
 
 def main() -> None:
@@ -127,16 +110,11 @@ def main() -> None:
         env["HF_HOME"] = str(Path(env["HF_HOME"]).resolve())
     work = Path(tempfile.mkdtemp(prefix="profile_train_bert_"))
     try:
-        _copy_repository(work, args.train_samples or None, args.overrides)
+        copy_repository(work, args.train_samples or None, args.overrides)
+        _profile_the_stage(work)
         python_start = _wall([sys.executable, "-c", "pass"], work, env)
-        torchrun = [
-            "torchrun",
-            "--nnodes=1",
-            "--nproc-per-node=1",
-            "--rdzv-backend=c10d",
-            "--rdzv-endpoint=localhost:0",
-        ]  # dvc.yaml's launch with the default distributed params
-        torchrun_start = _wall([*torchrun, "-m", "platform"], work, env) - _wall(
+        # the stage's launcher with the default distributed params, starting a worker that does nothing
+        launcher_start = _wall([sys.executable, "-m", "src.launch", "platform"], work, env) - _wall(
             [sys.executable, "-m", "platform"], work, env
         )
         total = _wall(["dvc", "repro", "-s", "-f", "train_bert"], work, env)
@@ -152,10 +130,10 @@ def main() -> None:
         "DVC: start-up, dependency and params checks (dvc status)": dvc_status,
         "DVC: hashing and caching the outputs, lock file (the rest of dvc's time)": total
         - process
-        - torchrun_start
+        - launcher_start
         - python_start
         - dvc_status,
-        "torchrun launcher (rendezvous, worker start)": torchrun_start,
+        "src.launch: params check, torchrun agent, rendezvous, worker start": launcher_start,
         "Python interpreter start-up": python_start,
         **phases,
         # the stage process under cProfile: its <module> total minus the phases

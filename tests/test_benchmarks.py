@@ -5,6 +5,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from src.core.runtime import cpu_has_amx_bf16
 from src.data.preprocess import Split, normalize_tweet, write_split
 from tests.fixtures import tiny_splits, write_tiny_bert
@@ -172,3 +174,29 @@ def test_gpu_check_runs_every_stage_on_a_cpu_and_reports_json(tmp_path):
         assert figures["mfu"] == round(expected, 4)
     assert [s["stage"] for s in report["stages"]] == ["environment", "cuda_tests", "train"]
     assert report["total_s"] >= sum(s["wall_s"] for s in report["stages"]) - 0.5
+
+
+@pytest.mark.slow
+def test_bert_vs_hf_trainer_end_to_end_times_the_stage_through_dvc_and_the_stock_trainer_script(tmp_path):
+    model = write_tiny_bert(tmp_path / "tiny-bert")
+    for name, rows in tiny_splits().items():
+        write_split(tmp_path / f"data/{name}.jsonl", Split([normalize_tweet(t) for t, _ in rows], [y for _, y in rows]))
+    done = subprocess.run(
+        [sys.executable, "-m", "benchmarks.bert_vs_hf_trainer", "--end-to-end", "--model", str(model)]
+        + ["--data-dir", str(tmp_path / "data"), "--train-samples", "0", "--batch-size", "8", "--seeds", "1"]
+        + ["--sides", "dvc_repro", "stock_trainer"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    report = json.loads(done.stdout)
+    assert report["mode"] == "end to end" and report["rev"] == "work tree"
+    for side in ("dvc_repro", "stock_trainer"):
+        (run,) = report["runs"][side]
+        assert run["seed"] == 1 and run["wall_s"] > 0 and 0 <= run["val_macro_recall"] <= 1
+    stage, stock = report["mean"]["dvc_repro"], report["mean"]["stock_trainer"]
+    assert report["dvc_repro"]["speedup"] == round(stock["wall_s"] / stage["wall_s"], 2)
+    delta = round(stage["val_macro_recall"] - stock["val_macro_recall"], 4)
+    assert report["dvc_repro"]["val_macro_recall_delta"] == delta

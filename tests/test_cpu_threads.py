@@ -1,5 +1,5 @@
-"""CPU threads without the user setting variables: idle OpenMP threads sleep (set before torch loads),
-torch uses the cores this process may run on, shared among torchrun's processes on the machine."""
+"""CPU threads without the user setting variables: idle OpenMP threads spin briefly, then sleep (set before
+torch loads), torch uses the cores this process may run on, shared among torchrun's processes on the machine."""
 
 from __future__ import annotations
 
@@ -13,20 +13,20 @@ import torch
 from src.core.runtime import available_cpu_cores, use_all_cpu_cores
 from tests.fixtures import REPO
 
-PROBE = "import src, os, torch; print(os.environ['OMP_WAIT_POLICY'], os.environ['KMP_BLOCKTIME'])"
+PROBE = "import src, os, torch; print(os.environ['GOMP_SPINCOUNT'], os.environ['KMP_BLOCKTIME'])"
 
 
 def probe(**env) -> str:
-    environment = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "KMP_BLOCKTIME")}
+    environment = {k: v for k, v in os.environ.items() if k not in ("GOMP_SPINCOUNT", "KMP_BLOCKTIME")}
     result = subprocess.run(
         [sys.executable, "-c", PROBE], cwd=REPO, env={**environment, **env}, capture_output=True, text=True, check=True
     )
     return result.stdout.strip()
 
 
-def test_importing_the_package_makes_idle_openmp_threads_sleep_unless_the_user_says_otherwise():
-    assert probe() == "PASSIVE 0"
-    assert probe(OMP_WAIT_POLICY="ACTIVE", KMP_BLOCKTIME="200") == "ACTIVE 200"
+def test_importing_the_package_makes_idle_openmp_threads_spin_briefly_then_sleep_unless_the_user_says_otherwise():
+    assert probe() == "10000 1"
+    assert probe(GOMP_SPINCOUNT="300000", KMP_BLOCKTIME="200") == "300000 200"
 
 
 @pytest.mark.parametrize(("workers", "share"), [(None, 1), ("1", 1), ("2", 2), ("64", None)])
