@@ -1,4 +1,5 @@
-"""Launch a training stage under torchrun's elastic agent, after checking what can be checked first.
+"""Launch a training stage, after checking what can be checked first: in this process for one process on
+one machine, under torchrun's elastic agent for more.
 
     python -m src.launch stages.train_bert      (dvc.yaml's cmd for train_bert and train_lstm)
     python -m src.launch SCRIPT.py ARGS...      (a script instead of a module, as torchrun takes)
@@ -9,9 +10,13 @@ checked against this machine: ``nproc_per_node`` processes need as many GPUs (CU
 (gloo), and several machines need a rendezvous endpoint the others can reach. The rendezvous waits
 at most ``distributed.timeout_s`` for the other machines.
 
-When a process fails, its own ``error:`` line (already on stderr) is the message; the launcher adds
-a line only when a process died without one (killed by a signal), and never prints a traceback.
-The processes stop with the launcher (src/training/distributed.py sets their parent-death signal).
+One process on one machine (``distributed``'s default) needs no agent, rendezvous or second
+interpreter: the stage runs here, as ``python -m stages.X`` would run it, with the same exit status
+and signals (4 s less per run on a 2-core CPU: torch is imported once, no worker process starts;
+docs/measurements.md). Several processes run under the agent: when a process fails, its own
+``error:`` line (already on stderr) is the message; the launcher adds a line only when a process died
+without one (killed by a signal), and never prints a traceback. The processes stop with the launcher
+(src/training/distributed.py sets their parent-death signal).
 """
 
 from __future__ import annotations
@@ -125,14 +130,31 @@ def _describe_failure(error) -> str | None:
     return f"{error.name}: process of rank {rank} was killed by {name}{hint}"
 
 
-def launch(target: list[str], params_path: str = "params.yaml") -> int:
-    """Validate, then run ``target`` under torchrun; the exit status of the first failed process (0 if none)."""
-    from torch.distributed.run import config_from_args, parse_args
+def run_here(target: list[str]) -> None:
+    """Run ``target`` (a module or a script, and its arguments) in this process, as ``python -m`` would."""
+    import runpy
 
+    name, *arguments = target
+    sys.argv = [name, *arguments]
+    if name.endswith(".py"):
+        sys.path.insert(0, os.path.dirname(os.path.abspath(name)))
+        runpy.run_path(name, run_name="__main__")
+    else:
+        runpy.run_module(name, run_name="__main__", alter_sys=True)
+
+
+def launch(target: list[str], params_path: str = "params.yaml") -> int:
+    """Validate, then run ``target`` (here, or under torchrun for several processes); the exit status of
+    the first failed process (0 if none)."""
     params = load_params(params_path)
     device = params["bert"]["device"] if any("train_bert" in part for part in target) else "auto"
     check_layout(params["distributed"], device)
     check_port_free(params["distributed"])
+    if params["distributed"]["nnodes"] == 1 and params["distributed"]["nproc_per_node"] == 1:
+        run_here(target)
+        return 0
+    from torch.distributed.run import config_from_args, parse_args
+
     for name in LAUNCHER_LOGGERS:
         logging.getLogger(name).setLevel(logging.CRITICAL)
     if "OMP_NUM_THREADS" not in os.environ:  # torchrun would give each process 1 thread: give it its share

@@ -1,6 +1,6 @@
 """evaluate: one model on test -> metrics/<model>/, predictions/<model>/, plots/{confusion,reliability}/<model>.*.
 
-    python -m stages.evaluate bert        # bert | lstm | tune_best | tfidf | ensemble | majority
+    python -m stages.evaluate bert        # bert | lstm | tune_best | tfidf | ensemble | majority | bert_seed<N>
 
 dvc.yaml runs it once per model (``evaluate@bert`` ...), each stage reading only its own model, so an
 experiment that re-trains BERT re-scores BERT alone and the other models' rows in `dvc metrics diff`
@@ -23,6 +23,7 @@ test probabilities (plots/reliability/<model>.json, one row per non-empty bin of
 
 import argparse
 import json
+import re
 import sys
 from collections import Counter
 from pathlib import Path
@@ -49,6 +50,8 @@ MODEL_DIRS = {
     "ensemble": Path("models/ensemble"),
 }
 MODELS = (*MODEL_DIRS, "majority")
+# train_bert's recipe with another seed (stage train_bert_seed@N): models/bert_seed<N>, an ensemble member
+SEED_MEMBER = re.compile(r"bert_seed(\d{1,10})")
 METRICS_DIR = Path("metrics")  # <model>/macro_recall.json: the DVC metric; <model>/test.json: every test figure
 PREDICTIONS_DIR = Path("predictions")  # <model>/test.txt: TweetEval's format, one label id per line in test order;
 # <model>/probs_{test,val}.csv: class probabilities per tweet
@@ -71,8 +74,13 @@ def outputs(name: str) -> dict[str, Path]:
 
 def model_dir(name: str) -> Path:
     """The trained model to score; tune's is its best trial, exported like train_bert's model."""
-    directory = MODEL_DIRS[name]
-    stage = {"tune_best": "tune", "ensemble": "ensemble"}.get(name, f"train_{name}")
+    member = SEED_MEMBER.fullmatch(name)
+    directory = Path("models") / name if member else MODEL_DIRS[name]
+    stage = (
+        f"train_bert_seed@{member[1]}"
+        if member
+        else {"tune_best": "tune", "ensemble": "ensemble"}.get(name, f"train_{name}")
+    )
     if not directory.is_dir():
         raise PipelineError(f"{directory}: not found (run `dvc repro {stage}` or `dvc pull {stage}` first)")
     if name == "tune_best":
@@ -207,8 +215,11 @@ def main(params: dict, name: str) -> None:
 
 def parse_model(argv: list[str]) -> str:
     parser = argparse.ArgumentParser(prog="python -m stages.evaluate", description=__doc__.splitlines()[0])
-    parser.add_argument("model", choices=MODELS)
-    return parser.parse_args(argv).model
+    parser.add_argument("model", help=f"{', '.join(MODELS)}, or bert_seed<N> (stage train_bert_seed@N's model)")
+    model = parser.parse_args(argv).model
+    if model not in MODELS and not SEED_MEMBER.fullmatch(model):
+        parser.error(f"argument model: invalid choice: {model!r} (choose from {', '.join(MODELS)}, bert_seed<N>)")
+    return model
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@ import os
 import re
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -356,3 +357,25 @@ def test_batches_match_hand_written_padding_to_the_longest_tweet(tiny_bert):
                 ("labels", expected_labels),
             ):
                 assert batch[key].dtype == expected.dtype and torch.equal(batch[key], expected), key
+
+
+def test_train_bert_seed_members_write_beside_train_bert_and_refuse_a_bad_seed(capsys):
+    from stages import train_bert
+
+    assert train_bert.parse_member_seed([]) is None and train_bert.parse_member_seed(["-h"]) is None
+    assert train_bert.parse_member_seed(["--seed", "43"]) == 43
+    bert = (Path("models/bert"), Path("metrics/bert/train.json"), Path("dvclive/train_bert"))
+    assert train_bert.outputs(None) == bert
+    assert train_bert.outputs(43) == (
+        Path("models/bert_seed43"),
+        Path("metrics/bert_seed43/train.json"),
+        Path("dvclive/train_bert_seed43"),
+    )
+    for argv, expected in (
+        (["--seed", "-1"], "--seed: expected an integer from 0 to 4294967295, got -1"),
+        (["--seed", "x"], "argument --seed: invalid int value: 'x'"),
+        (["--sed", "4"], "unrecognized arguments: --sed 4"),
+    ):
+        with pytest.raises(SystemExit) as exit_info:
+            train_bert.parse_member_seed(argv)
+        assert exit_info.value.code == 2 and expected in capsys.readouterr().err

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import subprocess
 import sys
@@ -25,6 +26,10 @@ REPO = Path(__file__).resolve().parents[1]
 LABELS = ["negative", "neutral", "positive"]
 
 
+# params.yaml's ensemble.members, each with the accuracy of its made-up probabilities
+MEMBER_ACCURACY = {"bert": 0.8, "bert_seed43": 0.75, "bert_seed44": 0.75, "tune_best": 0.7, "lstm": 0.5, "tfidf": 0.6}
+
+
 def _member(labels: np.ndarray, accuracy: float, rng: np.random.Generator) -> np.ndarray:
     """Probabilities that put 0.6 on the gold class for a share ``accuracy`` of tweets, else on another."""
     n = len(labels)
@@ -37,6 +42,10 @@ def _member(labels: np.ndarray, accuracy: float, rng: np.random.Generator) -> np
 
 def test_simplex_grid_and_geometric_mean():
     assert len(simplex_grid(3, 0.05)) == 231 and all(sum(w) == pytest.approx(1) for w in simplex_grid(3, 0.05))
+    # every point once, in lexicographic order (ties in fit_weights go to the first): as a brute force gives them
+    brute = [c for c in itertools.product(range(5), repeat=4) if sum(c) == 4]
+    assert simplex_grid(4, 0.25) == [tuple(c_i / 4 for c_i in c) for c in brute]
+    assert len(simplex_grid(6, 0.05)) == 53130  # six members (bert, two seed members, tune_best, lstm, tfidf)
     a, b = np.array([[0.7, 0.2, 0.1]]), np.array([[0.1, 0.2, 0.7]])
     mixed = combine([a, b], [0.5, 0.5])
     expected = np.sqrt(a * b) / np.sqrt(a * b).sum()
@@ -82,7 +91,7 @@ def test_stage_fits_on_val_and_evaluate_scores_the_combination(tmp_path):
     labels = {"val": rng.integers(0, 3, 90), "test": rng.integers(0, 3, 60)}
     for split, y in labels.items():
         _write_split(tmp_path / f"data/processed/{split}.jsonl", y)
-    accuracy = {"bert": 0.8, "tune_best": 0.7, "lstm": 0.5, "tfidf": 0.6}
+    accuracy = MEMBER_ACCURACY
     for member, acc in accuracy.items():
         for split, y in labels.items():
             write_probabilities(tmp_path / f"predictions/{member}/probs_{split}.csv", _member(y, acc, rng), LABELS)
@@ -91,7 +100,7 @@ def test_stage_fits_on_val_and_evaluate_scores_the_combination(tmp_path):
     done = _run(["stages.ensemble"], tmp_path)
     assert done.returncode == 0, done.stderr
     summary = json.loads((tmp_path / "models/ensemble/ensemble.json").read_text())
-    assert summary["members"] == ["bert", "tune_best", "lstm", "tfidf"]
+    assert summary["members"] == list(accuracy)  # params.yaml's ensemble.members
     assert sum(summary["weights"].values()) == pytest.approx(1)
     assert summary["class_bias"] == {name: 0.0 for name in LABELS}  # off in the shipped params
     assert summary["val_macro_recall_cross_validated"] == summary["val_macro_recall_cross_validated_without_class_bias"]
@@ -171,7 +180,7 @@ def test_cross_validated_class_bias_gains_on_a_biased_combination():
 def _members(root: Path, rng: np.random.Generator, labels: dict) -> None:
     for split, y in labels.items():
         _write_split(root / f"data/processed/{split}.jsonl", y)
-    for member, accuracy in {"bert": 0.8, "tune_best": 0.7, "lstm": 0.5, "tfidf": 0.6}.items():
+    for member, accuracy in MEMBER_ACCURACY.items():
         for split, y in labels.items():
             write_probabilities(root / f"predictions/{member}/probs_{split}.csv", _member(y, accuracy, rng), LABELS)
     # a coarse grid: these tests are about reading and writing, not the fit

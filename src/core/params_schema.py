@@ -201,7 +201,12 @@ ENSEMBLE = _section(
     {
         "members": {
             "type": "array",
-            "items": {"enum": ["bert", "tune_best", "lstm", "tfidf"]},
+            # evaluated models; bert_seed<N>: train_bert_seed@N's (dvc.yaml), train_bert's recipe with seed N
+            "items": {
+                "type": "string",
+                "pattern": "^(bert|tune_best|lstm|tfidf|bert_seed[0-9]{1,10})$",
+                "description": "one of bert, tune_best, lstm, tfidf, bert_seed<N>",
+            },
             "minItems": 2,
             "uniqueItems": True,
         },
