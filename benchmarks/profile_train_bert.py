@@ -42,6 +42,7 @@ PHASES = {
     "checkpoint each epoch (model, optimizer, scheduler, RNG)": [("src/training/trainer.py", "save_checkpoint")],
     "publish: best_model.pt, history, save_pretrained export": [("src/training/trainer.py", "_publish_best")],
 }
+LAUNCHER_ROW = "src.launch: params and layout checks, starting the stage"
 TRAIN_STEPS_WITHOUT_LOG = ("training steps", "DVCLive: a row per step")
 # the stage's module under cProfile, run by src.launch as a script (as torchrun takes one)
 PROFILED_STAGE = """import cProfile
@@ -133,7 +134,9 @@ def main() -> None:
         - launcher_start
         - python_start
         - dvc_status,
-        "src.launch: params check, torchrun agent, rendezvous, worker start": launcher_start,
+        # one process: the checks and torch's import (the stage then finds torch imported); several:
+        # torchrun's agent, rendezvous and worker start too
+        LAUNCHER_ROW: launcher_start,
         "Python interpreter start-up": python_start,
         **phases,
         # the stage process under cProfile: its <module> total minus the phases

@@ -781,6 +781,26 @@ def _review_huge_probabilities(repo: Path, canary: Path) -> list[str]:
     return REVIEW
 
 
+def _review_out_not_writable(repo: Path, canary: Path) -> list[str]:
+    _review_state(repo)
+    _commit(repo)
+    return module("src.review", "--base", "HEAD", "--out", "params.yaml/review")  # a file where a folder must go
+
+
+def _review_base_probabilities(text: str) -> Callable[[Path, Path], list[str]]:
+    """A base commit whose bert probabilities are damaged, a workspace whose bert changed."""
+
+    def setup(repo: Path, canary: Path) -> list[str]:
+        _review_state(repo)
+        (repo / "predictions/bert/probs_test.csv").write_text(text)
+        _commit(repo)
+        _review_state(repo, metric=0.6)
+        (repo / "predictions/bert/test.txt").write_text("0\n" * 12)
+        return REVIEW
+
+    return setup
+
+
 def _review_zero_probabilities(repo: Path, canary: Path) -> list[str]:
     from src.scoring.probabilities import write_probabilities
 
@@ -805,6 +825,24 @@ REVIEW_ROWS = {
         _review_base(curves="step\tloss\n1.5\t0.5\nx\t1e999\n"), ("review/report.md",), rc=0
     ),
     "workspace_probabilities_of_zeros": Row(_review_zero_probabilities, ("review/report.md",), rc=0),
+    "out_is_not_writable": Row(_review_out_not_writable, ("--out params.yaml/review",)),
+    "base_probabilities_are_not_probabilities": Row(
+        _review_base_probabilities("negative,neutral,positive\n" + "0.9,0.9,0.9\n" * 12), ("review/report.md",), rc=0
+    ),
+    "base_probabilities_of_another_length": Row(
+        _review_base_probabilities("negative,neutral,positive\n" + "0.2,0.3,0.5\n" * 5), ("review/report.md",), rc=0
+    ),
+}
+# what the report says of the damaged base file: a note, not silence
+REVIEW_NOTES = {
+    "base_curve_is_not_a_table": "Note: base: dvclive/train_bert/plots/metrics/val/loss.tsv is not DVCLive's "
+    "tab-separated rows; no val/loss curve for bert",
+    "base_curve_step_is_a_float": "Note: base: dvclive/train_bert/plots/metrics/val/loss.tsv is not DVCLive's",
+    "base_metric_is_a_string": "bert",
+    "base_probabilities_are_not_probabilities": "Note: base: predictions/bert/probs_test.csv:2: probabilities sum "
+    "to 2.7; expected 1",
+    "base_probabilities_of_another_length": "Note: base: predictions/bert/probs_test.csv has 5 rows for 12 test "
+    "tweets; not compared",
 }
 
 
@@ -889,6 +927,9 @@ def test_hostile_input(klass, name, template, tmp_path):
         assert (repo / "data/raw/train_text.txt").is_file()
     if name == "committed_manifest_names_a_tracked_file":
         assert (repo / "review/keep.txt").read_text() == "tracked"
+    if name in REVIEW_NOTES:
+        report = (repo / "review/report.md").read_text()
+        assert REVIEW_NOTES[name] in report, report
 
 
 @pytest.mark.slow

@@ -24,11 +24,14 @@ def same_values(a, b, rel_tol: float = RELATIVE_TOLERANCE) -> bool:
     return a == b
 
 
-def model_status(model: str, figures: dict, old_files, new_files, labels: list[str]) -> tuple[str, dict]:
+def model_status(
+    model: str, figures: dict, old_files, new_files, labels: list[str], notes: list[str] | None = None
+) -> tuple[str, dict]:
     """ "changed" / "unchanged" / "new" / "missing", and the files read for it.
 
-    ``figures``: the model's figures at both revisions (src.review.revisions.figures_diff)."""
-    files = {"curves": (read_curves(old_files, model), read_curves(new_files, model))}
+    ``figures``: the model's figures at both revisions (src.review.revisions.figures_diff); ``notes``
+    gets a line for each damaged file."""
+    files = {"curves": (read_curves(old_files, model, notes, "base"), read_curves(new_files, model, notes, "new"))}
     for key, pattern in (("confusion", CONFUSION), ("predictions", PREDICTIONS)):
         files[key] = (old_files.read(pattern.format(model=model)), new_files.read(pattern.format(model=model)))
     entries = [entry for rows in figures.values() for entry in rows.values()]
@@ -45,8 +48,9 @@ def model_status(model: str, figures: dict, old_files, new_files, labels: list[s
     for key in ("confusion", "predictions"):  # categories: the text is the value
         old, new = files[key]
         changed |= old is not None and new is not None and old.split() != new.split()
+    sides = ((old_files, "base"), (new_files, "new"))
     if not changed:  # the same labels, but maybe other probabilities (compared where both sides have them)
-        old, new = (read_probabilities(f, model, labels, None) for f in (old_files, new_files))
+        old, new = (read_probabilities(f, model, labels, None, notes, side) for f, side in sides)
         changed = (
             old is not None
             and new is not None

@@ -10,7 +10,7 @@ import tempfile
 from pathlib import Path
 
 from src.core.atomic import write_json
-from src.core.cli import pipeline_errors_exit
+from src.core.cli import path_error_message, pipeline_errors_exit
 from src.core.errors import PipelineError
 from src.review.changes import model_status
 from src.review.plots import plot_confusion, plot_curves
@@ -83,6 +83,7 @@ def compare_model(
                 "did not change (the same number of tweets)."
             )
         n = len(gold)
+        probability_notes: list[str] = []
         bootstrap = paired_bootstrap(gold, base_labels, new_labels, labels, RESAMPLES)
         test_mcnemar = mcnemar(gold, base_labels, new_labels)
         for metric, interval in bootstrap.items():
@@ -91,12 +92,16 @@ def compare_model(
         entry["metrics"]["accuracy"]["p_value"] = test_mcnemar["p_value"]
         entry.update(n=n, resamples=RESAMPLES, mcnemar=test_mcnemar)
         lines += statistics_section(model, entry, {"resamples": RESAMPLES, "n": n})
-        base_probs, new_probs = (read_probabilities(f, model, labels, n) for f in (old_files, new_files))
+        base_probs, new_probs = (
+            read_probabilities(f, model, labels, n, probability_notes, side)
+            for f, side in ((old_files, "base"), (new_files, "new"))
+        )
         flips, entry["flipped"] = flipped_section(
             model, gold, base_labels, new_labels, texts, new_probs, base_probs, labels
         )
         lines += flips
-        if base_probs is None:
+        notes += probability_notes
+        if base_probs is None and not probability_notes:
             notes.append(
                 f"The base has no {PROBABILITIES.format(model=model)} (made before the evaluate stage wrote "
                 "probabilities): the intervals come from the predicted labels; calibration is shown for "
@@ -126,7 +131,7 @@ def review_models(old_files, new_files, labels: list[str], base: str, staging: P
     for model in evaluate_models():
         notes: list[str] = []
         figures = figures_diff(model, old_files, new_files, notes)
-        status, files = model_status(model, figures, old_files, new_files, labels)
+        status, files = model_status(model, figures, old_files, new_files, labels, notes)
         if status != "changed":
             models[model] = {"status": status, **({"notes": notes} if notes else {})}
             continue
@@ -167,8 +172,12 @@ def write_report(base: str, out: Path, experiments: list[str] | None = None) -> 
         raise PipelineError(
             f"--out {out}: a symbolic link to {out.resolve()}, outside the repository; refusing to write there"
         )
-    out.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(dir=out, prefix=".review-"))
+    try:  # the folder for the report, and a staging folder in it
+        out.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(dir=out, prefix=".review-"))
+    except OSError as exc:  # a file where a folder belongs, no permission, a read-only file system
+        reason = path_error_message(exc) or f"{exc.strerror or exc}"
+        raise PipelineError(f"--out {out}: cannot write the report there ({reason})") from None
     old_files = Revision(commit)
     try:
         params_problem = base_params_problem(old_files.read("params.yaml"))
@@ -189,7 +198,12 @@ def write_report(base: str, out: Path, experiments: list[str] | None = None) -> 
         else:
             result = results["workspace"]
             models = result["models"]
-            others = [f"{model}: {entry['status']}" for model, entry in models.items() if entry["status"] != "changed"]
+            # a model that did not change still shows what could not be read for it (a damaged base file)
+            others = [
+                f"{model}: {entry['status']}" + "".join(f"\n  - Note: {note}" for note in entry.get("notes", []))
+                for model, entry in models.items()
+                if entry["status"] != "changed"
+            ]
             lines = [
                 f"# Review: `{base}` ({commit[:7]}) against the workspace",
                 "",

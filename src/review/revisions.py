@@ -119,19 +119,26 @@ def parse_tsv(text: str | None) -> list[dict] | None:
     lines = text.splitlines()
     try:
         header = lines[0].split("\t")
+        if "step" not in header:  # DVCLive's first column: the x of every curve
+            return None
         rows = [dict(zip(header, (float(cell) for cell in line.split("\t")))) for line in lines[1:] if line]
     except (IndexError, ValueError):
         return None
     return rows if all(len(row) == len(header) for row in rows) else None
 
 
-def read_curves(files, model: str) -> dict | None:
-    """A train stage's DVCLive curves at a revision, ``{series: rows}``, or None when it has none."""
+def read_curves(files, model: str, notes: list[str] | None = None, side: str = "") -> dict | None:
+    """A train stage's DVCLive curves at a revision, ``{series: rows}``, or None when it has none; a
+    damaged series is left out, with a note."""
     curves = {}
     for series in CURVE_SERIES:
-        rows = parse_tsv(files.read(CURVES.format(model=model, series=series)))
+        path = CURVES.format(model=model, series=series)
+        text = files.read(path)
+        rows = parse_tsv(text)
         if rows:
             curves[series] = rows
+        elif text is not None and rows is None and notes is not None:
+            notes.append(f"{side}: {path} is not DVCLive's tab-separated rows; no {series} curve for {model}")
     return curves or None
 
 
@@ -254,15 +261,25 @@ def parse_test_split(text: str | None) -> tuple[list[str], list[int]] | None:
         return None
 
 
-def read_probabilities(files, model: str, labels: list[str], n: int | None) -> np.ndarray | None:
-    """A model's test probabilities at a revision, or None (absent, e.g. written before evaluate kept them)."""
+def read_probabilities(
+    files, model: str, labels: list[str], n: int | None, notes: list[str] | None = None, side: str = ""
+) -> np.ndarray | None:
+    """A model's test probabilities at a revision, or None (absent, e.g. written before evaluate kept them);
+    a damaged file, or one of another length, is None and a note."""
     from src.scoring.probabilities import parse_probabilities
 
-    text = files.read(PROBABILITIES.format(model=model))
+    path = PROBABILITIES.format(model=model)
+    text = files.read(path)
     if text is None:
         return None
     try:
-        probabilities = parse_probabilities(text, labels, PROBABILITIES.format(model=model))
-    except PipelineError:
+        probabilities = parse_probabilities(text, labels, path)
+    except PipelineError as exc:
+        if notes is not None:
+            notes.append(f"{side}: {exc}; its probabilities are not compared")
         return None
-    return probabilities if n is None or len(probabilities) == n else None
+    if n is not None and len(probabilities) != n:
+        if notes is not None:
+            notes.append(f"{side}: {path} has {len(probabilities)} rows for {n} test tweets; not compared")
+        return None
+    return probabilities
