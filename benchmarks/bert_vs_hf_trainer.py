@@ -165,6 +165,7 @@ def run_hf_trainer(args, seed: int, device) -> dict:
     """The stock Trainer on the same work (benchmarks/stock_trainer.py; see its docstring)."""
     from benchmarks.stock_trainer import train_and_score
 
+    args = argparse.Namespace(**{**vars(args), "seed": seed})
     train, val = _split(args, "train"), _split(args, "val")
     scored = {"val": (val.texts, val.labels)}
     if args.test:

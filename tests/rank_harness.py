@@ -1,5 +1,6 @@
-"""torchrun's worker for tests/test_distributed.py: runs a stage module as ``python -m`` would, with
-test-only changes to one rank chosen by environment variables.
+"""The launcher's target for tests/test_distributed.py (torchrun's worker, or for one process the launcher's
+own process): runs a stage module as ``python -m`` would, with test-only changes to one rank chosen by
+environment variables.
 
     TEST_RANK_DIR_<r>=DIR   rank r works in DIR (a copy of the stage's inputs): whatever it writes
                             lands there, where the test can see it
@@ -12,7 +13,7 @@ import runpy
 import sys
 import time
 
-rank = int(os.environ["RANK"])
+rank = int(os.environ.get("RANK", "0"))  # one process runs in the launcher's own process: no torchrun RANK
 if os.environ.get(f"TEST_RANK_DIR_{rank}"):
     os.chdir(os.environ[f"TEST_RANK_DIR_{rank}"])
 

@@ -904,7 +904,6 @@ def test_out_of_memory_in_the_lstm_stage_names_lstm_batch_size(workdir, monkeypa
 @pytest.mark.parametrize(
     "stage, search_space, expected",
     [
-        (train_bert, None, "batch_size = 16 is too large for this GPU: try batch_size=8"),
         (tune, None, "batch_size = 16 is too large for this GPU: try batch_size=8"),
         (
             tune,
@@ -912,7 +911,7 @@ def test_out_of_memory_in_the_lstm_stage_names_lstm_batch_size(workdir, monkeypa
             "tune.search_space.batch_size = [8, 32] holds sizes too large for this GPU: keep sizes up to 16",
         ),
     ],
-    ids=["train_bert", "tune", "tune_searching_batch_size"],
+    ids=["tune", "tune_searching_batch_size"],
 )
 def test_out_of_memory_in_the_bert_stages_names_their_batch_size(
     shipped_params, monkeypatch, stage, search_space, expected
@@ -925,6 +924,24 @@ def test_out_of_memory_in_the_bert_stages_names_their_batch_size(
         params["tune"]["search_space"] = search_space
     with pytest.raises(PipelineError, match=expected.replace("[", r"\[").replace("]", r"\]")):
         stage.main(params)
+
+
+@pytest.mark.parametrize("argv", [[], ["--seed", "43"]], ids=["train_bert", "train_bert_seed"])
+def test_out_of_memory_in_train_bert_names_batch_size(monkeypatch, capsys, argv):
+    """As `python -m stages.train_bert` runs (params.yaml, the command line, the stage's entry), for
+    train_bert and for a seed member."""
+    import runpy
+
+    monkeypatch.setattr("src.recipes.bert_run.load_bert_data", _out_of_memory)  # what the stage imports
+    monkeypatch.setattr(sys, "argv", ["stages.train_bert", *argv])
+    monkeypatch.chdir(REPO)
+    monkeypatch.delitem(sys.modules, "stages.train_bert")  # run fresh, as a process would
+    with pytest.raises(SystemExit) as exit_info:
+        runpy.run_module("stages.train_bert", run_name="__main__")
+    assert exit_info.value.code == 1
+    assert capsys.readouterr().err == (
+        "error: out of GPU memory: batch_size = 16 is too large for this GPU: try batch_size=8\n"
+    )
 
 
 def test_out_of_memory_in_evaluation_names_the_batch_size_option(monkeypatch, capsys):

@@ -137,7 +137,8 @@ def two_processes(stage: str, directory: Path) -> subprocess.CompletedProcess:
 # ---- LSTM --------------------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def lstm_runs(tmp_path_factory):
-    """The LSTM stage on the same inputs: in-process, torchrun with 1 process, torchrun with 2."""
+    """The LSTM stage on the same inputs: in-process, the launcher with 1 process (in its own process), torchrun
+    with 2."""
     from stages import train_lstm
 
     root = tmp_path_factory.mktemp("lstm")
@@ -152,7 +153,7 @@ def lstm_runs(tmp_path_factory):
     return root, two_processes("train_lstm", root / "torchrun_2")
 
 
-def test_one_process_under_torchrun_is_exactly_the_in_process_run(lstm_runs):
+def test_one_process_through_the_launcher_is_exactly_the_in_process_run(lstm_runs):
     root, _ = lstm_runs
     assert metrics(root / "torchrun_1", "train_lstm") == metrics(root / "in_process", "train_lstm")
 
