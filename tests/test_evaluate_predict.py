@@ -263,13 +263,14 @@ def test_a_damaged_probabilities_file_is_a_clear_error():
     )
 
 
-def test_evaluate_command_line_names_the_models():
+def test_evaluate_command_line_names_the_models(tmp_path, monkeypatch):
     assert evaluate.parse_model(["tune_best"]) == "tune_best"
     assert evaluate.parse_model(["bert_seed43"]) == "bert_seed43"  # train_bert_seed@43's model
     for name in ("gpt", "bert_seed", "bert_seed4x", "bert_seed1/../.."):
         with pytest.raises(SystemExit):
             evaluate.parse_model([name])
     # the seed member's directory and stage, when it is missing:
+    monkeypatch.chdir(tmp_path)
     with pytest.raises(PipelineError, match=r"^models/bert_seed43: not found \(run `dvc repro train_bert_seed@43`"):
         evaluate.model_dir("bert_seed43")
 
