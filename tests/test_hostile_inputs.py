@@ -395,7 +395,7 @@ UNCLEAR = {
     "relative_mirror_path": Row(_relative_mirror, (), rc=0, env={"SENTIMENT_MIRROR": "../repo/mirror"}),
 }
 # ---- probabilities: what the evaluate stages write, read as probabilities by the ensemble and evaluate ----
-MEMBERS = ("bert", "bert_seed43", "bert_seed44", "tune_best", "lstm", "tfidf")  # params.yaml's ensemble.members
+MEMBERS = ("bert", "tune_best", "lstm", "tfidf")  # params.yaml's ensemble.members
 
 
 def _probability_rows(n: int, seed: int) -> list[list[float]]:
