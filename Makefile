@@ -9,6 +9,8 @@ export SENTIMENT_MIRROR ?= $(if $(wildcard $(SHARED)/mirror),$(SHARED)/mirror)
 export HF_HOME ?= $(if $(wildcard $(SHARED)/hf),$(SHARED)/hf)
 export HF_HUB_OFFLINE ?= $(if $(wildcard $(SHARED)/hf),1)
 export DVC_NO_ANALYTICS := 1
+# dvc.yaml's commands say `python`: the venv's, whether or not it is activated
+export PATH := $(abspath $(VENV))/bin:$(PATH)
 
 .PHONY: repro quick test test-quick lint pull setup
 

@@ -191,7 +191,21 @@ def _stage_val_scores(work: Path) -> dict:
     return {f"val_{k}": round(val[k], 4) for k in ("accuracy", "macro_recall")}
 
 
-def end_to_end(args) -> dict[str, list[dict]]:
+def _timed(command: list[str], cwd: Path, side: str, seed: int, env: dict | None = None) -> tuple[float, str]:
+    """Run one side's process; its wall time and stdout. A failure ends the benchmark with its stderr."""
+    started = time.perf_counter()
+    done = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True)
+    wall = time.perf_counter() - started
+    if done.returncode != 0:
+        sys.exit(f"{side} seed {seed} failed:\n{done.stderr[-4000:]}")
+    return wall, done.stdout
+
+
+def _row(seed: int, wall: float, n_train: int, epochs: int) -> dict:
+    return {"seed": seed, "wall_s": round(wall, 1), "samples_per_s": round(n_train * epochs / wall, 1)}
+
+
+def end_to_end(args, n_train: int) -> dict[str, list[dict]]:
     """Each side in a fresh process as a user runs it, timed from launch to exit (see --end-to-end)."""
     from benchmarks.stage_copy import copy_repository, set_params
 
@@ -213,7 +227,6 @@ def end_to_end(args) -> dict[str, list[dict]]:
     try:
         overrides = [f"{k}={v}" for k, v in hyperparameters.items()]
         copy_repository(work, args.train_samples, overrides, rev=args.rev, data_dir=Path(args.data_dir))
-        n_train = sum(1 for _ in open(work / "data/processed/train.jsonl", encoding="utf-8"))
         for seed in args.seeds:  # interleaved, so that a drift in the machine's speed hits every side alike
             for side in args.sides:
                 if side == "stock_trainer":
@@ -233,17 +246,11 @@ def end_to_end(args) -> dict[str, list[dict]]:
                         else [sys.executable, "-m", "src.launch", "stages.train_bert"]
                     )
                 load = round(os.getloadavg()[0], 2)
-                started = time.perf_counter()
-                done = subprocess.run(command, cwd=work, env=env, capture_output=True, text=True)
-                wall = time.perf_counter() - started
-                if done.returncode != 0:
-                    sys.exit(f"{side} seed {seed} failed:\n{done.stderr[-4000:]}")
+                wall, stdout = _timed(command, work, side, seed, env)
                 scores = (
-                    json.loads(done.stdout.strip().splitlines()[-1])
-                    if side == "stock_trainer"
-                    else _stage_val_scores(work)
+                    json.loads(stdout.strip().splitlines()[-1]) if side == "stock_trainer" else _stage_val_scores(work)
                 )
-                row = {"seed": seed, "wall_s": round(wall, 1), "samples_per_s": round(n_train * args.epochs / wall, 1)}
+                row = _row(seed, wall, n_train, args.epochs)
                 runs[side].append({**row, **{k: v for k, v in scores.items() if not k.endswith("macro_f1")}})
                 runs[side][-1]["loadavg_1min_before"] = load
                 print(f"{side} seed {seed}: {runs[side][-1]}", file=sys.stderr, flush=True)
@@ -252,41 +259,16 @@ def end_to_end(args) -> dict[str, list[dict]]:
     return runs
 
 
-def in_processes(args) -> dict[str, list[dict]]:
+def in_processes(args, n_train: int) -> dict[str, list[dict]]:
     """Each side and seed in a fresh process running this module's --side code (see the module docstring)."""
-    n_train = len(_split(args, "train"))
-    forwarded = [a for a in sys.argv[1:]]
+    forwarded = sys.argv[1:]
     runs: dict[str, list[dict]] = {side: [] for side in args.sides}
     for seed in args.seeds:  # interleaved, so that a drift in the machine's speed hits both sides alike
         for side in args.sides:
-            started = time.perf_counter()
-            done = subprocess.run(
-                [
-                    sys.executable,
-                    "-m",
-                    "benchmarks.bert_vs_hf_trainer",
-                    *forwarded,
-                    "--side",
-                    side,
-                    "--seed",
-                    str(seed),
-                ],
-                cwd=ROOT,
-                capture_output=True,
-                text=True,
-            )
-            wall = time.perf_counter() - started
-            if done.returncode != 0:
-                sys.exit(f"{side} seed {seed} failed:\n{done.stderr[-4000:]}")
-            result = json.loads(done.stdout.strip().splitlines()[-1])
-            runs[side].append(
-                {
-                    "seed": seed,
-                    "wall_s": round(wall, 1),
-                    "samples_per_s": round(n_train * args.epochs / wall, 1),
-                    **result,
-                }
-            )
+            command = [sys.executable, "-m", "benchmarks.bert_vs_hf_trainer", *forwarded, "--side", side]
+            wall, stdout = _timed([*command, "--seed", str(seed)], ROOT, side, seed)
+            result = json.loads(stdout.strip().splitlines()[-1])
+            runs[side].append({**_row(seed, wall, n_train, args.epochs), **result})
             print(f"{side} seed {seed}: {runs[side][-1]}", file=sys.stderr, flush=True)
     return runs
 
@@ -361,12 +343,8 @@ def main() -> None:
     from src.core.runtime import autocast_dtype, cpu_has_amx_bf16, resolve_device
 
     device = resolve_device(args.device)
-    if args.end_to_end:
-        runs = end_to_end(args)
-        n_train = args.train_samples or len(_split(args, "train"))
-    else:
-        runs = in_processes(args)
-        n_train = len(_split(args, "train"))
+    n_train = len(_split(args, "train"))  # the subset both modes train on (stage_copy takes the same one)
+    runs = end_to_end(args, n_train) if args.end_to_end else in_processes(args, n_train)
     means = {side: {key: _mean(rows, key) for key in rows[0] if key != "seed"} for side, rows in runs.items()}
     stock = "stock_trainer" if args.end_to_end else "hf_trainer"
     summary = {}

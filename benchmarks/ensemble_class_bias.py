@@ -2,9 +2,11 @@
 
     python -m benchmarks.ensemble_class_bias bert lstm tfidf
     python -m benchmarks.ensemble_class_bias tfidf lstm=/tmp/lstm_probs_val.csv
+    python -m benchmarks.ensemble_class_bias bert+bert_seed43 tune_best lstm tfidf
 
-Each member is a model name (its evaluate stage's predictions/<model>/probs_val.csv) or NAME=PATH of
-a probabilities CSV in the same format. Reads validation only: what ``ensemble.class_bias`` is
+Each member is a model name (its evaluate stage's predictions/<model>/probs_val.csv), models joined
+by '+' (averaged with equal weights, as in ``ensemble.members``) or NAME=PATH of a probabilities CSV
+in the same format. Reads validation only: what ``ensemble.class_bias`` is
 chosen on. Prints one JSON object: the weights and offsets fitted on all of validation, and the
 5-fold cross-validated macro recall without and with offsets (the same folds, the stage's).
 """
@@ -17,7 +19,15 @@ from pathlib import Path
 
 from src.core.params import load_params
 from src.data.preprocess import read_split
-from src.scoring.ensemble import apply_bias, combine, cross_validated_macro_recall, fit_class_bias, fit_weights
+from src.scoring.ensemble import (
+    apply_bias,
+    average,
+    combine,
+    cross_validated_macro_recall,
+    fit_class_bias,
+    fit_weights,
+    member_models,
+)
 from src.scoring.ensemble import macro_recall as in_sample
 from src.scoring.probabilities import read_probabilities
 
@@ -34,8 +44,8 @@ def main(argv: list[str] | None = None) -> None:
     for member in args.members:
         name, _, path = member.partition("=")
         names.append(name)
-        csv = Path(path) if path else Path("predictions") / name / "probs_val.csv"
-        probabilities.append(read_probabilities(csv, label_names, len(val.labels)))
+        csvs = [Path(path)] if path else [Path("predictions") / m / "probs_val.csv" for m in member_models(name)]
+        probabilities.append(average([read_probabilities(csv, label_names, len(val.labels)) for csv in csvs]))
     weights = fit_weights(val.labels, probabilities, cfg["grid_step"])
     combined = combine(probabilities, weights)
     offsets = fit_class_bias(val.labels, combined)

@@ -8,6 +8,7 @@ and writes models/ensemble/: ensemble.json (members, weights, validation figures
 probabilities of validation and test, which evaluate@ensemble scores like any other model. With
 ``ensemble.class_bias`` the combination is then shifted by per-class offsets, also fitted on
 validation; ensemble.json holds the cross-validated validation figure with and without them either way.
+A member written ``bert+bert_seed43`` is those models averaged with equal weights, one weight for the group.
 The directory is replaced as a whole: a failure (a full disk) leaves the previous one as it was.
 """
 
@@ -19,11 +20,13 @@ from src.core.errors import ParamsError
 from src.data.preprocess import read_split
 from src.scoring.ensemble import (
     apply_bias,
+    average,
     combine,
     cross_validated_macro_recall,
     fit_class_bias,
     fit_weights,
     macro_recall,
+    member_models,
 )
 from src.scoring.probabilities import probabilities_file, read_probabilities, write_probabilities
 
@@ -37,10 +40,22 @@ def main(params: dict) -> None:
         raise ParamsError("params.yaml: ensemble: missing (expected members, grid_step, seed and class_bias)")
     cfg, label_names = params["ensemble"], params["data"]["label_names"]
     members = cfg["members"]
+    models = [model for member in members for model in member_models(member)]
+    repeated = sorted({model for model in models if models.count(model) > 1})
+    if repeated:
+        raise ParamsError(
+            f"params.yaml: ensemble.members: {', '.join(repeated)} in more than one member "
+            f"(got {members}); expected each model once, alone or in one '+' group"
+        )
     splits = {name: read_split(DATA_DIR / f"{name}.jsonl", label_names) for name in ("val", "test")}
     probabilities = {
         split: [
-            read_probabilities(PREDICTIONS_DIR / member / probabilities_file(split), label_names, len(data))
+            average(
+                [
+                    read_probabilities(PREDICTIONS_DIR / model / probabilities_file(split), label_names, len(data))
+                    for model in member_models(member)
+                ]
+            )
             for member in members
         ]
         for split, data in splits.items()

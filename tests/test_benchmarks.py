@@ -14,10 +14,15 @@ from tests.fixtures import tiny_splits, write_tiny_bert
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def test_bert_vs_hf_trainer_reports_each_seed_and_the_means(tmp_path):
-    model = write_tiny_bert(tmp_path / "tiny-bert")
+def _tiny_data(tmp_path):
+    """The tiny splits as preprocess writes them, in tmp_path/data."""
     for name, rows in tiny_splits().items():
         write_split(tmp_path / f"data/{name}.jsonl", Split([normalize_tweet(t) for t, _ in rows], [y for _, y in rows]))
+    return tmp_path / "data"
+
+
+def test_bert_vs_hf_trainer_reports_each_seed_and_the_means(tmp_path):
+    model, data = write_tiny_bert(tmp_path / "tiny-bert"), _tiny_data(tmp_path)
     done = subprocess.run(
         [
             sys.executable,
@@ -26,7 +31,7 @@ def test_bert_vs_hf_trainer_reports_each_seed_and_the_means(tmp_path):
             "--model",
             str(model),
             "--data-dir",
-            str(tmp_path / "data"),
+            str(data),
             "--train-samples",
             "0",
             "--batch-size",
@@ -69,12 +74,6 @@ def test_dvclive_overhead_reports_both_ways():
     assert report["steps"] == 40
     for way in ("next_step_per_step", "dvclive_log"):
         assert report[way]["ms_per_step"] > 0 and report[way]["ms_per_step_last"] > 0
-
-
-def _tiny_data(tmp_path):
-    for name, rows in tiny_splits().items():
-        write_split(tmp_path / f"data/{name}.jsonl", Split([normalize_tweet(t) for t, _ in rows], [y for _, y in rows]))
-    return tmp_path / "data"
 
 
 def test_bert_recipes_screen_reports_mean_and_spread_per_candidate(tmp_path):
@@ -151,11 +150,9 @@ def test_bert_recipes_test_mode_scores_the_recipe_and_the_stock_trainer(tmp_path
 
 def test_gpu_check_runs_every_stage_on_a_cpu_and_reports_json(tmp_path):
     """The GPU check's whole path on the tiny BERT and tiny splits, on a CPU: tests, both trainings, JSON."""
-    model = write_tiny_bert(tmp_path / "tiny-bert")
-    for name, rows in tiny_splits().items():
-        write_split(tmp_path / f"data/{name}.jsonl", Split([normalize_tweet(t) for t, _ in rows], [y for _, y in rows]))
+    model, data = write_tiny_bert(tmp_path / "tiny-bert"), _tiny_data(tmp_path)
     test = "tests/test_training_integration.py::TestTrainingIntegration::test_cuda_requested_without_cuda_is_an_error"
-    args = ["--device", "cpu", "--model", str(model), "--data-dir", str(tmp_path / "data"), "--batch-size", "8"]
+    args = ["--device", "cpu", "--model", str(model), "--data-dir", str(data), "--batch-size", "8"]
     args += ["--peak-tflops", "1.5", "--tests", test, "--out", str(tmp_path / "gpu_check.json")]
     done = subprocess.run(
         [sys.executable, "-m", "benchmarks.gpu_check", *args], cwd=ROOT, capture_output=True, text=True, timeout=600
@@ -178,12 +175,10 @@ def test_gpu_check_runs_every_stage_on_a_cpu_and_reports_json(tmp_path):
 
 @pytest.mark.slow
 def test_bert_vs_hf_trainer_end_to_end_times_the_stage_through_dvc_and_the_stock_trainer_script(tmp_path):
-    model = write_tiny_bert(tmp_path / "tiny-bert")
-    for name, rows in tiny_splits().items():
-        write_split(tmp_path / f"data/{name}.jsonl", Split([normalize_tweet(t) for t, _ in rows], [y for _, y in rows]))
+    model, data = write_tiny_bert(tmp_path / "tiny-bert"), _tiny_data(tmp_path)
     done = subprocess.run(
         [sys.executable, "-m", "benchmarks.bert_vs_hf_trainer", "--end-to-end", "--model", str(model)]
-        + ["--data-dir", str(tmp_path / "data"), "--train-samples", "0", "--batch-size", "8", "--seeds", "1"]
+        + ["--data-dir", str(data), "--train-samples", "0", "--batch-size", "8", "--seeds", "1"]
         + ["--sides", "dvc_repro", "stock_trainer"],
         cwd=ROOT,
         capture_output=True,

@@ -11,13 +11,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from src.core.params import load_params
 from src.scoring.ensemble import (
     apply_bias,
+    average,
     combine,
     cross_validated_macro_recall,
     fit_class_bias,
     fit_weights,
     macro_recall,
+    member_models,
     simplex_grid,
 )
 from src.scoring.probabilities import write_probabilities
@@ -26,8 +29,8 @@ REPO = Path(__file__).resolve().parents[1]
 LABELS = ["negative", "neutral", "positive"]
 
 
-# params.yaml's ensemble.members, each with the accuracy of its made-up probabilities
-MEMBER_ACCURACY = {"bert": 0.8, "tune_best": 0.7, "lstm": 0.5, "tfidf": 0.6}
+# the models params.yaml's ensemble.members may name, each with the accuracy of its made-up probabilities
+MODEL_ACCURACY = {"bert": 0.8, "bert_seed43": 0.78, "tune_best": 0.7, "lstm": 0.5, "tfidf": 0.6}
 
 
 def _member(labels: np.ndarray, accuracy: float, rng: np.random.Generator) -> np.ndarray:
@@ -91,16 +94,15 @@ def test_stage_fits_on_val_and_evaluate_scores_the_combination(tmp_path):
     labels = {"val": rng.integers(0, 3, 90), "test": rng.integers(0, 3, 60)}
     for split, y in labels.items():
         _write_split(tmp_path / f"data/processed/{split}.jsonl", y)
-    accuracy = MEMBER_ACCURACY
-    for member, acc in accuracy.items():
+    for model, acc in MODEL_ACCURACY.items():
         for split, y in labels.items():
-            write_probabilities(tmp_path / f"predictions/{member}/probs_{split}.csv", _member(y, acc, rng), LABELS)
+            write_probabilities(tmp_path / f"predictions/{model}/probs_{split}.csv", _member(y, acc, rng), LABELS)
     (tmp_path / "params.yaml").write_text((REPO / "params.yaml").read_text())
 
     done = _run(["stages.ensemble"], tmp_path)
     assert done.returncode == 0, done.stderr
     summary = json.loads((tmp_path / "models/ensemble/ensemble.json").read_text())
-    assert summary["members"] == list(accuracy)  # params.yaml's ensemble.members
+    assert summary["members"] == load_params(REPO / "params.yaml")["ensemble"]["members"]
     assert sum(summary["weights"].values()) == pytest.approx(1)
     assert summary["class_bias"] == {name: 0.0 for name in LABELS}  # off in the shipped params
     assert summary["val_macro_recall_cross_validated"] == summary["val_macro_recall_cross_validated_without_class_bias"]
@@ -113,6 +115,59 @@ def test_stage_fits_on_val_and_evaluate_scores_the_combination(tmp_path):
     assert predictions == combined.argmax(axis=1).tolist()
     report = json.loads((tmp_path / "metrics/ensemble/test.json").read_text())
     assert report["macro_recall"] == pytest.approx(macro_recall(labels["test"], combined))
+
+
+def _with_members(members: list[str]) -> str:
+    """params.yaml's text with another ensemble.members list."""
+    text = (REPO / "params.yaml").read_text()
+    start = text.index("  members:")
+    end = text.index("  grid_step:", start)
+    return text[:start] + "  members:\n" + "".join(f"  - {m}\n" for m in members) + text[end:]
+
+
+def test_a_group_member_is_its_models_averaged_with_one_weight(tmp_path):
+    rng = np.random.default_rng(2)
+    labels = {"val": rng.integers(0, 3, 120), "test": rng.integers(0, 3, 60)}
+    for split, y in labels.items():
+        _write_split(tmp_path / f"data/processed/{split}.jsonl", y)
+        seeds = [_member(y, 0.7, rng), _member(y, 0.7, rng)]
+        for model, p in zip(("bert", "bert_seed43"), seeds):
+            write_probabilities(tmp_path / f"predictions/{model}/probs_{split}.csv", p, LABELS)
+        write_probabilities(tmp_path / f"predictions/tfidf/probs_{split}.csv", _member(y, 0.6, rng), LABELS)
+        # the pair's equal-weight average, written as if it were one model
+        write_probabilities(tmp_path / f"predictions/lstm/probs_{split}.csv", combine(seeds, [0.5, 0.5]), LABELS)
+    assert member_models("bert+bert_seed43") == ["bert", "bert_seed43"] and member_models("lstm") == ["lstm"]
+
+    results = {}
+    for members in (["bert+bert_seed43", "tfidf"], ["lstm", "tfidf"]):
+        (tmp_path / "params.yaml").write_text(_with_members(members))
+        done = _run(["stages.ensemble"], tmp_path)
+        assert done.returncode == 0, done.stderr
+        results[members[0]] = (
+            json.loads((tmp_path / "models/ensemble/ensemble.json").read_text()),
+            (tmp_path / "models/ensemble/probs_test.csv").read_text(),
+        )
+    (group, group_test), (single, single_test) = results["bert+bert_seed43"], results["lstm"]
+    assert list(group["weights"]) == ["bert+bert_seed43", "tfidf"]  # one weight for the pair
+    assert list(group["weights"].values()) == list(single["weights"].values())
+    assert group["val_macro_recall_cross_validated"] == single["val_macro_recall_cross_validated"]
+    assert group_test == single_test
+
+    # a model in two members, and a malformed group: an error naming the key, no traceback
+    for members, expected in (
+        (["bert+bert_seed43", "bert"], "params.yaml: ensemble.members: bert in more than one member"),
+        (["bert+", "tfidf"], "ensemble.members"),
+    ):
+        (tmp_path / "params.yaml").write_text(_with_members(members))
+        done = _run(["stages.ensemble"], tmp_path)
+        assert done.returncode != 0 and "Traceback" not in done.stderr
+        assert done.stderr.startswith("error: ") and expected in done.stderr, done.stderr
+
+
+def test_average_of_one_model_is_itself():
+    p = np.array([[0.2, 0.3, 0.5]])
+    assert average([p]) is p
+    np.testing.assert_allclose(average([p, p]), p)
 
 
 def test_missing_member_is_one_error_line(tmp_path):
@@ -180,7 +235,7 @@ def test_cross_validated_class_bias_gains_on_a_biased_combination():
 def _members(root: Path, rng: np.random.Generator, labels: dict) -> None:
     for split, y in labels.items():
         _write_split(root / f"data/processed/{split}.jsonl", y)
-    for member, accuracy in MEMBER_ACCURACY.items():
+    for member, accuracy in MODEL_ACCURACY.items():
         for split, y in labels.items():
             write_probabilities(root / f"predictions/{member}/probs_{split}.csv", _member(y, accuracy, rng), LABELS)
     # a coarse grid: these tests are about reading and writing, not the fit

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from src.core.params import load_params
 from tests.fixtures import REPO, run_checked, set_params
 
 
@@ -147,7 +148,7 @@ def test_review_round_trip(project, tmp_path):
         predictions = (work / f"predictions/{name}/test.txt").read_text().splitlines()
         assert len(predictions) == 12 and set(predictions) <= {"0", "1", "2"}
     ensemble = json.loads((work / "models/ensemble/ensemble.json").read_text())
-    assert ensemble["members"] == ["bert", "tune_best", "lstm", "tfidf"]
+    assert ensemble["members"] == load_params(work / "params.yaml")["ensemble"]["members"]
     assert sum(ensemble["weights"].values()) == pytest.approx(1.0)
     for name in ("bert", "lstm", "tune_best", "tfidf", "ensemble", "majority"):  # class probabilities, test and val
         for split in ("test", "val"):

@@ -196,16 +196,18 @@ TFIDF = _section(
     }
 )
 
+_MEMBER_MODEL = "(bert|tune_best|lstm|tfidf|bert_seed[0-9]{1,10})"
 # the ensemble stage: which evaluated models it combines, and the weight grid it searches on validation
 ENSEMBLE = _section(
     {
         "members": {
             "type": "array",
-            # evaluated models; bert_seed<N>: train_bert_seed@N's (dvc.yaml), train_bert's recipe with seed N
+            # evaluated models; bert_seed<N>: train_bert_seed@N's (dvc.yaml), train_bert's recipe with seed N;
+            # models joined by "+" are one member, averaged with equal weights (bert+bert_seed43)
             "items": {
                 "type": "string",
-                "pattern": "^(bert|tune_best|lstm|tfidf|bert_seed[0-9]{1,10})$",
-                "description": "one of bert, tune_best, lstm, tfidf, bert_seed<N>",
+                "pattern": f"^{_MEMBER_MODEL}([+]{_MEMBER_MODEL})*$",
+                "description": "one of bert, tune_best, lstm, tfidf, bert_seed<N>, or several joined by '+'",
             },
             "minItems": 2,
             "uniqueItems": True,

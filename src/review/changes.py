@@ -6,7 +6,7 @@ import math
 
 import numpy as np
 
-from src.review.revisions import CONFUSION, PREDICTIONS, read_curves, read_probabilities
+from src.review.revisions import CONFUSION, PREDICTIONS, probabilities_of_both, read_curves
 
 RELATIVE_TOLERANCE = 1e-6  # values closer than this are the same figure (a re-run's last-digit noise)
 PROBABILITY_TOLERANCE = 2e-6  # probabilities are written with 6 decimals
@@ -48,9 +48,8 @@ def model_status(
     for key in ("confusion", "predictions"):  # categories: the text is the value
         old, new = files[key]
         changed |= old is not None and new is not None and old.split() != new.split()
-    sides = ((old_files, "base"), (new_files, "new"))
     if not changed:  # the same labels, but maybe other probabilities (compared where both sides have them)
-        old, new = (read_probabilities(f, model, labels, None, notes, side) for f, side in sides)
+        old, new = probabilities_of_both(old_files, new_files, model, labels, None, notes)
         changed = (
             old is not None
             and new is not None

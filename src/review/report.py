@@ -27,7 +27,7 @@ from src.review.revisions import (
     params_diff,
     parse_labels,
     parse_test_split,
-    read_probabilities,
+    probabilities_of_both,
     resolve_experiment,
     resolve_rev,
 )
@@ -92,10 +92,7 @@ def compare_model(
         entry["metrics"]["accuracy"]["p_value"] = test_mcnemar["p_value"]
         entry.update(n=n, resamples=RESAMPLES, mcnemar=test_mcnemar)
         lines += statistics_section(model, entry, {"resamples": RESAMPLES, "n": n})
-        base_probs, new_probs = (
-            read_probabilities(f, model, labels, n, probability_notes, side)
-            for f, side in ((old_files, "base"), (new_files, "new"))
-        )
+        base_probs, new_probs = probabilities_of_both(old_files, new_files, model, labels, n, probability_notes)
         flips, entry["flipped"] = flipped_section(
             model, gold, base_labels, new_labels, texts, new_probs, base_probs, labels
         )

@@ -283,3 +283,13 @@ def read_probabilities(
             notes.append(f"{side}: {path} has {len(probabilities)} rows for {n} test tweets; not compared")
         return None
     return probabilities
+
+
+def probabilities_of_both(
+    base_files, new_files, model: str, labels: list[str], n: int | None, notes: list[str]
+) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """``read_probabilities`` at the base revision and in the workspace, each damaged side a note."""
+    return (
+        read_probabilities(base_files, model, labels, n, notes, "base"),
+        read_probabilities(new_files, model, labels, n, notes, "new"),
+    )

@@ -14,6 +14,11 @@ shift towards it that no weighting of the members can give. The offsets are fitt
 ascent over a grid (``BIAS_GRID``), the first class fixed at 0 (only differences matter to the
 argmax); ties go to the smaller offset, so without a gain they stay 0. The cross-validated estimate
 refits weights and offsets on each fold's remainder, the same folds with and without offsets.
+
+A member may be several models joined by ``+`` (``bert+bert_seed43``): their probabilities are
+averaged with equal weights first (``member_models``, ``average``) and the group gets one weight.
+Seeds of one recipe differ by noise, so fitting a weight to each lets the grid follow validation's
+noise; a fixed equal average keeps what the extra seeds add without the extra weights.
 """
 
 from __future__ import annotations
@@ -29,6 +34,19 @@ EPS = 1e-12  # probabilities of exactly 0 stay finite in the log
 BIAS_GRID = np.round(np.arange(-1.5, 1.5001, 0.05), 2)  # log-probability offsets tried per class
 BIAS_ROUNDS = 5  # coordinate-ascent passes over the classes (it settles in two or three)
 CHUNK = 256  # grid points scored at once by fit_weights (256 x 2,000 tweets x 3 classes: 12 MB)
+GROUP = "+"  # joins the models of one member: "bert+bert_seed43"
+
+
+def member_models(member: str) -> list[str]:
+    """The evaluated models a member is made of: ``"bert+bert_seed43"`` -> ``["bert", "bert_seed43"]``."""
+    return member.split(GROUP)
+
+
+def average(probabilities: Sequence[np.ndarray]) -> np.ndarray:
+    """One group member's probabilities: its models combined with equal weights (a model alone: itself)."""
+    if len(probabilities) == 1:
+        return probabilities[0]
+    return combine(probabilities, [1 / len(probabilities)] * len(probabilities))
 
 
 def combine(probabilities: Sequence[np.ndarray], weights: Sequence[float]) -> np.ndarray:
