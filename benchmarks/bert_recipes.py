@@ -30,6 +30,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import platform
 import statistics
 import subprocess
 import sys
@@ -229,6 +231,7 @@ def main() -> None:
 
     names = (args.candidates or ["shipped", "stock_trainer"]) if args.test else (args.candidates or list(CANDIDATES))
     report = {
+        "machine": f"{os.cpu_count()} cores, {platform.processor() or platform.machine()}",
         "mode": "test" if args.test else "screen",
         "seeds": args.seeds,
         "train_samples": "all" if args.test else args.train_samples,
@@ -243,6 +246,7 @@ def main() -> None:
                 if args.test
                 else ["--train-samples", str(args.train_samples or 0), "--holdout-samples", str(args.holdout_samples)]
             )
+            load = round(os.getloadavg()[0], 2)
             started = time.perf_counter()
             if args.model:
                 forwarded += ["--model", args.model]
@@ -269,6 +273,7 @@ def main() -> None:
                 {
                     "seed": seed,
                     "wall_s": round(time.perf_counter() - started, 1),
+                    "loadavg_1min_before": load,
                     **json.loads(done.stdout.strip().splitlines()[-1]),
                 }
             )

@@ -24,6 +24,8 @@ from __future__ import annotations
 import errno
 import logging
 import os
+import re
+import shutil
 import signal
 import socket
 import sys
@@ -35,6 +37,7 @@ from src.core.errors import PipelineError
 from src.core.params import load_params
 
 # torch's launcher logs each failure (and its traceback) itself; the child's own line says it better
+LOG_DIR_PREFIX = "sentiment-launch-"  # + the launcher's PID + "-": torchrun's log directory for one launch
 LAUNCHER_LOGGERS = ("torch.distributed.elastic", "torch.distributed.launcher", "torch.distributed.run")
 
 
@@ -143,6 +146,35 @@ def run_here(target: list[str]) -> None:
         runpy.run_module(name, run_name="__main__", alter_sys=True)
 
 
+def remove_stale_log_dirs(parent: str | None = None) -> list[str]:
+    """Remove the log directories of launchers that no longer run (killed with SIGKILL, so their own
+    cleanup never ran): ours by name, by owner and by a dead PID, never a link. The removed paths."""
+    parent = parent or tempfile.gettempdir()
+    removed = []
+    try:
+        entries = list(os.scandir(parent))
+    except OSError:
+        return removed
+    for entry in entries:
+        match = re.fullmatch(re.escape(LOG_DIR_PREFIX) + r"(\d{1,10})-\w+", entry.name)
+        if (
+            not match
+            or not entry.is_dir(follow_symlinks=False)
+            or entry.stat(follow_symlinks=False).st_uid != os.getuid()
+        ):
+            continue
+        try:
+            os.kill(int(match[1]), 0)
+            continue  # that launcher still runs
+        except ProcessLookupError:
+            pass
+        except (PermissionError, OverflowError):
+            continue  # alive under another user, or no such PID can exist
+        shutil.rmtree(entry.path, ignore_errors=True)
+        removed.append(entry.path)
+    return removed
+
+
 def launch(target: list[str], params_path: str = "params.yaml") -> int:
     """Validate, then run ``target`` (here, or under torchrun for several processes); the exit status of
     the first failed process (0 if none)."""
@@ -160,8 +192,10 @@ def launch(target: list[str], params_path: str = "params.yaml") -> int:
     if "OMP_NUM_THREADS" not in os.environ:  # torchrun would give each process 1 thread: give it its share
         os.environ["OMP_NUM_THREADS"] = str(max(1, cpu_cores() // params["distributed"]["nproc_per_node"]))
     # torchrun's logs and error files go to a directory of ours, removed afterwards (its own default is a
-    # torchelastic_* directory in /tmp that is never removed)
-    with tempfile.TemporaryDirectory(prefix="sentiment-launch-", ignore_cleanup_errors=True) as log_dir:
+    # torchelastic_* directory in /tmp that is never removed); a SIGKILLed launcher's is removed next time
+    remove_stale_log_dirs()
+    prefix = f"{LOG_DIR_PREFIX}{os.getpid()}-"
+    with tempfile.TemporaryDirectory(prefix=prefix, ignore_cleanup_errors=True) as log_dir:
         args = parse_args([f"--log-dir={log_dir}", *torchrun_args(params["distributed"], target)])
         if args.master_port is None:  # as torchrun's run() does
             args.master_port = 29500

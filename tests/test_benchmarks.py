@@ -195,3 +195,19 @@ def test_bert_vs_hf_trainer_end_to_end_times_the_stage_through_dvc_and_the_stock
     assert report["dvc_repro"]["speedup"] == round(stock["wall_s"] / stage["wall_s"], 2)
     delta = round(stage["val_macro_recall"] - stock["val_macro_recall"], 4)
     assert report["dvc_repro"]["val_macro_recall_delta"] == delta
+
+
+def test_tfidf_fit_reports_iterations_and_validation_figures_per_tolerance(tmp_path):
+    done = subprocess.run(
+        [sys.executable, "-m", "benchmarks.tfidf_fit", "--data-dir", str(_tiny_data(tmp_path))]
+        + ["--tol", "1e-4", "1e-6"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    fits = json.loads(done.stdout)["fits"]
+    assert [fit["tol"] for fit in fits] == [1e-4, 1e-6]
+    assert all(fit["iterations"] >= 1 and 0 <= fit["val_macro_recall"] <= 1 for fit in fits)
+    assert fits[1]["iterations"] >= fits[0]["iterations"]  # a tighter stop never stops sooner

@@ -339,3 +339,27 @@ def test_dvc_yaml_launches_both_training_stages_through_the_launcher():
         assert "distributed" in stages[stage]["params"]
     params = copy.deepcopy(load_params(REPO / "params.yaml"))
     assert params["distributed"]["nproc_per_node"] == 1  # one process unless asked
+
+
+def test_the_next_launch_removes_a_killed_launchers_log_directory_and_nothing_else(tmp_path):
+    from src.launch import LOG_DIR_PREFIX, remove_stale_log_dirs
+
+    finished = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead_pid = int(finished.stdout)  # a launcher SIGKILLed mid-run leaves its directory like this one
+    stale = tmp_path / f"{LOG_DIR_PREFIX}{dead_pid}-k1ll3d"
+    (stale / "attempt_0").mkdir(parents=True)
+    (stale / "attempt_0/error.json").write_text("{}")
+    running = tmp_path / f"{LOG_DIR_PREFIX}{os.getpid()}-4l1ve"  # a launcher that still runs
+    running.mkdir()
+    unrelated = tmp_path / f"{LOG_DIR_PREFIX}notes"  # not a name the launcher makes
+    unrelated.mkdir()
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "keep.txt").write_text("kept")
+    link = tmp_path / f"{LOG_DIR_PREFIX}{dead_pid}-l1nk"  # a link with a launcher's name: never followed
+    link.symlink_to(elsewhere, target_is_directory=True)
+
+    assert remove_stale_log_dirs(str(tmp_path)) == [str(stale)]
+    assert not stale.exists()
+    assert running.is_dir() and unrelated.is_dir() and link.is_symlink()
+    assert (elsewhere / "keep.txt").read_text() == "kept"

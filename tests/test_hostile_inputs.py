@@ -135,7 +135,9 @@ def record(command: list[str], rc: int, output: str, peak_mb: float, seconds: fl
     if not os.environ.get("HOSTILE_RECORD"):
         return
     errors = [line for line in output.splitlines() if line.startswith("error: ")]
+    test_id = os.environ.get("PYTEST_CURRENT_TEST", "").split("::")[-1].removesuffix(" (call)")
     entry = {
+        "row": test_id,
         "command": " ".join(c if len(c) < 200 else c[:60] + "..." for c in command[1:] if c != "-c"),
         "rc": rc,
         "error": errors[0][:300] if errors else None,
