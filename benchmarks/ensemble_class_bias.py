@@ -21,12 +21,11 @@ from src.core.params import load_params
 from src.data.preprocess import read_split
 from src.scoring.ensemble import (
     apply_bias,
-    average,
     combine,
     cross_validated_macro_recall,
     fit_class_bias,
     fit_weights,
-    member_models,
+    read_member,
 )
 from src.scoring.ensemble import macro_recall as in_sample
 from src.scoring.probabilities import read_probabilities
@@ -44,8 +43,11 @@ def main(argv: list[str] | None = None) -> None:
     for member in args.members:
         name, _, path = member.partition("=")
         names.append(name)
-        csvs = [Path(path)] if path else [Path("predictions") / m / "probs_val.csv" for m in member_models(name)]
-        probabilities.append(average([read_probabilities(csv, label_names, len(val.labels)) for csv in csvs]))
+        probabilities.append(
+            read_probabilities(Path(path), label_names, len(val.labels))
+            if path
+            else read_member(name, "probs_val.csv", label_names, len(val.labels), Path("predictions"))
+        )
     weights = fit_weights(val.labels, probabilities, cfg["grid_step"])
     combined = combine(probabilities, weights)
     offsets = fit_class_bias(val.labels, combined)

@@ -20,15 +20,15 @@ from src.core.errors import ParamsError
 from src.data.preprocess import read_split
 from src.scoring.ensemble import (
     apply_bias,
-    average,
     combine,
     cross_validated_macro_recall,
     fit_class_bias,
     fit_weights,
     macro_recall,
-    member_models,
+    models_of,
+    read_member,
 )
-from src.scoring.probabilities import probabilities_file, read_probabilities, write_probabilities
+from src.scoring.probabilities import probabilities_file, write_probabilities
 
 DATA_DIR = Path("data/processed")
 PREDICTIONS_DIR = Path("predictions")
@@ -40,7 +40,7 @@ def main(params: dict) -> None:
         raise ParamsError("params.yaml: ensemble: missing (expected members, grid_step, seed and class_bias)")
     cfg, label_names = params["ensemble"], params["data"]["label_names"]
     members = cfg["members"]
-    models = [model for member in members for model in member_models(member)]
+    models = models_of(members)
     repeated = sorted({model for model in models if models.count(model) > 1})
     if repeated:
         raise ParamsError(
@@ -50,12 +50,7 @@ def main(params: dict) -> None:
     splits = {name: read_split(DATA_DIR / f"{name}.jsonl", label_names) for name in ("val", "test")}
     probabilities = {
         split: [
-            average(
-                [
-                    read_probabilities(PREDICTIONS_DIR / model / probabilities_file(split), label_names, len(data))
-                    for model in member_models(member)
-                ]
-            )
+            read_member(member, probabilities_file(split), label_names, len(data), PREDICTIONS_DIR)
             for member in members
         ]
         for split, data in splits.items()

@@ -28,7 +28,7 @@ import pytest
 
 from src.core.params import load_params
 from src.data.preprocess import Split, normalize_tweet, write_split
-from src.scoring.ensemble import member_models
+from src.scoring.ensemble import models_of
 from tests.fixtures import BODY, DownloadHandler, tiny_splits, write_tiny_bert
 
 REPO = Path(__file__).resolve().parents[1]
@@ -399,7 +399,7 @@ UNCLEAR = {
 }
 # ---- probabilities: what the evaluate stages write, read as probabilities by the ensemble and evaluate ----
 # the models params.yaml's ensemble.members combine ("bert+bert_seed43" is two)
-MEMBERS = tuple(m for member in load_params(REPO / "params.yaml")["ensemble"]["members"] for m in member_models(member))
+MEMBERS = tuple(models_of(load_params(REPO / "params.yaml")["ensemble"]["members"]))
 
 
 def _probability_rows(n: int, seed: int) -> list[list[float]]:

@@ -24,11 +24,14 @@ noise; a fixed equal average keeps what the extra seeds add without the extra we
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 from sklearn.metrics import recall_score
 from sklearn.model_selection import StratifiedKFold
 from tqdm import tqdm
+
+from src.scoring.probabilities import read_probabilities
 
 EPS = 1e-12  # probabilities of exactly 0 stay finite in the log
 BIAS_GRID = np.round(np.arange(-1.5, 1.5001, 0.05), 2)  # log-probability offsets tried per class
@@ -40,6 +43,18 @@ GROUP = "+"  # joins the models of one member: "bert+bert_seed43"
 def member_models(member: str) -> list[str]:
     """The evaluated models a member is made of: ``"bert+bert_seed43"`` -> ``["bert", "bert_seed43"]``."""
     return member.split(GROUP)
+
+
+def models_of(members: Sequence[str]) -> list[str]:
+    """Every evaluated model the members name, in order: ``["bert+bert_seed43", "tfidf"]`` -> three."""
+    return [model for member in members for model in member_models(member)]
+
+
+def read_member(member: str, file_name: str, label_names: list[str], n: int, directory: Path) -> np.ndarray:
+    """A member's probabilities: its models' ``directory/<model>/<file_name>`` (evaluate's), averaged."""
+    return average(
+        [read_probabilities(directory / model / file_name, label_names, n) for model in member_models(member)]
+    )
 
 
 def average(probabilities: Sequence[np.ndarray]) -> np.ndarray:
