@@ -40,7 +40,8 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-BERT_KEYS = ("class_weights", "label_smoothing")  # under params.yaml's `bert:`; the rest are top level
+# under params.yaml's `bert:`; the rest are top level
+BERT_KEYS = ("class_weights", "label_smoothing", "mixed_precision", "layer_decay", "reinit_layers", "ema_decay")
 
 # name -> params.yaml overrides; "shipped" is whatever params.yaml holds
 CANDIDATES = {
@@ -54,6 +55,13 @@ CANDIDATES = {
     "sqrt_lr5e-5_smooth0.1": {"class_weights": "sqrt", "learning_rate": 5e-5, "label_smoothing": 0.1},
     "sqrt_lr1e-4": {"class_weights": "sqrt", "learning_rate": 1e-4},
     "sqrt_lr5e-5_2ep": {"class_weights": "sqrt", "learning_rate": 5e-5, "num_epochs": 2},
+    "shipped_fp32": {"mixed_precision": False},  # the shipped recipe without bf16 autocast (speed on AMX CPUs)
+    "sqrt_lr5e-5_3ep": {"class_weights": "sqrt", "learning_rate": 5e-5, "num_epochs": 3},
+    "sqrt_lr1e-4_llrd0.8": {"class_weights": "sqrt", "learning_rate": 1e-4, "layer_decay": 0.8},
+    "sqrt_lr5e-5_reinit1": {"class_weights": "sqrt", "learning_rate": 5e-5, "reinit_layers": 1},
+    "unweighted_lr5e-5_2ep": {"class_weights": None, "learning_rate": 5e-5, "num_epochs": 2},
+    # an average over about the last 40% of a 4,000-tweet epoch's 250 steps (1 / (1 - decay) = 100 steps)
+    "sqrt_lr5e-5_ema0.99": {"class_weights": "sqrt", "learning_rate": 5e-5, "ema_decay": 0.99},
 }
 # the stock Trainer's defaults (transformers' TrainingArguments), for the test report
 TRAINER_DEFAULTS = {"lr": 5e-5, "batch_size": 8, "weight_decay": 0.0, "warmup_ratio": 0.0, "dropout": 0.1}

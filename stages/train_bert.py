@@ -22,9 +22,9 @@ from src.checkpoints.resume import run_fingerprint, source_files
 from src.core.atomic import write_json
 from src.core.cli import run_stage
 from src.core.runtime import out_of_memory_names, resolve_device, use_all_cpu_cores
-from src.models.training import train_model
+from src.models.training import fine_tune
 from src.recipes.bert_config import BertConfig
-from src.recipes.bert_run import load_bert_data, make_loaders, run_options
+from src.recipes.bert_run import load_bert_data, loss_weights, make_loaders
 from src.training import distributed
 from src.training.history import best_epoch_metrics
 from src.training.live import DVCLiveLog
@@ -81,23 +81,17 @@ def train(config: BertConfig, device, out: Outputs = outputs(None)) -> None:
     training_params = {**config.fingerprint_params(), "distributed": {"world_size": distributed.world_size()}}
     live = DVCLiveLog(out.live_dir) if distributed.is_main_process() else None  # rank 0 alone logs
     # the model directory is a persisted DVC output: a rerun after a kill resumes from its checkpoints
-    model, history = train_model(
+    model, history = fine_tune(
+        config,
         train_loader,
         val_loader,
         out.model_dir,
-        config.num_epochs,
-        config.learning_rate,
-        config.weight_decay,
-        config.warmup_ratio,
         device,
-        num_classes=len(config.label_names),
-        dropout_prob=config.dropout_prob,
-        seed=config.seed,
-        label_names=list(config.label_names),
+        tokenizer=data.tokenizer,
+        class_weights=loss_weights(config, data),
         resume=True,
         fingerprint=run_fingerprint(training_params, INPUTS, source_files(__file__)),
         training_log=live,
-        **run_options(config, data),
     )
     if not distributed.is_main_process():  # rank 0 writes the summary; DVCLive has the curves
         return

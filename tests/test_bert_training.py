@@ -63,6 +63,39 @@ def test_no_weight_decay_on_bias_and_layernorm(tiny_bert):
         assert (id(parameter) in decayed) == ("bias" not in name and "LayerNorm" not in name), name
 
 
+def test_layer_decay_gives_each_layer_its_rate_and_one_keeps_two_groups(tiny_bert):
+    model = BertSentimentClassifier(tiny_bert, 3, 0.1)
+    plain = training.build_optimizer(model, 1e-3, 0.01)
+    assert [g["lr"] for g in plain.param_groups] == [1e-3, 1e-3]  # layer_decay 1: the two groups as before
+    optimizer = training.build_optimizer(model, 1e-3, 0.01, layer_decay=0.5)
+    depth_of = training.encoder_depths(model)
+    n_layers = len(model.model.base_model.encoder.layer)
+    rate = {id(p): g["lr"] for g in optimizer.param_groups for p in g["params"]}
+    for name, parameter in model.named_parameters():
+        depth = depth_of(name)
+        expected = 0 if "embeddings" in name else (n_layers + 1 if ".layer." not in name else depth)
+        assert depth == expected, name
+        assert rate[id(parameter)] == pytest.approx(1e-3 * 0.5 ** (n_layers + 1 - depth)), name
+    assert optimizer.param_groups[0]["lr"] == 1e-3  # the head's rate is the one logged
+    assert sum(len(g["params"]) for g in optimizer.param_groups) == len(list(model.parameters()))
+
+
+def test_reinit_layers_reinitialises_the_top_layers_only(tiny_bert):
+    torch.manual_seed(0)
+    pretrained = BertSentimentClassifier(tiny_bert, 3, 0.1)
+    model = BertSentimentClassifier(tiny_bert, 3, 0.1)
+    model.load_state_dict(pretrained.state_dict())
+    training.reinit_top_layers(model, 1)
+    top = len(model.model.base_model.encoder.layer) - 1
+    for (name, before), after in zip(pretrained.state_dict().items(), model.state_dict().values()):
+        if f".layer.{top}." in name and name.endswith("query.weight"):
+            assert not torch.equal(before, after), name
+        elif f".layer.{top}." not in name:
+            assert torch.equal(before, after), name
+    with pytest.raises(training.PipelineError, match="bert.reinit_layers = 99"):
+        training.reinit_top_layers(model, 99)
+
+
 def test_train_epoch_and_evaluate_follow_the_seed(tiny_bert):
     _, train_loader, val_loader = bert_loaders(tiny_bert)
     torch.manual_seed(0)
@@ -379,3 +412,62 @@ def test_train_bert_seed_members_write_beside_train_bert_and_refuse_a_bad_seed(c
         with pytest.raises(SystemExit) as exit_info:
             train_bert.parse_member_seed(argv)
         assert exit_info.value.code == 2 and expected in capsys.readouterr().err
+
+
+def test_the_command_line_and_the_stages_give_train_model_the_same_run_settings():
+    """scripts.train/tune (a JSON config) and train_bert/tune (params.yaml) map a BertConfig to train_model's
+    keyword arguments through one function: every run setting reaches both, each a train_model parameter."""
+    from src.recipes.bert_config import BertConfig
+    from src.recipes.bert_files import train_options
+    from src.recipes.bert_run import train_model_options
+
+    config = BertConfig(label_names=("a", "b", "c"), label_smoothing=0.1, layer_decay=0.9, reinit_layers=1)
+    from_file = train_options(config, None, ["a", "b", "c"], [0, 1, 2, 2], "data.csv")
+    assert from_file.pop("num_classes") == 3 and from_file.pop("label_names") == ["a", "b", "c"]
+    assert from_file == train_model_options(config, None, None)
+    assert {"label_smoothing": 0.1, "layer_decay": 0.9, "reinit_layers": 1}.items() <= from_file.items()
+    assert set(from_file) <= set(inspect.signature(training.train_model).parameters)
+
+
+def test_ema_decay_validates_checkpoints_and_exports_the_weight_average(tiny_bert, tmp_path):
+    """With ema_decay the epoch's model is the moving average of the weights after every step (torch's
+    AveragedModel, computed here by hand): validated, in best_model.pt and in the export; training goes
+    on from the last step's weights."""
+    from src.checkpoints.files import load_checkpoint_file
+
+    tokenizer, train_loader, val_loader = bert_loaders(tiny_bert)
+    steps: list[dict] = []
+    engine = training.Trainer
+
+    class Recording(engine):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            self.optimizer.register_step_post_hook(
+                lambda *_: steps.append({k: v.detach().clone() for k, v in self.model.state_dict().items()})
+            )
+
+    decay = 0.5
+    original, training.Trainer = training.Trainer, Recording
+    try:
+        model, _ = training.train_model(
+            train_loader,
+            val_loader,
+            tmp_path,
+            num_epochs=1,
+            learning_rate=3e-3,
+            device="cpu",
+            model_name=tiny_bert,
+            tokenizer=tokenizer,
+            progress=False,
+            ema_decay=decay,
+        )
+    finally:
+        training.Trainer = original
+    average = dict(steps[0])
+    for weights in steps[1:]:
+        average = {k: decay * average[k] + (1 - decay) * v if v.is_floating_point() else v for k, v in weights.items()}
+    best = load_checkpoint_file(tmp_path / "best_model.pt")["model_state_dict"]
+    for name, tensor in best.items():
+        torch.testing.assert_close(tensor, average[name], rtol=1e-5, atol=1e-6, msg=name)
+        torch.testing.assert_close(model.state_dict()[name], tensor, rtol=0, atol=0, msg=name)
+    assert any(not torch.equal(best[name], steps[-1][name]) for name in best)  # not the last step's weights

@@ -477,7 +477,8 @@ def test_a_signal_during_a_save_waits_until_the_save_is_complete(tmp_path, monke
 
 
 # ---- (e) train_model (BERT) resumes to the same result --------------------------------------------------
-def test_bert_train_model_resumes_to_the_same_result(tiny_bert, tmp_path, caplog):  # noqa: F811
+@pytest.mark.parametrize("ema_decay", [None, 0.5])  # 0.5: a weight average, validated and exported
+def test_bert_train_model_resumes_to_the_same_result(tiny_bert, tmp_path, caplog, ema_decay):  # noqa: F811
     caplog.set_level(logging.INFO)
 
     def train(directory):
@@ -494,6 +495,7 @@ def test_bert_train_model_resumes_to_the_same_result(tiny_bert, tmp_path, caplog
             seed=1,
             progress=False,
             resume=True,
+            ema_decay=ema_decay,
         )
 
     _, uninterrupted = train(tmp_path / "uninterrupted")

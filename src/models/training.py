@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import shutil
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,7 @@ from src.core.runtime import resolve_device, seed_everything
 from src.models.bert_hyperparameters import RECOMMENDED
 from src.models.bert_model import LABEL_NAMES, BertSentimentClassifier
 from src.models.dropout import register_attention, use_rand_dropout
+from src.recipes.bert_config import BertConfig
 from src.training import Trainer, distributed
 from src.training.history import guide_history
 from src.training.trainer import build_scheduler as engine_scheduler
@@ -38,17 +40,74 @@ NO_DECAY = ("bias", "LayerNorm.weight", "layer_norm.weight", "LayerNorm.bias")
 
 
 def build_optimizer(
-    model: nn.Module, learning_rate: float, weight_decay: float, device: torch.device | str = "cpu"
+    model: nn.Module,
+    learning_rate: float,
+    weight_decay: float,
+    device: torch.device | str = "cpu",
+    layer_decay: float = 1.0,
 ) -> torch.optim.AdamW:
-    """AdamW with weight decay on weight matrices only: biases and LayerNorm weights are not decayed."""
-    decay, no_decay = [], []
+    """AdamW with weight decay on weight matrices only: biases and LayerNorm weights are not decayed.
+
+    ``layer_decay`` < 1 scales each encoder layer's learning rate by ``layer_decay`` per layer below
+    the top (the head and the top layer get ``learning_rate``, the embeddings the smallest rate)."""
+    depth_of = encoder_depths(model) if layer_decay != 1.0 else None
+    groups: dict[tuple[int, bool], list] = {}
     for name, parameter in model.named_parameters():
         if parameter.requires_grad:
-            (no_decay if any(nd in name for nd in NO_DECAY) else decay).append(parameter)
-    groups = [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+            decayed = not any(nd in name for nd in NO_DECAY)
+            groups.setdefault((depth_of(name) if depth_of else 0, decayed), []).append(parameter)
+    top = max(depth for depth, _ in groups) if groups else 0
+    param_groups = [
+        {
+            "params": groups[key],
+            "weight_decay": weight_decay if key[1] else 0.0,
+            "lr": learning_rate * layer_decay ** (top - key[0]),
+        }
+        # the top layer first: the logged learning rate (param_groups[0]) is the head's
+        for key in sorted(groups, key=lambda k: (-k[0], not k[1]))
+    ]
     # Fused: one kernel per step instead of a pass per tensor, five times faster on a CPU (docs/measurements.md)
     fused = torch.device(device).type in ("cuda", "cpu")
-    return torch.optim.AdamW(groups, lr=learning_rate, fused=fused or None)
+    return torch.optim.AdamW(param_groups, lr=learning_rate, fused=fused or None)
+
+
+def encoder_depths(model: nn.Module):
+    """name -> depth of a parameter: 0 the embeddings, i + 1 encoder layer i, the number of layers + 1
+    everything above them (pooler, classifier head)."""
+    layer = re.compile(r"\.layers?\.(\d+)\.")
+    n_layers = 1 + max(
+        (int(m.group(1)) for name, _ in model.named_parameters() if (m := layer.search(name))), default=-1
+    )
+
+    def depth_of(name: str) -> int:
+        if (m := layer.search(name)) is not None:
+            return int(m.group(1)) + 1
+        return 0 if "embeddings" in name else n_layers + 1
+
+    return depth_of
+
+
+def reinit_top_layers(model: BertSentimentClassifier, n_layers: int) -> None:
+    """Re-initialise the top ``n_layers`` encoder layers as BERT initialises them.
+
+    Normal weights (std ``initializer_range``), zero biases, identity LayerNorms: the top layers'
+    pretrained weights are specialised to the pretraining objective (Zhang et al., 2021)."""
+    if n_layers == 0:
+        return
+    layers = model.model.base_model.encoder.layer
+    if n_layers > len(layers):
+        raise PipelineError(f"bert.reinit_layers = {n_layers}: the model has {len(layers)} encoder layers")
+    std = getattr(model.model.config, "initializer_range", 0.02)
+    # by hand: transformers' own _init_weights skips weights it has marked as loaded
+    with torch.no_grad():
+        for module in layers[len(layers) - n_layers :].modules():
+            if isinstance(module, nn.Linear):
+                module.weight.normal_(0.0, std)
+                if module.bias is not None:
+                    module.bias.zero_()
+            elif isinstance(module, nn.LayerNorm):
+                module.weight.fill_(1.0)
+                module.bias.zero_()
 
 
 def build_scheduler(optimizer: torch.optim.Optimizer, total_steps: int, warmup_ratio: float):
@@ -154,12 +213,16 @@ def train_model(
     progress: bool = True,
     class_weights: torch.Tensor | None = None,
     label_smoothing: float = 0.0,
+    layer_decay: float = 1.0,
+    reinit_layers: int = 0,
+    ema_decay: float | None = None,
     resume: bool = False,
     fingerprint: dict | None = None,
     on_epoch_end=None,
     training_log=None,
 ) -> tuple[BertSentimentClassifier, dict]:
-    """Fine-tune ``model_name`` and return (the best epoch's model, history).
+    """Fine-tune ``model_name`` and return (the best epoch's model, history): the BERT fine-tuning
+    guide's signature over ``fine_tune``, which takes the same settings as one BertConfig.
 
     Writes into ``model_save_dir``: ``checkpoint_epoch_X.pt`` after each epoch (the newest with
     optimizer, scheduler and RNG state for resuming, older ones the model alone), ``best_model.pt``
@@ -178,10 +241,77 @@ def train_model(
     ``training_log`` is the engine's live log (train_bert passes src.training.live.DVCLiveLog).
     ``class_weights`` (one per class) weighs the cross-entropy loss; None, the guide's, weighs none.
     ``label_smoothing`` spreads that share of each target over all classes (0: the guide's loss).
+    ``layer_decay`` < 1 gives each encoder layer below the top that factor of the learning rate of
+    the layer above; ``reinit_layers`` re-initialises the top encoder layers (0: the guide's, neither).
+    ``ema_decay`` validates, checkpoints and exports an exponential moving average of the weights
+    (None: the last step's weights, the guide's).
     """
-    seed_everything(seed)  # the head's init and dropout are reproducible
+    config = BertConfig(
+        model_name=str(model_name),
+        num_epochs=num_epochs,
+        learning_rate=learning_rate,
+        weight_decay=weight_decay,
+        warmup_ratio=warmup_ratio,
+        dropout_prob=dropout_prob,
+        seed=seed,
+        label_names=tuple(label_names),
+        monitor=monitor,
+        gradient_clip=gradient_clip,
+        early_stopping_patience=early_stopping_patience,
+        mixed_precision=mixed_precision,
+        label_smoothing=label_smoothing,
+        layer_decay=layer_decay,
+        reinit_layers=reinit_layers,
+        ema_decay=ema_decay,
+        compile=compile_model,
+    )
+    return fine_tune(
+        config,
+        train_loader,
+        val_loader,
+        model_save_dir,
+        resolve_device(device),
+        num_classes=num_classes,
+        tokenizer=tokenizer,
+        class_weights=class_weights,
+        resume=resume,
+        fingerprint=fingerprint,
+        on_epoch_end=on_epoch_end,
+        training_log=training_log,
+        keep_checkpoints=keep_checkpoints,
+        max_checkpoints=max_checkpoints,
+        progress=progress,
+    )
+
+
+def fine_tune(
+    config: BertConfig,
+    train_loader,
+    val_loader,
+    model_save_dir: str | os.PathLike,
+    device: torch.device,
+    *,
+    num_classes: int | None = None,
+    tokenizer=None,
+    class_weights: torch.Tensor | None = None,
+    resume: bool = False,
+    fingerprint: dict | None = None,
+    on_epoch_end=None,
+    training_log=None,
+    keep_checkpoints: bool = True,
+    max_checkpoints: int | None = None,
+    progress: bool = True,
+) -> tuple[BertSentimentClassifier, dict]:
+    """Fine-tune ``config.model_name`` with the settings of ``config`` (a BertConfig) on ``device``.
+
+    The run itself, read top to bottom: seed, model, optimizer and schedule, the engine, train, export.
+    The keyword arguments are what a config does not hold: the data's tokenizer and class weights
+    (a tensor, one per class), resuming and its fingerprint, and the hooks (see ``train_model``).
+    """
+    label_names = tuple(config.label_names or LABEL_NAMES)
+    num_classes = num_classes or len(label_names)
+    seed_everything(config.seed)  # the head's init and dropout are reproducible
     model_save_dir = Path(model_save_dir)
-    device = resolve_device(device)
     if device.type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
@@ -189,32 +319,36 @@ def train_model(
     # way, as PyTorch's fused kernel (sdpa, transformers' default) takes a slower path there when
     # attention dropout is on; dropout masks drawn with torch.rand rather than bernoulli_.
     attention = register_attention() if device.type == "cpu" else None
-    model = BertSentimentClassifier(model_name, num_classes, dropout_prob, label_names, attention)
+    model = BertSentimentClassifier(config.model_name, num_classes, config.dropout_prob, label_names, attention)
     if device.type == "cpu":
         use_rand_dropout(model)
-    if compile_model:
+    reinit_top_layers(model, config.reinit_layers)
+    if config.compile:
         model.compile()  # in place: state_dict keys stay the same
-    optimizer = build_optimizer(model, learning_rate, weight_decay, device)
-    scheduler = build_scheduler(optimizer, num_epochs * len(train_loader), warmup_ratio)
+    optimizer = build_optimizer(model, config.learning_rate, config.weight_decay, device, config.layer_decay)
+    scheduler = build_scheduler(optimizer, config.num_epochs * len(train_loader), config.warmup_ratio)
     if fingerprint is None:
         fingerprint = run_fingerprint(
             {
-                "num_epochs": num_epochs,
-                "learning_rate": learning_rate,
-                "weight_decay": weight_decay,
-                "warmup_ratio": warmup_ratio,
-                "model_name": str(model_name),
+                "num_epochs": config.num_epochs,
+                "learning_rate": config.learning_rate,
+                "weight_decay": config.weight_decay,
+                "warmup_ratio": config.warmup_ratio,
+                "model_name": config.model_name,
                 "num_classes": num_classes,
-                "dropout_prob": dropout_prob,
-                "gradient_clip": gradient_clip,
-                "monitor": monitor,
-                "early_stopping_patience": early_stopping_patience,
-                "seed": seed,
+                "dropout_prob": config.dropout_prob,
+                "gradient_clip": config.gradient_clip,
+                "monitor": config.monitor,
+                "early_stopping_patience": config.early_stopping_patience,
+                "seed": config.seed,
                 "label_names": list(label_names),
-                "mixed_precision": mixed_precision,
+                "mixed_precision": config.mixed_precision,
                 "batches_per_epoch": len(train_loader),
                 "class_weights": None if class_weights is None else class_weights.tolist(),
-                "label_smoothing": label_smoothing,
+                "label_smoothing": config.label_smoothing,
+                "layer_decay": config.layer_decay,
+                "reinit_layers": config.reinit_layers,
+                "ema_decay": config.ema_decay,
             }
         )
 
@@ -233,25 +367,28 @@ def train_model(
         scheduler,
         device,
         model_save_dir,
-        gradient_clip=gradient_clip,
+        gradient_clip=config.gradient_clip,
         class_weights=class_weights,
-        label_smoothing=label_smoothing,
-        monitor=monitor,
-        mixed_precision=mixed_precision,
-        max_checkpoints=max_checkpoints or num_epochs,
+        label_smoothing=config.label_smoothing,
+        monitor=config.monitor,
+        mixed_precision=config.mixed_precision,
+        max_checkpoints=max_checkpoints or config.num_epochs,
         progress=progress,
         fingerprint=fingerprint,
         on_publish=export_best,
         on_epoch_end=on_epoch_end,
         training_log=training_log,
+        ema_decay=config.ema_decay,
     )
     if resume:
         trainer.resume()
-    history = guide_history(trainer.train(num_epochs, early_stopping_patience, save_best=True, save_every=1))
+    history = guide_history(
+        trainer.train(config.num_epochs, config.early_stopping_patience, save_best=True, save_every=1)
+    )
     if not distributed.is_main_process():  # under torchrun rank 0 alone publishes and writes the results
         return model, history
     if trainer.model_id is None:  # no epoch ever improved on the monitored metric (NaN losses)
-        raise PipelineError(f"{model_save_dir}: no best model to export ({monitor} never improved)")
+        raise PipelineError(f"{model_save_dir}: no best model to export ({config.monitor} never improved)")
     if not keep_checkpoints:
         remove_checkpoints(model_save_dir)
     return model, history

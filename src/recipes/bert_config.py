@@ -39,6 +39,9 @@ class BertConfig:
     mixed_precision: bool = True
     class_weights: str | None = None
     label_smoothing: float = 0.0
+    layer_decay: float = 1.0
+    reinit_layers: int = 0
+    ema_decay: float | None = None
     compile: bool = False
     eval_batch_size: int = 128
     num_workers: int = 0

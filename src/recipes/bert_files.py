@@ -44,18 +44,12 @@ def bert_loaders(data_dir: str | os.PathLike, config: BertConfig):
 
 def train_options(config: BertConfig, tokenizer, label_names: list[str], train_labels: list[int], data_dir) -> dict:
     """train_model's keyword arguments from ``config`` (the caller passes the tuned hyperparameters)."""
+    from src.recipes.bert_run import train_model_options
     from src.training.class_weights import class_weights
 
+    weights = class_weights(train_labels, config.class_weights, len(label_names), "class_weights", str(data_dir))
     return {
-        "model_name": config.model_name,
-        "tokenizer": tokenizer,
+        **train_model_options(config, tokenizer, weights),
         "num_classes": len(label_names),
         "label_names": label_names,
-        "gradient_clip": config.gradient_clip,
-        "monitor": config.monitor,
-        "early_stopping_patience": config.early_stopping_patience,
-        "mixed_precision": config.mixed_precision,
-        "class_weights": class_weights(
-            train_labels, config.class_weights, len(label_names), "class_weights", str(data_dir)
-        ),
     }

@@ -1,4 +1,4 @@
-"""What train_bert and tune share: a BertConfig -> tokenizer, loaders and train_model's run options."""
+"""What train_bert and tune share: a BertConfig -> tokenizer, loaders, class weights and train_model's options."""
 
 from __future__ import annotations
 
@@ -48,20 +48,33 @@ def make_loaders(data: BertData, config: BertConfig, batch_size: int, device: to
     return train, val
 
 
-def run_options(config: BertConfig, data: BertData) -> dict:
-    """train_model keyword arguments from the run settings and ``model_name`` (the caller sets the seed)."""
-    weights = class_weights(
+def loss_weights(config: BertConfig, data: BertData) -> torch.Tensor | None:
+    """The loss's class weights (``bert.class_weights``) from the train split's labels."""
+    return class_weights(
         data.train.labels,
         config.class_weights,
         len(config.label_names),
         "bert.class_weights",
         f"{PROCESSED_DIR}/train.jsonl",
     )
+
+
+def run_options(config: BertConfig, data: BertData) -> dict:
+    """train_model keyword arguments from the run settings and ``model_name`` (the caller sets the seed)."""
+    return train_model_options(config, data.tokenizer, loss_weights(config, data))
+
+
+def train_model_options(config: BertConfig, tokenizer, weights: torch.Tensor | None) -> dict:
+    """train_model's keyword arguments for ``config``'s run settings: the one mapping from a BertConfig to
+    them (the hyperparameters and the seed are the caller's; a search sets them per trial)."""
     return {
         "model_name": config.model_name,
-        "tokenizer": data.tokenizer,
+        "tokenizer": tokenizer,
         "class_weights": weights,
         "label_smoothing": config.label_smoothing,
+        "layer_decay": config.layer_decay,
+        "reinit_layers": config.reinit_layers,
+        "ema_decay": config.ema_decay,
         "gradient_clip": config.gradient_clip,
         "monitor": config.monitor,
         "early_stopping_patience": config.early_stopping_patience,

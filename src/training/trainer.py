@@ -48,6 +48,7 @@ RESUME_STATE = {
     "scheduler_state_dict": "scheduler",
     "grad_scaler_state_dict": "grad_scaler",
     "early_stopping": "early_stopping",
+    "averaged_model_state_dict": "averaged",  # the weight average's running state (ema_decay)
 }
 OPTIMIZER_STATE = ("optimizer_state_dict", "scheduler_state_dict")  # restored only with load_optimizer
 RESUME_VALUES = ("epoch", "global_step", "history")
@@ -220,6 +221,7 @@ class Trainer:
         on_publish: Callable[[dict], None] | None = None,
         on_epoch_end: Callable[[int, dict], None] | None = None,
         training_log: Any = None,
+        ema_decay: float | None = None,
     ):
         if scheduler_interval not in SCHEDULER_INTERVALS:
             raise PipelineError(f"scheduler_interval = {scheduler_interval!r}: expected 'epoch' or 'step'")
@@ -278,6 +280,16 @@ class Trainer:
         self.global_step = 0  # optimizer steps taken
         self.best = BestTracker(monitor)  # the best epoch by `monitor`: the best checkpoint, the published model
         self.history = self._empty_history()
+        # An exponential moving average of the weights, updated after every optimizer step: validated,
+        # checkpointed and published in place of the last step's weights, which training continues from
+        self.averaged = (
+            None
+            if ema_decay is None
+            else torch.optim.swa_utils.AveragedModel(
+                self.model, multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(ema_decay)
+            )
+        )
+        self.training_weights: dict | None = None  # the last step's weights while the average is swapped in
 
     @staticmethod
     def _empty_history() -> dict:
@@ -331,6 +343,8 @@ class Trainer:
             self.grad_scaler.update()
             if self.scheduler is not None and self.scheduler_interval == "step":
                 self.scheduler.step()
+            if self.averaged is not None:
+                self.averaged.update_parameters(self.model)
             self.global_step += 1
 
             batch_loss = loss.item()
@@ -410,6 +424,9 @@ class Trainer:
         started = time.perf_counter()
         train_loss = self.train_epoch()
         learning_rate = self.optimizer.param_groups[0]["lr"]  # the rate this epoch ended with
+        if self.averaged is not None:  # the epoch's model is the average: validate and checkpoint it
+            self.training_weights = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+            self.model.load_state_dict(self.averaged.module.state_dict())
         val = self.evaluate_model(self.val_loader)
         self.epoch += 1
         metrics = {
@@ -455,6 +472,13 @@ class Trainer:
             log.info("early stopping: no %s improvement for %d epochs", self.monitor, self.early_stopping.patience)
         if self.on_epoch_end is not None:  # e.g. tune's pruner: report, and raise to stop this run
             self.on_epoch_end(self.epoch, metrics)
+        self._continue_from_training_weights()
+
+    def _continue_from_training_weights(self) -> None:
+        """With a weight average, the next epoch trains on from the last step's weights, not the average's."""
+        if self.training_weights is not None:
+            self.model.load_state_dict(self.training_weights)
+            self.training_weights = None
 
     def _last_checkpoint_note(self) -> str:
         if not self.is_main_process:
@@ -516,11 +540,14 @@ class Trainer:
             **{
                 key: (part.state_dict() if (part := getattr(self, name)) is not None else None)
                 for key, name in RESUME_STATE.items()
+                if name != "averaged" or self.averaged is not None
             },
             **{key: getattr(self, key) for key in RESUME_VALUES},
             "best_value": self.best.best_value,
             "best_epoch": self.best.best_epoch,
             "rng_state": rng_state(),
+            # with a weight average, model_state_dict is the average; training continues from these
+            **({"training_model_state_dict": self.training_weights} if self.training_weights is not None else {}),
             "monitor": self.monitor,  # the rest identifies the run and rebuilds the model; never restored
             "model_config": getattr(self.model, "config", None),
             "fingerprint": self.fingerprint,
@@ -539,6 +566,8 @@ class Trainer:
         self.global_step = checkpoint.get("global_step", 0)
         self.history = checkpoint.get("history") or self._empty_history()
         self.best.best_value, self.best.best_epoch = checkpoint.get("best_value"), checkpoint.get("best_epoch")
+        if checkpoint.get("training_model_state_dict") is not None:  # model_state_dict was the weight average
+            self.model.load_state_dict(checkpoint["training_model_state_dict"])
         if checkpoint.get("rng_state") is not None:
             set_rng_state(checkpoint["rng_state"])  # last: restoring the rest draws no random numbers
 
