@@ -33,11 +33,11 @@ import json
 import os
 import platform
 import statistics
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
+
+from benchmarks.processes import timed_run
 
 ROOT = Path(__file__).resolve().parents[1]
 # under params.yaml's `bert:`; the rest are top level
@@ -255,34 +255,16 @@ def main() -> None:
                 else ["--train-samples", str(args.train_samples or 0), "--holdout-samples", str(args.holdout_samples)]
             )
             load = round(os.getloadavg()[0], 2)
-            started = time.perf_counter()
             if args.model:
                 forwarded += ["--model", args.model]
-            done = subprocess.run(
-                [
-                    sys.executable,
-                    "-m",
-                    "benchmarks.bert_recipes",
-                    *forwarded,
-                    "--data-dir",
-                    args.data_dir,
-                    "--run",
-                    name,
-                    "--seed",
-                    str(seed),
-                ],
-                cwd=ROOT,
-                capture_output=True,
-                text=True,
-            )
-            if done.returncode != 0:
-                sys.exit(f"error: {name} seed {seed} failed:\n{done.stderr[-4000:]}")
+            command = [sys.executable, "-m", "benchmarks.bert_recipes", *forwarded, "--data-dir", args.data_dir]
+            wall, stdout = timed_run([*command, "--run", name, "--seed", str(seed)], ROOT, f"{name} seed {seed}")
             runs.append(
                 {
                     "seed": seed,
-                    "wall_s": round(time.perf_counter() - started, 1),
+                    "wall_s": round(wall, 1),
                     "loadavg_1min_before": load,
-                    **json.loads(done.stdout.strip().splitlines()[-1]),
+                    **json.loads(stdout.strip().splitlines()[-1]),
                 }
             )
             print(f"{name} seed {seed}: {runs[-1]}", file=sys.stderr, flush=True)

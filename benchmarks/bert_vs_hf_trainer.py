@@ -41,11 +41,11 @@ import os
 import platform
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
+
+from benchmarks.processes import timed_run
 
 ROOT = Path(__file__).resolve().parents[1]
 SIDES = ("ours", "hf_trainer")
@@ -191,16 +191,6 @@ def _stage_val_scores(work: Path) -> dict:
     return {f"val_{k}": round(val[k], 4) for k in ("accuracy", "macro_recall")}
 
 
-def _timed(command: list[str], cwd: Path, side: str, seed: int, env: dict | None = None) -> tuple[float, str]:
-    """Run one side's process; its wall time and stdout. A failure ends the benchmark with its stderr."""
-    started = time.perf_counter()
-    done = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True)
-    wall = time.perf_counter() - started
-    if done.returncode != 0:
-        sys.exit(f"{side} seed {seed} failed:\n{done.stderr[-4000:]}")
-    return wall, done.stdout
-
-
 def _row(seed: int, wall: float, n_train: int, epochs: int) -> dict:
     return {"seed": seed, "wall_s": round(wall, 1), "samples_per_s": round(n_train * epochs / wall, 1)}
 
@@ -246,7 +236,7 @@ def end_to_end(args, n_train: int) -> dict[str, list[dict]]:
                         else [sys.executable, "-m", "src.launch", "stages.train_bert"]
                     )
                 load = round(os.getloadavg()[0], 2)
-                wall, stdout = _timed(command, work, side, seed, env)
+                wall, stdout = timed_run(command, work, f"{side} seed {seed}", env)
                 scores = (
                     json.loads(stdout.strip().splitlines()[-1]) if side == "stock_trainer" else _stage_val_scores(work)
                 )
@@ -266,7 +256,7 @@ def in_processes(args, n_train: int) -> dict[str, list[dict]]:
     for seed in args.seeds:  # interleaved, so that a drift in the machine's speed hits both sides alike
         for side in args.sides:
             command = [sys.executable, "-m", "benchmarks.bert_vs_hf_trainer", *forwarded, "--side", side]
-            wall, stdout = _timed([*command, "--seed", str(seed)], ROOT, side, seed)
+            wall, stdout = timed_run([*command, "--seed", str(seed)], ROOT, f"{side} seed {seed}")
             result = json.loads(stdout.strip().splitlines()[-1])
             runs[side].append({**_row(seed, wall, n_train, args.epochs), **result})
             print(f"{side} seed {seed}: {runs[side][-1]}", file=sys.stderr, flush=True)
