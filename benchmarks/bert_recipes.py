@@ -59,6 +59,7 @@ CANDIDATES = {
     "sqrt_lr5e-5_3ep": {"class_weights": "sqrt", "learning_rate": 5e-5, "num_epochs": 3},
     "sqrt_lr1e-4_llrd0.8": {"class_weights": "sqrt", "learning_rate": 1e-4, "layer_decay": 0.8},
     "sqrt_lr5e-5_reinit1": {"class_weights": "sqrt", "learning_rate": 5e-5, "reinit_layers": 1},
+    "sqrt_lr5e-5_reinit0": {"class_weights": "sqrt", "learning_rate": 5e-5, "reinit_layers": 0},  # before the re-init
     "unweighted_lr5e-5_2ep": {"class_weights": None, "learning_rate": 5e-5, "num_epochs": 2},
     # an average over about the last 40% of a 4,000-tweet epoch's 250 steps (1 / (1 - decay) = 100 steps)
     "sqrt_lr5e-5_ema0.99": {"class_weights": "sqrt", "learning_rate": 5e-5, "ema_decay": 0.99},
