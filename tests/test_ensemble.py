@@ -153,6 +153,17 @@ def test_a_group_member_is_its_models_averaged_with_one_weight(tmp_path):
     assert group["val_macro_recall_cross_validated"] == single["val_macro_recall_cross_validated"]
     assert group_test == single_test
 
+    # one member alone (ensemble.members minItems 1): a group is then its models' average, weight 1
+    alone = {}
+    for members in (["bert+bert_seed43"], ["lstm"]):
+        (tmp_path / "params.yaml").write_text(_with_members(members))
+        done = _run(["stages.ensemble"], tmp_path)
+        assert done.returncode == 0, done.stderr
+        summary = json.loads((tmp_path / "models/ensemble/ensemble.json").read_text())
+        assert list(summary["weights"].values()) == [1.0]
+        alone[members[0]] = (tmp_path / "models/ensemble/probs_test.csv").read_text()
+    assert alone["bert+bert_seed43"] == alone["lstm"] == (tmp_path / "predictions/lstm/probs_test.csv").read_text()
+
     # a model in two members, and a malformed group: an error naming the key, no traceback
     for members, expected in (
         (["bert+bert_seed43", "bert"], "params.yaml: ensemble.members: bert in more than one member"),

@@ -213,7 +213,7 @@ ENSEMBLE = _section(
                 "pattern": f"^{_MEMBER_MODEL}([+]{_MEMBER_MODEL})*$",
                 "description": "one of bert, tune_best, lstm, tfidf, bert_seed<N>, or several joined by '+'",
             },
-            "minItems": 1,  # one member: a "+" group averaged with equal weights
+            "minItems": 1,  # one member: weight 1 (a "+" group alone is its models' average)
             "uniqueItems": True,
         },
         "grid_step": {"enum": [0.5, 0.25, 0.2, 0.1, 0.05]},  # 1 / a whole number: the grid ends at 1
