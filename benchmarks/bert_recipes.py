@@ -41,7 +41,15 @@ from benchmarks.processes import timed_run
 
 ROOT = Path(__file__).resolve().parents[1]
 # under params.yaml's `bert:`; the rest are top level
-BERT_KEYS = ("class_weights", "label_smoothing", "mixed_precision", "layer_decay", "reinit_layers", "ema_decay")
+BERT_KEYS = (
+    "class_weights",
+    "label_smoothing",
+    "mixed_precision",
+    "layer_decay",
+    "reinit_layers",
+    "ema_decay",
+    "rdrop_alpha",
+)
 
 # name -> params.yaml overrides; "shipped" is whatever params.yaml holds
 CANDIDATES = {
@@ -63,6 +71,19 @@ CANDIDATES = {
     "unweighted_lr5e-5_2ep": {"class_weights": None, "learning_rate": 5e-5, "num_epochs": 2},
     # an average over about the last 40% of a 4,000-tweet epoch's 250 steps (1 / (1 - decay) = 100 steps)
     "sqrt_lr5e-5_ema0.99": {"class_weights": "sqrt", "learning_rate": 5e-5, "ema_decay": 0.99},
+    # R-Drop on the re-init recipe (params.yaml's since the second screen); alpha as in its GLUE runs
+    "sqrt_lr5e-5_reinit1_rdrop0.5": {
+        "class_weights": "sqrt",
+        "learning_rate": 5e-5,
+        "reinit_layers": 1,
+        "rdrop_alpha": 0.5,
+    },
+    "sqrt_lr5e-5_reinit1_rdrop1": {
+        "class_weights": "sqrt",
+        "learning_rate": 5e-5,
+        "reinit_layers": 1,
+        "rdrop_alpha": 1.0,
+    },
 }
 # the stock Trainer's defaults (transformers' TrainingArguments), for the test report
 TRAINER_DEFAULTS = {"lr": 5e-5, "batch_size": 8, "weight_decay": 0.0, "warmup_ratio": 0.0, "dropout": 0.1}

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from torch import nn
 
 from src.data.preprocess import Split, normalize_tweet, write_split
 from src.evaluation import score_split
@@ -471,3 +472,91 @@ def test_ema_decay_validates_checkpoints_and_exports_the_weight_average(tiny_ber
         torch.testing.assert_close(tensor, average[name], rtol=1e-5, atol=1e-6, msg=name)
         torch.testing.assert_close(model.state_dict()[name], tensor, rtol=0, atol=0, msg=name)
     assert any(not torch.equal(best[name], steps[-1][name]) for name in best)  # not the last step's weights
+
+
+class _DropoutLinear(nn.Module):
+    """A linear layer behind dropout: two passes of the same batch differ only by the dropout masks."""
+
+    def __init__(self, outputs: int, p: float):
+        super().__init__()
+        self.dropout, self.linear = nn.Dropout(p), nn.Linear(4, outputs)
+
+    def forward(self, features):
+        logits = self.linear(self.dropout(features))
+        return logits.squeeze(-1) if logits.shape[-1] == 1 else logits  # one logit: shape (batch,), as the LSTM's
+
+
+@pytest.mark.parametrize("outputs", [3, 1])  # softmax over classes; one logit (BCE) as two classes
+def test_rdrop_loss_is_both_passes_loss_plus_alpha_times_symmetric_kl(tmp_path, outputs):
+    """R-Drop: the batch twice in one forward, the criterion's mean over both passes, plus alpha x the
+    symmetric KL divergence between the passes' predicted distributions (batch mean)."""
+    from src.training.trainer import Trainer
+
+    torch.manual_seed(0)
+    model = _DropoutLinear(outputs, p=0.5)
+    features = torch.randn(6, 4)
+    labels = torch.tensor([0, 1, 2, 0, 1, 2]) if outputs == 3 else torch.tensor([0.0, 1, 1, 0, 1, 0])
+    batch = {"features": features, "labels": labels}
+    criterion = nn.CrossEntropyLoss() if outputs == 3 else nn.BCEWithLogitsLoss()
+    trainer = Trainer(
+        model,
+        [batch],
+        None,
+        torch.optim.SGD(model.parameters(), lr=0.1),
+        criterion,
+        checkpoint_dir=tmp_path,
+        device="cpu",
+        progress=False,
+        rdrop_alpha=0.7,
+    )
+    model.train()
+    torch.manual_seed(1)
+    loss = trainer._training_loss(batch)
+
+    torch.manual_seed(1)  # the same dropout masks, by hand
+    logits = model(torch.cat([features, features]))
+    first, second = logits.chunk(2)
+    if outputs == 1:
+        first, second = (torch.stack([x, torch.zeros_like(x)], -1) for x in (first, second))
+    p, q = first.softmax(-1), second.softmax(-1)
+    symmetric_kl = ((p * (p / q).log()).sum(-1) + (q * (q / p).log()).sum(-1)).mean() / 2
+    expected = criterion(logits, torch.cat([labels, labels])) + 0.7 * symmetric_kl
+    assert symmetric_kl > 0.01  # the two passes differ
+    assert loss.item() == pytest.approx(expected.item(), rel=1e-5)
+
+    # without dropout both passes agree: the loss is the plain loss on the batch
+    trainer.model = trainer.parallel_model = _DropoutLinear(outputs, p=0.0)
+    plain = criterion(trainer.model(features), labels)
+    assert trainer._training_loss(batch).item() == pytest.approx(plain.item(), rel=1e-5)
+
+
+def test_rdrop_alpha_reaches_the_engine_from_params(tiny_bert, tmp_path, monkeypatch):
+    """bert.rdrop_alpha in params.yaml -> BertConfig -> train_model's options -> the Trainer."""
+    from src.core.params import load_params
+    from src.recipes.bert_config import BertConfig
+    from src.recipes.bert_run import train_model_options
+
+    params = load_params(REPO / "params.yaml")
+    params["bert"]["rdrop_alpha"] = 0.5
+    config = BertConfig.from_params(params)
+    assert train_model_options(config, None, None)["rdrop_alpha"] == 0.5
+    seen, engine = [], training.Trainer
+
+    def spy(*args, **kwargs):
+        seen.append(kwargs["rdrop_alpha"])
+        return engine(*args, **kwargs)
+
+    monkeypatch.setattr(training, "Trainer", spy)
+    tokenizer, train_loader, val_loader = bert_loaders(tiny_bert)
+    training.train_model(
+        train_loader,
+        val_loader,
+        tmp_path,
+        num_epochs=1,
+        device="cpu",
+        model_name=tiny_bert,
+        tokenizer=tokenizer,
+        progress=False,
+        rdrop_alpha=0.5,
+    )
+    assert seen == [0.5]

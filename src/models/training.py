@@ -129,7 +129,8 @@ def _engine(
     **trainer_kwargs,
 ) -> Trainer:
     """The shared Trainer, with BERT's per-step scheduler and cross-entropy loss (weighted per class
-    with ``class_weights``, targets smoothed by ``label_smoothing``)."""
+    with ``class_weights``, targets smoothed by ``label_smoothing``; ``rdrop_alpha`` among the
+    Trainer's keyword arguments adds R-Drop's consistency term)."""
     criterion = nn.CrossEntropyLoss(
         weight=None if class_weights is None else class_weights.to(device), label_smoothing=label_smoothing
     )
@@ -216,6 +217,7 @@ def train_model(
     layer_decay: float = 1.0,
     reinit_layers: int = 0,
     ema_decay: float | None = None,
+    rdrop_alpha: float = 0.0,
     resume: bool = False,
     fingerprint: dict | None = None,
     on_epoch_end=None,
@@ -244,7 +246,9 @@ def train_model(
     ``layer_decay`` < 1 gives each encoder layer below the top that factor of the learning rate of
     the layer above; ``reinit_layers`` re-initialises the top encoder layers (0: the guide's, neither).
     ``ema_decay`` validates, checkpoints and exports an exponential moving average of the weights
-    (None: the last step's weights, the guide's).
+    (None: the last step's weights, the guide's). ``rdrop_alpha`` > 0 trains with R-Drop: each batch
+    twice through dropout, the loss plus that weight of the symmetric KL divergence between the two
+    predictions (0: the guide's loss; it doubles the training step's work).
     """
     config = BertConfig(
         model_name=str(model_name),
@@ -263,6 +267,7 @@ def train_model(
         layer_decay=layer_decay,
         reinit_layers=reinit_layers,
         ema_decay=ema_decay,
+        rdrop_alpha=rdrop_alpha,
         compile=compile_model,
     )
     return fine_tune(
@@ -349,6 +354,7 @@ def fine_tune(
                 "layer_decay": config.layer_decay,
                 "reinit_layers": config.reinit_layers,
                 "ema_decay": config.ema_decay,
+                "rdrop_alpha": config.rdrop_alpha,
             }
         )
 
@@ -379,6 +385,7 @@ def fine_tune(
         on_epoch_end=on_epoch_end,
         training_log=training_log,
         ema_decay=config.ema_decay,
+        rdrop_alpha=config.rdrop_alpha,
     )
     if resume:
         trainer.resume()

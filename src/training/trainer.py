@@ -222,6 +222,7 @@ class Trainer:
         on_epoch_end: Callable[[int, dict], None] | None = None,
         training_log: Any = None,
         ema_decay: float | None = None,
+        rdrop_alpha: float = 0.0,
     ):
         if scheduler_interval not in SCHEDULER_INTERVALS:
             raise PipelineError(f"scheduler_interval = {scheduler_interval!r}: expected 'epoch' or 'step'")
@@ -258,6 +259,9 @@ class Trainer:
         )
         self.early_stopping_min_delta = early_stopping_min_delta
         self.progress = progress and self.is_main_process
+        if rdrop_alpha < 0:
+            raise PipelineError(f"rdrop_alpha = {rdrop_alpha!r}: expected a number >= 0 (0: off)")
+        self.rdrop_alpha = rdrop_alpha
         self.fingerprint = fingerprint
         self.on_epoch_end = on_epoch_end  # called with (epoch, metrics) after each epoch; may raise to stop
         self.training_log = training_log if self.is_main_process else None  # rank 0 alone logs
@@ -327,9 +331,7 @@ class Trainer:
         )
         for batch in bar:
             batch = move_batch(batch, self.device)
-            with autocast_context(self.device, self.mixed_precision):
-                logits = forward_logits(self.parallel_model, batch)
-            loss = self.criterion(logits.float(), batch["labels"])
+            loss = self._training_loss(batch)
 
             self.optimizer.zero_grad(set_to_none=True)
             # DDP averages the ranks' gradients; weighting each rank's mean loss by its share of the
@@ -360,6 +362,30 @@ class Trainer:
         if n_seen == 0:
             raise PipelineError("training data is empty")
         return total_loss / n_seen
+
+    def _training_loss(self, batch: dict[str, Any]) -> torch.Tensor:
+        """The criterion on one batch; with ``rdrop_alpha`` (R-Drop, Liang et al. 2021) the batch goes
+        through the model twice in one forward (two dropout masks per example), the criterion averages
+        over both passes, and ``rdrop_alpha`` x the symmetric KL divergence between the two predicted
+        distributions (mean over examples) pulls them together."""
+        if not self.rdrop_alpha:
+            with autocast_context(self.device, self.mixed_precision):
+                logits = forward_logits(self.parallel_model, batch)
+            return self.criterion(logits.float(), batch["labels"])
+        twice = {k: torch.cat([v, v]) if torch.is_tensor(v) else v for k, v in batch.items()}
+        with autocast_context(self.device, self.mixed_precision):
+            logits = forward_logits(self.parallel_model, twice).float()
+        loss = self.criterion(logits, twice["labels"])  # the mean of the two passes' (weighted) means
+        if logits.dim() == 1 or logits.shape[-1] == 1:  # one logit (BCE): the two-class distribution
+            logits = logits.reshape(-1, 1)
+            logits = torch.cat([logits, torch.zeros_like(logits)], dim=-1)
+        first, second = logits.log_softmax(-1).chunk(2)
+        kl = nn.functional.kl_div
+        symmetric_kl = (
+            kl(first, second, log_target=True, reduction="batchmean")
+            + kl(second, first, log_target=True, reduction="batchmean")
+        ) / 2
+        return loss + self.rdrop_alpha * symmetric_kl
 
     def _global_batch_share(self, labels: torch.Tensor) -> torch.Tensor:
         """world size x this rank's share of the global batch's loss weight (its examples, or their
