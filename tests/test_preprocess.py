@@ -251,3 +251,38 @@ def test_lines_are_read_one_at_a_time_and_a_line_over_the_limit_is_cut(monkeypat
     with pytest.raises(DataError, match=r"^<stdin>:1001: longer than"):
         list(pp.iter_lines(stream, "<stdin>"))
     assert stream.tell() == 1000 + 101
+
+
+@pytest.mark.parametrize(
+    "raw, expected",
+    [
+        ("lol 😂😂 @bob", "lol face with tears of joy face with tears of joy @user"),
+        ("I ❤️ NY 🇺🇸", "I heavy black heart NY flag"),  # variation selector dropped; a flag is one word
+        ("👏🏽 well done", "clapping hands sign well done"),  # the skin-tone modifier only shapes the drawing
+        ("👨\u200d👩\u200d👧 home", "man woman girl home"),  # a joined sequence: its parts
+        ("a^b `x` naïve 胖 ‼", "a^b `x` naïve 胖 ‼"),  # ASCII symbols, letters, punctuation stay
+    ],
+)
+def test_emoji_become_their_unicode_names(raw, expected):
+    """The encoders' vocabularies and TweetEval's train split have no emoji: a symbol the models read
+    as [UNK] becomes the words of its Unicode name, in training data and at prediction alike."""
+    assert pp.normalize_tweet(raw) == expected
+
+
+def test_prediction_reads_emoji_as_training_does(monkeypatch):
+    """src.predict normalises with the same function, so a served tweet's emoji reach the model as words."""
+    import numpy as np
+
+    import src.predict as predict
+
+    seen = []
+
+    def fake_model(trained, texts, batch_size, device):  # stands in for the model, not for the code under test
+        seen.extend(texts)
+        return np.array([[0.1, 0.2, 0.7]] * len(texts))
+
+    monkeypatch.setattr(predict, "predict_proba", fake_model)
+    trained = type("Trained", (), {"label_names": ("negative", "neutral", "positive")})()
+    rows = list(predict.classify(trained, ["so good 😍"]))
+    assert seen == ["so good smiling face with heart-shaped eyes"]
+    assert rows[0]["text"] == "so good 😍" and rows[0]["label"] == "positive"  # the output keeps the text as given

@@ -32,6 +32,10 @@ PARAMS_NAMES = {
     "test_size": "data.csv.test_size",
 }
 _WHITESPACE = re.compile(r"\s+")
+# a flag is a pair of regional-indicator letters; the joiner and the variation selectors only shape
+# how an emoji is drawn (U+200D, U+FE0E, U+FE0F), as do the skin-tone modifiers
+_FLAG = re.compile("[\U0001f1e6-\U0001f1ff]{2}")
+_EMOJI_SHAPING = {"\u200d", "\ufe0e", "\ufe0f"}
 
 
 def normalize_tweet(text: str) -> str:
@@ -39,15 +43,43 @@ def normalize_tweet(text: str) -> str:
 
     TweetEval: tokens split on spaces; ``@mention`` tokens become ``@user``; tokens starting
     with ``http`` are dropped. Added: HTML entities unescaped (``&amp;`` -> ``&``), Unicode NFC,
-    all whitespace (tabs, newlines, U+2028...) collapsed to one space, ends stripped.
+    emoji as words (``symbols_as_words``), all whitespace (tabs, newlines, U+2028...) collapsed to
+    one space, ends stripped.
     """
-    text = unicodedata.normalize("NFC", html.unescape(text))
+    text = symbols_as_words(unicodedata.normalize("NFC", html.unescape(text)))
     tokens = []
     for token in _WHITESPACE.split(text):
         if not token or token.startswith("http"):
             continue
         tokens.append("@user" if token.startswith("@") and len(token) > 1 else token)
     return " ".join(tokens)
+
+
+def symbols_as_words(text: str) -> str:
+    """Emoji and other pictographic symbols as their Unicode names: ``😂`` -> `` face with tears of joy ``.
+
+    The encoders' vocabularies have no emoji (MiniLM's tokenizer reads each as [UNK]) and neither
+    has TweetEval's train split, so a symbol the models cannot read becomes words they can, as
+    BERTweet's normalisation does with the ``emoji`` package; the names come from Python's own
+    Unicode database. A flag (two regional-indicator letters) becomes ``flag``; joiners, variation
+    selectors and skin-tone modifiers, which only shape how an emoji is drawn, are dropped. ASCII
+    symbols (``^``, `````) stay as they are.
+    """
+    if text.isascii():
+        return text
+    text = _FLAG.sub(" flag ", text)
+    pieces = []
+    for char in text:
+        if char in _EMOJI_SHAPING:
+            continue
+        if char.isascii() or unicodedata.category(char) not in ("So", "Sk"):
+            pieces.append(char)
+            continue
+        name = unicodedata.name(char, "")
+        if name.startswith("EMOJI MODIFIER") or not name:
+            continue
+        pieces.append(f" {name.lower()} " if unicodedata.category(char) == "So" else char)
+    return "".join(pieces)
 
 
 @dataclass
