@@ -325,12 +325,12 @@ def test_rand_dropout_keeps_1_minus_p_scaled_and_follows_the_seed():
         torch.testing.assert_close(got, want)
 
 
-def _loss_of_train_model(tiny_bert, tmp_path, monkeypatch, **loss_options):
-    """The criterion train_model hands the engine, for one epoch on the tiny BERT with ``loss_options``."""
-    criteria, engine = [], training.Trainer
+def _engine_call_of_train_model(tiny_bert, tmp_path, monkeypatch, **options):
+    """(args, kwargs) train_model hands the engine, for one epoch on the tiny BERT with ``options``."""
+    calls, engine = [], training.Trainer
 
     def spy(*args, **kwargs):
-        criteria.append(args[4])
+        calls.append((args, kwargs))
         return engine(*args, **kwargs)
 
     monkeypatch.setattr(training, "Trainer", spy)
@@ -344,9 +344,16 @@ def _loss_of_train_model(tiny_bert, tmp_path, monkeypatch, **loss_options):
         model_name=tiny_bert,
         tokenizer=tokenizer,
         progress=False,
-        **loss_options,
+        **options,
     )
-    return criteria[0]
+    assert len(calls) == 1  # one engine per run
+    return calls[0]
+
+
+def _loss_of_train_model(tiny_bert, tmp_path, monkeypatch, **loss_options):
+    """The criterion train_model hands the engine, for one epoch on the tiny BERT with ``loss_options``."""
+    args, _ = _engine_call_of_train_model(tiny_bert, tmp_path, monkeypatch, **loss_options)
+    return args[4]
 
 
 def test_balanced_class_weights_reach_the_loss(tiny_bert, tmp_path, monkeypatch):
@@ -540,23 +547,5 @@ def test_rdrop_alpha_reaches_the_engine_from_params(tiny_bert, tmp_path, monkeyp
     params["bert"]["rdrop_alpha"] = 0.5
     config = BertConfig.from_params(params)
     assert train_model_options(config, None, None)["rdrop_alpha"] == 0.5
-    seen, engine = [], training.Trainer
-
-    def spy(*args, **kwargs):
-        seen.append(kwargs["rdrop_alpha"])
-        return engine(*args, **kwargs)
-
-    monkeypatch.setattr(training, "Trainer", spy)
-    tokenizer, train_loader, val_loader = bert_loaders(tiny_bert)
-    training.train_model(
-        train_loader,
-        val_loader,
-        tmp_path,
-        num_epochs=1,
-        device="cpu",
-        model_name=tiny_bert,
-        tokenizer=tokenizer,
-        progress=False,
-        rdrop_alpha=0.5,
-    )
-    assert seen == [0.5]
+    _, kwargs = _engine_call_of_train_model(tiny_bert, tmp_path, monkeypatch, rdrop_alpha=0.5)
+    assert kwargs["rdrop_alpha"] == 0.5
