@@ -49,6 +49,7 @@ BERT_KEYS = (
     "reinit_layers",
     "ema_decay",
     "rdrop_alpha",
+    "pooling",
 )
 
 # name -> params.yaml overrides; "shipped" is whatever params.yaml holds
@@ -84,6 +85,10 @@ CANDIDATES = {
         "reinit_layers": 1,
         "rdrop_alpha": 1.0,
     },
+    # the classifier on the mean token, as sentence-transformers trained all-MiniLM-L6-v2, rather than on
+    # [CLS] through a pooler that its sentence training never used; with and without the re-initialised top layer
+    "sqrt_lr5e-5_reinit1_mean": {"class_weights": "sqrt", "learning_rate": 5e-5, "reinit_layers": 1, "pooling": "mean"},
+    "sqrt_lr5e-5_reinit0_mean": {"class_weights": "sqrt", "learning_rate": 5e-5, "reinit_layers": 0, "pooling": "mean"},
 }
 # the stock Trainer's defaults (transformers' TrainingArguments), for the test report
 TRAINER_DEFAULTS = {"lr": 5e-5, "batch_size": 8, "weight_decay": 0.0, "warmup_ratio": 0.0, "dropout": 0.1}

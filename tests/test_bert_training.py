@@ -549,3 +549,61 @@ def test_rdrop_alpha_reaches_the_engine_from_params(tiny_bert, tmp_path, monkeyp
     assert train_model_options(config, None, None)["rdrop_alpha"] == 0.5
     _, kwargs = _engine_call_of_train_model(tiny_bert, tmp_path, monkeypatch, rdrop_alpha=0.5)
     assert kwargs["rdrop_alpha"] == 0.5
+
+
+def test_mean_pooling_classifies_the_mean_token_and_its_export_scores_the_same(tiny_bert, tmp_path):
+    """bert.pooling=mean: the head reads the mean of the last layer over the tweet's tokens (padding
+    changes nothing), the pooler is bypassed and frozen, and the export, loaded by src.models.loading
+    from its config's pooling, reproduces the best epoch's validation figures."""
+    from transformers import AutoModel
+
+    from src.core.params import load_params
+    from src.models.bert_model import set_pooling
+    from src.recipes.bert_config import BertConfig
+    from src.recipes.bert_run import train_model_options
+
+    params = load_params(REPO / "params.yaml")
+    params["bert"]["pooling"] = "mean"
+    assert train_model_options(BertConfig.from_params(params), None, None)["pooling"] == "mean"  # params -> run
+
+    tokenizer, train_loader, val_loader = bert_loaders(tiny_bert)
+    model, history = training.train_model(
+        train_loader,
+        val_loader,
+        tmp_path,
+        num_epochs=3,
+        learning_rate=3e-3,
+        weight_decay=0.01,
+        warmup_ratio=0.1,
+        device="cpu",
+        model_name=tiny_bert,
+        num_classes=3,
+        tokenizer=tokenizer,
+        seed=1,
+        progress=False,
+        pooling="mean",
+    )
+    assert json.loads((tmp_path / "model" / "config.json").read_text())["pooling"] == "mean"
+    pretrained_pooler = AutoModel.from_pretrained(tiny_bert).pooler.dense.weight
+    assert not model.model.bert.pooler.dense.weight.requires_grad
+    torch.testing.assert_close(model.model.bert.pooler.dense.weight, pretrained_pooler)  # never trained
+
+    model.eval()
+    inputs = tokenizer(["what a great day", "i hate this so much today"], return_tensors="pt", padding=True)
+    with torch.no_grad():
+        hidden = model.model.bert(**inputs).last_hidden_state
+        mask = inputs["attention_mask"].unsqueeze(-1).float()
+        by_hand = model.model.classifier((hidden * mask).sum(1) / mask.sum(1))
+        logits = model(inputs["input_ids"], inputs["attention_mask"])
+        torch.testing.assert_close(logits, by_hand)
+        padded = tokenizer(["what a great day"], return_tensors="pt", padding="max_length", max_length=16)
+        torch.testing.assert_close(model(padded["input_ids"], padded["attention_mask"]), logits[:1])
+    with pytest.raises(training.PipelineError, match=r"bert.pooling = 'max': expected one of cls, mean"):
+        set_pooling(model.model, "max")
+
+    val_rows = tiny_splits()["val"]
+    write_split(tmp_path / "val.jsonl", Split([normalize_tweet(t) for t, _ in val_rows], [y for _, y in val_rows]))
+    scores = score_split(tmp_path, tmp_path / "val.jsonl", device="cpu")
+    best = history["best_epoch"] - 1
+    assert scores["macro_recall"] == pytest.approx(history["val_macro_recall"][best])
+    assert scores["accuracy"] == pytest.approx(history["val_accuracy"][best])

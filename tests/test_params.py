@@ -58,6 +58,7 @@ def test_dvc_style_exponent_is_read_as_a_float(tmp_path):
         (lambda p: p["data"].pop("files"), "missing key data.files"),
         (lambda p: p["data"]["csv"].update(val_size=0), "data.csv.val_size = 0: expected a value > 0"),
         (lambda p: p["lstm"].update(scheduler="linear"), "lstm.scheduler = 'linear': expected one of plateau"),
+        (lambda p: p["bert"].update(pooling="max"), "bert.pooling = 'max': expected one of cls, mean"),
         (
             lambda p: p["ensemble"].update(members=["bert", "gpt"]),
             "ensemble.members.1 = 'gpt': expected one of bert, tune_best, lstm, tfidf, bert_seed<N>",

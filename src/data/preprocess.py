@@ -72,13 +72,14 @@ def symbols_as_words(text: str) -> str:
     for char in text:
         if char in _EMOJI_SHAPING:
             continue
-        if char.isascii() or unicodedata.category(char) not in ("So", "Sk"):
+        category = "" if char.isascii() else unicodedata.category(char)
+        if category not in ("So", "Sk"):
             pieces.append(char)
             continue
         name = unicodedata.name(char, "")
         if name.startswith("EMOJI MODIFIER") or not name:
             continue
-        pieces.append(f" {name.lower()} " if unicodedata.category(char) == "So" else char)
+        pieces.append(f" {name.lower()} " if category == "So" else char)
     return "".join(pieces)
 
 

@@ -114,11 +114,11 @@ def _load_bert_export(export: Path, device: torch.device):
     """Model and tokenizer of a ``save_pretrained`` export; a damaged one is a PipelineError naming it."""
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-    from src.models.first_token import compute_first_token_only_in_last_layer
+    from src.models.bert_model import set_pooling
 
     try:
         model = AutoModelForSequenceClassification.from_pretrained(export).to(device).eval()
-        compute_first_token_only_in_last_layer(model)  # the same logits, less work
+        set_pooling(model)  # the sentence vector it was trained on (its config's pooling)
         tokenizer = AutoTokenizer.from_pretrained(export)
         label_names = [model.config.id2label[i] for i in range(model.config.num_labels)]
     except Exception as exc:  # noqa: BLE001 - transformers/safetensors raise many types for damaged files

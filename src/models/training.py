@@ -218,6 +218,7 @@ def train_model(
     reinit_layers: int = 0,
     ema_decay: float | None = None,
     rdrop_alpha: float = 0.0,
+    pooling: str = "cls",
     resume: bool = False,
     fingerprint: dict | None = None,
     on_epoch_end=None,
@@ -248,7 +249,9 @@ def train_model(
     ``ema_decay`` validates, checkpoints and exports an exponential moving average of the weights
     (None: the last step's weights, the guide's). ``rdrop_alpha`` > 0 trains with R-Drop: each batch
     twice through dropout, the loss plus that weight of the symmetric KL divergence between the two
-    predictions (0: the guide's loss; it doubles the training step's work).
+    predictions (0: the guide's loss; it doubles the training step's work). ``pooling`` is the
+    sentence vector the classifier reads: ``"cls"`` (the guide's: [CLS] through the pooler) or
+    ``"mean"`` (the mean of the last layer's tokens; see BertSentimentClassifier).
     """
     config = BertConfig(
         model_name=str(model_name),
@@ -268,6 +271,7 @@ def train_model(
         reinit_layers=reinit_layers,
         ema_decay=ema_decay,
         rdrop_alpha=rdrop_alpha,
+        pooling=pooling,
         compile=compile_model,
     )
     return fine_tune(
@@ -324,7 +328,9 @@ def fine_tune(
     # way, as PyTorch's fused kernel (sdpa, transformers' default) takes a slower path there when
     # attention dropout is on; dropout masks drawn with torch.rand rather than bernoulli_.
     attention = register_attention() if device.type == "cpu" else None
-    model = BertSentimentClassifier(config.model_name, num_classes, config.dropout_prob, label_names, attention)
+    model = BertSentimentClassifier(
+        config.model_name, num_classes, config.dropout_prob, label_names, attention, pooling=config.pooling
+    )
     if device.type == "cpu":
         use_rand_dropout(model)
     reinit_top_layers(model, config.reinit_layers)
@@ -355,6 +361,7 @@ def fine_tune(
                 "reinit_layers": config.reinit_layers,
                 "ema_decay": config.ema_decay,
                 "rdrop_alpha": config.rdrop_alpha,
+                "pooling": config.pooling,
             }
         )
 

@@ -331,12 +331,17 @@ class Trainer:
         )
         for batch in bar:
             batch = move_batch(batch, self.device)
-            loss = self._training_loss(batch)
+            loss, consistency = self._loss_terms(batch)
 
             self.optimizer.zero_grad(set_to_none=True)
             # DDP averages the ranks' gradients; weighting each rank's mean loss by its share of the
-            # global batch makes that average the gradient of the global batch's mean loss
+            # global batch makes that average the gradient of the global batch's mean loss (R-Drop's
+            # term is a plain mean over examples, so it is weighted by the rank's share of examples)
             step_loss = loss if self.world_size == 1 else loss * self._global_batch_share(batch["labels"])
+            if consistency is not None:
+                share = 1.0 if self.world_size == 1 else self._global_batch_share(batch["labels"], weighted=False)
+                step_loss = step_loss + consistency * share
+                loss = loss + consistency
             self.grad_scaler.scale(step_loss).backward()
             if self.gradient_clip:
                 self.grad_scaler.unscale_(self.optimizer)  # clip the true gradients, not the scaled ones
@@ -364,18 +369,23 @@ class Trainer:
         return total_loss / n_seen
 
     def _training_loss(self, batch: dict[str, Any]) -> torch.Tensor:
-        """The criterion on one batch; with ``rdrop_alpha`` (R-Drop, Liang et al. 2021) the batch goes
-        through the model twice in one forward (two dropout masks per example), the criterion averages
-        over both passes, and ``rdrop_alpha`` x the symmetric KL divergence between the two predicted
-        distributions (mean over examples) pulls them together."""
-        if not self.rdrop_alpha:
-            with autocast_context(self.device, self.mixed_precision):
-                logits = forward_logits(self.parallel_model, batch)
-            return self.criterion(logits.float(), batch["labels"])
-        twice = {k: torch.cat([v, v]) if torch.is_tensor(v) else v for k, v in batch.items()}
+        """The loss on one batch: the criterion, plus R-Drop's consistency term when ``rdrop_alpha`` is set."""
+        criterion_loss, consistency = self._loss_terms(batch)
+        return criterion_loss if consistency is None else criterion_loss + consistency
+
+    def _loss_terms(self, batch: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(the criterion on one batch, R-Drop's consistency term or None). With ``rdrop_alpha``
+        (R-Drop, Liang et al. 2021) the batch goes through the model twice in one forward (two dropout
+        masks per example), the criterion averages over both passes, and the term, ``rdrop_alpha`` x
+        the symmetric KL divergence between the two predicted distributions (mean over examples),
+        pulls them together."""
+        if self.rdrop_alpha:
+            batch = {k: torch.cat([v, v]) if torch.is_tensor(v) else v for k, v in batch.items()}
         with autocast_context(self.device, self.mixed_precision):
-            logits = forward_logits(self.parallel_model, twice).float()
-        loss = self.criterion(logits, twice["labels"])  # the mean of the two passes' (weighted) means
+            logits = forward_logits(self.parallel_model, batch).float()
+        loss = self.criterion(logits, batch["labels"])  # R-Drop: the mean of the two passes' (weighted) means
+        if not self.rdrop_alpha:
+            return loss, None
         if logits.dim() == 1 or logits.shape[-1] == 1:  # one logit (BCE): the two-class distribution
             logits = logits.reshape(-1, 1)
             logits = torch.cat([logits, torch.zeros_like(logits)], dim=-1)
@@ -385,12 +395,13 @@ class Trainer:
             kl(first, second, log_target=True, reduction="batchmean")
             + kl(second, first, log_target=True, reduction="batchmean")
         ) / 2
-        return loss + self.rdrop_alpha * symmetric_kl
+        return loss, self.rdrop_alpha * symmetric_kl
 
-    def _global_batch_share(self, labels: torch.Tensor) -> torch.Tensor:
+    def _global_batch_share(self, labels: torch.Tensor, weighted: bool = True) -> torch.Tensor:
         """world size x this rank's share of the global batch's loss weight (its examples, or their
-        class weights for a weighted cross-entropy, the denominator of the criterion's mean)."""
-        weight = getattr(self.criterion, "weight", None)
+        class weights for a weighted cross-entropy, the denominator of the criterion's mean;
+        ``weighted=False``: its examples whatever the criterion)."""
+        weight = getattr(self.criterion, "weight", None) if weighted else None
         local = weight[labels].sum() if weight is not None else torch.tensor(float(len(labels)), device=labels.device)
         local = local.detach().to(torch.float64)
         return (local * self.world_size / distributed.all_reduce_sum(local)).float()
