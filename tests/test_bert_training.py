@@ -598,7 +598,7 @@ def test_mean_pooling_classifies_the_mean_token_and_its_export_scores_the_same(t
         torch.testing.assert_close(logits, by_hand)
         padded = tokenizer(["what a great day"], return_tensors="pt", padding="max_length", max_length=16)
         torch.testing.assert_close(model(padded["input_ids"], padded["attention_mask"]), logits[:1])
-    with pytest.raises(training.PipelineError, match=r"bert.pooling = 'max': expected one of cls, mean"):
+    with pytest.raises(training.PipelineError, match=r"pooling = .max.: expected one of cls, mean"):
         set_pooling(model.model, "max")
 
     val_rows = tiny_splits()["val"]
@@ -607,3 +607,9 @@ def test_mean_pooling_classifies_the_mean_token_and_its_export_scores_the_same(t
     best = history["best_epoch"] - 1
     assert scores["macro_recall"] == pytest.approx(history["val_macro_recall"][best])
     assert scores["accuracy"] == pytest.approx(history["val_accuracy"][best])
+
+    # a pulled export whose config names another pooling is one error naming the export, not a traceback
+    config_path = tmp_path / "model" / "config.json"
+    config_path.write_text(json.dumps({**json.loads(config_path.read_text()), "pooling": "max"}))
+    with pytest.raises(training.PipelineError, match=r"model: a damaged BERT export .*pooling = 'max'"):
+        score_split(tmp_path, tmp_path / "val.jsonl", device="cpu")

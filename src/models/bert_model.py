@@ -105,7 +105,7 @@ def set_pooling(model: nn.Module, pooling: str | None = None) -> str:
     """
     pooling = pooling or getattr(model.config, "pooling", None) or "cls"
     if pooling not in POOLINGS:
-        raise PipelineError(f"bert.pooling = {pooling!r}: expected one of {', '.join(POOLINGS)}")
+        raise PipelineError(f"pooling = {pooling!r}: expected one of {', '.join(POOLINGS)} (bert.pooling)")
     model.config.pooling = pooling
     if pooling == "cls":
         compute_first_token_only_in_last_layer(model)
