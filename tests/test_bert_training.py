@@ -109,15 +109,14 @@ def test_train_epoch_and_evaluate_follow_the_seed(tiny_bert):
     assert loss > 0 and 0 <= accuracy <= 1 and len(predictions) == len(val_loader.dataset)
 
 
-def test_train_model_learns_writes_every_file_and_keeps_the_best_epoch(tiny_bert, tmp_path):
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
-
+def _learn_tiny_tweets(tiny_bert, model_dir, num_epochs, **options):
+    """(tokenizer, model, history) of train_model on the toy tweets at a rate a tiny BERT learns them with."""
     tokenizer, train_loader, val_loader = bert_loaders(tiny_bert)
     model, history = training.train_model(
         train_loader,
         val_loader,
-        tmp_path,
-        num_epochs=10,
+        model_dir,
+        num_epochs=num_epochs,
         learning_rate=3e-3,
         weight_decay=0.01,
         warmup_ratio=0.1,
@@ -127,7 +126,15 @@ def test_train_model_learns_writes_every_file_and_keeps_the_best_epoch(tiny_bert
         tokenizer=tokenizer,
         seed=1,
         progress=False,
+        **options,
     )
+    return tokenizer, model, history
+
+
+def test_train_model_learns_writes_every_file_and_keeps_the_best_epoch(tiny_bert, tmp_path):
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    tokenizer, model, history = _learn_tiny_tweets(tiny_bert, tmp_path, num_epochs=10)
     assert history["train_loss"][-1] < history["train_loss"][0]
     assert history["train_loss"][-1] < 0.8 * history["train_loss"][0]
     assert max(history["val_accuracy"]) >= 0.6  # well above chance (1/3) on held-out toy tweets
@@ -566,23 +573,7 @@ def test_mean_pooling_classifies_the_mean_token_and_its_export_scores_the_same(t
     params["bert"]["pooling"] = "mean"
     assert train_model_options(BertConfig.from_params(params), None, None)["pooling"] == "mean"  # params -> run
 
-    tokenizer, train_loader, val_loader = bert_loaders(tiny_bert)
-    model, history = training.train_model(
-        train_loader,
-        val_loader,
-        tmp_path,
-        num_epochs=3,
-        learning_rate=3e-3,
-        weight_decay=0.01,
-        warmup_ratio=0.1,
-        device="cpu",
-        model_name=tiny_bert,
-        num_classes=3,
-        tokenizer=tokenizer,
-        seed=1,
-        progress=False,
-        pooling="mean",
-    )
+    tokenizer, model, history = _learn_tiny_tweets(tiny_bert, tmp_path, num_epochs=3, pooling="mean")
     assert json.loads((tmp_path / "model" / "config.json").read_text())["pooling"] == "mean"
     pretrained_pooler = AutoModel.from_pretrained(tiny_bert).pooler.dense.weight
     assert not model.model.bert.pooler.dense.weight.requires_grad
