@@ -544,16 +544,20 @@ def test_rdrop_loss_is_both_passes_loss_plus_alpha_times_symmetric_kl(tmp_path, 
     assert trainer._training_loss(batch).item() == pytest.approx(plain.item(), rel=1e-5)
 
 
-def test_rdrop_alpha_reaches_the_engine_from_params(tiny_bert, tmp_path, monkeypatch):
-    """bert.rdrop_alpha in params.yaml -> BertConfig -> train_model's options -> the Trainer."""
+def _train_model_option_from_params(key: str, value):
+    """train_model's option ``key`` when params.yaml's ``bert.<key>`` is ``value`` (params -> BertConfig -> run)."""
     from src.core.params import load_params
     from src.recipes.bert_config import BertConfig
     from src.recipes.bert_run import train_model_options
 
     params = load_params(REPO / "params.yaml")
-    params["bert"]["rdrop_alpha"] = 0.5
-    config = BertConfig.from_params(params)
-    assert train_model_options(config, None, None)["rdrop_alpha"] == 0.5
+    params["bert"][key] = value
+    return train_model_options(BertConfig.from_params(params), None, None)[key]
+
+
+def test_rdrop_alpha_reaches_the_engine_from_params(tiny_bert, tmp_path, monkeypatch):
+    """bert.rdrop_alpha in params.yaml -> BertConfig -> train_model's options -> the Trainer."""
+    assert _train_model_option_from_params("rdrop_alpha", 0.5) == 0.5
     _, kwargs = _engine_call_of_train_model(tiny_bert, tmp_path, monkeypatch, rdrop_alpha=0.5)
     assert kwargs["rdrop_alpha"] == 0.5
 
@@ -564,14 +568,9 @@ def test_mean_pooling_classifies_the_mean_token_and_its_export_scores_the_same(t
     from its config's pooling, reproduces the best epoch's validation figures."""
     from transformers import AutoModel
 
-    from src.core.params import load_params
     from src.models.bert_model import set_pooling
-    from src.recipes.bert_config import BertConfig
-    from src.recipes.bert_run import train_model_options
 
-    params = load_params(REPO / "params.yaml")
-    params["bert"]["pooling"] = "mean"
-    assert train_model_options(BertConfig.from_params(params), None, None)["pooling"] == "mean"  # params -> run
+    assert _train_model_option_from_params("pooling", "mean") == "mean"
 
     tokenizer, model, history = _learn_tiny_tweets(tiny_bert, tmp_path, num_epochs=3, pooling="mean")
     assert json.loads((tmp_path / "model" / "config.json").read_text())["pooling"] == "mean"
