@@ -20,7 +20,7 @@ all-MiniLM-L6-v2 ships without its masked-language-model head: the head's transf
 random (the decoder is tied to the word embeddings), so it first trains alone with the encoder
 frozen (``--head-steps``), then everything trains together. The encoder is written with the
 original checkpoint's pooler, which masked-language modelling does not use, so [CLS] pooling
-starts where it did. Prints JSON (loss per phase, wall times).
+starts where it did. Prints JSON (loss per phase, wall times); progress goes to stderr.
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ import json
 import math
 import os
 import platform
+import sys
 import time
 from pathlib import Path
 
@@ -105,7 +106,7 @@ def main() -> None:
                 losses.append(loss.item())
                 step += 1
                 if step % 100 == 0:
-                    print(f"step {step}/{steps} loss {sum(losses[-100:]) / 100:.3f}", flush=True)
+                    print(f"step {step}/{steps} loss {sum(losses[-100:]) / 100:.3f}", file=sys.stderr, flush=True)
                 if step == steps:
                     break
         return {

@@ -211,3 +211,51 @@ def test_tfidf_fit_reports_iterations_and_validation_figures_per_tolerance(tmp_p
     assert [fit["tol"] for fit in fits] == [1e-4, 1e-6]
     assert all(fit["iterations"] >= 1 and 0 <= fit["val_macro_recall"] <= 1 for fit in fits)
     assert fits[1]["iterations"] >= fits[0]["iterations"]  # a tighter stop never stops sooner
+
+
+def test_bert_tapt_adapts_the_encoder_on_train_less_the_holdout_and_keeps_the_pooler(tmp_path):
+    from transformers import AutoModel
+
+    model, data = write_tiny_bert(tmp_path / "tiny-bert"), _tiny_data(tmp_path)
+    out_dir = tmp_path / "adapted"
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "benchmarks.bert_tapt",
+            "--model",
+            str(model),
+            "--data-dir",
+            str(data),
+            "--holdout-samples",
+            "12",
+            "--epochs",
+            "2",
+            "--head-steps",
+            "3",
+            "--batch-size",
+            "8",
+            "--lr",
+            "1e-3",
+            "--out-dir",
+            str(out_dir),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    report = json.loads(done.stdout)
+    train_rows = sum(1 for _ in (data / "train.jsonl").open())
+    assert report["texts"] == train_rows - 12  # the screen's held-out slice is never read
+    assert report["head_phase"]["steps"] == 3
+    assert report["all_phase"]["steps"] == 2 * -(-report["texts"] // 8)
+
+    before, after = AutoModel.from_pretrained(model), AutoModel.from_pretrained(out_dir)
+    before_state, after_state = before.state_dict(), after.state_dict()
+    assert set(before_state) == set(after_state)
+    changed = {k for k in before_state if not before_state[k].equal(after_state[k])}
+    assert any(k.startswith("encoder.") for k in changed)  # the encoder was adapted
+    assert not any(k.startswith("pooler.") for k in changed)  # the pooler is the original's
+    assert (out_dir / "tokenizer_config.json").exists()
