@@ -525,7 +525,8 @@ def test_rdrop_loss_is_both_passes_loss_plus_alpha_times_symmetric_kl(tmp_path, 
     )
     model.train()
     torch.manual_seed(1)
-    loss = trainer._training_loss(batch)
+    criterion_loss, consistency = trainer._loss_terms(batch)
+    loss = criterion_loss + consistency
 
     torch.manual_seed(1)  # the same dropout masks, by hand
     logits = model(torch.cat([features, features]))
@@ -541,7 +542,9 @@ def test_rdrop_loss_is_both_passes_loss_plus_alpha_times_symmetric_kl(tmp_path, 
     # without dropout both passes agree: the loss is the plain loss on the batch
     trainer.model = trainer.parallel_model = _DropoutLinear(outputs, p=0.0)
     plain = criterion(trainer.model(features), labels)
-    assert trainer._training_loss(batch).item() == pytest.approx(plain.item(), rel=1e-5)
+    criterion_loss, consistency = trainer._loss_terms(batch)
+    assert consistency.item() == pytest.approx(0.0, abs=1e-6)
+    assert (criterion_loss + consistency).item() == pytest.approx(plain.item(), rel=1e-5)
 
 
 def _train_model_option_from_params(key: str, value):

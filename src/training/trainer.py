@@ -337,10 +337,14 @@ class Trainer:
             # DDP averages the ranks' gradients; weighting each rank's mean loss by its share of the
             # global batch makes that average the gradient of the global batch's mean loss (R-Drop's
             # term is a plain mean over examples, so it is weighted by the rank's share of examples)
-            step_loss = loss if self.world_size == 1 else loss * self._global_batch_share(batch["labels"])
+            if self.world_size == 1:
+                step_loss = loss if consistency is None else loss + consistency
+            else:
+                weighted_share, example_share = self._global_batch_shares(batch["labels"])
+                step_loss = loss * weighted_share
+                if consistency is not None:
+                    step_loss = step_loss + consistency * example_share
             if consistency is not None:
-                share = 1.0 if self.world_size == 1 else self._global_batch_share(batch["labels"], weighted=False)
-                step_loss = step_loss + consistency * share
                 loss = loss + consistency
             self.grad_scaler.scale(step_loss).backward()
             if self.gradient_clip:
@@ -368,11 +372,6 @@ class Trainer:
             raise PipelineError("training data is empty")
         return total_loss / n_seen
 
-    def _training_loss(self, batch: dict[str, Any]) -> torch.Tensor:
-        """The loss on one batch: the criterion, plus R-Drop's consistency term when ``rdrop_alpha`` is set."""
-        criterion_loss, consistency = self._loss_terms(batch)
-        return criterion_loss if consistency is None else criterion_loss + consistency
-
     def _loss_terms(self, batch: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor | None]:
         """(the criterion on one batch, R-Drop's consistency term or None). With ``rdrop_alpha``
         (R-Drop, Liang et al. 2021) the batch goes through the model twice in one forward (two dropout
@@ -397,14 +396,16 @@ class Trainer:
         ) / 2
         return loss, self.rdrop_alpha * symmetric_kl
 
-    def _global_batch_share(self, labels: torch.Tensor, weighted: bool = True) -> torch.Tensor:
-        """world size x this rank's share of the global batch's loss weight (its examples, or their
-        class weights for a weighted cross-entropy, the denominator of the criterion's mean;
-        ``weighted=False``: its examples whatever the criterion)."""
-        weight = getattr(self.criterion, "weight", None) if weighted else None
-        local = weight[labels].sum() if weight is not None else torch.tensor(float(len(labels)), device=labels.device)
+    def _global_batch_shares(self, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """world size x this rank's share of the global batch, (by loss weight, by examples), in one
+        all-reduce. Loss weight: its examples' class weights for a weighted cross-entropy (the
+        denominator of the criterion's mean), else its examples."""
+        weight = getattr(self.criterion, "weight", None)
+        examples = torch.tensor(float(len(labels)), device=labels.device)
+        local = torch.stack([weight[labels].sum() if weight is not None else examples, examples])
         local = local.detach().to(torch.float64)
-        return (local * self.world_size / distributed.all_reduce_sum(local)).float()
+        shares = (local * self.world_size / distributed.all_reduce_sum(local)).float()
+        return shares[0], shares[1]
 
     def _check_sharded(self, sampler: Any) -> None:
         """Under torchrun every rank must train on its own shard (BucketBatchSampler does it)."""
