@@ -21,33 +21,19 @@ def _tiny_data(tmp_path):
     return tmp_path / "data"
 
 
+def _benchmark_report(module: str, *args: str, timeout: int = 900) -> dict:
+    """Run ``python -m benchmarks.<module> args`` from the repository root; the JSON it prints."""
+    done = subprocess.run(
+        [sys.executable, "-m", f"benchmarks.{module}", *args], cwd=ROOT, capture_output=True, text=True, timeout=timeout
+    )
+    assert done.returncode == 0, done.stderr[-3000:] + done.stdout[-3000:]
+    return json.loads(done.stdout)
+
+
 def test_bert_vs_hf_trainer_reports_each_seed_and_the_means(tmp_path):
     model, data = write_tiny_bert(tmp_path / "tiny-bert"), _tiny_data(tmp_path)
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "benchmarks.bert_vs_hf_trainer",
-            "--model",
-            str(model),
-            "--data-dir",
-            str(data),
-            "--train-samples",
-            "0",
-            "--batch-size",
-            "8",
-            "--seeds",
-            "1",
-            "2",
-            "--test",
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    report = json.loads(done.stdout)
+    args = ["--model", str(model), "--data-dir", str(data), "--train-samples", "0", "--batch-size", "8"]
+    report = _benchmark_report("bert_vs_hf_trainer", *args, "--seeds", "1", "2", "--test", timeout=600)
     assert report["train_samples"] == len(tiny_splits()["train"]) and report["seeds"] == [1, 2]
     ours = "bf16" if cpu_has_amx_bf16() else "fp32"  # train_bert's own choice on this CPU
     assert report["precision"] == {"ours": ours, "hf_trainer": "fp32"}
@@ -62,15 +48,7 @@ def test_bert_vs_hf_trainer_reports_each_seed_and_the_means(tmp_path):
 
 
 def test_dvclive_overhead_reports_both_ways():
-    done = subprocess.run(
-        [sys.executable, "-m", "benchmarks.dvclive_overhead", "--steps", "40", "--every", "10"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    report = json.loads(done.stdout)
+    report = _benchmark_report("dvclive_overhead", "--steps", "40", "--every", "10", timeout=300)
     assert report["steps"] == 40
     for way in ("next_step_per_step", "dvclive_log"):
         assert report[way]["ms_per_step"] > 0 and report[way]["ms_per_step_last"] > 0
@@ -79,35 +57,9 @@ def test_dvclive_overhead_reports_both_ways():
 def test_bert_recipes_screen_reports_mean_and_spread_per_candidate(tmp_path):
     model, data = write_tiny_bert(tmp_path / "tiny-bert"), _tiny_data(tmp_path)
     out = tmp_path / "screen.json"
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "benchmarks.bert_recipes",
-            "--model",
-            str(model),
-            "--data-dir",
-            str(data),
-            "--train-samples",
-            "0",
-            "--holdout-samples",
-            "12",
-            "--seeds",
-            "1",
-            "2",
-            "--candidates",
-            "unweighted_lr5e-5",
-            "sqrt_lr5e-5",
-            "--out",
-            str(out),
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    report = json.loads(done.stdout)
+    args = ["--model", str(model), "--data-dir", str(data), "--train-samples", "0", "--holdout-samples", "12"]
+    args += ["--seeds", "1", "2", "--candidates", "unweighted_lr5e-5", "sqrt_lr5e-5", "--out", str(out)]
+    report = _benchmark_report("bert_recipes", *args)
     assert json.loads(out.read_text()) == report
     assert set(report["candidates"]) == {"unweighted_lr5e-5", "sqrt_lr5e-5"}
     for candidate in report["candidates"].values():
@@ -123,26 +75,7 @@ def test_bert_recipes_screen_reports_mean_and_spread_per_candidate(tmp_path):
 
 def test_bert_recipes_test_mode_scores_the_recipe_and_the_stock_trainer(tmp_path):
     model, data = write_tiny_bert(tmp_path / "tiny-bert"), _tiny_data(tmp_path)
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "benchmarks.bert_recipes",
-            "--model",
-            str(model),
-            "--data-dir",
-            str(data),
-            "--test",
-            "--seeds",
-            "1",
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    report = json.loads(done.stdout)
+    report = _benchmark_report("bert_recipes", "--model", str(model), "--data-dir", str(data), "--test", "--seeds", "1")
     assert report["mode"] == "test" and set(report["candidates"]) == {"shipped", "stock_trainer"}
     for candidate in report["candidates"].values():
         assert 0 <= candidate["runs"][0]["test_macro_recall"] <= 1
@@ -154,11 +87,7 @@ def test_gpu_check_runs_every_stage_on_a_cpu_and_reports_json(tmp_path):
     test = "tests/test_training_integration.py::TestTrainingIntegration::test_cuda_requested_without_cuda_is_an_error"
     args = ["--device", "cpu", "--model", str(model), "--data-dir", str(data), "--batch-size", "8"]
     args += ["--peak-tflops", "1.5", "--tests", test, "--out", str(tmp_path / "gpu_check.json")]
-    done = subprocess.run(
-        [sys.executable, "-m", "benchmarks.gpu_check", *args], cwd=ROOT, capture_output=True, text=True, timeout=600
-    )
-    assert done.returncode == 0, done.stderr[-3000:] + done.stdout[-3000:]
-    report = json.loads(done.stdout)
+    report = _benchmark_report("gpu_check", *args, timeout=600)
     assert json.loads((tmp_path / "gpu_check.json").read_text()) == report
     assert report["device"] == "cpu" and report["peak_bf16_tflops"] == 1.5 and report["parameters"] > 0
     assert report["cuda_tests"] == {"exit_code": 0, "passed": 1, "failed": 0, "skipped": 0, "files": [test]}
@@ -176,17 +105,9 @@ def test_gpu_check_runs_every_stage_on_a_cpu_and_reports_json(tmp_path):
 @pytest.mark.slow
 def test_bert_vs_hf_trainer_end_to_end_times_the_stage_through_dvc_and_the_stock_trainer_script(tmp_path):
     model, data = write_tiny_bert(tmp_path / "tiny-bert"), _tiny_data(tmp_path)
-    done = subprocess.run(
-        [sys.executable, "-m", "benchmarks.bert_vs_hf_trainer", "--end-to-end", "--model", str(model)]
-        + ["--data-dir", str(data), "--train-samples", "0", "--batch-size", "8", "--seeds", "1"]
-        + ["--sides", "dvc_repro", "stock_trainer"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    report = json.loads(done.stdout)
+    args = ["--end-to-end", "--model", str(model), "--data-dir", str(data), "--train-samples", "0"]
+    args += ["--batch-size", "8", "--seeds", "1", "--sides", "dvc_repro", "stock_trainer"]
+    report = _benchmark_report("bert_vs_hf_trainer", *args, timeout=600)
     assert report["mode"] == "end to end" and report["rev"] == "work tree"
     for side in ("dvc_repro", "stock_trainer"):
         (run,) = report["runs"][side]
@@ -198,16 +119,10 @@ def test_bert_vs_hf_trainer_end_to_end_times_the_stage_through_dvc_and_the_stock
 
 
 def test_tfidf_fit_reports_iterations_and_validation_figures_per_tolerance(tmp_path):
-    done = subprocess.run(
-        [sys.executable, "-m", "benchmarks.tfidf_fit", "--data-dir", str(_tiny_data(tmp_path))]
-        + ["--tol", "1e-4", "1e-6"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
+    report = _benchmark_report(
+        "tfidf_fit", "--data-dir", str(_tiny_data(tmp_path)), "--tol", "1e-4", "1e-6", timeout=300
     )
-    assert done.returncode == 0, done.stderr[-3000:]
-    fits = json.loads(done.stdout)["fits"]
+    fits = report["fits"]
     assert [fit["tol"] for fit in fits] == [1e-4, 1e-6]
     assert all(fit["iterations"] >= 1 and 0 <= fit["val_macro_recall"] <= 1 for fit in fits)
     assert fits[1]["iterations"] >= fits[0]["iterations"]  # a tighter stop never stops sooner
@@ -218,35 +133,9 @@ def test_bert_tapt_adapts_the_encoder_on_train_less_the_holdout_and_keeps_the_po
 
     model, data = write_tiny_bert(tmp_path / "tiny-bert"), _tiny_data(tmp_path)
     out_dir = tmp_path / "adapted"
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "benchmarks.bert_tapt",
-            "--model",
-            str(model),
-            "--data-dir",
-            str(data),
-            "--holdout-samples",
-            "12",
-            "--epochs",
-            "2",
-            "--head-steps",
-            "3",
-            "--batch-size",
-            "8",
-            "--lr",
-            "1e-3",
-            "--out-dir",
-            str(out_dir),
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    report = json.loads(done.stdout)
+    args = ["--model", str(model), "--data-dir", str(data), "--holdout-samples", "12", "--epochs", "2"]
+    args += ["--head-steps", "3", "--batch-size", "8", "--lr", "1e-3", "--out-dir", str(out_dir)]
+    report = _benchmark_report("bert_tapt", *args)
     train_rows = sum(1 for _ in (data / "train.jsonl").open())
     assert report["texts"] == train_rows - 12  # the screen's held-out slice is never read
     assert report["head_phase"]["steps"] == 3
