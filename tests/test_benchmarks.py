@@ -148,3 +148,20 @@ def test_bert_tapt_adapts_the_encoder_on_train_less_the_holdout_and_keeps_the_po
     assert any(k.startswith("encoder.") for k in changed)  # the encoder was adapted
     assert not any(k.startswith("pooler.") for k in changed)  # the pooler is the original's
     assert (out_dir / "tokenizer_config.json").exists()
+
+
+def test_the_frozen_words_screen_candidate_fine_tunes_everything_but_the_word_embeddings(tmp_path, monkeypatch):
+    from transformers import AutoModel
+
+    from benchmarks.bert_recipes import freeze_word_embeddings
+    from src.models import training
+    from tests.test_bert_training import _learn_tiny_tweets
+
+    monkeypatch.setattr(training, "reinit_top_layers", training.reinit_top_layers)  # undone after the test
+    freeze_word_embeddings()
+    tiny_bert = str(write_tiny_bert(tmp_path / "tiny-bert"))
+    _, model, _ = _learn_tiny_tweets(tiny_bert, tmp_path / "run", num_epochs=2, reinit_layers=1)
+    before = AutoModel.from_pretrained(tiny_bert).embeddings
+    after = model.model.base_model.embeddings
+    assert after.word_embeddings.weight.equal(before.word_embeddings.weight)  # frozen
+    assert not after.position_embeddings.weight.equal(before.position_embeddings.weight)  # the rest trained
