@@ -25,6 +25,7 @@ def copy_repository(
     data_dir: Path = ROOT / "data/processed",
 ) -> None:
     """Fill the empty directory ``work`` (see the module docstring); the splits come from ``data_dir``."""
+    from src.core.paths import extract_inside
     from src.data.preprocess import read_split, stratified_subset, write_split
 
     if rev is None:
@@ -37,7 +38,7 @@ def copy_repository(
     else:
         archive = subprocess.run(["git", "archive", rev], cwd=ROOT, capture_output=True, check=True).stdout
         with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
-            tar.extractall(work, filter="data")
+            extract_inside(tar, work, f"git archive {rev}")
     processed = work / "data/processed"
     processed.mkdir(parents=True, exist_ok=True)
     train = stratified_subset(read_split(Path(data_dir) / "train.jsonl"), train_samples, 0)

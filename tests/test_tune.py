@@ -381,3 +381,55 @@ def test_two_queued_experiments_run_in_parallel_and_each_trains_from_scratch(pro
         log = run_checked(dvc + ["queue", "logs", name], work, env)
         assert "Running stage 'train_bert'" in log and "Running stage 'preprocess'" not in log, log
         assert "not resuming from models/bert/checkpoint_epoch_1.pt: params changed: learning_rate" in log, log
+
+
+@pytest.mark.parametrize("data_filter", [True, False], ids=["tarfile-data-filter", "by-hand"])
+def test_a_fetched_trial_archive_extracts_inside_its_directory_only(tmp_path, monkeypatch, data_filter):
+    """The artifact store's tar files: with tarfile's data filter, or by hand where Python lacks it (3.11.2)."""
+    import io
+    import tarfile
+
+    from src.core.errors import PipelineError
+    from src.core.paths import extract_inside
+
+    if not data_filter:
+        monkeypatch.delattr(tarfile, "data_filter", raising=False)
+    elif not hasattr(tarfile, "data_filter"):
+        pytest.skip("this Python's tarfile has no data filter")
+
+    def archive(*members: tarfile.TarInfo) -> Path:
+        path = tmp_path / f"a{len(list(tmp_path.glob('a*.tar')))}.tar"
+        with tarfile.open(path, "w") as tar:
+            for member in members:
+                tar.addfile(member, io.BytesIO(b"x" * member.size) if member.isfile() else None)
+        return path
+
+    def file(name: str) -> tarfile.TarInfo:
+        info = tarfile.TarInfo(name)
+        info.size = 1
+        return info
+
+    directory = tmp_path / "trial"
+    sub = tarfile.TarInfo("model")
+    sub.type = tarfile.DIRTYPE
+    with tarfile.open(archive(sub, file("model/config.json"), file("trial.json"))) as tar:
+        extract_inside(tar, directory, "trial 3")
+    assert sorted(p.relative_to(directory).as_posix() for p in directory.rglob("*")) == [
+        "model",
+        "model/config.json",
+        "trial.json",
+    ]
+
+    link_out = tarfile.TarInfo("model/link")
+    link_out.type, link_out.linkname = tarfile.SYMTYPE, "/etc/passwd"
+    for hostile in (file("../escaped.txt"), link_out):
+        with tarfile.open(archive(hostile)) as tar, pytest.raises(PipelineError, match="^trial 3: refused"):
+            extract_inside(tar, tmp_path / "other", "trial 3")
+    assert not (tmp_path / "escaped.txt").exists() and not (tmp_path / "other/model/link").is_symlink()
+    # an absolute name: the data filter strips its leading "/" (it lands inside), by hand it is refused
+    with tarfile.open(archive(file(f"{tmp_path}/absolute.txt"))) as tar:
+        try:
+            extract_inside(tar, tmp_path / "third", "trial 3")
+        except PipelineError as exc:
+            assert not data_filter and str(exc).startswith("trial 3: refused")
+    assert not (tmp_path / "absolute.txt").exists()

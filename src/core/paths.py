@@ -8,6 +8,7 @@ holds can make a stage read or write outside its declared inputs and outputs. A 
 from __future__ import annotations
 
 import os
+import tarfile
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -131,3 +132,23 @@ def check_model_dir(directory: str | os.PathLike) -> None:
                     f"{MAX_MODEL_FILE_BYTES >> 20} MB for a model's configuration, tokenizer or "
                     "vocabulary file (damaged or replaced?)"
                 )
+
+
+def extract_inside(tar: tarfile.TarFile, directory: Path, what: str) -> None:
+    """Extract ``tar`` into ``directory``; a member that would land outside it is an error naming ``what``.
+
+    tarfile's ``data`` filter does it where Python has it (3.12; 3.11.4 and later 3.11 releases);
+    on older releases (Debian 12's 3.11.2) the same rule by hand: plain files and directories only,
+    no absolute path, no ``..``."""
+    if hasattr(tarfile, "data_filter"):
+        try:
+            tar.extractall(directory, filter="data")
+        except tarfile.FilterError as exc:
+            raise PipelineError(f"{what}: refused, {exc}") from None
+        return
+    root = directory.resolve()
+    for member in tar.getmembers():
+        inside = (root / member.name).resolve().is_relative_to(root)
+        if not (member.isfile() or member.isdir()) or Path(member.name).is_absolute() or not inside:
+            raise PipelineError(f"{what}: refused, member {member.name!r} is not a plain file or directory inside it")
+    tar.extractall(directory)

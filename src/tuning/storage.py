@@ -28,6 +28,7 @@ import optuna
 from optuna.trial import FrozenTrial
 
 from src.core.errors import PipelineError
+from src.core.paths import extract_inside
 
 log = logging.getLogger(__name__)
 
@@ -198,7 +199,7 @@ def upload_trial_dir(artifact_store: str, trial: optuna.Trial, directory: Path) 
 def fetch_trial_dir(artifact_store: str | None, trial: FrozenTrial, directory: Path) -> None:
     """Make ``directory`` hold ``trial``'s uploaded directory unless it holds it already (the trial ran
     here). Extracted next to it, then renamed into place; tar members that would land outside it
-    (absolute paths, ``..``, links out) are refused by tarfile's ``data`` filter."""
+    (absolute paths, ``..``, links out) are refused (``extract_inside``)."""
     if (directory / "trial.json").is_file():
         return
     worker = trial.user_attrs.get("worker", {})
@@ -220,7 +221,7 @@ def fetch_trial_dir(artifact_store: str | None, trial: FrozenTrial, directory: P
         )
         unpacked = Path(scratch) / "trial"
         with tarfile.open(archive) as tar:
-            tar.extractall(unpacked, filter="data")
+            extract_inside(tar, unpacked, f"{where}: its uploaded directory")
         shutil.rmtree(directory, ignore_errors=True)
         os.replace(unpacked, directory)
     log.info("%s: fetched from the artifact store (%s)", directory, where)
