@@ -148,7 +148,7 @@ def extract_inside(tar: tarfile.TarFile, directory: Path, what: str) -> None:
         return
     root = directory.resolve()
     for member in tar.getmembers():
-        inside = (root / member.name).resolve().is_relative_to(root)
-        if not (member.isfile() or member.isdir()) or Path(member.name).is_absolute() or not inside:
+        inside = (root / member.name).resolve().is_relative_to(root)  # an absolute name or a `..` is not
+        if not (member.isfile() or member.isdir()) or not inside:
             raise PipelineError(f"{what}: refused, member {member.name!r} is not a plain file or directory inside it")
     tar.extractall(directory)

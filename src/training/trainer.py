@@ -337,14 +337,10 @@ class Trainer:
             # DDP averages the ranks' gradients; weighting each rank's mean loss by its share of the
             # global batch makes that average the gradient of the global batch's mean loss (R-Drop's
             # term is a plain mean over examples, so it is weighted by the rank's share of examples)
-            if self.world_size == 1:
-                step_loss = loss if consistency is None else loss + consistency
-            else:
-                weighted_share, example_share = self._global_batch_shares(batch["labels"])
-                step_loss = loss * weighted_share
-                if consistency is not None:
-                    step_loss = step_loss + consistency * example_share
+            weighted_share, example_share = self._global_batch_shares(batch["labels"])
+            step_loss = loss * weighted_share
             if consistency is not None:
+                step_loss = step_loss + consistency * example_share
                 loss = loss + consistency
             self.grad_scaler.scale(step_loss).backward()
             if self.gradient_clip:
@@ -396,10 +392,13 @@ class Trainer:
         ) / 2
         return loss, self.rdrop_alpha * symmetric_kl
 
-    def _global_batch_shares(self, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def _global_batch_shares(self, labels: torch.Tensor) -> tuple[torch.Tensor | float, torch.Tensor | float]:
         """world size x this rank's share of the global batch, (by loss weight, by examples), in one
         all-reduce. Loss weight: its examples' class weights for a weighted cross-entropy (the
-        denominator of the criterion's mean), else its examples."""
+        denominator of the criterion's mean), else its examples. One process: (1.0, 1.0), no
+        collective (multiplying by 1.0 is exact)."""
+        if self.world_size == 1:
+            return 1.0, 1.0
         weight = getattr(self.criterion, "weight", None)
         examples = torch.tensor(float(len(labels)), device=labels.device)
         local = torch.stack([weight[labels].sum() if weight is not None else examples, examples])
