@@ -165,3 +165,49 @@ def test_the_frozen_words_screen_candidate_fine_tunes_everything_but_the_word_em
     after = model.model.base_model.embeddings
     assert after.word_embeddings.weight.equal(before.word_embeddings.weight)  # frozen
     assert not after.position_embeddings.weight.equal(before.position_embeddings.weight)  # the rest trained
+
+
+@pytest.mark.parametrize("warmup_ratio", [1.0, 0.25], ids=["head-alone-throughout", "everything-after-warm-up"])
+def test_the_head_first_screen_candidate_freezes_the_pretrained_layers_through_the_warm_up(
+    tmp_path, monkeypatch, warmup_ratio
+):
+    from transformers import AutoModel
+
+    from benchmarks.bert_recipes import train_head_first
+    from src.models import training
+    from tests.fixtures import bert_loaders
+
+    for name in ("reinit_top_layers", "build_scheduler"):  # undone after the test
+        monkeypatch.setattr(training, name, getattr(training, name))
+    train_head_first()
+    tiny_bert = str(write_tiny_bert(tmp_path / "tiny-bert"))
+    tokenizer, train_loader, val_loader = bert_loaders(tiny_bert)
+    model, _ = training.train_model(
+        train_loader,
+        val_loader,
+        tmp_path / "run",
+        num_epochs=2,
+        learning_rate=3e-3,
+        warmup_ratio=warmup_ratio,
+        device="cpu",
+        model_name=tiny_bert,
+        num_classes=3,
+        tokenizer=tokenizer,
+        seed=1,
+        progress=False,
+        reinit_layers=1,
+    )
+    before, after = AutoModel.from_pretrained(tiny_bert), model.model.base_model
+    lower_unchanged = [
+        a.equal(b)
+        for module_after, module_before in [
+            (after.embeddings, before.embeddings),
+            (after.encoder.layer[0], before.encoder.layer[0]),
+        ]
+        for a, b in zip(module_after.parameters(), module_before.parameters(), strict=True)
+    ]
+    # a warm-up over every step keeps the pretrained layers as they were; a quarter of the steps (inside the
+    # first epoch, which the export may be), they train after it
+    assert all(lower_unchanged) if warmup_ratio == 1.0 else not any(lower_unchanged)
+    top_after, top_before = after.encoder.layer[-1], before.encoder.layer[-1]
+    assert not top_after.attention.self.query.weight.equal(top_before.attention.self.query.weight)  # trained
