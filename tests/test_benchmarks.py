@@ -175,28 +175,13 @@ def test_the_head_first_screen_candidate_freezes_the_pretrained_layers_through_t
 
     from benchmarks.bert_recipes import train_head_first
     from src.models import training
-    from tests.fixtures import bert_loaders
+    from tests.test_bert_training import _learn_tiny_tweets
 
     for name in ("reinit_top_layers", "build_scheduler"):  # undone after the test
         monkeypatch.setattr(training, name, getattr(training, name))
     train_head_first()
     tiny_bert = str(write_tiny_bert(tmp_path / "tiny-bert"))
-    tokenizer, train_loader, val_loader = bert_loaders(tiny_bert)
-    model, _ = training.train_model(
-        train_loader,
-        val_loader,
-        tmp_path / "run",
-        num_epochs=2,
-        learning_rate=3e-3,
-        warmup_ratio=warmup_ratio,
-        device="cpu",
-        model_name=tiny_bert,
-        num_classes=3,
-        tokenizer=tokenizer,
-        seed=1,
-        progress=False,
-        reinit_layers=1,
-    )
+    _, model, _ = _learn_tiny_tweets(tiny_bert, tmp_path / "run", 2, warmup_ratio=warmup_ratio, reinit_layers=1)
     before, after = AutoModel.from_pretrained(tiny_bert), model.model.base_model
     lower_unchanged = [
         a.equal(b)

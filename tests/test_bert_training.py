@@ -109,7 +109,7 @@ def test_train_epoch_and_evaluate_follow_the_seed(tiny_bert):
     assert loss > 0 and 0 <= accuracy <= 1 and len(predictions) == len(val_loader.dataset)
 
 
-def _learn_tiny_tweets(tiny_bert, model_dir, num_epochs, **options):
+def _learn_tiny_tweets(tiny_bert, model_dir, num_epochs, warmup_ratio=0.1, **options):
     """(tokenizer, model, history) of train_model on the toy tweets at a rate a tiny BERT learns them with."""
     tokenizer, train_loader, val_loader = bert_loaders(tiny_bert)
     model, history = training.train_model(
@@ -119,7 +119,7 @@ def _learn_tiny_tweets(tiny_bert, model_dir, num_epochs, **options):
         num_epochs=num_epochs,
         learning_rate=3e-3,
         weight_decay=0.01,
-        warmup_ratio=0.1,
+        warmup_ratio=warmup_ratio,
         device="cpu",
         model_name=tiny_bert,
         num_classes=3,
