@@ -101,6 +101,11 @@ CANDIDATES = {
     "shipped_ema0.999": {"ema_decay": 0.999},
     # the shipped recipe, the pretrained layers frozen through the warm-up (not a params key: see train_head_first)
     "shipped_head_first": {HEAD_FIRST: True},
+    # the two choices made on 4,000-tweet subsets only, asked again on the full split: the loss
+    # unweighted, and the learning rate tune's search picks (and the BERT fine-tuning guide's 2e-5)
+    "shipped_unweighted": {"class_weights": None},
+    "shipped_lr3e-5": {"learning_rate": 3e-5},
+    "shipped_lr2e-5": {"learning_rate": 2e-5},
 }
 # the stock Trainer's defaults (transformers' TrainingArguments), for the test report
 TRAINER_DEFAULTS = {"lr": 5e-5, "batch_size": 8, "weight_decay": 0.0, "warmup_ratio": 0.0, "dropout": 0.1}
