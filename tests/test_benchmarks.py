@@ -191,8 +191,8 @@ def test_the_head_first_screen_candidate_freezes_the_pretrained_layers_through_t
         ]
         for a, b in zip(module_after.parameters(), module_before.parameters(), strict=True)
     ]
-    # a warm-up over every step keeps the pretrained layers as they were; a quarter of the steps (inside the
-    # first epoch, which the export may be), they train after it
+    # a warm-up over every step keeps the pretrained layers as they were; one over a quarter of the steps
+    # ends inside the first epoch, so whichever epoch is exported has trained them
     assert all(lower_unchanged) if warmup_ratio == 1.0 else not any(lower_unchanged)
     top_after, top_before = after.encoder.layer[-1], before.encoder.layer[-1]
     assert not top_after.attention.self.query.weight.equal(top_before.attention.self.query.weight)  # trained
