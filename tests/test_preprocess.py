@@ -269,27 +269,6 @@ def test_emoji_become_their_unicode_names(raw, expected):
     assert pp.normalize_tweet(raw) == expected
 
 
-@pytest.mark.parametrize(
-    "raw, expected",
-    [
-        ("crash\\u002c storm and that\\u2019s it", "crash, storm and that's it"),  # JSON escapes as text
-        ("Kuttay\\u002cyou", "Kuttay,you"),  # the escape no longer splits words
-        ('"\\""@bob: Don\\u2019t go.\\"" ok"', '"@bob: Don\'t go." ok"'),  # escaped, CSV-doubled quotes
-        ("lol \\ud83d\\ude02", "lol face with tears of joy"),  # a surrogate pair is one emoji
-        ("half \\ud83d pair", "half pair"),  # an unpaired surrogate is dropped
-        ("yay \\o/ \\m/ C:\\users \\u12", "yay \\o/ \\m/ C:\\users \\u12"),  # other backslashes stay
-        ("“so” ‘called’ — truth – said…", "\"so\" 'called' - truth - said..."),  # typographic as ASCII
-        ('he said ""hi"" \'\'', "he said \"hi\" ''"),  # runs of double quotes as one
-    ],
-)
-def test_json_escapes_and_typographic_punctuation_become_plain_characters(raw, expected):
-    """TweetEval's train and validation files spell about one line in eight with JSON escapes
-    (``\\u002c``, ``\\u2019``, ``\\"``), its test file with typographic punctuation (``’``, ``…``);
-    both become the plain characters train spells elsewhere, so a tweet reads the same in every split."""
-    assert pp.normalize_tweet(raw) == expected
-    assert pp.normalize_tweet(expected) == expected
-
-
 def test_prediction_reads_emoji_as_training_does(monkeypatch):
     """src.predict normalises with the same function, so a served tweet's emoji reach the model as words."""
     import numpy as np

@@ -36,53 +36,23 @@ _WHITESPACE = re.compile(r"\s+")
 # how an emoji is drawn (U+200D, U+FE0E, U+FE0F), as do the skin-tone modifiers
 _FLAG = re.compile("[\U0001f1e6-\U0001f1ff]{2}")
 _EMOJI_SHAPING = {"\u200d", "\ufe0e", "\ufe0f"}
-# JSON escapes left as text (a run of \uXXXX UTF-16 code units, or an escaped quote) and the doubled
-# quotes of CSV fields: TweetEval's train and validation files carry them, test's do not
-_JSON_ESCAPE = re.compile(r'(?:\\u[0-9a-fA-F]{4})+|\\"')
-_REPEATED_QUOTES = re.compile(r'"{2,}')
-# typographic punctuation as train and validation spell it (BERTweet's normalisation folds ’ and … too)
-_TYPOGRAPHIC = str.maketrans(
-    {"\u2018": "'", "\u2019": "'", "\u201c": '"', "\u201d": '"', "\u2026": "...", "\u2013": "-", "\u2014": "-"}
-)
 
 
 def normalize_tweet(text: str) -> str:
     """TweetEval's rule plus what the models need.
 
     TweetEval: tokens split on spaces; ``@mention`` tokens become ``@user``; tokens starting
-    with ``http`` are dropped. Added: JSON escapes decoded (``decode_escapes``), HTML entities
-    unescaped (``&amp;`` -> ``&``), Unicode NFC, emoji as words (``symbols_as_words``), typographic
-    quotes, ellipsis and dashes as ASCII, runs of double quotes as one, all whitespace (tabs, newlines,
-    U+2028...) collapsed to one space, ends stripped.
+    with ``http`` are dropped. Added: HTML entities unescaped (``&amp;`` -> ``&``), Unicode NFC,
+    emoji as words (``symbols_as_words``), all whitespace (tabs, newlines, U+2028...) collapsed to
+    one space, ends stripped.
     """
-    text = symbols_as_words(unicodedata.normalize("NFC", html.unescape(decode_escapes(text))))
-    text = _REPEATED_QUOTES.sub('"', text.translate(_TYPOGRAPHIC))
+    text = symbols_as_words(unicodedata.normalize("NFC", html.unescape(text)))
     tokens = []
     for token in _WHITESPACE.split(text):
         if not token or token.startswith("http"):
             continue
         tokens.append("@user" if token.startswith("@") and len(token) > 1 else token)
     return " ".join(tokens)
-
-
-def decode_escapes(text: str) -> str:
-    """JSON escapes written out as text, decoded: ``crash\\u002c storm`` -> ``crash, storm``.
-
-    About one line in eight of TweetEval's train and validation files spells a comma ``\\u002c``, an
-    apostrophe ``\\u2019`` or a quote ``\\"`` (the tokenizer splits ``Kuttay\\u002cyou`` into ``\\``,
-    ``u``, ``##00``... and joins the ``c`` to the next word); test spells them as characters. A run of
-    ``\\u`` escapes is read as UTF-16, so an emoji's surrogate pair becomes the emoji; an unpaired
-    surrogate is dropped. Other backslashes (``\\o/``, ``\\m/``) stay.
-    """
-    if "\\" not in text:
-        return text
-    return _JSON_ESCAPE.sub(_decoded, text)
-
-
-def _decoded(escape: re.Match[str]) -> str:
-    if escape[0] == '\\"':
-        return '"'
-    return bytes.fromhex(escape[0].replace("\\u", "")).decode("utf-16-be", errors="ignore")
 
 
 def symbols_as_words(text: str) -> str:
