@@ -196,3 +196,33 @@ def test_the_head_first_screen_candidate_freezes_the_pretrained_layers_through_t
     assert all(lower_unchanged) if warmup_ratio == 1.0 else not any(lower_unchanged)
     top_after, top_before = after.encoder.layer[-1], before.encoder.layer[-1]
     assert not top_after.attention.self.query.weight.equal(top_before.attention.self.query.weight)  # trained
+
+
+def test_validation_marks_scores_the_marked_and_the_unmarked_tweets_apart(tmp_path):
+    """A JSON escape or a CSV field's opening quote marks a tweet; each model is scored on both parts."""
+    from src.scoring.probabilities import write_probabilities
+
+    texts = ["plain one", '"quoted, tweet"', "a\\u002cb", "plain two", 'also \\"x\\"', "plain three"]
+    labels = [0, 1, 2, 0, 1, 2]
+    write_split(tmp_path / "data/val.jsonl", Split(texts, labels))
+    predicted = [0, 1, 2, 1, 1, 2]  # right on every marked tweet, wrong on one unmarked "negative"
+    write_probabilities(
+        tmp_path / "predictions/m/probs_val.csv",
+        [[0.8 if c == p else 0.1 for c in range(3)] for p in predicted],
+        ["negative", "neutral", "positive"],
+    )
+    report = _benchmark_report(
+        "validation_marks",
+        "m",
+        "m+m",
+        "--data-dir",
+        str(tmp_path / "data"),
+        "--predictions",
+        str(tmp_path / "predictions"),
+    )
+    assert report["tweets"] == {"all": 6, "json_escape": 2, "csv_quote": 1, "marked": 3, "unmarked": 3}
+    for model in ("m", "m+m"):  # a group of one model twice is that model
+        recall = report["val_macro_recall"][model]
+        assert recall["marked"] == 1.0 and recall["json_escape"] == 1.0 and recall["csv_quote"] == 1.0
+        assert recall["all"] == round((1 / 2 + 1 + 1) / 3, 4)  # negative 1 of 2, neutral 2 of 2, positive 2 of 2
+        assert recall["unmarked"] == round((1 / 2 + 0 + 1) / 3, 4)  # "neutral" predicted there, never true: 0
