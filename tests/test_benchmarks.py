@@ -9,7 +9,7 @@ import pytest
 
 from src.core.runtime import cpu_has_amx_bf16
 from src.data.preprocess import Split, normalize_tweet, write_split
-from tests.fixtures import tiny_splits, write_tiny_bert
+from tests.fixtures import LABEL_NAMES, tiny_splits, write_tiny_bert
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -209,7 +209,7 @@ def test_validation_marks_scores_the_marked_and_the_unmarked_tweets_apart(tmp_pa
     write_probabilities(
         tmp_path / "predictions/m/probs_val.csv",
         [[0.8 if c == p else 0.1 for c in range(3)] for p in predicted],
-        ["negative", "neutral", "positive"],
+        LABEL_NAMES,
     )
     report = _benchmark_report(
         "validation_marks",
