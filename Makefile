@@ -12,9 +12,12 @@ export DVC_NO_ANALYTICS := 1
 # dvc.yaml's commands say `python`: the venv's, whether or not it is activated
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 
-.PHONY: repro quick test test-quick lint pull setup
+.PHONY: help repro quick test test-quick lint pull setup
 
-setup: $(VENV)/.installed
+help:  ## each target with its note (`make repro` and `make test` do all the set-up)
+	@awk -F ':.*## ' '/^[a-z-]+:.*## / {printf "  %-11s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+setup: $(VENV)/.installed  ## .venv/ with the pinned requirements (repro, pull and test run it first)
 
 $(VENV)/.installed: requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -32,7 +35,7 @@ quick: setup  ## every stage on a 3,000-tweet subset: an experiment, params.yaml
 pull: setup  ## main's outputs from the team's DVC remote (or one line saying what to do without one)
 	$(PY) -m src.pull
 
-lint: setup
+lint: setup  ## ruff check and ruff format --check over the tree
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
 

@@ -235,7 +235,8 @@ def _run_agent(config, entrypoint, entry_args, distributed: dict) -> int:
     return 0
 
 
-def main(argv: list[str]) -> None:
+def main(argv: list[str] | None = None) -> None:
+    argv = sys.argv[1:] if argv is None else argv  # the `sentiment-launch` console script passes none
     if not argv or argv[0].startswith("-"):
         print("usage: python -m src.launch MODULE | SCRIPT.py [ARGS...]", file=sys.stderr)
         sys.exit(2)
