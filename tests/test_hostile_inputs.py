@@ -850,7 +850,27 @@ REVIEW_NOTES = {
 }
 
 
+# class 1: a URL's password in params (tune.storage) reaches no error line, log line or file (src/core/secrets.py)
+PASSWORD = "S3cretPw0rd"
+SECRETS = {
+    "sqlite_url_with_password_outside": Row(
+        _tune_storage(lambda repo, canary: f"sqlite://u:{PASSWORD}@/{canary}/x.db"), (OUTSIDE, "u:***@"), seconds=10
+    ),
+    "server_url_with_password_unreachable": Row(
+        _tune_storage(lambda repo, canary: f"postgresql+psycopg://u:{PASSWORD}@127.0.0.1:1/optuna"),
+        ("tune.storage: cannot open the database",),
+        seconds=10,
+    ),
+    "server_url_with_password_no_driver": Row(
+        _tune_storage(lambda repo, canary: f"mysql+nosuchdriver://u:{PASSWORD}@127.0.0.1:1/optuna"),
+        ("tune.storage",),
+        seconds=10,
+    ),
+}
+
+
 CLASSES = {
+    "secrets": SECRETS,
     "traceback": TRACEBACK,
     "containment": CONTAINMENT,
     "memory": MEMORY,
@@ -924,7 +944,12 @@ def run_row(row: Row, template: Path, tmp_path: Path, command: list[str] | None 
 @pytest.mark.parametrize("klass, name", [(k, n) for k, rows in CLASSES.items() for n in rows])
 def test_hostile_input(klass, name, template, tmp_path):
     row = CLASSES[klass][name]
-    repo, _ = run_row(row, template, tmp_path, **row.env)
+    repo, output = run_row(row, template, tmp_path, **row.env)
+    if klass == "secrets":  # in no output line and no file under the repository
+        assert PASSWORD not in output, output[-5000:]
+        files = [f for f in repo.rglob("*") if f.is_file() and f != repo / "params.yaml"]  # but where the user wrote it
+        leaked = [f for f in files if PASSWORD.encode() in f.read_bytes()]
+        assert not leaked, leaked
     if name == "csv_header_with_byte_order_mark":
         assert json.loads((repo / "metrics/data.json").read_text())  # the text column was found
     if name == "relative_mirror_path":

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import logging
 import os
 import signal
 import sys
@@ -14,6 +13,7 @@ from pathlib import Path
 from src.core.errors import PipelineError
 from src.core.interrupts import install_interrupt_handlers
 from src.core.params import load_params
+from src.core.secrets import configure_logging, redact
 
 # OSErrors that mean "this path cannot be written (or read) as it stands": a user fixes them
 # (permissions, a read-only mount, a file where a directory belongs), so one line, not a traceback.
@@ -59,13 +59,13 @@ def pipeline_errors_exit() -> Iterator[None]:
     try:
         yield
     except PipelineError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(redact(f"error: {exc}"), file=sys.stderr)
         sys.exit(1)
     except OSError as exc:
         message = path_error_message(exc)
         if message is None:
             raise
-        print(f"error: {message}", file=sys.stderr)
+        print(redact(f"error: {message}"), file=sys.stderr)
         sys.exit(1)
 
 
@@ -94,7 +94,7 @@ def positive_int_option(value: str, option: str) -> int:
 def run_command(work: Callable[[], None]) -> None:
     """Run a command line's ``work()``: logging to stderr, a PipelineError as one ``error: …`` line
     (exit 1), Ctrl-C (SIGINT) exit 130 and SIGTERM 143 with one line saying what was saved."""
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    configure_logging()  # as logging.basicConfig, a URL's password redacted
     install_interrupt_handlers()
     try:
         with pipeline_errors_exit():

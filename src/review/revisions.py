@@ -13,6 +13,7 @@ import numpy as np
 
 from src.core.errors import PipelineError
 from src.core.paths import check_link_inside_repository
+from src.core.secrets import redact, redact_params
 
 # a train stage's DVCLive rows (src/training/live.py): the curves of bert and lstm
 CURVES = "dvclive/train_{model}/plots/metrics/{series}.tsv"
@@ -68,8 +69,8 @@ def params_diff(rev: str, new_rev: str | None = None) -> dict:
         params = repo.params.diff(a_rev=rev, **({} if new_rev is None else {"b_rev": new_rev}))
     failed = [f"{r}: {e}" for r, e in params.get("errors", {}).items() if e]
     if failed:
-        print(f"warning: DVC could not read some params ({'; '.join(failed)})", file=sys.stderr)
-    return params.get("diff", {})
+        print(redact(f"warning: DVC could not read some params ({'; '.join(failed)})"), file=sys.stderr)
+    return redact_params(params.get("diff", {}))  # a URL's password (tune.storage) reaches no report
 
 
 def flatten(tree, prefix: str = "") -> dict:

@@ -47,6 +47,7 @@ from src.checkpoints.remove import remove_checkpoints
 from src.checkpoints.resume import describe_change, run_fingerprint
 from src.core.atomic import write_json
 from src.core.errors import PipelineError
+from src.core.secrets import redact
 from src.models.bert_data import with_batch_size
 from src.models.bert_hyperparameters import RECOMMENDED
 from src.scoring.metrics import higher_is_better
@@ -298,7 +299,7 @@ def prepare_study(search: Search, fingerprint: dict) -> tuple[optuna.Study, list
         if reason:
             log.info(
                 "not resuming the study in %s: %s; searching from scratch",
-                search.storage or search.output_dir / JOURNAL_NAME,
+                redact(search.storage) if search.storage else search.output_dir / JOURNAL_NAME,
                 reason,
             )
         clear_output_dir(search.output_dir)  # trial directories of another search, or of none

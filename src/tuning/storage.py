@@ -29,6 +29,7 @@ from optuna.trial import FrozenTrial
 
 from src.core.errors import PipelineError
 from src.core.paths import extract_inside
+from src.core.secrets import redact
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +55,8 @@ def check_storage(storage: str | None, output_dir: Path) -> None:
     from sqlalchemy.engine import make_url
     from sqlalchemy.exc import ArgumentError
 
-    shown = storage if len(storage) <= 200 else storage[:197] + "..."
+    shown = redact(storage)  # the password never reaches an error line
+    shown = shown if len(shown) <= 200 else shown[:197] + "..."
     try:
         url = make_url(storage)
     except (ArgumentError, ValueError) as exc:
@@ -114,7 +116,7 @@ def open_storage(
                 heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(),
             )
         except (SQLAlchemyError, ImportError, ValueError, optuna.exceptions.StorageInternalError) as exc:
-            detail = " ".join(str(exc).split())[:300]
+            detail = redact(" ".join(str(exc).split()))[:300]
             raise PipelineError(f"tune.storage: cannot open the database ({type(exc).__name__}: {detail})") from None
 
 

@@ -23,6 +23,7 @@ from optuna.trial import TrialState
 from tqdm import tqdm
 
 from src.core.errors import PipelineError
+from src.core.secrets import configure_logging
 from src.training.distributed import signal_when_parent_dies
 from src.tuning.search import Search, make_search, run_worker, trained_trials
 from src.tuning.storage import check_artifact_store, fail_stale_trials, fetch_trial_dir
@@ -83,7 +84,7 @@ def _worker_process(
     # a SIGKILLed tune must not leave workers writing into its output directory
     if not signal_when_parent_dies(signal.SIGKILL, parent_pid):
         os._exit(1)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    configure_logging()  # as logging.basicConfig, a URL's password redacted
     if threads is not None:
         import torch
 
