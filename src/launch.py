@@ -13,7 +13,7 @@ at most ``distributed.timeout_s`` for the other machines.
 One process on one machine (``distributed``'s default) needs no agent, rendezvous or second
 interpreter: the stage runs here, as ``python -m stages.X`` would run it, with the same exit status
 and signals (4 s less per run on a 2-core CPU: torch is imported once, no worker process starts;
-docs/measurements.md). Several processes run under the agent: when a process fails, its own
+docs/decisions.md). Several processes run under the agent: when a process fails, its own
 ``error:`` line (already on stderr) is the message; the launcher adds a line only when a process died
 without one (killed by a signal), and never prints a traceback. The processes stop with the launcher
 (src/training/distributed.py sets their parent-death signal).

@@ -4,7 +4,7 @@ metrics/tfidf/train.json.
     python -m stages.train_tfidf
 
 Fits src/models/tfidf.py's scikit-learn pipeline on train with params.yaml's ``tfidf`` section and
-scores validation (the figure its hyperparameters were chosen on, docs/model_quality.md). The model
+scores validation (the figure its hyperparameters were chosen on, docs/decisions.md). The model
 is saved as plain arrays, not pickle (src/models/tfidf.py). evaluate@tfidf scores it on test and writes
 its probabilities, which the ensemble can combine with the neural models'.
 """

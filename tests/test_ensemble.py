@@ -48,7 +48,7 @@ def test_simplex_grid_and_geometric_mean():
     # every point once, in lexicographic order (ties in fit_weights go to the first): as a brute force gives them
     brute = [c for c in itertools.product(range(5), repeat=4) if sum(c) == 4]
     assert simplex_grid(4, 0.25) == [tuple(c_i / 4 for c_i in c) for c in brute]
-    assert len(simplex_grid(6, 0.05)) == 53130  # six members: four plus two seed members (docs/model_quality.md)
+    assert len(simplex_grid(6, 0.05)) == 53130  # six members: four plus two seed members (docs/decisions.md)
     a, b = np.array([[0.7, 0.2, 0.1]]), np.array([[0.1, 0.2, 0.7]])
     mixed = combine([a, b], [0.5, 0.5])
     expected = np.sqrt(a * b) / np.sqrt(a * b).sum()

@@ -46,9 +46,9 @@ def forward_logits(model: nn.Module, batch: dict[str, Any]) -> torch.Tensor:
 def cpu_has_amx_bf16() -> bool:
     """AMX (Intel Sapphire Rapids and later): bf16 matmuls on tile units, made for bf16 autocast.
 
-    On a 2-core Intel Xeon with AMX, bf16 trains BERT 1.37x faster than fp32 (docs/measurements.md).
+    On a 2-core Intel Xeon with AMX, bf16 trains BERT 1.37x faster than fp32 (docs/decisions.md).
     With AVX512-BF16 alone it depends on the CPU, slower on one and faster on another
-    (docs/measurements.md, "Where the time goes"); fp32 on every such CPU keeps the results, and
+    (docs/decisions.md, "Speed"); fp32 on every such CPU keeps the results, and
     train_bert's speed against the Trainer's fp32, the same on all of them."""
     try:
         with open("/proc/cpuinfo", encoding="utf-8") as handle:

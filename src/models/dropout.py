@@ -2,7 +2,7 @@
 
 The same distribution (each element kept with probability 1 - p and scaled by 1 / (1 - p)), from
 torch's seeded generator, so runs stay reproducible and resume exactly. The figures are in
-docs/measurements.md ("Where the time goes").
+docs/decisions.md ("Speed").
 """
 
 from __future__ import annotations
