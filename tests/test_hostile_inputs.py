@@ -231,6 +231,16 @@ def _one_huge_line(repo: Path, canary: Path) -> list[str]:
     return [*module("src.predict", "--model", "models/bert", "--input", "huge.txt"), "--batch-size", "1"]
 
 
+def _predict_lines(*lines: str) -> Callable[[Path, Path], list[str]]:
+    """src.predict on a file of ``lines`` (texts whose transforms grow them or cost more per character)."""
+
+    def setup(repo: Path, canary: Path) -> list[str]:
+        (repo / "texts.txt").write_text("".join(line + "\n" for line in lines))
+        return [*module("src.predict", "--model", "models/bert", "--input", "texts.txt"), "--batch-size", "1"]
+
+    return setup
+
+
 def _alias_bomb(repo: Path, canary: Path) -> list[str]:
     """A "billion laughs": 12 levels of 9 aliases (9**12 values once expanded) in 5 KB, used by data.files."""
     levels = ['"a0": &a0 ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]']
@@ -869,7 +879,20 @@ SECRETS = {
 }
 
 
+# class 3: each text cut to src.data.preprocess.MAX_TEXT_CHARS before NFC and after emoji became names
+COST = {
+    "predict_emoji_lines_grow_30x": Row(
+        _predict_lines(*["\U0001f602" * 60_000] * 4), ('"label"',), rc=0, max_mb=1000, seconds=10
+    ),
+    "predict_combining_marks_run": Row(
+        _predict_lines("a" + "\u0301" * 60_000), ('"label"',), rc=0, max_mb=1000, seconds=10
+    ),
+    "predict_numeric_entities_to_emoji": Row(
+        _predict_lines("&#128514;" * 7_000), ('"label"',), rc=0, max_mb=1000, seconds=10
+    ),
+}
 CLASSES = {
+    "cost": COST,
     "secrets": SECRETS,
     "traceback": TRACEBACK,
     "containment": CONTAINMENT,

@@ -38,6 +38,11 @@ _FLAG = re.compile("[\U0001f1e6-\U0001f1ff]{2}")
 _EMOJI_SHAPING = {"\u200d", "\ufe0e", "\ufe0f"}
 
 
+# a tweet is at most 280 characters (its emoji as names, a few times that): past this nothing is a tweet,
+# and each text is cut here, before and after every transform that makes it longer or costs more per character
+MAX_TEXT_CHARS = 4096
+
+
 def normalize_tweet(text: str) -> str:
     """TweetEval's rule plus what the models need.
 
@@ -46,7 +51,10 @@ def normalize_tweet(text: str) -> str:
     emoji as words (``symbols_as_words``), all whitespace (tabs, newlines, U+2028...) collapsed to
     one space, ends stripped.
     """
-    text = symbols_as_words(unicodedata.normalize("NFC", html.unescape(text)))
+    # the cost is bounded by what each transform makes: cut before NFC (quadratic in a run of combining
+    # marks) and again after the emoji became names (each grows ~30x), on the expanded text
+    text = html.unescape(text[: MAX_TEXT_CHARS * 8])[:MAX_TEXT_CHARS]
+    text = symbols_as_words(unicodedata.normalize("NFC", text))[:MAX_TEXT_CHARS]
     tokens = []
     for token in _WHITESPACE.split(text):
         if not token or token.startswith("http"):
@@ -69,7 +77,10 @@ def symbols_as_words(text: str) -> str:
         return text
     text = _FLAG.sub(" flag ", text)
     pieces = []
+    length = 0
     for char in text:
+        if length > MAX_TEXT_CHARS:  # measured on the expanded text: nothing past the cap is kept
+            break
         if char in _EMOJI_SHAPING:
             continue
         category = "" if char.isascii() else unicodedata.category(char)
@@ -80,6 +91,7 @@ def symbols_as_words(text: str) -> str:
         if name.startswith("EMOJI MODIFIER") or not name:
             continue
         pieces.append(f" {name.lower()} " if category == "So" else char)
+        length += len(pieces[-1])
     return "".join(pieces)
 
 
