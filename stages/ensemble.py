@@ -20,6 +20,7 @@ from src.core.errors import ParamsError
 from src.data.preprocess import read_split
 from src.scoring.ensemble import (
     apply_bias,
+    check_grid,
     combine,
     cross_validated_macro_recall,
     fit_class_bias,
@@ -47,6 +48,7 @@ def main(params: dict) -> None:
             f"params.yaml: ensemble.members: {', '.join(repeated)} in more than one member "
             f"(got {members}); expected each model once, alone or in one '+' group"
         )
+    check_grid(len(members), cfg["grid_step"])  # before any file is read: the grid's cost is bounded
     splits = {name: read_split(DATA_DIR / f"{name}.jsonl", label_names) for name in ("val", "test")}
     probabilities = {
         split: [

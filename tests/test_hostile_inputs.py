@@ -890,6 +890,15 @@ COST = {
     "predict_numeric_entities_to_emoji": Row(
         _predict_lines("&#128514;" * 7_000), ('"label"',), rc=0, max_mb=1000, seconds=10
     ),
+    "ensemble_8_members_grid": Row(
+        _params_then(
+            module("stages.ensemble"),
+            ensemble__members=["bert", "tune_best", "lstm", "tfidf", *(f"bert_seed{n}" for n in range(43, 47))],
+        ),
+        ("ensemble.members (8 members) with ensemble.grid_step = 0.05: a weight grid of 888,030 points",),
+        max_mb=1000,
+        seconds=10,
+    ),
 }
 CLASSES = {
     "cost": COST,

@@ -23,6 +23,7 @@ noise; a fixed equal average keeps what the extra seeds add without the extra we
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -31,11 +32,14 @@ from sklearn.metrics import recall_score
 from sklearn.model_selection import StratifiedKFold
 from tqdm import tqdm
 
+from src.core.errors import ParamsError
 from src.scoring.probabilities import read_probabilities
 
 EPS = 1e-12  # probabilities of exactly 0 stay finite in the log
 BIAS_GRID = np.round(np.arange(-1.5, 1.5001, 0.05), 2)  # log-probability offsets tried per class
 BIAS_ROUNDS = 5  # coordinate-ascent passes over the classes (it settles in two or three)
+# seven members at step 0.05 (230,230 points) is the largest grid allowed; eight (888,030) took minutes
+MAX_GRID_POINTS = 250_000
 CHUNK = 256  # grid points scored at once by fit_weights (256 x 2,000 tweets x 3 classes: 12 MB)
 GROUP = "+"  # joins the models of one member: "bert+bert_seed43"
 
@@ -120,9 +124,21 @@ def fit_class_bias(labels: Sequence[int], probabilities: np.ndarray) -> tuple[fl
     return tuple(float(o) for o in offsets)
 
 
+def check_grid(n_members: int, step: float) -> None:
+    """A ParamsError naming ensemble.members and ensemble.grid_step unless their weight grid has at most
+    MAX_GRID_POINTS points: its size grows as C(1/step + members - 1, members - 1), the cost of fitting."""
+    points = math.comb(round(1 / step) + n_members - 1, n_members - 1)
+    if points > MAX_GRID_POINTS:
+        raise ParamsError(
+            f"params.yaml: ensemble.members ({n_members} members) with ensemble.grid_step = {step}: a weight grid "
+            f"of {points:,} points; expected at most {MAX_GRID_POINTS:,} (fewer members, or a larger grid_step)"
+        )
+
+
 def simplex_grid(n_members: int, step: float) -> list[tuple[float, ...]]:
     """Every weight vector of ``n_members`` non-negative multiples of ``step`` that sums to 1, in
     lexicographic order (53,130 points for six members at step 0.05)."""
+    check_grid(n_members, step)
     units = round(1 / step)
 
     def compositions(parts: int, total: int):
