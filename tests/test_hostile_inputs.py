@@ -1031,3 +1031,27 @@ def test_a_part_from_the_same_url_resumes(template, tmp_path, server):  # noqa: 
     assert result.returncode == 0, result.stderr
     assert (repo / "data/raw/file.bin").read_bytes() == BODY
     assert [r for p, r in DownloadHandler.requests_seen if p == "/file.bin"] == ["bytes=60000-"]
+
+
+# class 4: every parse failure of the one JSON reader (src/core/json_files.py) is one PipelineError naming the file
+JSON_PARSE = {
+    "integer_of_5000_digits": ('{"n": ' + "9" * 5000 + "}", "not readable JSON (Exceeds the limit"),
+    "nested_100000_deep": ("[" * 100_000 + "]" * 100_000, "nested too deeply"),
+    "cut_in_the_middle": ('{"a": [1, 2', ":1: not valid JSON"),
+    "not_utf8": (b"\xff\xfe{}", "not valid UTF-8"),
+}
+
+
+@pytest.mark.parametrize("name", list(JSON_PARSE))
+def test_json_reader_turns_every_parse_failure_into_one_error(name, tmp_path):
+    from src.core.errors import PipelineError
+    from src.core.json_files import read_json_object
+
+    text, expected = JSON_PARSE[name]
+    path = tmp_path / "config.json"
+    path.write_bytes(text if isinstance(text, bytes) else text.encode())
+    started = time.monotonic()
+    with pytest.raises(PipelineError) as caught:
+        read_json_object(path)
+    assert str(path) in str(caught.value) and expected in str(caught.value), str(caught.value)
+    assert time.monotonic() - started < 10

@@ -38,6 +38,10 @@ def read_json_object(path: str | os.PathLike, what: str = "", max_bytes: int = M
         raise PipelineError(f"{path}:{exc.lineno}: not valid JSON ({exc.msg}){advice}") from None
     except RecursionError:
         raise PipelineError(f"{path}: nested too deeply to read{advice}") from None
+    except ValueError as exc:  # an integer of more than sys.get_int_max_str_digits() digits
+        raise PipelineError(f"{path}: not readable JSON ({' '.join(str(exc).split())[:200]}){advice}") from None
+    except MemoryError:
+        raise PipelineError(f"{path}: too large to read into memory{advice}") from None
     except IsADirectoryError:
         raise PipelineError(f"{path}: a directory, expected a JSON file{advice}") from None
     except OSError as exc:
