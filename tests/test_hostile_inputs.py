@@ -1055,3 +1055,28 @@ def test_json_reader_turns_every_parse_failure_into_one_error(name, tmp_path):
         read_json_object(path)
     assert str(path) in str(caught.value) and expected in str(caught.value), str(caught.value)
     assert time.monotonic() - started < 10
+
+
+# class 6: a value from params shown in report.md (posted as a pull-request comment) is plain text
+# (src/review/sections.py md_code): one table row, no heading, image, link or mention markup outside a code span
+REPORT_VALUES = {
+    "newline_and_heading": "x\n## Approved\n",
+    "image": "![i](http://example.com/x.png)",
+    "mention": "@org/maintainers please merge",
+    "cell_break_and_backticks": "a | b ``` c",
+    "long_value": "y" * 100_000,
+}
+
+
+@pytest.mark.parametrize("name", list(REPORT_VALUES))
+def test_report_values_are_escaped(name):
+    from src.review.sections import MAX_CELL_CHARS, params_table
+
+    value = REPORT_VALUES[name]
+    table = params_table({"params.yaml": {"model_name": {"old": "bert", "new": value}}})
+    row = table.splitlines()[2]
+    assert len(table.splitlines()) == 3, table  # the header, its rule and one row: no line of the value's own
+    cell = row.split(" | ", 2)[2].removesuffix(" |")
+    assert cell.startswith("`") and cell.endswith("`"), cell  # a code span: markdown inside it is shown as text
+    assert "\\|" in cell or "|" not in cell, cell
+    assert len(row) < MAX_CELL_CHARS + 100, len(row)

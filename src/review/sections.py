@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -64,9 +66,30 @@ def metrics_table(model: str, metrics_diff: dict) -> tuple[str, bool]:
     return "| metric | base | new | change |\n| --- | ---: | ---: | ---: |\n" + "\n".join(rows) + "\n", changed
 
 
+MAX_CELL_CHARS = 200
+
+
+def md_code(value: object) -> str:
+    """``value`` as an inline code span that Markdown (and a pull-request comment) shows as plain text:
+    no link, image, heading, table cell break or ``@`` mention; newlines shown as ``\\n``, long values cut."""
+    text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, default=str)
+    text = text.replace("\\", "\\\\").replace("\r", "\\r").replace("\n", "\\n").replace("|", "\\|")
+    text = text if len(text) <= MAX_CELL_CHARS else text[: MAX_CELL_CHARS - 3] + "..."
+    fence = "`" * (max((len(run) for run in re.findall("`+", text)), default=0) + 1)
+    return f"{fence} {text} {fence}" if fence != "`" or text.startswith(("`", " ")) else f"`{text}`"
+
+
+def _param_cell(entry: dict, side: str) -> str:
+    """A number as DVC gives it; text, lists and mappings (anything a user can put markdown in) as code."""
+    if side not in entry:
+        return "–"
+    value = entry[side]
+    return str(value) if isinstance(value, (int, float)) or value is None else md_code(value)
+
+
 def params_table(params_diff: dict) -> str:
     rows = [
-        f"| `{name}` | {entry.get('old', '–')} | {entry.get('new', '–')} |"
+        f"| {md_code(name)} | {_param_cell(entry, 'old')} | {_param_cell(entry, 'new')} |"
         for path, entries in sorted(params_diff.items())
         for name, entry in sorted(entries.items())
     ]
