@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from src.core.cli import pipeline_errors_exit
+from src.core.cli import answer_help, pipeline_errors_exit
 from src.core.errors import PipelineError
 
 NO_REMOTE = (
@@ -59,6 +59,7 @@ def check_remote() -> str:
 
 def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
+    answer_help(argv, f"usage: python -m src.pull [DVC PULL ARGUMENTS]\n\n{__doc__.strip()}")  # before any pull
     with pipeline_errors_exit():
         check_remote()
     sys.exit(subprocess.call([sys.executable, "-m", "dvc", "pull", *argv]))

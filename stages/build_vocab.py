@@ -1,5 +1,6 @@
 """build_vocab: the LSTM vocabulary from train, GloVe aligned to it (.npy), coverage in metrics/vocab.json."""
 
+import sys
 from pathlib import Path
 
 from src.core.atomic import save_numpy, write_json
@@ -34,4 +35,4 @@ def main(params: dict) -> None:
 
 
 if __name__ == "__main__":
-    run_stage(main)
+    run_stage(main, argv=sys.argv[1:])

@@ -1,5 +1,6 @@
 """download_data: fetch TweetEval sentiment into data/raw/ (params: data.base_url, data.files, data.sha256)."""
 
+import sys
 from pathlib import Path
 
 from src.core.cli import run_stage
@@ -24,4 +25,4 @@ def main(params: dict) -> None:
 
 
 if __name__ == "__main__":
-    run_stage(main)
+    run_stage(main, argv=sys.argv[1:])

@@ -1,5 +1,6 @@
 """download_glove: fetch the GloVe archive for glove.corpus and extract glove.dimension into data/glove/."""
 
+import sys
 from pathlib import Path
 
 from src.core.cli import run_stage
@@ -26,4 +27,4 @@ def main(params: dict) -> None:
 
 
 if __name__ == "__main__":
-    run_stage(main)
+    run_stage(main, argv=sys.argv[1:])

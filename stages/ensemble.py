@@ -12,6 +12,7 @@ A member written ``bert+bert_seed43`` is those models averaged with equal weight
 The directory is replaced as a whole: a failure (a full disk) leaves the previous one as it was.
 """
 
+import sys
 from pathlib import Path
 
 from src.core.atomic import replace_together, write_json
@@ -100,4 +101,4 @@ def main(params: dict) -> None:
 
 
 if __name__ == "__main__":
-    run_stage(main)
+    run_stage(main, argv=sys.argv[1:])

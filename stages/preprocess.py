@@ -1,5 +1,6 @@
 """preprocess: raw splits -> normalised, de-duplicated data/processed/{train,val,test}.jsonl + metrics/data.json."""
 
+import sys
 from pathlib import Path
 
 from src.core.atomic import write_json
@@ -41,4 +42,4 @@ def main(params: dict) -> None:
 
 
 if __name__ == "__main__":
-    run_stage(main)
+    run_stage(main, argv=sys.argv[1:])

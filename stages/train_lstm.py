@@ -5,6 +5,7 @@ The stage runs the LSTM training guide's command line (src/recipes/lstm_run.py) 
 from params.yaml (`lstm`, `data.label_names`, `distributed.timeout_s`) and the stage's paths below.
 """
 
+import sys
 from pathlib import Path
 
 from src.core.cli import run_stage
@@ -36,4 +37,4 @@ def main(params: dict) -> None:
 
 
 if __name__ == "__main__":
-    run_stage(main)
+    run_stage(main, argv=sys.argv[1:])

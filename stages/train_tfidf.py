@@ -10,6 +10,7 @@ its probabilities, which the ensemble can combine with the neural models'.
 """
 
 import shutil
+import sys
 from pathlib import Path
 
 from src.core.atomic import write_json
@@ -48,4 +49,4 @@ def main(params: dict) -> None:
 
 
 if __name__ == "__main__":
-    run_stage(main)
+    run_stage(main, argv=sys.argv[1:])

@@ -116,4 +116,4 @@ def join(params: dict) -> None:
 
 
 if __name__ == "__main__":
-    run_stage(join if "--worker" in sys.argv[1:] else main)
+    run_stage(join if "--worker" in sys.argv[1:] else main, argv=sys.argv[1:], flags=("--worker",))

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import errno
 import os
 import signal
 import sys
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 
 from src.core.errors import PipelineError
@@ -115,21 +116,56 @@ def answer_help(argv: list[str], usage: str) -> None:
 
 def stage_usage() -> str:
     """The running stage's usage: ``python -m stages.NAME`` and its module docstring."""
-    main = sys.modules.get("__main__")
-    spec = getattr(main, "__spec__", None)
-    name = spec.name if spec is not None else Path(sys.argv[0]).stem
+    name, doc = _stage_name_and_doc()
     return (
-        f"usage: python -m {name}\n\n{(getattr(main, '__doc__', None) or '').strip()}\n\n"
+        f"usage: python -m {name}\n\n{doc}\n\n"
         "Reads params.yaml (run from the repository root); `dvc repro` runs it as a stage of dvc.yaml."
     )
 
 
-def run_stage(main: Callable[[dict], None], params_path: str = "params.yaml") -> None:
+def _stage_name_and_doc() -> tuple[str, str]:
+    """The running stage's module name and docstring."""
+    main = sys.modules.get("__main__")
+    spec = getattr(main, "__spec__", None)
+    name = spec.name if spec is not None else Path(sys.argv[0]).stem
+    return name, (getattr(main, "__doc__", None) or "").strip()
+
+
+def parse_stage_argv(argv: list[str], flags: Sequence[str] = ()) -> argparse.Namespace:
+    """Parse a stage's command line: ``--help`` and the on/off ``flags`` it takes, nothing else.
+
+    An unknown flag or a stray argument is a usage error (exit 2) before anything is read or written:
+    a stage that ran anyway once rewrote data/processed for `--bogus`.
+    """
+    name, doc = _stage_name_and_doc()
+    parser = argparse.ArgumentParser(
+        prog=f"python -m {name}",
+        description=doc,
+        epilog="Reads params.yaml (run from the repository root); `dvc repro` runs it as a stage of dvc.yaml.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    for flag in flags:
+        parser.add_argument(flag, action="store_true")
+    return parser.parse_args(argv)
+
+
+def run_stage(
+    main: Callable[[dict], None],
+    params_path: str = "params.yaml",
+    *,
+    argv: Sequence[str] | None = None,
+    flags: Sequence[str] = (),
+) -> None:
     """Validate params.yaml, then call ``main(params)``; ``--help`` prints the stage's usage instead.
 
+    ``argv`` (a stage's ``sys.argv[1:]``) may hold ``--help`` and ``flags`` only (argparse: anything
+    else exits 2, nothing written); None is for a caller that parsed its own arguments already.
     A PipelineError (bad params, bad data, failed download) prints one clear message and exits 1:
     no traceback for problems the user fixes. Ctrl-C (SIGINT) exits 130 and SIGTERM 143, with one
     line saying what was saved (training: the last checkpoint, from which a rerun resumes).
     """
-    answer_help(sys.argv[1:], stage_usage())
+    if argv is not None:
+        parse_stage_argv(list(argv), flags)
+    else:
+        answer_help(sys.argv[1:], stage_usage())
     run_command(lambda: main(load_params(params_path)))
