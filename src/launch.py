@@ -237,8 +237,12 @@ def _run_agent(config, entrypoint, entry_args, distributed: dict) -> int:
 
 def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv  # the `sentiment-launch` console script passes none
+    usage = "usage: python -m src.launch MODULE | SCRIPT.py [ARGS...]"
+    if argv and argv[0] in ("-h", "--help"):  # the launcher's own help; `MODULE --help` reaches MODULE
+        print(f"{usage}\n\n{(__doc__ or '').strip()}")
+        sys.exit(0)
     if not argv or argv[0].startswith("-"):
-        print("usage: python -m src.launch MODULE | SCRIPT.py [ARGS...]", file=sys.stderr)
+        print(usage, file=sys.stderr)
         sys.exit(2)
     with pipeline_errors_exit():
         sys.exit(launch(argv))

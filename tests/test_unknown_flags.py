@@ -1,4 +1,4 @@
-"""Every stage and `src.pull` answer an unknown flag with a usage error (exit 2) and write nothing."""
+"""Every entry point answers an unknown flag with a usage error (exit 2) and writes nothing; `--help` everywhere."""
 
 from __future__ import annotations
 
@@ -14,6 +14,8 @@ REPO = Path(__file__).resolve().parents[1]
 STAGES = sorted(p.stem for p in (REPO / "stages").glob("*.py") if p.stem != "__init__")
 # (module, arguments before the unknown flag): evaluate needs its model, the rest nothing
 ENTRY_POINTS = [(f"stages.{name}", ["tfidf"] if name == "evaluate" else []) for name in STAGES]
+# the command lines: argparse's usage error (a missing required option may be named before the unknown one)
+CLIS = ["src.predict", "src.evaluation", "src.review", "src.launch", "scripts.train", "scripts.tune"]
 
 
 def _snapshot(root: Path) -> dict[str, int]:
@@ -43,7 +45,16 @@ def test_unknown_flag_is_a_usage_error_and_writes_nothing(workdir: Path, module:
     assert _snapshot(workdir) == before
 
 
-@pytest.mark.parametrize("module", [*(m for m, _ in ENTRY_POINTS), "src.pull"])
+@pytest.mark.parametrize("module", CLIS)
+def test_cli_unknown_flag_is_a_usage_error_and_writes_nothing(workdir: Path, module: str) -> None:
+    before = _snapshot(workdir)
+    result = _run(workdir, module, ["--bogus"])
+    assert result.returncode == 2, result.stderr
+    assert "usage:" in result.stderr
+    assert _snapshot(workdir) == before
+
+
+@pytest.mark.parametrize("module", [*(m for m, _ in ENTRY_POINTS), "src.pull", *CLIS])
 def test_help_prints_usage_and_writes_nothing(workdir: Path, module: str) -> None:
     before = _snapshot(workdir)
     result = _run(workdir, module, ["--help"])
