@@ -19,7 +19,7 @@ import sys
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
-from src.core.cli import pipeline_errors_exit, positive_int_option, print_lines
+from src.core.cli import positive_int_option, print_lines, run_command
 from src.core.errors import DataError
 from src.core.runtime import explain_out_of_memory, use_all_cpu_cores
 from src.data.preprocess import iter_lines, normalize_tweet
@@ -102,15 +102,19 @@ def main(argv: list[str] | None = None) -> None:
     if bool(args.texts) == bool(args.input):
         parser.error("give texts as arguments or --input FILE (one of them)")
     use_all_cpu_cores()
-    with pipeline_errors_exit():
-        batch_size, device = positive_int_option(args.batch_size, "--batch-size"), device_option(args.device)
-        batches = chunks(input_texts(args.input) if args.input else args.texts)
-        first = next(batches)  # a bad first chunk of input is reported before the model is loaded
-        trained = load_model(args.model, device)
-        with explain_out_of_memory("--batch-size", batch_size):
-            for batch in itertools.chain([first], batches):
-                results = classify(trained, batch, batch_size, device)
-                print_lines(json.dumps(result, ensure_ascii=False) for result in results)
+    run_command(lambda: _classify_all(args))  # as the stages: SIGINT exit 130, SIGTERM 143, one line each
+
+
+def _classify_all(args) -> None:
+    """Classify the texts of ``args`` in chunks, printing one JSON line per text."""
+    batch_size, device = positive_int_option(args.batch_size, "--batch-size"), device_option(args.device)
+    batches = chunks(input_texts(args.input) if args.input else args.texts)
+    first = next(batches)  # a bad first chunk of input is reported before the model is loaded
+    trained = load_model(args.model, device)
+    with explain_out_of_memory("--batch-size", batch_size):
+        for batch in itertools.chain([first], batches):
+            results = classify(trained, batch, batch_size, device)
+            print_lines(json.dumps(result, ensure_ascii=False) for result in results)
 
 
 if __name__ == "__main__":

@@ -10,7 +10,7 @@ import tempfile
 from pathlib import Path
 
 from src.core.atomic import write_json
-from src.core.cli import path_error_message, pipeline_errors_exit
+from src.core.cli import path_error_message, run_command
 from src.core.errors import PipelineError
 from src.review.changes import model_status
 from src.review.plots import plot_confusion, plot_curves
@@ -280,5 +280,5 @@ def main(argv: list[str] | None = None) -> None:
         help="directory for report.md, report.json and their PNGs (only files a review wrote are replaced)",
     )
     args = parser.parse_args(argv)
-    with pipeline_errors_exit():
-        print(write_report(args.base, args.out, args.exp))
+    # as the stages: one error line, Ctrl-C exit 130 and SIGTERM 143 with one line (no traceback)
+    run_command(lambda: print(write_report(args.base, args.out, args.exp)))
