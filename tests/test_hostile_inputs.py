@@ -864,17 +864,19 @@ REVIEW_NOTES = {
 PASSWORD = "S3cretPw0rd"
 SECRETS = {
     "sqlite_url_with_password_outside": Row(
-        _tune_storage(lambda repo, canary: f"sqlite://u:{PASSWORD}@/{canary}/x.db"), (OUTSIDE, "u:***@"), seconds=10
+        _tune_storage(lambda repo, canary: f"sqlite://u:{PASSWORD}@/{canary}/x.db"),
+        ("u:***@", "refusing to read or write there"),
+        seconds=30,
     ),
     "server_url_with_password_unreachable": Row(
         _tune_storage(lambda repo, canary: f"postgresql+psycopg://u:{PASSWORD}@127.0.0.1:1/optuna"),
         ("tune.storage: cannot open the database",),
-        seconds=10,
+        seconds=30,
     ),
     "server_url_with_password_no_driver": Row(
         _tune_storage(lambda repo, canary: f"mysql+nosuchdriver://u:{PASSWORD}@127.0.0.1:1/optuna"),
         ("tune.storage",),
-        seconds=10,
+        seconds=30,
     ),
 }
 
