@@ -160,7 +160,13 @@ def main(argv: list[str] | None = None) -> None:
         epilog="\n\n".join(__doc__.split("\n\n")[2:]),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--model-dir", default="models/lstm", help="a trained model directory (default models/lstm)")
+    parser.add_argument(  # --model: src.predict's spelling for the same thing
+        "--model-dir",
+        "--model",
+        dest="model_dir",
+        default="models/lstm",
+        help="a trained model directory (default models/lstm)",
+    )
     parser.add_argument("--split", default="test", choices=SPLITS, help="the split to score (default test)")
     parser.add_argument(
         "--data-dir",
