@@ -7,9 +7,7 @@ object with ``.logits`` (Hugging Face models).
 
 from __future__ import annotations
 
-import itertools
 import logging
-import math
 import os
 import signal
 import time
@@ -33,10 +31,19 @@ from src.checkpoints.manager import (
 from src.core.errors import PipelineError
 from src.core.interrupts import Interrupted, deferred_interrupts
 from src.core.runtime import autocast_context, autocast_dtype, forward_logits, move_batch, resolve_device
-from src.data.batching import restore_order
-from src.scoring.metrics import MONITORABLE, classification_metrics, higher_is_better
+from src.scoring.metrics import MONITORABLE
 from src.training import distributed
 from src.training.early_stopping import BestTracker, EarlyStopping
+from src.training.evaluation import count_parameters, evaluate  # noqa: F401  (the engine's public names)
+from src.training.losses import (  # noqa: F401
+    BinaryLogitLoss,
+    check_output_dim,
+    check_two_class_labels,
+    default_criterion,
+    output_size,
+    predicted_classes,
+)
+from src.training.schedules import build_scheduler, size_schedule  # noqa: F401
 
 log = logging.getLogger(__name__)
 
@@ -54,122 +61,6 @@ OPTIMIZER_STATE = ("optimizer_state_dict", "scheduler_state_dict")  # restored o
 RESUME_VALUES = ("epoch", "global_step", "history")
 
 SCHEDULER_INTERVALS = ("epoch", "step")
-
-
-# ---- one logit per class (cross-entropy), or one logit for two classes (output_dim 1: binary cross-entropy)
-class BinaryLogitLoss(nn.BCEWithLogitsLoss):
-    """BCEWithLogitsLoss on ``[B, 1]`` logits and integer 0/1 labels, as the Trainer passes them.
-    ``pos_weight`` (class 1's weight / class 0's) balances the two classes like a weighted cross-entropy.
-    A label other than 0 or 1 is an error: BCE would train on it silently."""
-
-    def forward(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        if labels.numel() and labels.max() > 1:  # data whose loader does not show its labels up front
-            largest = int(labels.max())
-            check_output_dim(1, [str(i) for i in range(largest + 1)], f"a batch (label {largest})", exact=False)
-        return super().forward(logits.reshape(-1), labels.to(logits.dtype))
-
-
-def check_output_dim(output_dim: int, label_names: list[str], data: str, exact: bool = True) -> None:
-    """A model's logits must fit the data's classes: one per class, or one (binary cross-entropy) for two.
-    ``exact``: whether ``label_names`` are all the classes (False: at least these many)."""
-    classes = len(label_names)
-    at_least = "" if exact else "at least "
-    if output_dim == 1 and classes != 2:
-        raise PipelineError(
-            f"output_dim = 1 (one logit, binary cross-entropy) needs a two-class data set; {data} has "
-            f"{at_least}{classes} classes ({', '.join(label_names)}): set output_dim to {classes}"
-        )
-    if output_dim not in (1, classes):
-        raise PipelineError(
-            f"output_dim = {output_dim} but {data} has {classes} classes ({', '.join(label_names)}): "
-            f"set output_dim to {classes}" + (" (or 1: one logit)" if classes == 2 else "")
-        )
-
-
-def check_two_class_labels(model: nn.Module, loaders: dict[str, Iterable]) -> None:
-    """A one-logit model (``output_dim`` 1) on data with labels other than 0 and 1 is an error naming the
-    loader, before any training: read from each loader's ``dataset.labels`` when it has them (the
-    project's datasets do), else from the batches as they come (BinaryLogitLoss)."""
-    if output_size(model) != 1:
-        return
-    for name, loader in loaders.items():
-        labels = getattr(getattr(loader, "dataset", None), "labels", None)
-        if labels is None:
-            continue
-        largest = int(torch.as_tensor(labels).max()) if len(labels) else 0
-        if largest > 1:
-            check_output_dim(1, [str(i) for i in range(largest + 1)], name)
-
-
-def output_size(model: nn.Module) -> int | None:
-    """How many logits ``model`` outputs, when it says so (``config['output_dim']``), else None."""
-    config = getattr(model, "config", None)
-    return config.get("output_dim") if isinstance(config, dict) else None
-
-
-def default_criterion(model: nn.Module, class_weights: torch.Tensor | None = None) -> nn.Module:
-    """Binary cross-entropy for a one-logit model, cross-entropy otherwise (weighted per class when given)."""
-    if output_size(model) == 1:
-        pos_weight = None if class_weights is None else (class_weights[1] / class_weights[0]).reshape(1)
-        return BinaryLogitLoss(pos_weight=pos_weight)
-    return nn.CrossEntropyLoss(weight=class_weights)
-
-
-def predicted_classes(logits: torch.Tensor) -> torch.Tensor:
-    """The class of each row: the largest logit, or for a single logit 1 when it is > 0."""
-    return (logits[:, 0] > 0).long() if logits.shape[1] == 1 else logits.argmax(dim=1)
-
-
-@torch.no_grad()
-def evaluate(
-    model: nn.Module,
-    data_loader: Iterable,
-    device: torch.device,
-    criterion: nn.Module | None = None,
-    mixed_precision: bool = False,
-    progress: bool = False,
-) -> dict[str, Any]:
-    """Loss (when ``criterion``), accuracy, macro recall, macro F1 and the predictions over a loader.
-
-    Data-parallel, rank r scores batches r, r + world size, ...; every rank then gathers all the
-    batches' results and computes the metrics over the whole loader, in its order (the same
-    figures, to the bit, as one process scoring it).
-    """
-    model.eval()
-    world, rank = distributed.world_size(), distributed.rank()
-    batches = data_loader if world == 1 else itertools.islice(data_loader, rank, None, world)
-    results = []  # (loss sum, predictions, labels) per batch
-    for batch in tqdm(batches, desc="eval", leave=False, disable=not progress):
-        batch = move_batch(batch, device)
-        with autocast_context(device, mixed_precision):
-            logits = forward_logits(model, batch)
-        logits = logits.float()
-        loss = criterion(logits, batch["labels"]).item() * len(batch["labels"]) if criterion is not None else 0.0
-        results.append((loss, predicted_classes(logits).cpu().tolist(), batch["labels"].cpu().tolist()))
-    if world > 1:  # back into loader order: batch i was scored by rank i % world, as its (i // world)-th
-        gathered = distributed.gather_objects(results)
-        results = [gathered[i % world][i // world] for i in range(sum(len(g) for g in gathered))]
-    total_loss, n_seen, predictions, labels = 0.0, 0, [], []
-    for batch_loss, batch_predictions, batch_labels in results:
-        total_loss += batch_loss
-        n_seen += len(batch_labels)
-        predictions += batch_predictions
-        labels += batch_labels
-    if n_seen == 0:
-        raise PipelineError("evaluation data is empty")
-    result = {
-        "loss": total_loss / n_seen if criterion is not None else None,
-        **classification_metrics(labels, predictions),
-    }
-    # a length-sorted loader scores out of dataset order: predictions go back into it
-    result["predictions"] = restore_order(predictions, getattr(getattr(data_loader, "sampler", None), "order", None))
-    return result
-
-
-def count_parameters(model: nn.Module) -> tuple[int, int]:
-    total = sum(p.numel() for p in model.parameters())
-    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    return total, trainable
 
 
 # ---- the trainer ------------------------------------------------------------------------------------
@@ -669,48 +560,6 @@ class Trainer:
 
 
 # ---- factory ----------------------------------------------------------------------------------------
-def build_scheduler(
-    optimizer: torch.optim.Optimizer,
-    scheduler_type: str | None,
-    epochs: int | None = None,
-    monitor: str = "val_loss",
-    *,
-    step_size: int | None = None,
-    gamma: float = 0.5,
-    patience: int = 2,
-    total_steps: int | None = None,
-    warmup_ratio: float = 0.0,
-):
-    """The engine's learning-rate schedules, or None. Stepped per epoch (create_trainer): plateau (on
-    ``monitor``), step, cosine (over ``epochs``). Stepped per batch (BERT): linear_warmup, a linear
-    warmup over ``warmup_ratio`` of ``total_steps``, then a linear decay to zero."""
-    if scheduler_type is None:
-        return None
-    if scheduler_type == "plateau":
-        return torch.optim.lr_scheduler.ReduceLROnPlateau(
-            optimizer, mode="max" if higher_is_better(monitor) else "min", factor=gamma, patience=patience
-        )
-    if scheduler_type == "step":
-        return torch.optim.lr_scheduler.StepLR(optimizer, step_size=step_size or max(1, epochs // 3), gamma=gamma)
-    if scheduler_type == "cosine":
-        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(1, epochs))
-    if scheduler_type == "linear_warmup":
-        from transformers import get_linear_schedule_with_warmup  # imported by BERT's runs alone
-
-        # rounded up, as transformers' TrainingArguments.get_warmup_steps does (round() would take 12 for 12.5)
-        return get_linear_schedule_with_warmup(optimizer, math.ceil(warmup_ratio * total_steps), total_steps)
-    raise PipelineError(f"scheduler = {scheduler_type!r}: expected plateau, step, cosine, linear_warmup or null")
-
-
-def size_schedule(scheduler: Any, epochs: int) -> None:
-    """Fit a step or cosine schedule that create_trainer made without an epoch count to ``epochs``: a third
-    of them per step, or one cosine over all of them. Other schedules (and a step_size given) stay as they are."""
-    if not getattr(scheduler, "sized_by_epochs", False):
-        return
-    if isinstance(scheduler, torch.optim.lr_scheduler.CosineAnnealingLR):
-        scheduler.T_max = max(1, epochs)
-    elif isinstance(scheduler, torch.optim.lr_scheduler.StepLR):
-        scheduler.step_size = max(1, epochs // 3)
 
 
 def create_trainer(
