@@ -231,7 +231,7 @@ def test_the_world_size_is_part_of_the_fingerprint(lstm_runs):
 
 
 # ---- BERT --------------------------------------------------------------------------------------------------
-def write_bert_inputs(directory: Path, model_dir: Path, pooling: str = "cls") -> None:
+def write_bert_inputs(directory: Path, model_dir: Path) -> None:
     for split in ("train", "val"):
         rows = tiny_splits()[split]
         write_split(
@@ -249,12 +249,11 @@ def write_bert_inputs(directory: Path, model_dir: Path, pooling: str = "cls") ->
         warmup_ratio=0.1,
         seed=1,
     )
-    params["bert"].update(device="cpu", eval_batch_size=16, mixed_precision=False, pooling=pooling)
+    params["bert"].update(device="cpu", eval_batch_size=16, mixed_precision=False)
     (directory / "params.yaml").write_text(json.dumps(params), encoding="utf-8")
 
 
-@pytest.mark.parametrize("pooling", ["cls", "mean"])  # mean: the bypassed pooler is frozen, so DDP finds no unused one
-def test_two_processes_fine_tune_a_tiny_bert_like_one(tmp_path, monkeypatch, pooling):
+def test_two_processes_fine_tune_a_tiny_bert_like_one(tmp_path, monkeypatch):
     from stages import train_bert
 
     model_dir = write_tiny_bert(tmp_path / "tiny-bert")
@@ -262,7 +261,7 @@ def test_two_processes_fine_tune_a_tiny_bert_like_one(tmp_path, monkeypatch, poo
     config.update(hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)  # see NO_DROPOUT_LSTM
     (model_dir / "config.json").write_text(json.dumps(config))
     for name in ("in_process", "torchrun_2"):
-        write_bert_inputs(tmp_path / name, model_dir, pooling)
+        write_bert_inputs(tmp_path / name, model_dir)
     in_one_thread(monkeypatch)
     monkeypatch.chdir(tmp_path / "in_process")
     train_bert.main(load_params("params.yaml"))

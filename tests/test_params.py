@@ -25,7 +25,7 @@ def test_shipped_params_are_valid_and_hold_the_seed_recommendations(params):
 
     # the BERT fine-tuning guide's default model
     assert inspect.signature(train_model).parameters["model_name"].default == "bert-base-uncased"
-    # params.yaml ships the recipe chosen on held-out data (docs/model_quality.md); the BERT fine-tuning guide's
+    # params.yaml ships the recipe chosen on held-out data (docs/decisions.md); the BERT fine-tuning guide's
     # recommended hyperparameters are its config file's, and `-S num_epochs=4 -S learning_rate=2e-5` away
     assert (params["num_epochs"], params["learning_rate"], params["batch_size"]) == (1, 5e-5, 16)
     assert (params["weight_decay"], params["warmup_ratio"], params["dropout_prob"]) == (0.01, 0.1, 0.1)
@@ -58,7 +58,6 @@ def test_dvc_style_exponent_is_read_as_a_float(tmp_path):
         (lambda p: p["data"].pop("files"), "missing key data.files"),
         (lambda p: p["data"]["csv"].update(val_size=0), "data.csv.val_size = 0: expected a value > 0"),
         (lambda p: p["lstm"].update(scheduler="linear"), "lstm.scheduler = 'linear': expected one of plateau"),
-        (lambda p: p["bert"].update(pooling="max"), "bert.pooling = 'max': expected one of cls, mean"),
         (
             lambda p: p["ensemble"].update(members=["bert", "gpt"]),
             "ensemble.members.1 = 'gpt': expected one of bert, tune_best, lstm, tfidf, bert_seed<N>",

@@ -35,6 +35,7 @@ PLUMBING = {
     "src/core/atomic.py",
     "src/core/interrupts.py",
     "src/core/lazy.py",
+    "src/core/secrets.py",  # redacts what errors and logs print
     "src/launch.py",
 }
 STAGE_SCRIPT = re.compile(r"(?:-m\s+|\b)stages[./](\w+)")

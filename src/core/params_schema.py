@@ -179,7 +179,6 @@ BERT = _section(
         # the weight average's decay per optimizer step (null: none)
         "ema_decay": {"type": ["number", "null"], "exclusiveMinimum": 0, "exclusiveMaximum": 1},
         "rdrop_alpha": {"type": "number", "minimum": 0},  # R-Drop's consistency weight (0: off)
-        "pooling": {"enum": ["cls", "mean"]},  # the sentence vector the classifier reads
         "compile": {"type": "boolean"},
         "eval_batch_size": BATCH_SIZE,
         "num_workers": {"type": "integer", "minimum": 0, "maximum": MAX_PROCESSES},

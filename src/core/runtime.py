@@ -126,13 +126,13 @@ def explain_out_of_memory(
 ) -> Iterator[None]:
     """Turn a GPU out-of-memory error into a PipelineError naming the batch size to lower.
 
-    With ``eval_key``, an OOM raised inside validation (``src.training.trainer.evaluate``) names
+    With ``eval_key``, an OOM raised inside validation (``src.training.evaluation.evaluate``) names
     the evaluation batch size instead.
     """
     try:
         yield
     except torch.OutOfMemoryError as exc:
-        if eval_key is not None and _raised_in(exc, "src.training.trainer", "evaluate"):
+        if eval_key is not None and _raised_in(exc, "src.training.evaluation", "evaluate"):
             key, value = eval_key, eval_value
         raise PipelineError(f"out of GPU memory: {_lower_batch_size(key, value)}") from None
 

@@ -1,22 +1,27 @@
-"""BertSentimentClassifier: a pretrained Hugging Face encoder with a classification head on [CLS] or the mean token."""
+"""BertSentimentClassifier: a pretrained Hugging Face encoder of any family with its own classification head."""
 
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
 
 import torch
 from torch import nn
 
 from src.core.errors import PipelineError
+from src.models.encoder import head_dropout_key, takes_attention_function
 from src.models.first_token import compute_first_token_only_in_last_layer
 
 LABEL_NAMES = ("negative", "neutral", "positive")
-POOLINGS = ("cls", "mean")
+# texts the export's tokenizer must split exactly as the training tokenizer did (with the run's own
+# validation texts, when the caller has them)
+PROBE_TEXTS = ("@user what a GREAT day :) #sunny http://t.co/x", "worst service ever... never again!!! 😡")
 
 
 def load_tokenizer(model_name: str):
-    """The fast tokenizer for ``model_name`` (hub name or local directory)."""
+    """The tokenizer of ``model_name`` (hub name or local directory): the fast one where the family has one,
+    else its Python one (BERTweet's)."""
     from transformers import AutoTokenizer
 
     try:
@@ -26,7 +31,7 @@ def load_tokenizer(model_name: str):
 
 
 def _not_loadable(model_name: str, exc: Exception) -> PipelineError:
-    reason = str(exc).splitlines()[0].rstrip(".")
+    reason = str(exc).splitlines()[0].rstrip(".") if str(exc) else type(exc).__name__
     return PipelineError(
         f"model_name = {model_name!r} cannot be loaded ({reason}). Offline, the model must "
         "be in the Hugging Face cache: point HF_HOME at a cache that holds it (e.g. HF_HOME=../shared/hf "
@@ -36,19 +41,31 @@ def _not_loadable(model_name: str, exc: Exception) -> PipelineError:
     )
 
 
-class BertSentimentClassifier(nn.Module):
-    """Encoder -> sentence vector -> dropout (``dropout_prob``) -> linear layer to ``num_classes``.
+def classifier_config(model_name: str, num_classes: int, dropout_prob: float, label_names: Sequence[str]):
+    """``model_name``'s config with ``num_classes`` labels named ``label_names`` and ``dropout_prob`` before
+    the head, under the key the family reads it by (classifier_dropout, DistilBERT's seq_classif_dropout...)."""
+    from transformers import AutoConfig
 
-    Built on ``AutoModelForSequenceClassification`` so that ``save_pretrained`` writes a directory
-    that ``transformers`` loads for inference (weights, config with label names). ``pooling`` is
-    the sentence vector: ``"cls"`` reads the [CLS] vector through BERT's pretrained pooler (for
-    RoBERTa-style encoders their own [CLS] head), as plain ``transformers`` does; ``"mean"`` averages
-    the last layer over the tweet's tokens, as sentence-transformers trained all-MiniLM-L6-v2, and
-    bypasses the pooler (frozen, so that DDP finds no unused parameter). The export's config records
-    ``pooling``; src.models.loading reads it (plain ``transformers`` always reads [CLS]). None: the
-    config's (a model this class exported), else ``"cls"``. ``forward`` returns logits.
-    ``attn_implementation`` (``"eager"``, ``"sdpa"``, None: transformers' default) changes how
-    attention is computed, not what: the export does not keep it.
+    try:
+        config = AutoConfig.from_pretrained(model_name)
+    except (OSError, ValueError) as exc:
+        raise _not_loadable(model_name, exc) from None
+    config.num_labels = num_classes
+    config.id2label = dict(enumerate(label_names))
+    config.label2id = {n: i for i, n in enumerate(label_names)}
+    setattr(config, head_dropout_key(config), dropout_prob)
+    return config
+
+
+class BertSentimentClassifier(nn.Module):
+    """Encoder -> the family's own classification head (dropout ``dropout_prob``) -> ``num_classes`` logits.
+
+    Built on ``AutoModelForSequenceClassification`` for any encoder family (BERT, RoBERTa, BERTweet, XLM-R,
+    DeBERTa-v3, DistilBERT, ELECTRA, ModernBERT), so that ``save_pretrained`` writes a directory that
+    ``transformers`` (``pipeline("text-classification")`` included) loads and scores exactly as it trained.
+    ``attn_implementation`` (``"eager"``, ``"sdpa"``, a registered name, None: transformers' default)
+    changes how attention is computed, not what; a family that computes attention its own way (DeBERTa)
+    keeps it, and the export does not record it. ``forward`` returns logits.
     """
 
     def __init__(
@@ -58,25 +75,28 @@ class BertSentimentClassifier(nn.Module):
         dropout_prob: float = 0.1,
         label_names: tuple[str, ...] | list[str] = LABEL_NAMES,
         attn_implementation: str | None = None,
-        pooling: str | None = None,
     ):
         super().__init__()
         from transformers import AutoModelForSequenceClassification
+        from transformers.models.auto.modeling_auto import MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING
 
         if len(label_names) != num_classes:
             label_names = tuple(f"LABEL_{i}" for i in range(num_classes))
+        config = classifier_config(model_name, num_classes, dropout_prob, label_names)
+        model_class = MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING.get(type(config), None)
+        if model_class is None:
+            raise PipelineError(
+                f"model_name = {model_name!r}: a {config.model_type} model has no sequence-classification head "
+                "in transformers (expected an encoder such as BERT, RoBERTa, DeBERTa-v3, ELECTRA or ModernBERT)"
+            )
+        attention = attn_implementation if attn_implementation and takes_attention_function(model_class) else None
         try:
             self.model = AutoModelForSequenceClassification.from_pretrained(
-                model_name,
-                num_labels=num_classes,
-                classifier_dropout=dropout_prob,
-                id2label=dict(enumerate(label_names)),
-                label2id={n: i for i, n in enumerate(label_names)},
-                **({"attn_implementation": attn_implementation} if attn_implementation else {}),
+                model_name, config=config, **({"attn_implementation": attention} if attention else {})
             )
         except (OSError, ValueError) as exc:
             raise _not_loadable(model_name, exc) from None
-        self.pooling = set_pooling(self.model, pooling)
+        self.first_token_only = compute_first_token_only_in_last_layer(self.model)
         self.model_name = model_name
         self.num_classes = num_classes
 
@@ -86,47 +106,58 @@ class BertSentimentClassifier(nn.Module):
         kwargs = {"token_type_ids": token_type_ids} if token_type_ids is not None else {}
         return self.model(input_ids=input_ids, attention_mask=attention_mask, **kwargs).logits
 
-    def save_pretrained(self, directory: str | os.PathLike, tokenizer=None) -> Path:
-        """Weights + config (with label names) + tokenizer: loadable with AutoModelForSequenceClassification."""
+    def save_pretrained(
+        self, directory: str | os.PathLike, tokenizer=None, probe_texts: Sequence[str] = PROBE_TEXTS
+    ) -> Path:
+        """Weights, config (label names) and the tokenizer it trained with: what ``transformers`` loads.
+
+        ``tokenizer`` None (the BERT guide's ``train_model`` takes none): ``model_name``'s. The saved
+        tokenizer is loaded back and must split ``probe_texts`` as ``tokenizer`` does, so the export
+        never scores with other token ids than the run (see save_tokenizer)."""
         directory = Path(directory)
         self.model.save_pretrained(directory)
-        if tokenizer is not None:
-            tokenizer.save_pretrained(directory)
+        save_tokenizer(tokenizer if tokenizer is not None else load_tokenizer(self.model_name), directory, probe_texts)
         return directory
 
 
-def set_pooling(model: nn.Module, pooling: str | None = None) -> str:
-    """Make a sequence-classification ``model`` classify from ``pooling``'s sentence vector; returns it.
+def save_tokenizer(tokenizer, directory: Path, probe_texts: Sequence[str] = PROBE_TEXTS) -> None:
+    """``tokenizer.save_pretrained(directory)``, checked by loading it back: same ids for ``probe_texts``.
 
-    ``"cls"``: the model's own head, with its last layer computing the first token alone (the
-    logits it reads, less work). ``"mean"``: the classifier reads the mean of the last layer over
-    the attention mask. None: ``model.config.pooling`` (a model this class exported), else ``"cls"``.
-    The choice is written to ``model.config`` so that the export keeps it.
-    """
-    pooling = pooling or getattr(model.config, "pooling", None) or "cls"
-    if pooling not in POOLINGS:
-        raise PipelineError(f"pooling = {pooling!r}: expected one of {', '.join(POOLINGS)} (bert.pooling)")
-    model.config.pooling = pooling
-    if pooling == "cls":
-        compute_first_token_only_in_last_layer(model)
-        return pooling
-    encoder, head = getattr(model, model.base_model_prefix, None), getattr(model, "classifier", None)
-    if getattr(model, "dropout", None) is None or not isinstance(head, nn.Linear) or encoder is None:
+    BERTweet's tokenizer (transformers 5) writes its BPE merges without the count column its own reader
+    drops, so a saved BERTweet splits every word into characters: its merges are written again in the
+    fastBPE layout (``a b count``). Any other difference is a PipelineError, not a silently wrong model."""
+    from transformers import AutoTokenizer
+
+    tokenizer.save_pretrained(directory)
+    if type(tokenizer).__name__ == "BertweetTokenizer":
+        merges = sorted(tokenizer.bpe_ranks.items(), key=lambda kv: kv[1])
+        (directory / "bpe.codes").write_text("".join(f"{' '.join(pair)} 1\n" for pair, _ in merges), encoding="utf-8")
+    texts = list(probe_texts)
+    expected = tokenizer(texts, truncation=True)["input_ids"]
+    loaded = AutoTokenizer.from_pretrained(directory)(texts, truncation=True)["input_ids"]
+    if loaded != expected:
+        first = next(i for i, (a, b) in enumerate(zip(loaded, expected)) if a != b)
         raise PipelineError(
-            f"bert.pooling = 'mean': {type(model).__name__} has no dropout + linear classifier to read a "
-            "mean vector (BERT-style encoders have); use bert.pooling=cls"
+            f"{directory}: the saved {type(tokenizer).__name__} does not split text as the training one did "
+            f"({texts[first][:60]!r}: {len(loaded[first])} tokens against {len(expected[first])}); the export "
+            "would score other tokens than it trained on"
         )
-    if getattr(encoder, "pooler", None) is not None:
-        encoder.pooler.requires_grad_(False)  # bypassed: no gradient reaches it
 
-    def mean_pooled_forward(input_ids=None, attention_mask=None, token_type_ids=None, **_):
-        from transformers.modeling_outputs import SequenceClassifierOutput
 
-        kwargs = {"token_type_ids": token_type_ids} if token_type_ids is not None else {}
-        hidden = encoder(input_ids=input_ids, attention_mask=attention_mask, **kwargs).last_hidden_state
-        mask = attention_mask.unsqueeze(-1).float()  # summed in fp32 under bf16 autocast too
-        pooled = ((hidden.float() * mask).sum(1) / mask.sum(1).clamp(min=1.0)).to(hidden.dtype)
-        return SequenceClassifierOutput(logits=model.classifier(model.dropout(pooled)))
-
-    model.forward = mean_pooled_forward
-    return pooling
+def check_tokenizer(tokenizer, model: nn.Module, export: Path) -> None:
+    """A PipelineError unless ``tokenizer`` (loaded from ``export``) is the one ``model`` was trained with:
+    its files are there and its ids fit the model's embedding matrix (within the padding some families
+    add to a round size), special tokens included."""
+    if not (export / "tokenizer_config.json").is_file():
+        raise PipelineError(
+            f"{export}: no tokenizer (tokenizer_config.json missing); the export must carry the tokenizer "
+            "it was trained with: run `dvc repro train_bert` (or the training that wrote it) again"
+        )
+    rows = model.get_input_embeddings().weight.shape[0]
+    size = len(tokenizer)
+    special = [i for i in tokenizer.all_special_ids if i is not None]
+    if size > rows or size < rows - max(128, rows // 100) or any(i >= rows for i in special):
+        raise PipelineError(
+            f"{export}: the tokenizer ({type(tokenizer).__name__}, {size} tokens) does not match the model's "
+            f"vocabulary ({rows} embeddings); the export must carry the tokenizer it was trained with"
+        )

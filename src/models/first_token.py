@@ -7,7 +7,7 @@ import sys
 from torch import nn
 
 # model types whose sequence-classification head reads the first token ([CLS], <s>) alone
-FIRST_TOKEN_HEADS = ("bert", "roberta", "xlm-roberta")
+FIRST_TOKEN_HEADS = ("bert", "roberta", "xlm-roberta", "camembert", "electra")
 
 
 def compute_first_token_only_in_last_layer(model: nn.Module) -> bool:

@@ -114,11 +114,12 @@ def _load_bert_export(export: Path, device: torch.device):
     """Model and tokenizer of a ``save_pretrained`` export; a damaged one is a PipelineError naming it."""
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-    from src.models.bert_model import set_pooling
+    from src.models.bert_model import check_tokenizer
+    from src.models.first_token import compute_first_token_only_in_last_layer
 
     try:
         model = AutoModelForSequenceClassification.from_pretrained(export).to(device).eval()
-        set_pooling(model)  # the sentence vector it was trained on (its config's pooling)
+        compute_first_token_only_in_last_layer(model)  # the logits the head reads, less work
         tokenizer = AutoTokenizer.from_pretrained(export)
         label_names = [model.config.id2label[i] for i in range(model.config.num_labels)]
     except Exception as exc:  # noqa: BLE001 - transformers/safetensors raise many types for damaged files
@@ -127,6 +128,7 @@ def _load_bert_export(export: Path, device: torch.device):
             f"{export}: a damaged BERT export ({exc.__class__.__name__}: {detail}); "
             "run `dvc repro train_bert` (or tune) again"
         ) from None
+    check_tokenizer(tokenizer, model, export)
     return model, tokenizer, label_names
 
 

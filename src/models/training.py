@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 import shutil
 from pathlib import Path
 from typing import Any
@@ -28,6 +27,8 @@ from src.core.runtime import resolve_device, seed_everything
 from src.models.bert_hyperparameters import RECOMMENDED
 from src.models.bert_model import LABEL_NAMES, BertSentimentClassifier
 from src.models.dropout import register_attention, use_rand_dropout
+from src.models.encoder import layer_depths as encoder_depths
+from src.models.encoder import reinit_top_layers
 from src.recipes.bert_config import BertConfig
 from src.training import Trainer, distributed
 from src.training.history import guide_history
@@ -35,8 +36,6 @@ from src.training.trainer import build_scheduler as engine_scheduler
 from src.training.trainer import evaluate as run_evaluation
 
 log = logging.getLogger(__name__)
-
-NO_DECAY = ("bias", "LayerNorm.weight", "layer_norm.weight", "LayerNorm.bias")
 
 
 def build_optimizer(
@@ -54,7 +53,7 @@ def build_optimizer(
     groups: dict[tuple[int, bool], list] = {}
     for name, parameter in model.named_parameters():
         if parameter.requires_grad:
-            decayed = not any(nd in name for nd in NO_DECAY)
+            decayed = parameter.ndim >= 2  # biases and norm weights (of any family) are not decayed
             groups.setdefault((depth_of(name) if depth_of else 0, decayed), []).append(parameter)
     top = max(depth for depth, _ in groups) if groups else 0
     param_groups = [
@@ -66,48 +65,9 @@ def build_optimizer(
         # the top layer first: the logged learning rate (param_groups[0]) is the head's
         for key in sorted(groups, key=lambda k: (-k[0], not k[1]))
     ]
-    # Fused: one kernel per step instead of a pass per tensor, five times faster on a CPU (docs/measurements.md)
+    # Fused: one kernel per step instead of a pass per tensor, five times faster on a CPU (docs/decisions.md)
     fused = torch.device(device).type in ("cuda", "cpu")
     return torch.optim.AdamW(param_groups, lr=learning_rate, fused=fused or None)
-
-
-def encoder_depths(model: nn.Module):
-    """name -> depth of a parameter: 0 the embeddings, i + 1 encoder layer i, the number of layers + 1
-    everything above them (pooler, classifier head)."""
-    layer = re.compile(r"\.layers?\.(\d+)\.")
-    n_layers = 1 + max(
-        (int(m.group(1)) for name, _ in model.named_parameters() if (m := layer.search(name))), default=-1
-    )
-
-    def depth_of(name: str) -> int:
-        if (m := layer.search(name)) is not None:
-            return int(m.group(1)) + 1
-        return 0 if "embeddings" in name else n_layers + 1
-
-    return depth_of
-
-
-def reinit_top_layers(model: BertSentimentClassifier, n_layers: int) -> None:
-    """Re-initialise the top ``n_layers`` encoder layers as BERT initialises them.
-
-    Normal weights (std ``initializer_range``), zero biases, identity LayerNorms: the top layers'
-    pretrained weights are specialised to the pretraining objective (Zhang et al., 2021)."""
-    if n_layers == 0:
-        return
-    layers = model.model.base_model.encoder.layer
-    if n_layers > len(layers):
-        raise PipelineError(f"bert.reinit_layers = {n_layers}: the model has {len(layers)} encoder layers")
-    std = getattr(model.model.config, "initializer_range", 0.02)
-    # by hand: transformers' own _init_weights skips weights it has marked as loaded
-    with torch.no_grad():
-        for module in layers[len(layers) - n_layers :].modules():
-            if isinstance(module, nn.Linear):
-                module.weight.normal_(0.0, std)
-                if module.bias is not None:
-                    module.bias.zero_()
-            elif isinstance(module, nn.LayerNorm):
-                module.weight.fill_(1.0)
-                module.bias.zero_()
 
 
 def build_scheduler(optimizer: torch.optim.Optimizer, total_steps: int, warmup_ratio: float):
@@ -218,7 +178,6 @@ def train_model(
     reinit_layers: int = 0,
     ema_decay: float | None = None,
     rdrop_alpha: float = 0.0,
-    pooling: str = "cls",
     resume: bool = False,
     fingerprint: dict | None = None,
     on_epoch_end=None,
@@ -249,9 +208,7 @@ def train_model(
     ``ema_decay`` validates, checkpoints and exports an exponential moving average of the weights
     (None: the last step's weights, the guide's). ``rdrop_alpha`` > 0 trains with R-Drop: each batch
     twice through dropout, the loss plus that weight of the symmetric KL divergence between the two
-    predictions (0: the guide's loss; it doubles the training step's work). ``pooling`` is the
-    sentence vector the classifier reads: ``"cls"`` (the guide's: [CLS] through the pooler) or
-    ``"mean"`` (the mean of the last layer's tokens; see BertSentimentClassifier).
+    predictions (0: the guide's loss; it doubles the training step's work).
     """
     config = BertConfig(
         model_name=str(model_name),
@@ -271,7 +228,6 @@ def train_model(
         reinit_layers=reinit_layers,
         ema_decay=ema_decay,
         rdrop_alpha=rdrop_alpha,
-        pooling=pooling,
         compile=compile_model,
     )
     return fine_tune(
@@ -328,9 +284,7 @@ def fine_tune(
     # way, as PyTorch's fused kernel (sdpa, transformers' default) takes a slower path there when
     # attention dropout is on; dropout masks drawn with torch.rand rather than bernoulli_.
     attention = register_attention() if device.type == "cpu" else None
-    model = BertSentimentClassifier(
-        config.model_name, num_classes, config.dropout_prob, label_names, attention, pooling=config.pooling
-    )
+    model = BertSentimentClassifier(config.model_name, num_classes, config.dropout_prob, label_names, attention)
     if device.type == "cpu":
         use_rand_dropout(model)
     reinit_top_layers(model, config.reinit_layers)
@@ -361,7 +315,6 @@ def fine_tune(
                 "reinit_layers": config.reinit_layers,
                 "ema_decay": config.ema_decay,
                 "rdrop_alpha": config.rdrop_alpha,
-                "pooling": config.pooling,
             }
         )
 

@@ -43,7 +43,6 @@ class BertConfig:
     reinit_layers: int = 0
     ema_decay: float | None = None
     rdrop_alpha: float = 0.0
-    pooling: str = "cls"
     compile: bool = False
     eval_batch_size: int = 128
     num_workers: int = 0

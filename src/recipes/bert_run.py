@@ -76,7 +76,6 @@ def train_model_options(config: BertConfig, tokenizer, weights: torch.Tensor | N
         "reinit_layers": config.reinit_layers,
         "ema_decay": config.ema_decay,
         "rdrop_alpha": config.rdrop_alpha,
-        "pooling": config.pooling,
         "gradient_clip": config.gradient_clip,
         "monitor": config.monitor,
         "early_stopping_patience": config.early_stopping_patience,
