@@ -179,3 +179,33 @@ def test_an_export_without_its_tokenizer_gets_model_names_and_a_wrong_one_is_ref
     AutoTokenizer.from_pretrained(other).save_pretrained(tmp_path / "run/model")
     with pytest.raises(PipelineError, match=r"does not match the model's vocabulary"):
         load_model(tmp_path / "run", "cpu")
+
+
+@pytest.mark.parametrize(
+    ("family", "setting", "expected"),
+    [
+        # the tiny BERTweet embeds 64 positions as the real one embeds 128 (130 minus the padding offset)
+        ("bertweet", {"max_length": 65}, r"max_length = 65: .* \(a roberta model\) embeds at most 64 positions"),
+        ("distilbert", {"bert": {"reinit_layers": 3}}, r"bert.reinit_layers = 3: .* \(a distilbert model\) has 2"),
+    ],
+)
+def test_a_setting_the_family_cannot_apply_is_one_error_before_any_work(family, setting, expected, encoders, tmp_path):
+    import os
+    import re
+    import subprocess
+    import sys
+
+    params = _write_project(tmp_path, encoders[family])
+    for key, value in setting.items():
+        params[key] = {**params[key], **value} if isinstance(value, dict) else value
+    (tmp_path / "params.yaml").write_text(json.dumps(params), encoding="utf-8")
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    env.pop("PYTHONSAFEPATH", None)
+    result = subprocess.run(
+        [sys.executable, "-m", "stages.train_bert"], cwd=tmp_path, env=env, capture_output=True, text=True
+    )
+    assert result.returncode == 1, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    assert re.search(expected, lines[0]), lines[0]
+    assert not (tmp_path / "models").exists() and not (tmp_path / "metrics").exists()

@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from src.core.errors import PipelineError
-from src.models.encoder import head_dropout_key, takes_attention_function
+from src.models.encoder import check_encoder_settings, head_dropout_key, takes_attention_function
 from src.models.first_token import compute_first_token_only_in_last_layer
 
 LABEL_NAMES = ("negative", "neutral", "positive")
@@ -39,6 +39,18 @@ def _not_loadable(model_name: str, exc: Exception) -> PipelineError:
         "dvc exp run -S model_name=sentence-transformers/all-MiniLM-L6-v2), go online so that it is downloaded, "
         "or set model_name to a local model directory"
     )
+
+
+def check_recipe_settings(model_name: str, max_length: int, reinit_layers: int) -> None:
+    """Refuse, before tokenising or training, a max_length or bert.reinit_layers ``model_name``'s family
+    cannot apply (BERTweet embeds 128 positions), in one error naming the key."""
+    from transformers import AutoConfig
+
+    try:
+        config = AutoConfig.from_pretrained(model_name)
+    except (OSError, ValueError) as exc:
+        raise _not_loadable(model_name, exc) from None
+    check_encoder_settings(config, model_name, max_length, reinit_layers)
 
 
 def classifier_config(model_name: str, num_classes: int, dropout_prob: float, label_names: Sequence[str]):

@@ -97,3 +97,37 @@ def _transformers_model(model: nn.Module) -> nn.Module:
 def takes_attention_function(model_class) -> bool:
     """Whether the family computes attention through transformers' registered attention functions."""
     return bool(getattr(model_class, "_supports_attention_backend", False))
+
+
+# families whose learned absolute positions start after the padding index (RobertaEmbeddings): a
+# max_position_embeddings of 130 holds 128 tokens (BERTweet), 514 holds 512 (RoBERTa, XLM-R)
+PADDING_OFFSET_FAMILIES = {"roberta", "xlm-roberta", "xlm-roberta-xl", "camembert", "data2vec-text", "ibert"}
+
+
+def position_limit(config) -> int | None:
+    """The most tokens a model of ``config`` embeds, or None where positions are relative (DeBERTa
+    without absolute positions)."""
+    if config.model_type in ("deberta-v2", "deberta") and not getattr(config, "position_biased_input", True):
+        return None
+    limit = getattr(config, "max_position_embeddings", None)
+    if limit is None:
+        return None
+    if config.model_type in PADDING_OFFSET_FAMILIES:
+        limit -= (config.pad_token_id or 0) + 1
+    return limit
+
+
+def check_encoder_settings(config, model_name: str, max_length: int, reinit_layers: int) -> None:
+    """Refuse, before any work, a setting the family of ``config`` cannot apply, naming the params key."""
+    limit = position_limit(config)
+    if limit is not None and max_length > limit:
+        raise PipelineError(
+            f"max_length = {max_length}: {model_name} (a {config.model_type} model) embeds at most "
+            f"{limit} positions; set max_length <= {limit} (e.g. -S max_length={min(limit, 128)})"
+        )
+    n_layers = getattr(config, "num_hidden_layers", None)
+    if n_layers is not None and reinit_layers > n_layers:
+        raise PipelineError(
+            f"bert.reinit_layers = {reinit_layers}: {model_name} (a {config.model_type} model) has "
+            f"{n_layers} encoder layers"
+        )

@@ -8,7 +8,7 @@ import torch
 
 from src.data.preprocess import Split, read_split
 from src.models.bert_data import TokenizedTweets, make_bert_loader
-from src.models.bert_model import load_tokenizer
+from src.models.bert_model import check_recipe_settings, load_tokenizer
 from src.recipes.bert_config import BertConfig
 from src.training.class_weights import class_weights
 
@@ -24,6 +24,7 @@ class BertData:
 
 def load_bert_data(config: BertConfig, train_split: Split | None = None) -> BertData:
     """Tokenise train (or ``train_split``) and val once, with the fast tokenizer of ``model_name``."""
+    check_recipe_settings(config.model_name, config.max_length, config.reinit_layers)
     tokenizer = load_tokenizer(config.model_name)
     tokenizer.model_max_length = config.max_length  # saved with the export, so inference truncates alike
     label_names = list(config.label_names)  # every label must index it (an error naming the line)
