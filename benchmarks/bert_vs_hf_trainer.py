@@ -22,15 +22,16 @@ seed) and score the full validation split; run `dvc repro preprocess` first.
   (``DataCollatorWithPadding``), as a user would, and scores validation with ``predict``. It is
   spared its default step checkpoints (``save_strategy="no"``), which ours does not skip.
 
-``--precision``: ``auto`` is what each side does on this machine by default: ours uses bf16 autocast
-on a GPU and on CPUs with AMX, fp32 on other CPUs (faster there, see README); the Trainer runs fp32
-on a CPU. On a GPU both sides run bf16 (``bf16=True`` for the Trainer, as a user would set it
-there). ``fp32`` runs ours in full precision; ``bf16`` forces its bf16 autocast on a CPU (an
-ablation). ``--hf-bf16`` also gives the Trainer ``bf16=True`` on a CPU.
+Like for like: the Trainer gets the precision train_bert uses on this machine (``bf16=True`` where
+the stage runs bf16 autocast: a GPU, a CPU with AMX; fp32 elsewhere), and the class weighting, which
+the Trainer's default loss lacks, is reported apart: ``ours_unweighted`` (``dvc_repro_unweighted``
+end to end) is the stage with ``bert.class_weights: null``; ``like_for_like`` compares it with the
+Trainer and ``class_weights_effect`` with the weighted stage. ``--precision fp32`` / ``bf16`` force
+ours (and so the Trainer) to one precision; ``--hf-bf16`` gives the Trainer ``bf16=True`` regardless.
 
 ``--test`` also scores the test split once per run (the honest report; nothing is chosen on it).
 The ablation flags (``--pool-batches``, ``--schedule-epochs``, ``--no-class-weights``,
-``--stock-model``, ``--precision bf16``) change ours only, to find where quality goes.
+``--stock-model``) change ours only, to find where quality goes.
 """
 
 from __future__ import annotations
@@ -48,9 +49,10 @@ from pathlib import Path
 from benchmarks.processes import timed_run
 
 ROOT = Path(__file__).resolve().parents[1]
-SIDES = ("ours", "hf_trainer")
-# --end-to-end: the stage through DVC, the stage through its launcher, the stock Trainer as a plain script
-END_TO_END_SIDES = ("dvc_repro", "launch", "stock_trainer")
+# ours_unweighted: ours with an unweighted loss, as the Trainer's (the like-for-like pair)
+SIDES = ("ours", "ours_unweighted", "hf_trainer")
+# --end-to-end: the stage through DVC (and unweighted), through its launcher, the stock Trainer as a plain script
+END_TO_END_SIDES = ("dvc_repro", "dvc_repro_unweighted", "launch", "stock_trainer")
 STAGE_OUTPUTS = ("models/bert", "dvclive/train_bert", "metrics/bert")  # removed before each run (models/bert persists)
 # the environment this benchmark was started with, before importing src set the project's CPU settings: the
 # stock Trainer gets the user's environment, the stage sets its own
@@ -171,7 +173,19 @@ def run_hf_trainer(args, seed: int, device) -> dict:
     if args.test:
         test = _split(args, "test")
         scored["test"] = (test.texts, test.labels)
-    return train_and_score(args, (train.texts, train.labels), scored, bf16=device.type == "cuda" or args.hf_bf16)
+    return train_and_score(args, (train.texts, train.labels), scored, bf16=trainer_bf16(args, device))
+
+
+def stage_bf16(args, device) -> bool:
+    """Whether train_bert's code runs bf16 autocast here (a GPU, a CPU with AMX, or ``--precision bf16``)."""
+    from src.core.runtime import autocast_dtype
+
+    return args.precision == "bf16" or (args.precision == "auto" and autocast_dtype(device, True) is not None)
+
+
+def trainer_bf16(args, device) -> bool:
+    """The Trainer's ``bf16``: the stage's precision, like for like (``--hf-bf16`` forces it on)."""
+    return stage_bf16(args, device) or args.hf_bf16
 
 
 def run_side(args) -> None:
@@ -180,7 +194,9 @@ def run_side(args) -> None:
 
     use_all_cpu_cores()
     device = resolve_device(args.device)
-    run = run_ours if args.side == "ours" else run_hf_trainer
+    if args.side == "ours_unweighted":
+        args.no_class_weights = True
+    run = run_hf_trainer if args.side == "hf_trainer" else run_ours
     print(json.dumps(run(args, args.seed, device)))
 
 
@@ -198,6 +214,12 @@ def _row(seed: int, wall: float, n_train: int, epochs: int) -> dict:
 def end_to_end(args, n_train: int) -> dict[str, list[dict]]:
     """Each side in a fresh process as a user runs it, timed from launch to exit (see --end-to-end)."""
     from benchmarks.stage_copy import copy_repository, set_params
+    from src.core.params import load_params
+    from src.core.runtime import resolve_device
+
+    bf16 = trainer_bf16(args, resolve_device(args.device))
+    class_weights = load_params(ROOT / "params.yaml")["bert"]["class_weights"]
+    class_weights = "null" if class_weights is None else class_weights
 
     hyperparameters = {
         "model_name": args.model,
@@ -226,8 +248,10 @@ def end_to_end(args, n_train: int) -> dict[str, list[dict]]:
                     command += ["--batch-size", str(args.batch_size), "--lr", str(args.lr)]
                     command += ["--weight-decay", str(args.weight_decay), "--warmup-ratio", str(args.warmup_ratio)]
                     command += ["--dropout", str(args.dropout), "--max-length", str(args.max_length)]
+                    command += ["--bf16"] if bf16 else []  # the stage's precision on this machine
                 else:
-                    set_params(work, [f"seed={seed}"])
+                    weights = "null" if side == "dvc_repro_unweighted" else class_weights
+                    set_params(work, [f"seed={seed}", f"bert.class_weights={weights}"])
                     for out in STAGE_OUTPUTS:
                         shutil.rmtree(work / out, ignore_errors=True)
                     command = (
@@ -330,7 +354,7 @@ def main() -> None:
 
     import torch
 
-    from src.core.runtime import autocast_dtype, cpu_has_amx_bf16, resolve_device
+    from src.core.runtime import cpu_has_amx_bf16, resolve_device
 
     device = resolve_device(args.device)
     n_train = len(_split(args, "train"))  # the subset both modes train on (stage_copy takes the same one)
@@ -339,13 +363,23 @@ def main() -> None:
     stock = "stock_trainer" if args.end_to_end else "hf_trainer"
     summary = {}
     for side in (s for s in runs if s != stock and stock in runs):  # each of ours against the Trainer
-        summary[side if args.end_to_end else "ours"] = {
+        summary[side] = {
             "speedup": round(means[stock]["wall_s"] / means[side]["wall_s"], 2),
             "val_macro_recall_delta": round(means[side]["val_macro_recall"] - means[stock]["val_macro_recall"], 4),
         }
-    if not args.end_to_end and summary:  # the layout earlier results were committed in
-        summary = summary["ours"]
-    ours_bf16 = args.precision == "bf16" or (args.precision == "auto" and autocast_dtype(device, True) is not None)
+    weighted, unweighted = ("dvc_repro", "dvc_repro_unweighted") if args.end_to_end else ("ours", "ours_unweighted")
+    if weighted in means and unweighted in means:  # what the balanced loss alone changes, reported apart
+        summary["class_weights_effect"] = {
+            "val_macro_recall_delta": round(
+                means[weighted]["val_macro_recall"] - means[unweighted]["val_macro_recall"], 4
+            ),
+            "wall_s_ratio": round(means[weighted]["wall_s"] / means[unweighted]["wall_s"], 2),
+        }
+    if not args.end_to_end and "ours" in summary:  # the layout earlier results were committed in
+        summary.update(summary.pop("ours"))
+        if "ours_unweighted" in summary:
+            summary["like_for_like"] = summary.pop("ours_unweighted")
+    ours_bf16 = stage_bf16(args, device)
     print(
         json.dumps(
             {
@@ -364,10 +398,11 @@ def main() -> None:
                 "loadavg_1min_after": round(os.getloadavg()[0], 2),
                 "precision": {
                     "ours": "bf16" if ours_bf16 else "fp32",
-                    "hf_trainer": "bf16" if device.type == "cuda" or args.hf_bf16 else "fp32",
+                    "hf_trainer": "bf16" if trainer_bf16(args, device) else "fp32",
                 },
                 "class_weights": {
                     "ours": None if args.no_class_weights else params["bert"]["class_weights"],
+                    "ours_unweighted": None,
                     "hf_trainer": None,
                 },
                 **(

@@ -10,7 +10,11 @@ Stages, each timed (``stages[].wall_s``):
    by name, or ``--peak-tflops``).
 2. ``cuda_tests``: pytest (``-m "not slow"``) on the tests whose code takes another branch on a GPU
    (device choice, autocast dtype, fused AdamW, the engine and BERT training): passed, failed, skipped.
-3. ``train``: ``benchmarks.bert_vs_hf_trainer`` with ``--sides ours hf_trainer --epochs 1
+3. ``families``: ``benchmarks.family_check --compile``: each encoder family's tiny stand-in (BERT,
+   RoBERTa, XLM-R, BERTweet, DistilBERT, DeBERTa-v2, ELECTRA, ModernBERT) through train_model on the
+   GPU (bf16 autocast, the family's attention implementation, fused AdamW, torch.compile), one row per
+   family: loss down, export reloads to the run's validation figures, ``status``.
+4. ``train``: ``benchmarks.bert_vs_hf_trainer`` with ``--sides ours hf_trainer --epochs 1
    --train-samples 0 --test --device cuda``: train_bert's code (train_model: bf16 autocast, TF32,
    fused AdamW) and the stock Trainer (``bf16=True``) on the full train split, each in a fresh
    process; samples/s end to end (start-up and validation included), val and test macro-recall.
@@ -113,7 +117,9 @@ def commands(args: argparse.Namespace, junit: str) -> dict[str, list[str]]:
         *("--model", args.model, "--data-dir", args.data_dir, "--batch-size", str(args.batch_size)),
         *("--train-samples", str(args.train_samples)),
     ]
-    return {"cuda_tests": tests, "train": train}
+    families = [sys.executable, "-m", "benchmarks.family_check", "--device", args.device]
+    families += ["--compile"] if args.device.startswith("cuda") else []  # a CPU rehearsal skips the compile
+    return {"cuda_tests": tests, "families": families, "train": train}
 
 
 def run(command: list[str], timeout_s: int) -> subprocess.CompletedProcess:
@@ -186,6 +192,14 @@ def main(argv: list[str] | None = None) -> int:
             report["cuda_tests"]["tail"] = (done.stdout + done.stderr)[-2000:]
         stages.append({"stage": "cuda_tests", "wall_s": round(time.perf_counter() - tests_started, 1)})
 
+        families_started = time.perf_counter()
+        done = run(plan["families"], args.timeout_s)
+        try:
+            report["families"] = json.loads(done.stdout)["families"]
+        except (json.JSONDecodeError, KeyError):
+            report["families"] = {"exit_code": done.returncode, "tail": (done.stdout + done.stderr)[-2000:]}
+        stages.append({"stage": "families", "wall_s": round(time.perf_counter() - families_started, 1)})
+
         train_started = time.perf_counter()
         done = run(plan["train"], args.timeout_s)
         if done.returncode == 0:
@@ -213,7 +227,8 @@ def main(argv: list[str] | None = None) -> int:
         from src.core.atomic import write_json
 
         write_json(Path(args.out), report)
-    failed = report["cuda_tests"]["exit_code"] not in (0, 5) or "train" in report
+    families_ok = isinstance(report["families"], list) and all(r["status"] == "ok" for r in report["families"])
+    failed = report["cuda_tests"]["exit_code"] not in (0, 5) or "train" in report or not families_ok
     return 1 if failed else 0
 
 

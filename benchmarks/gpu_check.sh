@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The GPU check (benchmarks/gpu_check.py): on a machine with an NVIDIA GPU, make torch the CUDA build
-# of the version requirements.txt pins, then run the CUDA tests and one epoch of train_bert's code and
-# of the stock Trainer; prints JSON (and writes it to --out FILE). Arguments go to the Python part.
+# of the version requirements.txt pins, then run the CUDA tests, each encoder family's tiny model
+# (benchmarks/family_check.py) and one epoch of train_bert's code and of the stock Trainer; prints
+# JSON (and writes it to --out FILE). Arguments go to the Python part.
 #
 #   benchmarks/gpu_check.sh --out benchmarks/results_gpu_check.json
 #   TORCH_CUDA_INDEX=https://download.pytorch.org/whl/cu126 benchmarks/gpu_check.sh   # another CUDA build

@@ -42,6 +42,9 @@ def test_dry_run_prints_the_plan_as_json_and_runs_nothing(tmp_path):
     assert tests[1:3] == ["-m", "pytest"] and tests[-2:] == list(gpu_check.CUDA_TESTS)
     assert train[2] == "benchmarks.bert_vs_hf_trainer" and train[train.index("--device") + 1] == "cuda:1"
     assert train[train.index("--epochs") + 1] == "1" and train[train.index("--train-samples") + 1] == "0"
+    families = plan["commands"]["families"]
+    assert families[2] == "benchmarks.family_check" and families[families.index("--device") + 1] == "cuda:1"
+    assert "--compile" in families
     assert not (tmp_path / "x.json").exists()  # nothing ran, nothing written
     shell = subprocess.run(["bash", "benchmarks/gpu_check.sh", "--dry-run"], cwd=ROOT, capture_output=True, text=True)
     assert shell.returncode == 0 and json.loads(shell.stdout)["dry_run"] is True  # the shell part installs nothing
@@ -55,3 +58,18 @@ def test_peak_by_gpu_name_and_model_flops_utilisation():
     # 1000 samples/s x 6 x 22.7M parameters x 30 tokens = 4.09 PFLOP/s of 989.4 TFLOPS
     assert gpu_check.mfu(1000, 22_700_000, 30, 989.4) == round(1000 * 6 * 22.7e6 * 30 / 989.4e12, 4)
     assert gpu_check.mfu(1000, 22_700_000, 30, None) is None
+
+
+def test_the_family_check_prints_one_ok_row_per_family_on_a_cpu():
+    done = subprocess.run(
+        [sys.executable, "-m", "benchmarks.family_check", "--device", "cpu", "--families", "bertweet", "distilbert"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    rows = json.loads(done.stdout)["families"]
+    assert [row["family"] for row in rows] == ["bertweet", "distilbert"]
+    for row in rows:
+        assert row["status"] == "ok" and row["loss_down"] and row["export_matches"], row
+        assert row["autocast"] in ("fp32", "bfloat16") and row["compiled"] is False
