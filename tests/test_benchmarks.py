@@ -79,7 +79,8 @@ def test_gpu_check_runs_every_stage_on_a_cpu_and_reports_json(tmp_path):
 def test_bert_vs_hf_trainer_end_to_end_times_the_stage_through_dvc_and_the_stock_trainer_script(tmp_path):
     model, data = write_tiny_bert(tmp_path / "tiny-bert"), _tiny_data(tmp_path)
     args = ["--end-to-end", "--model", str(model), "--data-dir", str(data), "--train-samples", "0"]
-    args += ["--batch-size", "8", "--seeds", "1", "--sides", "dvc_repro", "dvc_repro_unweighted", "stock_trainer"]
+    args += ["--batch-size", "8", "--max-length", "32", "--seeds", "1"]  # the tiny BERT embeds 64 positions
+    args += ["--sides", "dvc_repro", "dvc_repro_unweighted", "stock_trainer"]
     report = _benchmark_report("bert_vs_hf_trainer", *args, timeout=600)
     assert report["mode"] == "end to end" and report["rev"] == "work tree"
     for side in ("dvc_repro", "stock_trainer"):
