@@ -90,8 +90,10 @@ def classify(
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("texts", nargs="*", help="texts to classify")
-    parser.add_argument(
+    parser.add_argument(  # --model-dir: src.evaluation's spelling for the same thing
         "--model",
+        "--model-dir",
+        dest="model",
         required=True,
         help="a trained model directory: models/bert, models/lstm, or a tune trial (models/tune/config_N)",
     )

@@ -69,6 +69,10 @@ def test_predict_cli_normalises_like_training_and_keeps_input_lines(workdir, tmp
     assert first["label"] == LABELS[first["label_id"]]
     assert sum(first["probabilities"].values()) == pytest.approx(1.0, abs=1e-3)
 
+    # --model-dir, src.evaluation's spelling, names the same model
+    predict_main(["--model-dir", "models/lstm", "@someone so happy http://t.co/x"])
+    assert json.loads(capsys.readouterr().out)["probabilities"] == first["probabilities"]
+
     (tmp_path / "tweets.txt").write_text("what a great day\n\nworst day ever\n", encoding="utf-8")
     predict_main(["--model", "models/lstm", "--input", str(tmp_path / "tweets.txt")])
     assert [json.loads(line)["text"] for line in capsys.readouterr().out.splitlines()] == [
