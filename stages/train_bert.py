@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 from src.checkpoints.resume import run_fingerprint, source_files
+from src.checkpoints.resume_dir import publish, resume_dir
 from src.core.atomic import write_json
 from src.core.cli import run_stage
 from src.core.runtime import out_of_memory_names, resolve_device, use_all_cpu_cores
@@ -80,23 +81,27 @@ def train(config: BertConfig, device, out: Outputs = outputs(None)) -> None:
     # dropout streams and summation order differ with the process count
     training_params = {**config.fingerprint_params(), "distributed": {"world_size": distributed.world_size()}}
     live = DVCLiveLog(out.live_dir) if distributed.is_main_process() else None  # rank 0 alone logs
-    # the model directory is a persisted DVC output: a rerun after a kill resumes from its checkpoints
+    fingerprint = run_fingerprint(training_params, INPUTS, source_files(__file__))
+    # trains in .resume/train_bert/<key of the fingerprint>/, outside the DVC output (a plain cached one, so
+    # DVC's run-cache covers the stage): a rerun after a kill resumes from its checkpoints there
+    work = resume_dir(f"train_{out.model_dir.name}", fingerprint)
     model, history = fine_tune(
         config,
         train_loader,
         val_loader,
-        out.model_dir,
+        work,
         device,
         tokenizer=data.tokenizer,
         class_weights=loss_weights(config, data),
         resume=True,
-        fingerprint=run_fingerprint(training_params, INPUTS, source_files(__file__)),
+        fingerprint=fingerprint,
         training_log=live,
     )
     if not distributed.is_main_process():  # rank 0 writes the summary; DVCLive has the curves
         return
     write_json(out.metrics_path, best_epoch_metrics(history, model))
     live.close()
+    publish(work, out.model_dir)  # last: the model's files (no checkpoint) into models/bert, the resume state removed
 
 
 if __name__ == "__main__":

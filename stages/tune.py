@@ -11,6 +11,7 @@ from pathlib import Path
 
 from src import tuning
 from src.checkpoints.resume import run_fingerprint, source_files
+from src.checkpoints.resume_dir import RESUME_STATE, publish, resume_dir
 from src.core.atomic import write_json
 from src.core.cli import run_stage
 from src.core.runtime import out_of_memory_names, resolve_device, use_all_cpu_cores
@@ -86,11 +87,28 @@ def _search_inputs(params: dict) -> tuple:
     return data, train_loader, val_loader, arguments
 
 
+def work_directory(arguments: dict) -> tuple[Path, tuple[str, ...]]:
+    """Where the search runs: .resume/tune/<key of its fingerprint>/ (src/checkpoints/resume_dir.py), outside
+    the DVC output, so DVC's run-cache covers the stage and a rerun after a kill continues the study there.
+    A SQLite ``tune.storage`` named inside models/tune moves into it too (``arguments`` is updated). Returns
+    the directory and the names of the study's files, which stay out of the published models/tune."""
+    work = resume_dir("tune", arguments["fingerprint"])
+    study_files = (f"{tuning.JOURNAL_NAME}*",)
+    storage = arguments["storage"]
+    if storage and storage.startswith("sqlite:///"):  # check_storage: a file inside models/tune
+        database = Path(storage.removeprefix("sqlite:///")).resolve()
+        relative = database.relative_to((Path.cwd() / OUTPUT_DIR).resolve())
+        arguments["storage"] = f"sqlite:///{(work.resolve() / relative).as_posix()}"
+        study_files += (f"{relative.as_posix()}*",)
+    return work, study_files
+
+
 @out_of_memory_names(("tune.search_space.batch_size", "batch_size"), eval_key="bert.eval_batch_size")
 def main(params: dict) -> None:
     data, train_loader, val_loader, arguments = _search_inputs(params)
+    work, study_files = work_directory(arguments)
     results = tuning.tune(
-        train_loader, val_loader, OUTPUT_DIR, params["tune"]["search_space"], params["bert"]["device"], **arguments
+        train_loader, val_loader, work, params["tune"]["search_space"], params["bert"]["device"], **arguments
     )
     best_trial = next(t for t in results["trials"] if t["trial"] == results["best_trial"])
     write_json(
@@ -104,14 +122,16 @@ def main(params: dict) -> None:
             "val": {key: best_trial[f"val_{key}"] for key in ("loss", "accuracy", "macro_recall", "macro_f1")},
         },
     )
+    publish(work, OUTPUT_DIR, leave_out=RESUME_STATE + study_files)  # last: the trials and results into models/tune
 
 
 @out_of_memory_names(("tune.search_space.batch_size", "batch_size"), eval_key="bert.eval_batch_size")
 def join(params: dict) -> None:
     """`--worker`: run `tune.workers` more workers on this machine for the search in `tune.storage`."""
     _, train_loader, val_loader, arguments = _search_inputs(params)
+    work, _ = work_directory(arguments)  # the stage's own, for the same params, data and code
     tuning.join_search(
-        train_loader, val_loader, OUTPUT_DIR, params["tune"]["search_space"], params["bert"]["device"], **arguments
+        train_loader, val_loader, work, params["tune"]["search_space"], params["bert"]["device"], **arguments
     )
 
 

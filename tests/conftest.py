@@ -139,7 +139,7 @@ def project(tmp_path):
     work.mkdir()
     for name in ("src", "stages"):
         shutil.copytree(REPO / name, work / name, ignore=shutil.ignore_patterns("__pycache__"))
-    for name in ("dvc.yaml", "params.yaml", ".gitignore"):
+    for name in ("dvc.yaml", "params.yaml", ".gitignore", ".dvcignore"):
         shutil.copy(REPO / name, work / name)
     env = {
         **os.environ,

@@ -70,8 +70,9 @@ def test_dvclive_files_are_declared_outputs_of_their_stage(stage):
     name = stage.__name__.rsplit(".", 1)[1]
     declared = DVC_YAML["stages"][name]
     live = stage.LIVE_DIR.as_posix()
-    assert {f"{live}/plots": {"cache": False}} in declared["outs"]
-    assert {f"{live}/metrics.json": {"cache": False}} in declared["outs"]  # not a metric: no copy in exp show
+    # plain cached outputs (a `cache: false` one that is no metric would cost the stage its run-cache entry);
+    # not metrics: no copy in exp show
+    assert f"{live}/plots" in declared["outs"] and f"{live}/metrics.json" in declared["outs"]
     assert "src/training/live.py" in declared["deps"]
     live_plots = [
         props

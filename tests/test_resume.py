@@ -172,6 +172,13 @@ def best_weights(directory: Path) -> dict:
     return load_checkpoint_file(directory / "models/lstm/best_model.pt")["model_state_dict"]
 
 
+def resume_state(directory: Path = Path("."), stage: str = "train_lstm") -> Path:
+    """The one unfinished run's resume directory, .resume/<stage>/<key>/ (src/checkpoints/resume_dir.py),
+    relative to ``directory``: as the stage's log lines name it (the stage runs there)."""
+    (only,) = (directory / ".resume" / stage).iterdir()
+    return only.relative_to(directory)
+
+
 @contextlib.contextmanager
 def crash_in_epoch(epoch: int, error: type[BaseException] = RuntimeError):
     """Trainer.train_epoch raises ``error`` when it starts epoch ``epoch``: an in-process stand-in for
@@ -199,14 +206,15 @@ def test_killed_stage_resumes_and_ends_like_an_uninterrupted_run(tmp_path):
     plain = start_stage(uninterrupted)  # alongside: the same training, never interrupted
     os.kill(wait_until_paused(marker, process), signal.SIGKILL)  # mid-epoch 2
     process.wait()
-    assert sorted(p.name for p in (killed / "models/lstm").iterdir()) == [
+    state = resume_state(killed)  # outside the DVC output models/lstm, which holds no checkpoint
+    assert sorted(p.name for p in (killed / state).iterdir()) == [
         "best_model.in_progress.pt",
         "checkpoint_epoch_1.pt",
         "checkpoint_registry.json",
     ]
 
     log = run_stage_to_end(killed)
-    assert "resuming from models/lstm/checkpoint_epoch_1.pt (epoch 1 done)" in log
+    assert f"resuming from {state}/checkpoint_epoch_1.pt (epoch 1 done)" in log
     finish(plain)
 
     assert quality(killed) == quality(uninterrupted)
@@ -216,37 +224,50 @@ def test_killed_stage_resumes_and_ends_like_an_uninterrupted_run(tmp_path):
     for name, tensor in best_weights(killed).items():
         assert torch.equal(tensor, expected[name]), name
     assert not list((killed / "models/lstm").glob(".*.tmp"))  # no partial write left in the DVC output
-    assert not (killed / "models/lstm/best_model.in_progress.pt").exists()
+    assert sorted(p.name for p in (killed / "models/lstm").iterdir()) == [
+        "best_model.pt",
+        "model_config.json",
+        "training_history.json",
+        "vocab.json",
+    ]
+    assert not (killed / ".resume").exists()  # the finished run removed its resume state
 
 
 # ---- (b) a changed run starts fresh, and says why ------------------------------------------------------
-def test_changed_params_data_or_a_finished_run_start_fresh_and_say_why(workdir, caplog):
+def test_changed_params_or_data_train_in_a_directory_of_their_own_and_going_back_resumes(workdir, caplog):
+    """Each run keeps its checkpoints in .resume/train_lstm/<key of its params, data and code>/: a changed
+    run starts fresh beside a killed one, which resumes when its params come back; a finished run removes
+    its own. Within one directory the Trainer's fingerprint still decides (a stale one: says why)."""
     caplog.set_level(logging.INFO)
     workdir["lstm"].update(epochs=4, early_stopping_patience=None)
     with crash_in_epoch(3):
         train_lstm.main(workdir)
+    first = resume_state()
 
     workdir["lstm"]["hidden_dim"] = 10
     caplog.clear()
     with crash_in_epoch(3):
         train_lstm.main(workdir)
-    assert (
-        "not resuming from models/lstm/checkpoint_epoch_2.pt: params changed: lstm.hidden_dim 12 -> 10; "
-        "training from scratch"
-    ) in caplog.text
-    assert "epoch 1/4" in caplog.text
+    assert "epoch 1/4" in caplog.text and "resuming from" not in caplog.text
+    assert len(list(Path(".resume/train_lstm").iterdir())) == 2  # the first run's state is kept beside it
+    changed = next(p for p in Path(".resume/train_lstm").iterdir() if p != first)
 
+    workdir["lstm"]["hidden_dim"] = 12  # back: the first run resumes where it was killed
+    caplog.clear()
+    train_lstm.main(workdir)
+    assert f"resuming from {first}/checkpoint_epoch_2.pt (epoch 2 done)" in caplog.text
+    assert not first.exists() and changed.is_dir()
+
+    # the Trainer's own check, should a directory hold another run's checkpoints
+    shutil.copytree(changed, first)
     rows = Path("data/processed/train.jsonl").read_text().splitlines()
     Path("data/processed/train.jsonl").write_text("\n".join(rows[:-1]) + "\n")
     caplog.clear()
-    train_lstm.main(workdir)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(train_lstm, "resume_directory", lambda params: first)
+        train_lstm.main(workdir)
+    assert "not resuming from " in caplog.text and "params changed: lstm.hidden_dim 10 -> 12" in caplog.text
     assert "input data changed: data/processed/train.jsonl; training from scratch" in caplog.text
-    assert "epoch 1/4" in caplog.text
-    assert not any(r.getMessage().startswith("resuming from") for r in caplog.records)
-
-    caplog.clear()
-    train_lstm.main(workdir)  # nothing changed, but that run finished: train again, do not resume into nothing
-    assert "checkpoint_epoch_4.pt: the run that wrote it had finished; training from scratch" in caplog.text
     assert "epoch 1/4" in caplog.text
 
 
@@ -278,26 +299,27 @@ def test_an_unreadable_checkpoint_is_named_and_training_starts_over(workdir, cap
 
     with crash_in_epoch(4):
         train_lstm.main(workdir)  # leaves checkpoints 2 (the model alone) and 3 (with resume state)
-    assert "optimizer_state_dict" not in load_checkpoint_file("models/lstm/checkpoint_epoch_2.pt")
-    newest = Path("models/lstm/checkpoint_epoch_3.pt")
+    state = resume_state()
+    assert "optimizer_state_dict" not in load_checkpoint_file(state / "checkpoint_epoch_2.pt")
+    newest = state / "checkpoint_epoch_3.pt"
     newest.write_bytes(newest.read_bytes()[: newest.stat().st_size // 2])  # truncated
     caplog.clear()
     train_lstm.main(workdir)
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
-    assert len(warnings) == 1 and "models/lstm/checkpoint_epoch_3.pt: not a readable checkpoint" in warnings[0]
-    assert "not resuming from models/lstm/checkpoint_epoch_2.pt: it holds the model only" in caplog.text
+    assert len(warnings) == 1 and f"{state}/checkpoint_epoch_3.pt: not a readable checkpoint" in warnings[0]
+    assert f"not resuming from {state}/checkpoint_epoch_2.pt: it holds the model only" in caplog.text
     assert quality(Path(".")) == uninterrupted
 
     with crash_in_epoch(4):
         train_lstm.main(workdir)
-    Path("models/lstm/checkpoint_epoch_3.pt").write_text("not a checkpoint")
-    torch.save({"weights": torch.zeros(2)}, "models/lstm/checkpoint_epoch_2.pt")  # a torch file, not ours
+    (state / "checkpoint_epoch_3.pt").write_text("not a checkpoint")
+    torch.save({"weights": torch.zeros(2)}, state / "checkpoint_epoch_2.pt")  # a torch file, not ours
     caplog.clear()
     train_lstm.main(workdir)
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert "checkpoint_epoch_3.pt: not a readable checkpoint" in warnings[0]
     assert "checkpoint_epoch_2.pt: not a readable checkpoint" in warnings[1]
-    assert "no readable checkpoint left in models/lstm; training from scratch" in warnings[2]
+    assert f"no readable checkpoint left in {state}; training from scratch" in warnings[2]
     assert quality(Path(".")) == uninterrupted
 
 
@@ -308,33 +330,37 @@ def test_a_kill_between_a_checkpoint_and_staging_its_model_is_made_good(workdir,
     best = uninterrupted["best_epoch"]
     assert 1 < best < 7  # later epochs do not improve, so only the resume can rewrite the best model
 
-    staged = Path("models/lstm/best_model.in_progress.pt")
     with crash_in_epoch(best + 1):
         train_lstm.main(workdir)
+    state = resume_state()
+    staged = state / "best_model.in_progress.pt"
     # as if killed right after the best epoch's checkpoint was renamed into place: the staged best
     # model and the registry are one save behind
-    torch.save(model_only(load_checkpoint_file(f"models/lstm/checkpoint_epoch_{best - 1}.pt")), staged)
-    registry = json.loads(Path("models/lstm/checkpoint_registry.json").read_text())
+    torch.save(model_only(load_checkpoint_file(state / f"checkpoint_epoch_{best - 1}.pt")), staged)
+    registry = json.loads((state / "checkpoint_registry.json").read_text())
     registry["checkpoints"] = [e for e in registry["checkpoints"] if e["epoch"] != best]
-    Path("models/lstm/checkpoint_registry.json").write_text(json.dumps(registry))
+    (state / "checkpoint_registry.json").write_text(json.dumps(registry))
     caplog.set_level(logging.INFO)
-    train_lstm.main(workdir)
+    with pytest.MonkeyPatch.context() as patch:  # keep the directory, to read its registry afterwards
+        patch.setattr(train_lstm, "discard", lambda work: None)
+        train_lstm.main(workdir)
 
-    assert f"resuming from models/lstm/checkpoint_epoch_{best}.pt (epoch {best} done)" in caplog.text
+    assert f"resuming from {state}/checkpoint_epoch_{best}.pt (epoch {best} done)" in caplog.text
     assert quality(Path(".")) == uninterrupted
     for name, tensor in best_weights(Path(".")).items():
         assert torch.equal(tensor, uninterrupted_weights[name]), name
-    registry = json.loads(Path("models/lstm/checkpoint_registry.json").read_text())
+    registry = json.loads((state / "checkpoint_registry.json").read_text())
     assert f"checkpoint_epoch_{best}.pt" in {e["file"] for e in registry["checkpoints"]}
     assert not staged.exists()  # published, then removed when the run was recorded as finished
+    shutil.rmtree(".resume")
 
     # the staged model gone altogether: the best epoch's checkpoint (kept by rotation) still holds it
     with crash_in_epoch(best + 2):
         train_lstm.main(workdir)
-    staged.unlink()
+    (resume_state() / "best_model.in_progress.pt").unlink()
     caplog.clear()
     train_lstm.main(workdir)
-    assert f"resuming from models/lstm/checkpoint_epoch_{best + 1}.pt" in caplog.text
+    assert f"resuming from {state}/checkpoint_epoch_{best + 1}.pt" in caplog.text
     assert quality(Path(".")) == uninterrupted
     for name, tensor in best_weights(Path(".")).items():
         assert torch.equal(tensor, uninterrupted_weights[name]), name
@@ -356,7 +382,7 @@ def test_an_interrupted_run_leaves_the_previous_complete_model_in_place(workdir,
     workdir["lstm"]["hidden_dim"] = 10  # a new shape; Ctrl-C once its first epoch is saved
     with crash_in_epoch(2, KeyboardInterrupt):
         train_lstm.main(workdir)
-    assert Path("models/lstm/checkpoint_epoch_1.pt").is_file()
+    assert (resume_state() / "checkpoint_epoch_1.pt").is_file()
     assert model_files() == before  # the previous model, whole
     evaluation_main(["--model-dir", "models/lstm", "--split", "val"])
     assert json.loads(capsys.readouterr().out)["macro_recall"] == scores_before["macro_recall"]
@@ -374,11 +400,16 @@ def test_a_run_stopped_while_saving_its_model_is_reported_incomplete_then_finish
     train_lstm.main(workdir)
     workdir["lstm"]["hidden_dim"] = 10
 
+    from src.core import atomic
+
+    publish_copy = atomic.publish_copy
+
     def killed(*args, **kwargs):
+        publish_copy(*args, **kwargs)  # the new best_model.pt into models/lstm, from the resume directory
         raise RuntimeError("killed")
 
     with pytest.MonkeyPatch.context() as patch, pytest.raises(RuntimeError, match="killed"):
-        patch.setattr(Vocabulary, "save", killed)  # after best_model.pt is in place, before model_config.json
+        patch.setattr(atomic, "publish_copy", killed)  # after best_model.pt is in place, before model_config.json
         train_lstm.main(workdir)
     for main, argv in (
         (evaluation_main, ["--model-dir", "models/lstm"]),
@@ -393,7 +424,7 @@ def test_a_run_stopped_while_saving_its_model_is_reported_incomplete_then_finish
 
     caplog.set_level(logging.INFO)
     train_lstm.main(workdir)  # the run had not finished: it resumes and saves the same model again
-    assert "resuming from models/lstm/checkpoint_epoch_" in caplog.text
+    assert "resuming from .resume/train_lstm/" in caplog.text
     assert "epoch 1/" not in caplog.text
     evaluation_main(["--model-dir", "models/lstm", "--split", "val"])
     assert json.loads(capsys.readouterr().out)["macro_recall"] == pytest.approx(
@@ -439,8 +470,9 @@ def test_sigterm_exits_143_naming_a_loadable_checkpoint(tmp_path):
 
     assert process.returncode == 143
     last_line = stderr.strip().splitlines()[-1]
-    assert last_line == "interrupted by SIGTERM: last checkpoint models/lstm/checkpoint_epoch_1.pt (epoch 1)"
-    checkpoint = load_checkpoint_file(tmp_path / "models/lstm/checkpoint_epoch_1.pt")
+    state = resume_state(tmp_path)
+    assert last_line == f"interrupted by SIGTERM: last checkpoint {state}/checkpoint_epoch_1.pt (epoch 1)"
+    checkpoint = load_checkpoint_file(tmp_path / state / "checkpoint_epoch_1.pt")
     assert checkpoint["epoch"] == 1 and checkpoint["fingerprint"]["params"]["lstm.seed"] == 3
 
 
@@ -543,9 +575,12 @@ def test_killed_train_bert_resumes_and_ends_with_the_metrics_of_an_uninterrupted
     os.kill(wait_until_paused(marker, process), signal.SIGKILL)  # mid-epoch 2
     process.wait()
     assert process.returncode == -signal.SIGKILL and not (killed / "metrics/bert/train.json").exists()
+    state = resume_state(killed, "train_bert")
+    newest = load_checkpoint_file(killed / state / "checkpoint_epoch_1.pt")
+    assert "optimizer_state_dict" in newest  # the newest checkpoint holds the resume state
 
     log = run_stage_to_end(killed, "stages.train_bert")
-    assert "resuming from models/bert/checkpoint_epoch_1.pt (epoch 1 done)" in log
+    assert f"resuming from {state}/checkpoint_epoch_1.pt (epoch 1 done)" in log
     finish(plain)
 
     def results(directory: Path) -> tuple:
@@ -568,11 +603,10 @@ def test_killed_train_bert_resumes_and_ends_with_the_metrics_of_an_uninterrupted
         assert torch.equal(tensor, expected[name]), name
     # one model in the directory: the export is stamped with best_model.pt's id
     assert json.loads((killed / "models/bert/model/model_id.json").read_text())["model_id"] == best["model_id"]
-    # sizes: the best model and all but the newest checkpoint hold the model alone
+    # sizes: the best model holds the model alone, and the DVC output no checkpoint (they stayed in
+    # .resume/train_bert/<key>/, removed once the model was published)
     assert "optimizer_state_dict" not in best
-    for epoch in range(1, BERT_EPOCHS + 1):
-        checkpoint = load_checkpoint_file(killed / f"models/bert/checkpoint_epoch_{epoch}.pt")
-        assert ("optimizer_state_dict" in checkpoint) == (epoch == BERT_EPOCHS), epoch
+    assert not list((killed / "models/bert").glob("checkpoint_*")) and not (killed / ".resume").exists()
 
 
 def test_a_bert_run_stopped_while_exporting_is_reported_incomplete_then_finished(
@@ -625,24 +659,7 @@ def test_a_bert_run_stopped_while_exporting_is_reported_incomplete_then_finished
     assert json.loads(capsys.readouterr().out)["text"] == "hi"
 
 
-# ---- (f) DVC keeps the resume state ---------------------------------------------------------------------
-def test_dvc_persists_the_training_outputs_that_hold_resume_state():
-    stages = yaml_stages()
-    for stage, directory in (("train_lstm", "models/lstm"), ("train_bert", "models/bert")):
-        outs = {
-            name: options
-            for out in stages[stage]["outs"]
-            for name, options in (out.items() if isinstance(out, dict) else [(out, {})])
-        }
-        assert outs[directory] == {"persist": True}, stage
-
-
-def yaml_stages() -> dict:
-    from ruamel.yaml import YAML
-
-    return YAML(typ="safe", pure=True).load((REPO / "dvc.yaml").read_text())["stages"]
-
-
+# ---- (f) under `dvc repro`: the resume state outside the DVC output (tests/test_run_cache.py: the run-cache) ---
 def test_dvc_repro_resumes_train_lstm_after_the_stage_was_killed(project, tmp_path):  # noqa: F811
     """Why this test once failed about 1 run in 8: it waited for checkpoint_epoch_1.pt with a 60 s
     deadline that covered a whole first `dvc repro` (four upstream stages, the training process's
@@ -687,5 +704,5 @@ def test_dvc_repro_resumes_train_lstm_after_the_stage_was_killed(project, tmp_pa
     output, _ = again.communicate(timeout=HANG_GUARD_S)
     assert again.returncode == 0, output
     assert "Running stage 'train_lstm'" in output and "Running stage 'preprocess'" not in output, output
-    assert "resuming from models/lstm/checkpoint_epoch_1.pt (epoch 1 done)" in output, output
+    assert "resuming from .resume/train_lstm/" in output and "/checkpoint_epoch_1.pt (epoch 1 done)" in output, output
     assert json.loads((work / "metrics/lstm/train.json").read_text())["epochs"] == SLOW_LSTM["epochs"]

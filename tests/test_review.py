@@ -46,19 +46,58 @@ def workflow_commands() -> list[list[str]]:
 def test_workflow_runs_on_pull_requests_and_posts_the_report_with_cml():
     workflow = YAML(typ="safe", pure=True).load(WORKFLOW.read_text())
     assert workflow["on"] == "pull_request"
+    assert workflow["permissions"] == {"contents": "read"}  # the pull request's token writes nothing
+    assert workflow["concurrency"]["cancel-in-progress"] is True  # a new push cancels the old review
     commands = [" ".join(words) for words in workflow_commands()]
     order = [
         "python -m pip install -r requirements.txt",
         "python -m dvc pull --run-cache",
-        "python -m dvc repro",
+        "python -m dvc repro --pull",  # a stage in the run-cache: restored, its outputs pulled
         "python -m src.review --base origin/main",
-        "cml comment update --publish",  # one comment per pull request, updated on each push
     ]
     positions = [next(i for i, c in enumerate(commands) if c.startswith(expected)) for expected in order]
     assert positions == sorted(positions), commands
-    post = next(step for step in workflow["jobs"]["review"]["steps"] if "cml comment" in step.get("run", ""))
+    review = workflow["jobs"]["review"]
+    # no remote (a fork, a pull request from one): a job that says so, and the review is skipped
+    assert review["needs"] == "remote" and review["if"] == "needs.remote.outputs.configured == 'true'"
+    check = workflow["jobs"]["remote"]["steps"][0]["run"]
+    assert "::notice title=review skipped::" in check and "GITHUB_STEP_SUMMARY" in check
+    # the Hugging Face and DVC caches, keyed on dvc.lock
+    caches = {s["with"]["path"]: s["with"] for s in review["steps"] if s.get("uses", "").startswith("actions/cache@")}
+    assert set(caches) == {"~/.cache/huggingface", ".dvc/cache"}
+    assert all("hashFiles('dvc.lock')" in cache["key"] for cache in caches.values())
+    upload = next(s for s in review["steps"] if s.get("uses", "").startswith("actions/upload-artifact@"))
+    assert upload["with"]["name"] == "review" and "pull-request/" in upload["with"]["path"]
+
+    # the comment: from a workflow_run workflow (the base repository's token), which runs nothing of the PR
+    comment = YAML(typ="safe", pure=True).load((REPO / ".github/workflows/review-comment.yml").read_text())
+    assert comment["on"] == {"workflow_run": {"workflows": [workflow["name"]], "types": ["completed"]}}
+    assert comment["permissions"] == {"actions": "read", "pull-requests": "write"}
+    steps = comment["jobs"]["comment"]["steps"]
+    assert not [s for s in steps if s.get("uses", "").startswith("actions/checkout")]
+    post = next(step for step in steps if "cml comment update" in step.get("run", ""))
     # the report and the PNGs it links by relative path, from the directory src.review wrote
-    assert post["working-directory"] == "review" and commands[positions[-1]].endswith(" report.md")
+    assert post["working-directory"] == "artifact/review"
+    assert 'cml comment update --target "pr/${{ steps.pr.outputs.number }}" --publish report.md' in post["run"]
+
+
+def test_the_workflows_use_actions_on_a_current_runtime():
+    """Each action at (or past) its first major on Node 24: the Node 20 ones are retired by GitHub."""
+    current = {
+        "actions/checkout": 5,
+        "actions/setup-python": 6,
+        "actions/cache": 5,
+        "actions/upload-artifact": 6,
+        "actions/download-artifact": 7,
+    }
+    for path in sorted((REPO / ".github/workflows").glob("*.yml")):
+        workflow = YAML(typ="safe", pure=True).load(path.read_text())
+        for job in workflow["jobs"].values():
+            for step in job["steps"]:
+                if "uses" in step:
+                    action, _, version = step["uses"].partition("@")
+                    assert action in current, f"{path.name}: {action} (no known current version)"
+                    assert int(version.lstrip("v").split(".")[0]) >= current[action], f"{path.name}: {step['uses']}"
 
 
 def test_the_pull_request_workflow_runs_lint_and_the_quick_tests_on_the_cpu_build_with_a_pip_cache():
