@@ -34,11 +34,12 @@ def free_port() -> int:
 
 
 class PostgresServer:
-    """``start()`` initializes and starts a server (trust authentication, 127.0.0.1 only); ``url(db)``;
+    """``start()`` initializes and starts a server (trust authentication, or SCRAM with ``password``; 127.0.0.1
+    only); ``url(db)``;
     ``create_database(name)``; ``stop()`` stops it and removes its directory."""
 
-    def __init__(self, bindir: Path):
-        self.bindir, self.port = bindir, free_port()
+    def __init__(self, bindir: Path, password: str | None = None):
+        self.bindir, self.port, self.password = bindir, free_port(), password
         self.root = Path(tempfile.mkdtemp(prefix="test-postgres-"))  # not under pytest's 0700 root-owned tree
         self.data, self.log = self.root / "data", self.root / "server.log"
         self.prefix: list[str] = []
@@ -57,12 +58,20 @@ class PostgresServer:
             raise RuntimeError(f"{' '.join(args)} failed:\n{result.stdout}\n{result.stderr}\n{log}")
 
     def start(self) -> None:
-        self._run(str(self.bindir / "initdb"), "-D", str(self.data), "-U", "postgres", "--auth=trust", "--no-sync")
+        auth = ["--auth=trust"]
+        if self.password is not None:  # the server asks for it (SCRAM), as a team's server would
+            pwfile = self.root / "pwfile"
+            pwfile.write_text(self.password + "\n")
+            if self.prefix:
+                shutil.chown(pwfile, self.prefix[2])
+            auth = ["--auth=scram-sha-256", f"--pwfile={pwfile}"]
+        self._run(str(self.bindir / "initdb"), "-D", str(self.data), "-U", "postgres", *auth, "--no-sync")
         options = f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 -c fsync=off"
         self._run(str(self.bindir / "pg_ctl"), "-D", str(self.data), "-l", str(self.log), "-o", options, "-w", "start")
 
     def url(self, database: str = "postgres") -> str:
-        return f"postgresql://postgres@127.0.0.1:{self.port}/{database}"
+        user = "postgres" if self.password is None else f"postgres:{self.password}"
+        return f"postgresql://{user}@127.0.0.1:{self.port}/{database}"
 
     def create_database(self, name: str) -> str:
         import psycopg

@@ -45,6 +45,7 @@ STAGES = (
     "tune",
     "train_tfidf",
     "ensemble",
+    "export_bert",
     "evaluate@bert",
     "evaluate@lstm",
     "evaluate@tune_best",
@@ -71,6 +72,63 @@ def _stages_run(output: str) -> set[str]:
 
 def _stages_restored(output: str) -> set[str]:
     return {stage for stage in STAGES if f"Stage '{stage}' is cached - skipping run" in output}
+
+
+HUB_TEXTS = ["@bob what a great day :) 😂 &amp; http://t.co/x", "worst   service\tever 😡", "meh. #monday ♥"]
+
+
+def _check_hub_export(work: Path, env: dict, test_figures: dict) -> None:
+    """models/bert_hub, the README's model path: transformers.pipeline() gives src.predict's probabilities (to
+    1e-4) on normalised test tweets, with the normalize.py shipped beside the weights; the model card reads
+    with huggingface_hub and its model-index holds evaluate@bert's test figures; `dvc artifacts get` of a
+    registered version (a GTO tag) downloads the same directory."""
+    import importlib.util
+
+    from huggingface_hub import ModelCard
+    from transformers import pipeline
+
+    from src.data.preprocess import normalize_tweet
+    from tests.fixtures import tiny_splits
+
+    export = work / "models/bert_hub"
+    texts = [text for text, _ in tiny_splits()["test"]] + HUB_TEXTS
+    spec = importlib.util.spec_from_file_location("exported_normalize", export / "normalize.py")
+    shipped = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(shipped)
+    assert [shipped.normalize_tweet(t) for t in texts] == [normalize_tweet(t) for t in texts]
+
+    out = run_checked([sys.executable, "-m", "src.predict", "--model", "models/bert_hub", *texts], work, env)
+    ours = [json.loads(line)["probabilities"] for line in out.splitlines() if line.startswith("{")]
+    classify = pipeline("text-classification", model=str(export), top_k=None, device="cpu")
+    theirs = classify([shipped.normalize_tweet(t) for t in texts], truncation=True)
+    assert len(ours) == len(theirs) == len(texts)
+    for mine, scores in zip(ours, theirs):
+        assert {s["label"] for s in scores} == set(mine) == {"negative", "neutral", "positive"}
+        for score in scores:
+            assert score["score"] == pytest.approx(mine[score["label"]], abs=1e-4)
+
+    card = ModelCard.load(export / "README.md")
+    results = {(r.metric_type, r.metric_name): r for r in card.data.eval_results}
+    assert {r.dataset_type for r in results.values()} == {"cardiffnlp/tweet_eval"}
+    assert {r.dataset_split for r in results.values()} == {"test"}
+    assert (
+        results[("recall", "Macro recall (TweetEval's sentiment score)")].metric_value == test_figures["macro_recall"]
+    )
+    assert results[("f1", "Macro F1")].metric_value == test_figures["macro_f1"]
+    assert results[("accuracy", "Accuracy")].metric_value == test_figures["accuracy"]
+    assert card.data.pipeline_tag == "text-classification" and card.data.license
+    assert "normalize_tweet" in card.text
+
+    # a registered version of the artifact (GTO's tag, as `gto register bert` writes it), then DVC's download
+    run_checked(["git", "add", "-A"], work, env)
+    run_checked(["git", "commit", "-qm", "model"], work, env)
+    run_checked(["git", "tag", "-a", "bert@v0.1.0", "-m", "Registering artifact bert version v0.1.0"], work, env)
+    got = work.parent / "artifact-bert"
+    run_checked(
+        [sys.executable, "-m", "dvc", "artifacts", "get", ".", "bert", "--rev", "v0.1.0", "-o", str(got)], work, env
+    )
+    assert sorted(p.name for p in got.iterdir()) == sorted(p.name for p in export.iterdir())
+    assert (got / "model.safetensors").read_bytes() == (export / "model.safetensors").read_bytes()
 
 
 def test_review_round_trip(project, tmp_path):
@@ -155,6 +213,8 @@ def test_review_round_trip(project, tmp_path):
             rows = (work / f"predictions/{name}/probs_{split}.csv").read_text().splitlines()
             assert rows[0] == "negative,neutral,positive" and len(rows) == 13, (name, split)
 
+    _check_hub_export(work, env, tests["bert"])
+
     # the author publishes: the team's remote (the README's one command), git to a bare origin, outputs and
     # run-cache to the DVC remote
     remote = tmp_path / "dvc-remote"
@@ -185,9 +245,9 @@ def test_review_round_trip(project, tmp_path):
     out = run_checked(dvc + ["exp", "run", "-n", "lr-3e-5", "-S", "learning_rate=3e-5"], clone, env)
     # the ensemble re-fits on BERT's new probabilities; it is re-scored when its combination changed
     assert (
-        {"train_bert", "evaluate@bert", "ensemble"}
+        {"train_bert", "evaluate@bert", "export_bert", "ensemble"}
         <= _stages_run(out)
-        <= {"train_bert", "evaluate@bert", "ensemble", "evaluate@ensemble"}
+        <= {"train_bert", "evaluate@bert", "export_bert", "ensemble", "evaluate@ensemble"}
     ), out
     # -S changed exactly one line of params.yaml: the pull request shows the change, nothing else
     numstat = run_checked(["git", "diff", "--numstat", "params.yaml"], clone, env).split()
@@ -199,7 +259,7 @@ def test_review_round_trip(project, tmp_path):
     # readable in a 120-column terminal: the experiment, the param, each changed model's test macro-recall
     # (the changed models' dependency hashes, 32 hex digits each, come last and fold into one "…" column;
     # --drop removes them, as the README shows)
-    for drop in ([], ["--drop", "^(models|predictions)/"]):
+    for drop in ([], ["--drop", "^(models|predictions|metrics)/"]):
         table = run_checked(
             dvc + ["exp", "show", "--only-changed", "--no-pager", *drop], clone, {**env, "COLUMNS": "120"}
         )
@@ -209,7 +269,7 @@ def test_review_round_trip(project, tmp_path):
         names = [name for name in header if name != "…"]
         assert {"learning_rate", "bert.test", "bert.val"} <= set(names), table  # whole names, none cut
         models = {f"{m}.{s}" for m in MODELS for s in ("test", "val")}
-        dependencies = {name for name in names if name.startswith(("models/", "predictions/"))}
+        dependencies = {name for name in names if name.startswith(("models/", "predictions/", "metrics/"))}
         assert not (dependencies and drop), table
         assert set(names) - dependencies <= {"Experiment", "Created", "learning_rate", *models}, table
         assert "…" not in header if drop else header.count("…") <= 1, table

@@ -57,6 +57,7 @@ STAGES = (
     "tune",
     "train_tfidf",
     "ensemble",
+    "export_bert",
     "evaluate@bert",
     "evaluate@lstm",
     "evaluate@tune_best",
@@ -153,8 +154,8 @@ def test_going_back_to_the_baseline_and_a_fresh_clone_restore_every_stage_from_t
 
     out = _timed(transcript, dvc + ["exp", "run", "-S", f"learning_rate={EXPERIMENT_LR}"], work, env)
     retrained = _ran(out)
-    assert {"train_bert", "evaluate@bert", "ensemble"} <= retrained, out
-    assert retrained <= {"train_bert", "evaluate@bert", "ensemble", "evaluate@ensemble"}, out
+    assert {"train_bert", "evaluate@bert", "export_bert", "ensemble"} <= retrained, out
+    assert retrained <= {"train_bert", "evaluate@bert", "export_bert", "ensemble", "evaluate@ensemble"}, out
     experiment = (work / "metrics/bert/macro_recall.json").read_text()
 
     out = _timed(transcript, dvc + ["exp", "run", "-S", f"learning_rate={BASELINE_LR}"], work, env)

@@ -143,3 +143,57 @@ def test_a_worker_elsewhere_needs_the_database_and_the_artifact_store_and_a_tria
     frozen = trial.study.trials[0]
     with pytest.raises(PipelineError, match=r"config_0: missing; trial 0 ran on gpu-7 and no artifact store holds"):
         fetch_trial_dir(None, frozen, tmp_path / "config_0")
+
+
+def test_the_tune_stage_depends_on_every_tune_key_but_the_storage_url():
+    """dvc.lock records a stage's params: tune.storage (a database URL, perhaps with a password) is left out,
+    every other key of params.yaml's tune section is listed, so a changed search still re-runs the stage."""
+    from ruamel.yaml import YAML
+
+    yaml = YAML(typ="safe", pure=True)
+    listed = set(yaml.load((REPO / "dvc.yaml").read_text())["stages"]["tune"]["params"])
+    keys = {f"tune.{key}" for key in yaml.load((REPO / "params.yaml").read_text())["tune"]}
+    assert "tune" not in listed and "tune.storage" not in listed
+    assert keys - {"tune.storage"} <= listed, keys - listed
+
+
+@pytest.mark.slow
+def test_a_password_in_tune_storage_reaches_no_file_and_no_output(project, tmp_path):
+    """`dvc repro tune` against a real PostgreSQL that asks for a password (SCRAM): the search runs, and the
+    password is in no file of the repository (dvc.lock, DVC's cache and run-cache, metrics, models) and in no
+    line DVC or the stage printed; only params.yaml, where the user wrote it, holds it."""
+    from tests.fixtures import run_checked, set_params, write_tiny_bert
+    from tests.postgres import PostgresServer, server_binaries
+
+    if server_binaries() is None:
+        pytest.skip("needs the PostgreSQL server (tests/postgres.py)")
+    password = "Pg-S3cret-4242"
+    server = PostgresServer(server_binaries(), password=password)
+    server.start()
+    try:
+        work, env = project
+        set_params(
+            work / "params.yaml",
+            {
+                "model_name": str(write_tiny_bert(tmp_path / "tiny-bert")),
+                "num_epochs": 1,
+                "batch_size": 4,
+                "max_length": 32,
+                "bert.eval_batch_size": 16,
+                "tune.n_trials": 1,
+                "tune.train_fraction": 1.0,
+                "tune.storage": server.url("postgres"),
+            },
+        )
+        out = run_checked([sys.executable, "-m", "dvc", "repro", "tune"], work, {**env, "OMP_NUM_THREADS": "1"})
+        assert "Running stage 'tune'" in out and password not in out, out
+        assert json.loads((work / "metrics/tune.json").read_text())["best_trial"] is not None
+        leaked = [
+            path.relative_to(work)
+            for path in work.rglob("*")
+            if path.is_file() and path.name != "params.yaml" and password.encode() in path.read_bytes()
+        ]
+        assert not leaked, leaked
+        assert "tune.storage" not in (work / "dvc.lock").read_text()
+    finally:
+        server.stop()

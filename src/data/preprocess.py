@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import codecs
 import csv
-import html
 import io
 import json
 import os
 import re
-import unicodedata
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -18,6 +16,10 @@ from typing import BinaryIO
 
 from src.core.atomic import atomic_open
 from src.core.errors import DataError
+
+# the normalisation has a module of its own (standard library only: the Hub export ships it); its names are
+# imported from here too
+from src.data.normalization import MAX_TEXT_CHARS, normalize_tweet, symbols_as_words  # noqa: F401
 
 SPLITS = ("train", "val", "test")
 # What error messages call the settings that shape reading: params.yaml's keys, and the advice for a
@@ -31,68 +33,6 @@ PARAMS_NAMES = {
     "val_size": "data.csv.val_size",
     "test_size": "data.csv.test_size",
 }
-_WHITESPACE = re.compile(r"\s+")
-# a flag is a pair of regional-indicator letters; the joiner and the variation selectors only shape
-# how an emoji is drawn (U+200D, U+FE0E, U+FE0F), as do the skin-tone modifiers
-_FLAG = re.compile("[\U0001f1e6-\U0001f1ff]{2}")
-_EMOJI_SHAPING = {"\u200d", "\ufe0e", "\ufe0f"}
-
-
-# a tweet is at most 280 characters (its emoji as names, a few times that): past this nothing is a tweet,
-# and each text is cut here, before and after every transform that makes it longer or costs more per character
-MAX_TEXT_CHARS = 4096
-
-
-def normalize_tweet(text: str) -> str:
-    """TweetEval's rule plus what the models need.
-
-    TweetEval: tokens split on spaces; ``@mention`` tokens become ``@user``; tokens starting
-    with ``http`` are dropped. Added: HTML entities unescaped (``&amp;`` -> ``&``), Unicode NFC,
-    emoji as words (``symbols_as_words``), all whitespace (tabs, newlines, U+2028...) collapsed to
-    one space, ends stripped.
-    """
-    # the cost is bounded by what each transform makes: cut before NFC (quadratic in a run of combining
-    # marks) and again after the emoji became names (each grows ~30x), on the expanded text
-    text = html.unescape(text[: MAX_TEXT_CHARS * 8])[:MAX_TEXT_CHARS]
-    text = symbols_as_words(unicodedata.normalize("NFC", text))[:MAX_TEXT_CHARS]
-    tokens = []
-    for token in _WHITESPACE.split(text):
-        if not token or token.startswith("http"):
-            continue
-        tokens.append("@user" if token.startswith("@") and len(token) > 1 else token)
-    return " ".join(tokens)
-
-
-def symbols_as_words(text: str) -> str:
-    """Emoji and other pictographic symbols as their Unicode names: ``😂`` -> `` face with tears of joy ``.
-
-    The encoders' vocabularies have no emoji (MiniLM's tokenizer reads each as [UNK]) and neither
-    has TweetEval's train split, so a symbol the models cannot read becomes words they can, as
-    BERTweet's normalisation does with the ``emoji`` package; the names come from Python's own
-    Unicode database. A flag (two regional-indicator letters) becomes ``flag``; joiners, variation
-    selectors and skin-tone modifiers, which only shape how an emoji is drawn, are dropped. ASCII
-    symbols (``^``, `````) stay as they are.
-    """
-    if text.isascii():
-        return text
-    text = _FLAG.sub(" flag ", text)
-    pieces = []
-    length = 0
-    for char in text:
-        if length > MAX_TEXT_CHARS:  # measured on the expanded text: nothing past the cap is kept
-            break
-        if char in _EMOJI_SHAPING:
-            continue
-        category = "" if char.isascii() else unicodedata.category(char)
-        if category not in ("So", "Sk"):
-            pieces.append(char)
-            continue
-        name = unicodedata.name(char, "")
-        if name.startswith("EMOJI MODIFIER") or not name:
-            continue
-        pieces.append(f" {name.lower()} " if category == "So" else char)
-        length += len(pieces[-1])
-    return "".join(pieces)
 
 
 @dataclass

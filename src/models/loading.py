@@ -37,8 +37,18 @@ class TrainedModel:
     mixed_precision: bool  # the precision it was validated in while training
 
 
+def bert_export_of(model_dir: str | os.PathLike) -> Path | None:
+    """The ``save_pretrained`` directory of a BERT model directory: ``model/`` of train_bert's (or a tune
+    trial's) output, or the directory itself when it is one (export_bert's models/bert_hub); else None."""
+    model_dir = Path(model_dir)
+    for export in (model_dir / "model", model_dir):
+        if (export / "config.json").is_file():
+            return export
+    return None
+
+
 def is_bert_dir(model_dir: str | os.PathLike) -> bool:
-    return (Path(model_dir) / "model" / "config.json").is_file()  # train_bert's save_pretrained export
+    return bert_export_of(model_dir) is not None
 
 
 def load_lstm(model_dir: str | os.PathLike, device: torch.device):
@@ -133,7 +143,8 @@ def _load_bert_export(export: Path, device: torch.device):
 
 
 def load_model(model_dir: str | os.PathLike, device: str | torch.device = "auto") -> TrainedModel:
-    """``models/bert`` (or a tune trial directory) holding a ``model/`` export, or ``models/lstm``."""
+    """``models/bert`` (or a tune trial directory) holding a ``model/`` export, ``models/bert_hub`` (an export
+    itself), ``models/lstm`` or ``models/tfidf``."""
     device, model_dir = resolve_device(device), Path(model_dir)
     check_model_dir(model_dir)  # no link out of the repository, no oversized config before it is parsed
     if is_bert_dir(model_dir):
@@ -141,7 +152,7 @@ def load_model(model_dir: str | os.PathLike, device: str | torch.device = "auto"
 
         from src.models.bert_data import TokenizedTweets
 
-        export = model_dir / "model"
+        export = bert_export_of(model_dir)
         check_bert_export(model_dir, export)
         model, tokenizer, label_names = _load_bert_export(export, device)
         # train_bert stores its max_length as the tokenizer's model_max_length
@@ -170,7 +181,8 @@ def load_model(model_dir: str | os.PathLike, device: str | torch.device = "auto"
     if tfidf is not None:
         return tfidf
     raise PipelineError(
-        f"{model_dir}: not a trained model directory (expected model/config.json from train_bert, "
+        f"{model_dir}: not a trained model directory (expected model/config.json from train_bert, config.json "
+        "from export_bert, "
         "model_config.json from train_lstm or tfidf_config.json from train_tfidf)"
     )
 
