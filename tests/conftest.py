@@ -9,14 +9,22 @@ import copy
 import http.server
 import os
 import shutil
-import sys
 import threading
 
 import numpy as np
 import pytest
 import torch
 
-from tests.fixtures import REPO, TINY_LSTM, DownloadHandler, run_checked, synthetic_split, write_mirror, write_tiny_bert
+from tests.fixtures import (
+    REPO,
+    TINY_LSTM,
+    DownloadHandler,
+    init_git_dvc_repo,
+    run_checked,
+    synthetic_split,
+    write_mirror,
+    write_tiny_bert,
+)
 
 # The slowest tests: whole `dvc repro` runs in temporary repositories, real SIGKILLs of training processes,
 # torchrun with 2 processes, Optuna searches and the benchmarks. `pytest -m "not slow"` leaves them out for a
@@ -148,13 +156,7 @@ def project(tmp_path):
         "DVC_NO_ANALYTICS": "1",
     }
     env.pop("PYTHONSAFEPATH", None)
-    for cmd in (
-        ["git", "init", "-q"],
-        ["git", "config", "user.email", "t@example.com"],
-        ["git", "config", "user.name", "test"],
-        [sys.executable, "-m", "dvc", "init", "-q"],
-    ):
-        run_checked(cmd, work, env)
+    init_git_dvc_repo(work, env)
     shutil.copytree(REPO / ".dvc/plots", work / ".dvc/plots")  # the plot templates dvc.yaml names
     for cmd in (["git", "add", "-A"], ["git", "commit", "-qm", "init"]):
         run_checked(cmd, work, env)

@@ -6,6 +6,7 @@ import http.server
 import random
 import socket
 import subprocess
+import sys
 import zipfile
 from pathlib import Path
 
@@ -236,3 +237,50 @@ def set_params(path: Path, updates: dict) -> None:
             section = section[parent]
         section[key] = value
     yaml.dump(params, path)
+
+
+# every stage of dvc.yaml, as `dvc repro` names them in its output
+PIPELINE_STAGES = (
+    "download_data",
+    "download_glove",
+    "preprocess",
+    "build_vocab",
+    "train_bert",
+    "train_lstm",
+    "tune",
+    "train_tfidf",
+    "ensemble",
+    "export_bert",
+    "evaluate@bert",
+    "evaluate@lstm",
+    "evaluate@tune_best",
+    "evaluate@tfidf",
+    "evaluate@ensemble",
+    "evaluate@majority",
+)
+
+
+def stages_run(output: str) -> set[str]:
+    """The stages a `dvc repro` / `dvc exp run` output says it ran."""
+    return {stage for stage in PIPELINE_STAGES if f"Running stage '{stage}'" in output}
+
+
+def stages_restored(output: str) -> set[str]:
+    """The stages it restored from the run-cache."""
+    return {stage for stage in PIPELINE_STAGES if f"Stage '{stage}' is cached - skipping run" in output}
+
+
+def stages_unchanged(output: str) -> set[str]:
+    """The stages it found up to date."""
+    return {stage for stage in PIPELINE_STAGES if f"Stage '{stage}' didn't change, skipping" in output}
+
+
+def init_git_dvc_repo(work: Path, env: dict) -> None:
+    """``git init`` and ``dvc init`` in ``work``, with a committer identity."""
+    for cmd in (
+        ["git", "init", "-q"],
+        ["git", "config", "user.email", "t@example.com"],
+        ["git", "config", "user.name", "test"],
+        [sys.executable, "-m", "dvc", "init", "-q"],
+    ):
+        run_checked(cmd, work, env)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.fixtures import run_checked
+from tests.fixtures import init_git_dvc_repo, run_checked
 
 REPO = Path(__file__).resolve().parents[1]
 DVC_YAML = """\
@@ -61,13 +61,7 @@ def _repo(tmp_path: Path) -> tuple[Path, dict]:
     work = tmp_path / "repo"
     work.mkdir()
     env = {**os.environ, "DVC_NO_ANALYTICS": "1"}
-    for cmd in (
-        ["git", "init", "-q"],
-        ["git", "config", "user.email", "t@example.com"],
-        ["git", "config", "user.name", "test"],
-        [sys.executable, "-m", "dvc", "init", "-q"],
-    ):
-        run_checked(cmd, work, env)
+    init_git_dvc_repo(work, env)
     for name in ("config", "plots_offline.html"):
         shutil.copy(REPO / ".dvc" / name, work / ".dvc" / name)
     (work / "dvc.yaml").write_text(DVC_YAML)

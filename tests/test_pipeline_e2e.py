@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from src.core.params import load_params
-from tests.fixtures import REPO, run_checked, set_params
+from tests.fixtures import PIPELINE_STAGES, REPO, run_checked, set_params, stages_run
 
 
 def test_missing_glove_dimension_fails_clearly(project):
@@ -35,24 +35,7 @@ def _flat(tree: dict, prefix: str = "") -> dict:
     return flat
 
 
-STAGES = (
-    "download_data",
-    "download_glove",
-    "preprocess",
-    "build_vocab",
-    "train_bert",
-    "train_lstm",
-    "tune",
-    "train_tfidf",
-    "ensemble",
-    "export_bert",
-    "evaluate@bert",
-    "evaluate@lstm",
-    "evaluate@tune_best",
-    "evaluate@tfidf",
-    "evaluate@ensemble",
-    "evaluate@majority",
-)
+STAGES = PIPELINE_STAGES
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 MODELS = ("bert", "lstm", "tune_best", "tfidf", "ensemble", "majority")
 
@@ -64,14 +47,6 @@ def yaml_value(path: Path, dotted: str):
     for key in dotted.split("."):
         value = value[key]
     return value
-
-
-def _stages_run(output: str) -> set[str]:
-    return {stage for stage in STAGES if f"Running stage '{stage}'" in output}
-
-
-def _stages_restored(output: str) -> set[str]:
-    return {stage for stage in STAGES if f"Stage '{stage}' is cached - skipping run" in output}
 
 
 HUB_TEXTS = ["@bob what a great day :) 😂 &amp; http://t.co/x", "worst   service\tever 😡", "meh. #monday ♥"]
@@ -174,7 +149,7 @@ def test_review_round_trip(project, tmp_path):
         },
     )
     out = run_checked(dvc + ["repro"], work, env)
-    assert _stages_run(out) == set(STAGES), out
+    assert stages_run(out) == set(STAGES), out
 
     # the data half: TweetEval layout from the mirror -> processed splits -> vocabulary + GloVe rows
     data = json.loads((work / "metrics/data.json").read_text())
@@ -246,7 +221,7 @@ def test_review_round_trip(project, tmp_path):
     # the ensemble re-fits on BERT's new probabilities; it is re-scored when its combination changed
     assert (
         {"train_bert", "evaluate@bert", "export_bert", "ensemble"}
-        <= _stages_run(out)
+        <= stages_run(out)
         <= {"train_bert", "evaluate@bert", "export_bert", "ensemble", "evaluate@ensemble"}
     ), out
     # -S changed exactly one line of params.yaml: the pull request shows the change, nothing else

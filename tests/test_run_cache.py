@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from src.checkpoints.resume_dir import publish, resume_dir, run_key
+from tests.fixtures import PIPELINE_STAGES, stages_restored, stages_run, stages_unchanged
 
 
 def test_equal_fingerprints_share_a_key_and_a_changed_one_gets_its_own():
@@ -47,24 +48,7 @@ def test_publish_replaces_the_output_with_the_model_files_and_removes_the_resume
 
 
 # ---- end to end: DVC's run-cache covers every stage, and a killed training stage still resumes -------------
-STAGES = (
-    "download_data",
-    "download_glove",
-    "preprocess",
-    "build_vocab",
-    "train_bert",
-    "train_lstm",
-    "tune",
-    "train_tfidf",
-    "ensemble",
-    "export_bert",
-    "evaluate@bert",
-    "evaluate@lstm",
-    "evaluate@tune_best",
-    "evaluate@tfidf",
-    "evaluate@ensemble",
-    "evaluate@majority",
-)
+STAGES = PIPELINE_STAGES
 BASELINE_LR, EXPERIMENT_LR = "5e-5", "3e-5"  # params.yaml's learning_rate, and the experiment's
 TINY = {  # tests/test_pipeline_e2e.py's settings, with params.yaml's learning rate
     "num_epochs": 2,
@@ -78,18 +62,6 @@ TINY = {  # tests/test_pipeline_e2e.py's settings, with params.yaml's learning r
     "tune.train_fraction": 1.0,
     "evaluate.batch_size": 16,
 }
-
-
-def _ran(output: str) -> set[str]:
-    return {stage for stage in STAGES if f"Running stage '{stage}'" in output}
-
-
-def _restored(output: str) -> set[str]:
-    return {stage for stage in STAGES if f"Stage '{stage}' is cached - skipping run" in output}
-
-
-def _unchanged(output: str) -> set[str]:
-    return {stage for stage in STAGES if f"Stage '{stage}' didn't change, skipping" in output}
 
 
 def _timed(transcript: list, command: list[str], cwd, env) -> str:
@@ -137,7 +109,7 @@ def test_going_back_to_the_baseline_and_a_fresh_clone_restore_every_stage_from_t
     transcript: list[str] = []
 
     out = _timed(transcript, dvc + ["repro"], work, env)
-    assert _ran(out) == set(STAGES), out
+    assert stages_run(out) == set(STAGES), out
     assert not _stages_without_a_run_cache_entry(work)  # every stage has its entry
     assert not (work / ".resume").exists()  # each run published and removed its resume state
     run_checked(["git", "init", "-q", "--bare", str(origin)], tmp_path, env)
@@ -153,15 +125,15 @@ def test_going_back_to_the_baseline_and_a_fresh_clone_restore_every_stage_from_t
     baseline = (work / "metrics/bert/macro_recall.json").read_text()
 
     out = _timed(transcript, dvc + ["exp", "run", "-S", f"learning_rate={EXPERIMENT_LR}"], work, env)
-    retrained = _ran(out)
+    retrained = stages_run(out)
     assert {"train_bert", "evaluate@bert", "export_bert", "ensemble"} <= retrained, out
     assert retrained <= {"train_bert", "evaluate@bert", "export_bert", "ensemble", "evaluate@ensemble"}, out
     experiment = (work / "metrics/bert/macro_recall.json").read_text()
 
     out = _timed(transcript, dvc + ["exp", "run", "-S", f"learning_rate={BASELINE_LR}"], work, env)
-    assert not _ran(out), out  # back to the baseline: nothing trains
-    assert retrained <= _restored(out), out
-    assert _restored(out) | _unchanged(out) == set(STAGES), out
+    assert not stages_run(out), out  # back to the baseline: nothing trains
+    assert retrained <= stages_restored(out), out
+    assert stages_restored(out) | stages_unchanged(out) == set(STAGES), out
     assert (work / "metrics/bert/macro_recall.json").read_text() == baseline
 
     # the run-cache reaches a colleague: push it with its outputs; a fresh clone pulls it and trains nothing
@@ -171,8 +143,8 @@ def test_going_back_to_the_baseline_and_a_fresh_clone_restore_every_stage_from_t
     env = {**env, "PYTHONPATH": str(clone)}
     _timed(transcript, dvc + ["pull", "--run-cache"], clone, env)
     out = _timed(transcript, dvc + ["exp", "run", "--pull", "-S", f"learning_rate={EXPERIMENT_LR}"], clone, env)
-    assert not _ran(out), out
-    assert retrained <= _restored(out) and _restored(out) | _unchanged(out) == set(STAGES), out
+    assert not stages_run(out), out
+    assert retrained <= stages_restored(out) and stages_restored(out) | stages_unchanged(out) == set(STAGES), out
     assert (clone / "metrics/bert/macro_recall.json").read_text() == experiment
     assert "Data and pipelines are up to date" in run_checked(dvc + ["status"], clone, env)
     if os.environ.get("RUN_CACHE_TRANSCRIPT"):
