@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 from src.checkpoints.resume import run_fingerprint, source_files
-from src.checkpoints.resume_dir import publish, resume_dir
+from src.checkpoints.resume_dir import is_publisher, probe_outputs, publish, resume_dir
 from src.core.atomic import write_json
 from src.core.cli import run_stage
 from src.core.runtime import out_of_memory_names, resolve_device, use_all_cpu_cores
@@ -85,6 +85,8 @@ def train(config: BertConfig, device, out: Outputs = outputs(None)) -> None:
     # trains in .resume/train_bert/<key of the fingerprint>/, outside the DVC output (a plain cached one, so
     # DVC's run-cache covers the stage): a rerun after a kill resumes from its checkpoints there
     work = resume_dir(f"train_{out.model_dir.name}", fingerprint)
+    if is_publisher():  # the outputs take the model and summary when it ends: writable before it starts
+        probe_outputs(out.model_dir.parent, out.metrics_path.parent)
     model, history = fine_tune(
         config,
         train_loader,

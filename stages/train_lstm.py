@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 from src.checkpoints.resume import run_fingerprint, source_files
-from src.checkpoints.resume_dir import discard, is_publisher, resume_dir
+from src.checkpoints.resume_dir import discard, is_publisher, probe_outputs, resume_dir
 from src.core.cli import run_stage
 from src.core.runtime import out_of_memory_names
 from src.data.preprocess import PARAMS_NAMES
@@ -46,6 +46,8 @@ def resume_directory(params: dict) -> Path:
 @out_of_memory_names(("lstm.batch_size",))
 def main(params: dict) -> None:
     work = resume_directory(params)
+    if is_publisher():  # the outputs take the model and summary when it ends: writable before it starts
+        probe_outputs(MODEL_DIR, Path(PATHS["metrics_file"]).parent)
     # data errors name params keys
     run(dataclasses.replace(lstm_config(params), checkpoint_dir=str(work)), names=PARAMS_NAMES)
     if is_publisher():  # the model is in models/lstm: the resume state goes

@@ -90,7 +90,7 @@ def test_models_are_registered_as_dvc_artifacts():
     assert set(artifacts) == {"bert", "lstm"}
     outs = {
         out if isinstance(out, str) else next(iter(out))
-        for stage in ("train_bert", "train_lstm")
+        for stage in ("export_bert", "train_lstm")
         for out in DVC_YAML["stages"][stage]["outs"]
     }
     for artifact in artifacts.values():

@@ -259,12 +259,23 @@ def _list_for_a_string(count: int) -> Callable[[Path, Path], list[str]]:
     return setup
 
 
+def _tune_work_directory(repo: Path) -> Path:
+    """The directory the tune stage searches in for the repository's params, data and code (.resume/tune/...)."""
+    code = (
+        "from src.core.params import load_params; from stages.tune import _search_inputs, work_directory; "
+        "print(work_directory(_search_inputs(load_params())[3])[0])"
+    )
+    result = subprocess.run([sys.executable, "-c", code], cwd=repo, env=run_env(), capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+    return repo / result.stdout.strip().splitlines()[-1]
+
+
 def _cut_journal_line(repo: Path, canary: Path) -> list[str]:
     """A journal whose second record was cut short by a kill, with a whole record after it."""
     import optuna
     from optuna.storages.journal import JournalFileBackend
 
-    journal = repo / "models/tune/optuna_journal.log"
+    journal = _tune_work_directory(repo) / "optuna_journal.log"  # where a killed search left it
     journal.parent.mkdir(parents=True)
     storage = optuna.storages.JournalStorage(JournalFileBackend(str(journal)))
     optuna.create_study(study_name="other", storage=storage).enqueue_trial({"x": 1})

@@ -24,7 +24,9 @@ def test_publish_replaces_the_output_with_the_model_files_and_removes_the_resume
     work = resume_dir("train_lstm", {"params": {"seed": 1}}, root)
     other = resume_dir("train_lstm", {"params": {"seed": 2}}, root)  # another run's state: kept
     assert work.parent == other.parent == root / "train_lstm" and work != other
-    (work / "model").mkdir()
+    assert not root.exists()  # named, not made: the run makes it when it first writes there
+    (work / "model").mkdir(parents=True)
+    other.mkdir()
     for name in ("best_model.pt", "training_history.json", "model/config.json", "checkpoint_epoch_1.pt"):
         (work / name).write_text(name)
     (work / "checkpoint_registry.json").write_text("{}")

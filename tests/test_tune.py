@@ -211,8 +211,9 @@ def run_tune(directory: Path, **kwargs):
 
 
 def completed_trials(directory: Path) -> dict[int, dict]:
+    """The trials a running search has finished: in its resume directory (.resume/tune/<key>/) until it ends."""
     records = {}
-    for path in directory.glob("models/tune/config_*/trial.json"):
+    for path in directory.glob(".resume/tune/*/config_*/trial.json"):
         record = json.loads(path.read_text())
         records[record["trial"]] = record
     return records
@@ -269,7 +270,7 @@ def test_a_killed_tune_continues_from_the_trials_it_completed(tiny_bert, tmp_pat
     assert not [pid for pid in workers if alive(pid)]
 
     # what a kill in the middle of an append leaves: the journal's lock, a line cut short
-    journal = tmp_path / "models/tune/optuna_journal.log"
+    (journal,) = tmp_path.glob(".resume/tune/*/optuna_journal.log")  # the killed search's, in its resume directory
     lock = Path(f"{journal.resolve()}.lock")
     if not lock.is_symlink():  # the kill may have left it already
         os.symlink(journal.resolve(), lock)
@@ -342,8 +343,8 @@ def _end_idle_workers(work: Path) -> None:
 
 def test_two_queued_experiments_run_in_parallel_and_each_trains_from_scratch(project, tmp_path):  # noqa: F811
     """`dvc exp run --queue` twice, `dvc queue start -j 2`: both finish and `dvc exp show` lists both.
-    Each runs in a temporary copy (.dvc/tmp/exps) that holds the baseline's persisted models/bert: the
-    run fingerprint makes train_bert start fresh there instead of resuming the baseline's checkpoints."""
+    Each runs in a temporary copy (.dvc/tmp/exps) and trains in a resume directory keyed by its own params
+    (.resume/train_bert/<key>/), so neither resumes the baseline's checkpoints or the other's."""
     from tests.fixtures import run_checked, set_params, write_tiny_bert
 
     work, env = project
@@ -398,7 +399,7 @@ def test_two_queued_experiments_run_in_parallel_and_each_trains_from_scratch(pro
     for name in runs:
         log = run_checked(dvc + ["queue", "logs", name], work, env)
         assert "Running stage 'train_bert'" in log and "Running stage 'preprocess'" not in log, log
-        assert "not resuming from models/bert/checkpoint_epoch_1.pt: params changed: learning_rate" in log, log
+        assert "epoch 1/1" in log and "resuming from" not in log, log  # trained from scratch
 
 
 @pytest.mark.parametrize("data_filter", [True, False], ids=["tarfile-data-filter", "by-hand"])

@@ -11,10 +11,12 @@ declared output as a whole and removes the directory. ``rm -rf .resume`` drops e
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
 import shutil
+import tempfile
 from pathlib import Path
 
 RESUME_ROOT = Path(".resume")
@@ -29,10 +31,25 @@ def run_key(fingerprint: dict) -> str:
 
 
 def resume_dir(stage: str, fingerprint: dict, root: str | os.PathLike = RESUME_ROOT) -> Path:
-    """The directory a run of ``stage`` with ``fingerprint`` trains in, made if absent."""
-    directory = Path(root) / stage / run_key(fingerprint)
-    directory.mkdir(parents=True, exist_ok=True)
-    return directory
+    """The directory a run of ``stage`` with ``fingerprint`` trains in. Not made here: the run makes it when
+    it first writes there, so a run refused before any work (bad params or data, another rank) leaves none."""
+    return Path(root) / stage / run_key(fingerprint)
+
+
+def probe_outputs(*directories: str | os.PathLike) -> None:
+    """Check, before any training and creating nothing, that each directory a finished run writes into can
+    be made and written: a file in the way or a directory that cannot be written fails now (an OSError
+    naming it), not after the run, which trains in the resume directory and reaches its outputs at the end."""
+    for directory in map(Path, directories):
+        existing = next(p for p in [directory, *directory.parents] if p.exists() or p == Path("."))
+        if not existing.is_dir():  # a file where the directory or one above it belongs
+            raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), str(directory))
+        try:
+            handle, name = tempfile.mkstemp(dir=existing, prefix=".probe.", suffix=".tmp")
+        except OSError as exc:  # named by the directory the run will write, not the one probed
+            raise type(exc)(exc.errno, exc.strerror, str(directory)) from None
+        os.close(handle)
+        os.unlink(name)
 
 
 def is_publisher() -> bool:
