@@ -23,8 +23,8 @@ from src.checkpoints.resume_dir import is_publisher, probe_outputs, publish, res
 from src.core.atomic import write_json
 from src.core.cli import run_stage
 from src.core.runtime import out_of_memory_names, resolve_device, use_all_cpu_cores
-from src.models.training import fine_tune
 from src.recipes.bert_config import BertConfig
+from src.recipes.bert_fine_tune import fine_tune
 from src.recipes.bert_run import load_bert_data, loss_weights, make_loaders
 from src.training import distributed
 from src.training.history import best_epoch_metrics

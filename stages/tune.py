@@ -16,9 +16,9 @@ from src.core.atomic import write_json
 from src.core.cli import run_stage
 from src.core.runtime import out_of_memory_names, resolve_device, use_all_cpu_cores
 from src.data.preprocess import read_split, stratified_subset
-from src.models.training import train_model
 from src.recipes.bert_config import BertConfig
-from src.recipes.bert_run import load_bert_data, make_loaders, run_options
+from src.recipes.bert_fine_tune import TrialRun
+from src.recipes.bert_run import load_bert_data, loss_weights, make_loaders
 
 OUTPUT_DIR = Path("models/tune")
 METRICS_PATH = Path("metrics/tune.json")
@@ -70,7 +70,7 @@ def _search_inputs(params: dict) -> tuple:
     base = {name: params[name] for name in tuning.TUNABLE if name not in tune["search_space"]}
     train_loader, val_loader = make_loaders(data, config, config.batch_size, device)  # re-batched per trial if searched
     arguments = dict(
-        train=train_model,  # the BERT fine-tuning guide's train_model trains each trial
+        train=TrialRun(config),  # each trial: the config with its hyperparameters, through fine_tune
         base_hyperparameters=base,
         method=tune["method"],
         n_trials=tune["n_trials"],
@@ -81,8 +81,9 @@ def _search_inputs(params: dict) -> tuple:
         artifact_store=tune["artifact_store"],
         fingerprint=search_fingerprint(params),
         num_classes=len(params["data"]["label_names"]),
-        label_names=params["data"]["label_names"],
-        **run_options(config, data),
+        monitor=config.monitor,
+        tokenizer=data.tokenizer,
+        class_weights=loss_weights(config, data),
     )
     return data, train_loader, val_loader, arguments
 

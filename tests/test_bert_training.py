@@ -10,12 +10,13 @@ from pathlib import Path
 
 import pytest
 import torch
-from torch import nn
 
+from src.core.errors import PipelineError
 from src.data.preprocess import Split, normalize_tweet, write_split
 from src.evaluation import score_split
 from src.models import training
 from src.models.bert_model import BertSentimentClassifier
+from src.models.encoder import layer_depths, reinit_top_layers
 from tests.fixtures import REPO, bert_loaders, tiny_splits
 
 
@@ -69,7 +70,7 @@ def test_layer_decay_gives_each_layer_its_rate_and_one_keeps_two_groups(tiny_ber
     plain = training.build_optimizer(model, 1e-3, 0.01)
     assert [g["lr"] for g in plain.param_groups] == [1e-3, 1e-3]  # layer_decay 1: the two groups as before
     optimizer = training.build_optimizer(model, 1e-3, 0.01, layer_decay=0.5)
-    depth_of = training.encoder_depths(model)
+    depth_of = layer_depths(model)
     n_layers = len(model.model.base_model.encoder.layer)
     rate = {id(p): g["lr"] for g in optimizer.param_groups for p in g["params"]}
     for name, parameter in model.named_parameters():
@@ -86,15 +87,15 @@ def test_reinit_layers_reinitialises_the_top_layers_only(tiny_bert):
     pretrained = BertSentimentClassifier(tiny_bert, 3, 0.1)
     model = BertSentimentClassifier(tiny_bert, 3, 0.1)
     model.load_state_dict(pretrained.state_dict())
-    training.reinit_top_layers(model, 1)
+    reinit_top_layers(model, 1)
     top = len(model.model.base_model.encoder.layer) - 1
     for (name, before), after in zip(pretrained.state_dict().items(), model.state_dict().values()):
         if f".layer.{top}." in name and name.endswith("query.weight"):
             assert not torch.equal(before, after), name
         elif f".layer.{top}." not in name:
             assert torch.equal(before, after), name
-    with pytest.raises(training.PipelineError, match="bert.reinit_layers = 99"):
-        training.reinit_top_layers(model, 99)
+    with pytest.raises(PipelineError, match="bert.reinit_layers = 99"):
+        reinit_top_layers(model, 99)
 
 
 def test_train_epoch_and_evaluate_follow_the_seed(tiny_bert):
@@ -334,13 +335,15 @@ def test_rand_dropout_keeps_1_minus_p_scaled_and_follows_the_seed():
 
 def _engine_call_of_train_model(tiny_bert, tmp_path, monkeypatch, **options):
     """(args, kwargs) train_model hands the engine, for one epoch on the tiny BERT with ``options``."""
-    calls, engine = [], training.Trainer
+    from src.recipes import bert_fine_tune
+
+    calls, engine = [], bert_fine_tune.Trainer
 
     def spy(*args, **kwargs):
         calls.append((args, kwargs))
         return engine(*args, **kwargs)
 
-    monkeypatch.setattr(training, "Trainer", spy)
+    monkeypatch.setattr(bert_fine_tune, "Trainer", spy)
     tokenizer, train_loader, val_loader = bert_loaders(tiny_bert)
     training.train_model(
         train_loader,
@@ -444,109 +447,6 @@ def test_the_command_line_and_the_stages_give_train_model_the_same_run_settings(
     assert set(from_file) <= set(inspect.signature(training.train_model).parameters)
 
 
-def test_ema_decay_validates_checkpoints_and_exports_the_weight_average(tiny_bert, tmp_path):
-    """With ema_decay the epoch's model is the moving average of the weights after every step (torch's
-    AveragedModel, computed here by hand): validated, in best_model.pt and in the export; training goes
-    on from the last step's weights."""
-    from src.checkpoints.files import load_checkpoint_file
-
-    tokenizer, train_loader, val_loader = bert_loaders(tiny_bert)
-    steps: list[dict] = []
-    engine = training.Trainer
-
-    class Recording(engine):
-        def __init__(self, *args, **kwargs):
-            super().__init__(*args, **kwargs)
-            self.optimizer.register_step_post_hook(
-                lambda *_: steps.append({k: v.detach().clone() for k, v in self.model.state_dict().items()})
-            )
-
-    decay = 0.5
-    original, training.Trainer = training.Trainer, Recording
-    try:
-        model, _ = training.train_model(
-            train_loader,
-            val_loader,
-            tmp_path,
-            num_epochs=1,
-            learning_rate=3e-3,
-            device="cpu",
-            model_name=tiny_bert,
-            tokenizer=tokenizer,
-            progress=False,
-            ema_decay=decay,
-        )
-    finally:
-        training.Trainer = original
-    average = dict(steps[0])
-    for weights in steps[1:]:
-        average = {k: decay * average[k] + (1 - decay) * v if v.is_floating_point() else v for k, v in weights.items()}
-    best = load_checkpoint_file(tmp_path / "best_model.pt")["model_state_dict"]
-    for name, tensor in best.items():
-        torch.testing.assert_close(tensor, average[name], rtol=1e-5, atol=1e-6, msg=name)
-        torch.testing.assert_close(model.state_dict()[name], tensor, rtol=0, atol=0, msg=name)
-    assert any(not torch.equal(best[name], steps[-1][name]) for name in best)  # not the last step's weights
-
-
-class _DropoutLinear(nn.Module):
-    """A linear layer behind dropout: two passes of the same batch differ only by the dropout masks."""
-
-    def __init__(self, outputs: int, p: float):
-        super().__init__()
-        self.dropout, self.linear = nn.Dropout(p), nn.Linear(4, outputs)
-
-    def forward(self, features):
-        logits = self.linear(self.dropout(features))
-        return logits.squeeze(-1) if logits.shape[-1] == 1 else logits  # one logit: shape (batch,), as the LSTM's
-
-
-@pytest.mark.parametrize("outputs", [3, 1])  # softmax over classes; one logit (BCE) as two classes
-def test_rdrop_loss_is_both_passes_loss_plus_alpha_times_symmetric_kl(tmp_path, outputs):
-    """R-Drop: the batch twice in one forward, the criterion's mean over both passes, plus alpha x the
-    symmetric KL divergence between the passes' predicted distributions (batch mean)."""
-    from src.training.trainer import Trainer
-
-    torch.manual_seed(0)
-    model = _DropoutLinear(outputs, p=0.5)
-    features = torch.randn(6, 4)
-    labels = torch.tensor([0, 1, 2, 0, 1, 2]) if outputs == 3 else torch.tensor([0.0, 1, 1, 0, 1, 0])
-    batch = {"features": features, "labels": labels}
-    criterion = nn.CrossEntropyLoss() if outputs == 3 else nn.BCEWithLogitsLoss()
-    trainer = Trainer(
-        model,
-        [batch],
-        None,
-        torch.optim.SGD(model.parameters(), lr=0.1),
-        criterion,
-        checkpoint_dir=tmp_path,
-        device="cpu",
-        progress=False,
-        rdrop_alpha=0.7,
-    )
-    model.train()
-    torch.manual_seed(1)
-    criterion_loss, consistency = trainer._loss_terms(batch)
-    loss = criterion_loss + consistency
-
-    torch.manual_seed(1)  # the same dropout masks, by hand
-    logits = model(torch.cat([features, features]))
-    first, second = logits.chunk(2)
-    if outputs == 1:
-        first, second = (torch.stack([x, torch.zeros_like(x)], -1) for x in (first, second))
-    p, q = first.softmax(-1), second.softmax(-1)
-    symmetric_kl = ((p * (p / q).log()).sum(-1) + (q * (q / p).log()).sum(-1)).mean() / 2
-    expected = criterion(logits, torch.cat([labels, labels])) + 0.7 * symmetric_kl
-    assert symmetric_kl > 0.01  # the two passes differ
-    assert loss.item() == pytest.approx(expected.item(), rel=1e-5)
-
-    # without dropout both passes agree: the loss is the plain loss on the batch
-    trainer.model = trainer.parallel_model = _DropoutLinear(outputs, p=0.0)
-    plain = criterion(trainer.model(features), labels)
-    criterion_loss, consistency = trainer._loss_terms(batch)
-    assert consistency.item() == pytest.approx(0.0, abs=1e-6)
-    assert (criterion_loss + consistency).item() == pytest.approx(plain.item(), rel=1e-5)
-
-
 def _train_model_option_from_params(key: str, value):
     """train_model's option ``key`` when params.yaml's ``bert.<key>`` is ``value`` (params -> BertConfig -> run)."""
     from src.core.params import load_params
@@ -558,8 +458,8 @@ def _train_model_option_from_params(key: str, value):
     return train_model_options(BertConfig.from_params(params), None, None)[key]
 
 
-def test_rdrop_alpha_reaches_the_engine_from_params(tiny_bert, tmp_path, monkeypatch):
-    """bert.rdrop_alpha in params.yaml -> BertConfig -> train_model's options -> the Trainer."""
-    assert _train_model_option_from_params("rdrop_alpha", 0.5) == 0.5
-    _, kwargs = _engine_call_of_train_model(tiny_bert, tmp_path, monkeypatch, rdrop_alpha=0.5)
-    assert kwargs["rdrop_alpha"] == 0.5
+def test_label_smoothing_reaches_the_engine_from_params(tiny_bert, tmp_path, monkeypatch):
+    """bert.label_smoothing in params.yaml -> BertConfig -> train_model's options -> the Trainer's loss."""
+    assert _train_model_option_from_params("label_smoothing", 0.2) == 0.2
+    args, _ = _engine_call_of_train_model(tiny_bert, tmp_path, monkeypatch, label_smoothing=0.2)
+    assert args[4].label_smoothing == 0.2

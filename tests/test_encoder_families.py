@@ -97,7 +97,7 @@ def test_recipe_options_reach_every_parameter_of_every_family(family, encoders):
     leaves the logits as they were."""
     from src.models import training
     from src.models.bert_model import BertSentimentClassifier
-    from src.models.encoder import encoder_layers, layer_depths
+    from src.models.encoder import encoder_layers, layer_depths, reinit_top_layers
 
     torch.manual_seed(0)
     model = BertSentimentClassifier(str(encoders[family]), 3, 0.1)
@@ -105,7 +105,7 @@ def test_recipe_options_reach_every_parameter_of_every_family(family, encoders):
     assert len(layers) == 2
     before = {n: p.clone() for n, p in layers[-1].named_parameters()}
     lower = {n: p.clone() for n, p in layers[0].named_parameters()}
-    training.reinit_top_layers(model, 1)
+    reinit_top_layers(model, 1)
     for name, module in layers[-1].named_modules():
         if isinstance(module, torch.nn.Linear):
             assert not torch.equal(module.weight, before[f"{name}.weight"]), name

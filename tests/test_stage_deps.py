@@ -217,7 +217,7 @@ def test_scoring_does_not_import_the_training_engine():
 @pytest.mark.parametrize(
     "source, expected",
     [
-        ("from src.training import create_trainer", {"src/training/__init__.py", "src/training/trainer.py"}),
+        ("from src.training import create_trainer", {"src/training/__init__.py", "src/training/factory.py"}),
         ("from src.training import GloVeLoader", {"src/training/__init__.py", "src/training/glove_loader.py"}),
         ("from src.models import training", {"src/models/__init__.py", "src/models/training.py"}),
         ("import src.training.history", {"src/training/__init__.py", "src/training/history.py"}),

@@ -176,9 +176,6 @@ BERT = _section(
         "label_smoothing": {"type": "number", "minimum": 0, "exclusiveMaximum": 1},
         "layer_decay": {"type": "number", "exclusiveMinimum": 0, "maximum": 1},  # per layer, top to bottom
         "reinit_layers": {"type": "integer", "minimum": 0, "maximum": 48},  # top encoder layers re-initialised
-        # the weight average's decay per optimizer step (null: none)
-        "ema_decay": {"type": ["number", "null"], "exclusiveMinimum": 0, "exclusiveMaximum": 1},
-        "rdrop_alpha": {"type": "number", "minimum": 0},  # R-Drop's consistency weight (0: off)
         "compile": {"type": "boolean"},
         "eval_batch_size": BATCH_SIZE,
         "num_workers": {"type": "integer", "minimum": 0, "maximum": MAX_PROCESSES},

@@ -41,8 +41,6 @@ class BertConfig:
     label_smoothing: float = 0.0
     layer_decay: float = 1.0
     reinit_layers: int = 0
-    ema_decay: float | None = None
-    rdrop_alpha: float = 0.0
     compile: bool = False
     eval_batch_size: int = 128
     num_workers: int = 0

@@ -75,8 +75,6 @@ def train_model_options(config: BertConfig, tokenizer, weights: torch.Tensor | N
         "label_smoothing": config.label_smoothing,
         "layer_decay": config.layer_decay,
         "reinit_layers": config.reinit_layers,
-        "ema_decay": config.ema_decay,
-        "rdrop_alpha": config.rdrop_alpha,
         "gradient_clip": config.gradient_clip,
         "monitor": config.monitor,
         "early_stopping_patience": config.early_stopping_patience,

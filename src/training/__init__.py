@@ -11,7 +11,7 @@ from src.core.lazy import lazy_exports
 
 _EXPORTS = {  # name -> the module that defines it
     "Trainer": "src.training.trainer",
-    "create_trainer": "src.training.trainer",
+    "create_trainer": "src.training.factory",
     "CheckpointManager": "src.checkpoints.manager",
     "create_checkpoint_manager": "src.checkpoints.manager",
     "EarlyStopping": "src.training.early_stopping",

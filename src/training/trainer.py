@@ -7,29 +7,22 @@ object with ``.logits`` (Hugging Face models).
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import signal
 import time
 from collections.abc import Callable, Iterable
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
 from tqdm import tqdm
 
-from src.checkpoints.files import load_checkpoint_file
-from src.checkpoints.manager import (
-    DEFAULT_BEST_BY,
-    CheckpointManager,
-    holds_resume_state,
-    rng_state,
-    set_rng_state,
-)
+from src.checkpoints.manager import DEFAULT_BEST_BY, CheckpointManager
 from src.core.errors import PipelineError
-from src.core.interrupts import Interrupted, deferred_interrupts
+from src.core.interrupts import Interrupted
 from src.core.runtime import autocast_context, autocast_dtype, forward_logits, move_batch, resolve_device
 from src.scoring.metrics import MONITORABLE
 from src.training import distributed
@@ -43,28 +36,36 @@ from src.training.losses import (  # noqa: F401
     output_size,
     predicted_classes,
 )
+from src.training.run_state import RunState
 from src.training.schedules import build_scheduler, size_schedule  # noqa: F401
 
 log = logging.getLogger(__name__)
 
-# A checkpoint's resume state, one list for saving and restoring: key -> the Trainer attribute whose
-# state_dict() it holds (None when the attribute is None), then plain values saved and restored as they are.
-RESUME_STATE = {
-    "model_state_dict": "model",
-    "optimizer_state_dict": "optimizer",
-    "scheduler_state_dict": "scheduler",
-    "grad_scaler_state_dict": "grad_scaler",
-    "early_stopping": "early_stopping",
-    "averaged_model_state_dict": "averaged",  # the weight average's running state (ema_decay)
-}
-OPTIMIZER_STATE = ("optimizer_state_dict", "scheduler_state_dict")  # restored only with load_optimizer
-RESUME_VALUES = ("epoch", "global_step", "history")
-
 SCHEDULER_INTERVALS = ("epoch", "step")
 
 
+@dataclass(frozen=True)
+class TrainerConfig:
+    """How the engine runs, beside the LSTM training guide's Trainer arguments (see ``Trainer``)."""
+
+    scheduler_interval: str = "epoch"  # 'step': after every optimizer step; 'epoch': after validation
+    monitor: str = "val_loss"  # picks the best checkpoint, drives early stopping and ReduceLROnPlateau
+    device: str | torch.device = "auto"
+    mixed_precision: bool = False
+    max_checkpoints: int = 5
+    save_best_n: int = 3
+    checkpoint_name: str = "checkpoint_epoch_{epoch}.pt"
+    best_model_name: str = "best_model.pt"
+    early_stopping_min_delta: float = 0.0
+    progress: bool = True  # a tqdm bar on a terminal (rank 0 only)
+    fingerprint: dict | None = None  # identifies the run in every checkpoint (src.checkpoints.resume)
+    on_publish: Callable[[dict], None] | None = None  # writes what goes beside the published best model
+    on_epoch_end: Callable[[int, dict], None] | None = None  # (epoch, metrics) after each epoch; may raise
+    training_log: Any = None  # e.g. src.training.live.DVCLiveLog: log_step and log_epoch on rank 0
+
+
 # ---- the trainer ------------------------------------------------------------------------------------
-class Trainer:
+class Trainer(RunState):
     """Trains ``model`` on ``train_loader``, validates on ``val_loader`` every epoch, checkpoints.
 
     scheduler_interval: 'step' steps the scheduler after every optimizer step (linear warmup for
@@ -97,35 +98,23 @@ class Trainer:
         scheduler: Any = None,
         gradient_clip: float | None = 1.0,
         checkpoint_dir: str | os.PathLike = "checkpoints",
-        *,
-        scheduler_interval: str = "epoch",
-        monitor: str = "val_loss",
-        device: str | torch.device = "auto",
-        mixed_precision: bool = False,
-        max_checkpoints: int = 5,
-        save_best_n: int = 3,
-        checkpoint_name: str = "checkpoint_epoch_{epoch}.pt",
-        best_model_name: str = "best_model.pt",
-        early_stopping_min_delta: float = 0.0,
-        progress: bool = True,
-        fingerprint: dict | None = None,
-        on_publish: Callable[[dict], None] | None = None,
-        on_epoch_end: Callable[[int, dict], None] | None = None,
-        training_log: Any = None,
-        ema_decay: float | None = None,
-        rdrop_alpha: float = 0.0,
+        config: TrainerConfig | None = None,
+        **settings: Any,
     ):
-        if scheduler_interval not in SCHEDULER_INTERVALS:
-            raise PipelineError(f"scheduler_interval = {scheduler_interval!r}: expected 'epoch' or 'step'")
-        if monitor not in MONITORABLE:
-            raise PipelineError(f"monitor = {monitor!r}: expected one of {', '.join(MONITORABLE)}")
-        self.device = resolve_device(device)
+        # the LSTM training guide's arguments, then how the engine runs: one TrainerConfig (``settings``, its
+        # field names, replace the config's; an unknown name is a TypeError, as a wrong keyword is)
+        self.config = config = dataclasses.replace(config or TrainerConfig(), **settings)
+        if config.scheduler_interval not in SCHEDULER_INTERVALS:
+            raise PipelineError(f"scheduler_interval = {config.scheduler_interval!r}: expected 'epoch' or 'step'")
+        if config.monitor not in MONITORABLE:
+            raise PipelineError(f"monitor = {config.monitor!r}: expected one of {', '.join(MONITORABLE)}")
+        self.device = resolve_device(config.device)
         self.model = model.to(self.device)
         # Data-parallel under torchrun: training steps go through DDP, which all-reduces the
         # gradients; self.model stays the plain module (evaluation, checkpoints, export).
         self.world_size, self.is_main_process = distributed.world_size(), distributed.is_main_process()
         if self.world_size > 1:
-            distributed.check_same_run(fingerprint)  # before DDP finds the models' shapes differ
+            distributed.check_same_run(config.fingerprint)  # before DDP finds the models' shapes differ
         self.parallel_model = (
             self.model
             if self.world_size == 1
@@ -140,51 +129,38 @@ class Trainer:
         self.criterion = criterion if criterion is not None else default_criterion(model)  # one logit: BCE
         self.criterion.to(self.device)
         self.scheduler = scheduler
-        self.scheduler_interval = scheduler_interval
+        self.scheduler_interval = config.scheduler_interval
         self.gradient_clip = gradient_clip
-        self.monitor = monitor
-        self.mixed_precision = mixed_precision
+        self.monitor = config.monitor
+        self.mixed_precision = config.mixed_precision
         # fp16 gradients underflow without loss scaling; for bf16 and fp32 the scaler is a pass-through
         self.grad_scaler = torch.amp.GradScaler(
-            "cuda", enabled=autocast_dtype(self.device, mixed_precision) == torch.float16
+            "cuda", enabled=autocast_dtype(self.device, config.mixed_precision) == torch.float16
         )
-        self.early_stopping_min_delta = early_stopping_min_delta
-        self.progress = progress and self.is_main_process
-        if rdrop_alpha < 0:
-            raise PipelineError(f"rdrop_alpha = {rdrop_alpha!r}: expected a number >= 0 (0: off)")
-        self.rdrop_alpha = rdrop_alpha
-        self.fingerprint = fingerprint
-        self.on_epoch_end = on_epoch_end  # called with (epoch, metrics) after each epoch; may raise to stop
-        self.training_log = training_log if self.is_main_process else None  # rank 0 alone logs
+        self.early_stopping_min_delta = config.early_stopping_min_delta
+        self.progress = config.progress and self.is_main_process
+        self.fingerprint = config.fingerprint
+        self.on_epoch_end = config.on_epoch_end  # called with (epoch, metrics) after each epoch; may raise to stop
+        self.training_log = config.training_log if self.is_main_process else None  # rank 0 alone logs
         best_by = dict(DEFAULT_BEST_BY)
-        best_by.setdefault(monitor.removeprefix("val_"), monitor)
+        best_by.setdefault(config.monitor.removeprefix("val_"), config.monitor)
         self.checkpoints = CheckpointManager(
             checkpoint_dir,
-            max_checkpoints=max_checkpoints,
-            save_best_n=save_best_n,
-            checkpoint_name=checkpoint_name,
-            best_model_name=best_model_name,
+            max_checkpoints=config.max_checkpoints,
+            save_best_n=config.save_best_n,
+            checkpoint_name=config.checkpoint_name,
+            best_model_name=config.best_model_name,
             best_by=best_by,
             stage_best=True,
         )
-        self.on_publish = on_publish
+        self.on_publish = config.on_publish
         self.model_id: str | None = None  # of the best model this trainer published
         self.checkpoint_dir = self.checkpoints.checkpoint_dir
         self.early_stopping: EarlyStopping | None = None
         self.epoch = 0  # epochs completed
         self.global_step = 0  # optimizer steps taken
-        self.best = BestTracker(monitor)  # the best epoch by `monitor`: the best checkpoint, the published model
+        self.best = BestTracker(config.monitor)  # the best epoch by `monitor`: the best checkpoint, the published model
         self.history = self._empty_history()
-        # An exponential moving average of the weights, updated after every optimizer step: validated,
-        # checkpointed and published in place of the last step's weights, which training continues from
-        self.averaged = (
-            None
-            if ema_decay is None
-            else torch.optim.swa_utils.AveragedModel(
-                self.model, multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(ema_decay)
-            )
-        )
-        self.training_weights: dict | None = None  # the last step's weights while the average is swapped in
 
     @staticmethod
     def _empty_history() -> dict:
@@ -222,18 +198,14 @@ class Trainer:
         )
         for batch in bar:
             batch = move_batch(batch, self.device)
-            loss, consistency = self._loss_terms(batch)
+            with autocast_context(self.device, self.mixed_precision):
+                logits = forward_logits(self.parallel_model, batch).float()
+            loss = self.criterion(logits, batch["labels"])
 
             self.optimizer.zero_grad(set_to_none=True)
             # DDP averages the ranks' gradients; weighting each rank's mean loss by its share of the
-            # global batch makes that average the gradient of the global batch's mean loss (R-Drop's
-            # term is a plain mean over examples, so it is weighted by the rank's share of examples)
-            weighted_share, example_share = self._global_batch_shares(batch["labels"])
-            step_loss = loss * weighted_share
-            if consistency is not None:
-                step_loss = step_loss + consistency * example_share
-                loss = loss + consistency
-            self.grad_scaler.scale(step_loss).backward()
+            # global batch makes that average the gradient of the global batch's mean loss
+            self.grad_scaler.scale(loss * self._global_batch_share(batch["labels"])).backward()
             if self.gradient_clip:
                 self.grad_scaler.unscale_(self.optimizer)  # clip the true gradients, not the scaled ones
                 nn.utils.clip_grad_norm_(self.model.parameters(), self.gradient_clip)
@@ -241,8 +213,6 @@ class Trainer:
             self.grad_scaler.update()
             if self.scheduler is not None and self.scheduler_interval == "step":
                 self.scheduler.step()
-            if self.averaged is not None:
-                self.averaged.update_parameters(self.model)
             self.global_step += 1
 
             batch_loss = loss.item()
@@ -259,43 +229,16 @@ class Trainer:
             raise PipelineError("training data is empty")
         return total_loss / n_seen
 
-    def _loss_terms(self, batch: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """(the criterion on one batch, R-Drop's consistency term or None). With ``rdrop_alpha``
-        (R-Drop, Liang et al. 2021) the batch goes through the model twice in one forward (two dropout
-        masks per example), the criterion averages over both passes, and the term, ``rdrop_alpha`` x
-        the symmetric KL divergence between the two predicted distributions (mean over examples),
-        pulls them together."""
-        if self.rdrop_alpha:
-            batch = {k: torch.cat([v, v]) if torch.is_tensor(v) else v for k, v in batch.items()}
-        with autocast_context(self.device, self.mixed_precision):
-            logits = forward_logits(self.parallel_model, batch).float()
-        loss = self.criterion(logits, batch["labels"])  # R-Drop: the mean of the two passes' (weighted) means
-        if not self.rdrop_alpha:
-            return loss, None
-        if logits.dim() == 1 or logits.shape[-1] == 1:  # one logit (BCE): the two-class distribution
-            logits = logits.reshape(-1, 1)
-            logits = torch.cat([logits, torch.zeros_like(logits)], dim=-1)
-        first, second = logits.log_softmax(-1).chunk(2)
-        kl = nn.functional.kl_div
-        symmetric_kl = (
-            kl(first, second, log_target=True, reduction="batchmean")
-            + kl(second, first, log_target=True, reduction="batchmean")
-        ) / 2
-        return loss, self.rdrop_alpha * symmetric_kl
-
-    def _global_batch_shares(self, labels: torch.Tensor) -> tuple[torch.Tensor | float, torch.Tensor | float]:
-        """world size x this rank's share of the global batch, (by loss weight, by examples), in one
-        all-reduce. Loss weight: its examples' class weights for a weighted cross-entropy (the
-        denominator of the criterion's mean), else its examples. One process: (1.0, 1.0), no
-        collective (multiplying by 1.0 is exact)."""
+    def _global_batch_share(self, labels: torch.Tensor) -> torch.Tensor | float:
+        """world size x this rank's share of the global batch's loss weight: its examples' class weights
+        for a weighted cross-entropy (the denominator of the criterion's mean), else its examples. One
+        process: 1.0, no collective (multiplying by 1.0 is exact)."""
         if self.world_size == 1:
-            return 1.0, 1.0
+            return 1.0
         weight = getattr(self.criterion, "weight", None)
-        examples = torch.tensor(float(len(labels)), device=labels.device)
-        local = torch.stack([weight[labels].sum() if weight is not None else examples, examples])
+        local = weight[labels].sum() if weight is not None else torch.tensor(float(len(labels)), device=labels.device)
         local = local.detach().to(torch.float64)
-        shares = (local * self.world_size / distributed.all_reduce_sum(local)).float()
-        return shares[0], shares[1]
+        return (local * self.world_size / distributed.all_reduce_sum(local)).float()
 
     def _check_sharded(self, sampler: Any) -> None:
         """Under torchrun every rank must train on its own shard (BucketBatchSampler does it)."""
@@ -352,9 +295,6 @@ class Trainer:
         started = time.perf_counter()
         train_loss = self.train_epoch()
         learning_rate = self.optimizer.param_groups[0]["lr"]  # the rate this epoch ended with
-        if self.averaged is not None:  # the epoch's model is the average: validate and checkpoint it
-            self.training_weights = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
-            self.model.load_state_dict(self.averaged.module.state_dict())
         val = self.evaluate_model(self.val_loader)
         self.epoch += 1
         metrics = {
@@ -400,13 +340,6 @@ class Trainer:
             log.info("early stopping: no %s improvement for %d epochs", self.monitor, self.early_stopping.patience)
         if self.on_epoch_end is not None:  # e.g. tune's pruner: report, and raise to stop this run
             self.on_epoch_end(self.epoch, metrics)
-        self._continue_from_training_weights()
-
-    def _continue_from_training_weights(self) -> None:
-        """With a weight average, the next epoch trains on from the last step's weights, not the average's."""
-        if self.training_weights is not None:
-            self.model.load_state_dict(self.training_weights)
-            self.training_weights = None
 
     def _last_checkpoint_note(self) -> str:
         if not self.is_main_process:
@@ -428,202 +361,3 @@ class Trainer:
         h["total_time"] += seconds
         h["best_val_loss"] = min(h["val_losses"])
         h["best_epoch"], h["best_value"] = self.best.best_epoch, self.best.best_value
-
-    # ---- checkpoints and resume ------------------------------------------------------------------
-    def _publish_best(self) -> None:
-        """Put the run's best model in place, let ``on_publish`` write what goes with it, then record
-        that the run finished. A signal waits until all of it is written; a kill in between leaves
-        the run unfinished, so the rerun resumes and publishes the same model again."""
-        with deferred_interrupts():
-            published = self.checkpoints.publish_best()
-            if published is not None:
-                self.model_id = published["model_id"]
-                if self.on_publish is not None:
-                    self.on_publish(published)
-            self.checkpoints.mark_complete()
-
-    def save_checkpoint(self, filename: str | None = None, is_best: bool = False, metrics: dict | None = None) -> Path:
-        """Everything needed to continue identically: weights, optimizer, scheduler, counters,
-        history, early stopping and RNG states. ``filename`` defaults to the epoch pattern. Once a
-        newer checkpoint is saved this one is rewritten to the model alone (see CheckpointManager)."""
-        state = self.state_dict()
-        return self.checkpoints.save_state(state, self.epoch, metrics or {}, is_best=is_best, filename=filename)
-
-    def load_checkpoint(self, path: str | os.PathLike, load_optimizer: bool = True) -> dict:
-        """Restore a checkpoint written by ``save_checkpoint``; returns the raw checkpoint dict."""
-        checkpoint = load_checkpoint_file(path, map_location=self.device)
-        if load_optimizer and not holds_resume_state(checkpoint):
-            raise PipelineError(
-                f"{path}: holds the model only (optimizer state is kept in the newest checkpoint "
-                "only); load it with load_optimizer=False, or resume from the newest one"
-            )
-        self.load_state_dict(checkpoint, load_optimizer)
-        log.info("loaded checkpoint %s (epoch %d)", path, self.epoch)
-        return checkpoint
-
-    def state_dict(self) -> dict:
-        """Everything needed to continue identically, under the checkpoint file's keys (RESUME_STATE
-        and RESUME_VALUES, the one list ``load_state_dict`` restores from), and what identifies the run."""
-        return {
-            **{
-                key: (part.state_dict() if (part := getattr(self, name)) is not None else None)
-                for key, name in RESUME_STATE.items()
-                if name != "averaged" or self.averaged is not None
-            },
-            **{key: getattr(self, key) for key in RESUME_VALUES},
-            "best_value": self.best.best_value,
-            "best_epoch": self.best.best_epoch,
-            "rng_state": rng_state(),
-            # with a weight average, model_state_dict is the average; training continues from these
-            **({"training_model_state_dict": self.training_weights} if self.training_weights is not None else {}),
-            "monitor": self.monitor,  # the rest identifies the run and rebuilds the model; never restored
-            "model_config": getattr(self.model, "config", None),
-            "fingerprint": self.fingerprint,
-        }
-
-    def load_state_dict(self, checkpoint: dict, load_optimizer: bool = True) -> None:
-        """Restore what ``state_dict`` saved; the optimizer and scheduler only with ``load_optimizer``."""
-        if checkpoint.get("early_stopping") is not None:
-            self.early_stopping = EarlyStopping()
-        for key, name in RESUME_STATE.items():
-            part, state = getattr(self, name), checkpoint.get(key)
-            # an empty state (a disabled GradScaler's) has nothing to restore
-            if part is not None and state and (load_optimizer or key not in OPTIMIZER_STATE):
-                part.load_state_dict(state)
-        self.epoch = checkpoint["epoch"]
-        self.global_step = checkpoint.get("global_step", 0)
-        self.history = checkpoint.get("history") or self._empty_history()
-        self.best.best_value, self.best.best_epoch = checkpoint.get("best_value"), checkpoint.get("best_epoch")
-        if checkpoint.get("training_model_state_dict") is not None:  # model_state_dict was the weight average
-            self.model.load_state_dict(checkpoint["training_model_state_dict"])
-        if checkpoint.get("rng_state") is not None:
-            set_rng_state(checkpoint["rng_state"])  # last: restoring the rest draws no random numbers
-
-    @distributed.main_process_first
-    def resume(self) -> bool:
-        """Continue from the newest checkpoint of this run, if it did not finish, or start fresh:
-        ``CheckpointManager.resume_point`` decides, and logs why it will not resume. True when it resumed."""
-        found = self.checkpoints.resume_point(self.fingerprint, self.device, repair=self.is_main_process)
-        if found is None:
-            return False
-        path, checkpoint = found
-        self.load_state_dict(checkpoint)
-        log.info("resuming from %s (epoch %d done)", path, self.epoch)
-        return True
-
-    def resume_training(
-        self,
-        checkpoint_path: str | os.PathLike,
-        additional_epochs: int,
-        early_stopping_patience: int | None = None,
-        save_best: bool = True,
-        save_every: int | None = 1,
-    ) -> dict:
-        """Load a checkpoint and train ``additional_epochs`` more; early stopping continues its count."""
-        self.load_checkpoint(checkpoint_path, load_optimizer=True)
-        return self.train(self.epoch + additional_epochs, early_stopping_patience, save_best, save_every)
-
-    # ---- reporting -----------------------------------------------------------------------------------
-    def get_training_summary(self) -> dict:
-        h = self.history
-        total, trainable = count_parameters(self.model)
-        best = (self.best.best_epoch - 1) if self.best.best_epoch else None
-        return {
-            "training_status": {
-                "epochs_completed": self.epoch,
-                "best_epoch": self.best.best_epoch,
-                "global_step": self.global_step,
-                "early_stopped": bool(self.early_stopping and self.early_stopping.stopped_epoch),
-            },
-            "performance_metrics": {
-                "monitor": self.monitor,
-                "best_value": self.best.best_value,
-                "best_val_loss": h["best_val_loss"],
-                "best_val_accuracy": max(h["val_accuracies"]) if h["val_accuracies"] else None,
-                "best_epoch_val_accuracy": h["val_accuracies"][best] if best is not None else None,
-                "best_epoch_val_macro_recall": h["val_macro_recalls"][best] if best is not None else None,
-                "best_epoch_val_macro_f1": h["val_macro_f1s"][best] if best is not None else None,
-                "final_train_loss": h["train_losses"][-1] if h["train_losses"] else None,
-                "final_val_loss": h["val_losses"][-1] if h["val_losses"] else None,
-            },
-            "timing": {
-                "total_time": h["total_time"],
-                "mean_epoch_time": float(np.mean(h["epoch_times"])) if h["epoch_times"] else None,
-            },
-            "model_info": {
-                "total_parameters": total,
-                "trainable_parameters": trainable,
-                "device": str(self.device),
-                "model_class": type(self.model).__name__,
-            },
-        }
-
-
-# ---- factory ----------------------------------------------------------------------------------------
-
-
-def create_trainer(
-    model: nn.Module,
-    train_loader: Iterable,
-    val_loader: Iterable,
-    learning_rate: float = 1e-3,
-    scheduler_type: str | None = "plateau",
-    weight_decay: float = 0.0,
-    gradient_clip: float | None = 1.0,
-    checkpoint_dir: str | os.PathLike = "checkpoints",
-    epochs: int | None = None,
-    monitor: str = "val_loss",
-    criterion: nn.Module | None = None,
-    scheduler_kwargs: dict | None = None,
-    *,
-    early_stopping_patience: int | None = None,
-    batch_size: int | None = None,
-    validation_split: float | None = None,
-    **trainer_kwargs: Any,
-) -> Trainer:
-    """Adam(W) over the trainable parameters + an epoch-level scheduler, wrapped in a Trainer.
-
-    ``epochs`` sizes the step and cosine schedules: the run's whole length, which ``train(epochs)`` may
-    reach in parts (a resumed run continues the same schedule). Without it, the first ``train(epochs)``
-    sizes them to the epochs it runs (a step_size in ``scheduler_kwargs`` is kept). Extra keyword
-    arguments go to Trainer (device,
-    mixed_precision, max_checkpoints, checkpoint_name, progress, ...). So that a whole
-    ``training_config`` dict can be passed (``create_trainer(model, train, val, **training_config)``):
-    ``early_stopping_patience`` becomes ``train()``'s default; ``batch_size`` and ``validation_split``
-    describe the loaders, which are already made: a ``batch_size`` that differs from the training
-    loader's is an error, ``validation_split`` is recorded only (``val_loader`` is the validation data).
-    """
-    loader_batch = getattr(train_loader, "batch_size", None) or getattr(
-        getattr(train_loader, "batch_sampler", None), "batch_size", None
-    )
-    if batch_size is not None and loader_batch is not None and batch_size != loader_batch:
-        raise PipelineError(
-            f"batch_size = {batch_size} but train_loader batches {loader_batch} examples: "
-            "the loader decides the batch size (make it with batch_size)"
-        )
-    if validation_split is not None:
-        log.info(
-            "validation_split = %s: the validation data is val_loader's (split it when making the loaders)",
-            validation_split,
-        )
-    parameters = [p for p in model.parameters() if p.requires_grad]  # frozen embeddings stay out
-    optimizer = torch.optim.AdamW(parameters, lr=learning_rate, weight_decay=weight_decay)
-    scheduler = build_scheduler(optimizer, scheduler_type, epochs or 20, monitor, **(scheduler_kwargs or {}))
-    if epochs is None and scheduler is not None:  # sized by the first train(epochs) instead
-        scheduler.sized_by_epochs = not (scheduler_kwargs or {}).get("step_size")
-    trainer = Trainer(
-        model,
-        train_loader,
-        val_loader,
-        optimizer,
-        criterion,
-        scheduler,
-        gradient_clip,
-        checkpoint_dir,
-        scheduler_interval="epoch",
-        monitor=monitor,
-        **trainer_kwargs,
-    )
-    if early_stopping_patience is not None:  # train(epochs) stops early without naming the patience again
-        trainer.early_stopping = EarlyStopping(early_stopping_patience, trainer.early_stopping_min_delta, monitor)
-    return trainer
