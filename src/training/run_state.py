@@ -13,7 +13,8 @@ from pathlib import Path
 import numpy as np
 
 from src.checkpoints.files import load_checkpoint_file
-from src.checkpoints.manager import holds_resume_state, rng_state, set_rng_state
+from src.checkpoints.manager import holds_resume_state
+from src.checkpoints.rng import rng_state, set_rng_state
 from src.core.errors import PipelineError
 from src.core.interrupts import deferred_interrupts
 from src.training import distributed

@@ -4,8 +4,9 @@
 fine-tuning guide's ``src.models.training.hyperparameter_tuning``, which also loads the best model);
 ``join_search(...)`` adds workers on another machine to a search kept in a database.
 
-- ``src.tuning.search``: the search in one process, top to bottom (space, samplers, pruner, study,
-  one trial, the worker loop, results).
+- ``src.tuning.search``: the search in one process, top to bottom (the study, its resume, the worker
+  loop), over ``src.tuning.space`` (space, samplers, pruner), ``src.tuning.trial`` (one trial) and
+  ``src.tuning.results``.
 - ``src.tuning.workers``: worker processes, workers on other machines, waiting for them.
 - ``src.tuning.storage``: the journal file, the database with heartbeats, the artifact store.
 """
@@ -15,19 +16,11 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from src.tuning.search import (
-    METHODS,
-    NAMED,
-    TUNABLE,
-    Search,
-    TrialTrainer,
-    make_search,
-    prepare_study,
-    study_name,
-    trained_trials,
-    write_results,
-)
+from src.tuning.results import trained_trials, write_results
+from src.tuning.search import Search, make_search, prepare_study, study_name
+from src.tuning.space import METHODS, NAMED, TUNABLE
 from src.tuning.storage import JOURNAL_NAME, check_artifact_store, check_storage, open_storage
+from src.tuning.trial import TrialTrainer
 from src.tuning.workers import Progress, finish_search, join_search, run_search
 
 __all__ = [

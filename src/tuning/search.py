@@ -1,9 +1,11 @@
-"""The search in one process, top to bottom: the search space, samplers and pruner, the study and its
-resume, one trial's training, the worker loop (ask, skip or train, tell), the results.
+"""The search in one process, top to bottom: the checked search space, the study and its resume, the
+worker loop (ask, skip or train, tell). Space, samplers and pruner: ``src.tuning.space``; one trial:
+``src.tuning.trial``; results: ``src.tuning.results``.
 
-A trial goes ``run_worker`` (ask, skip or train, tell) -> ``TrialTrainer`` ->
-``src.models.training.train_model``. Worker processes and workers on other machines
-(``src.tuning.workers``) run this same loop on a shared storage (``src.tuning.storage``).
+A trial goes ``run_worker`` (ask, skip or train, tell) -> ``TrialTrainer`` -> ``train`` (the tune stage's
+``TrialRun``, a config through ``fine_tune``; or the guide's ``train_model``). Worker processes and
+workers on other machines (``src.tuning.workers``) run this same loop on a shared storage
+(``src.tuning.storage``).
 
 - **Search space**: ``{name: [values]}`` (the sampler combines them) or named configurations
   (``{name: {hyperparameter: value}}`` or a list of such dicts: the sampler picks a name). Only
@@ -32,7 +34,6 @@ import logging
 import os
 import shutil
 import socket
-import time
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -40,18 +41,15 @@ from pathlib import Path
 from typing import Any
 
 import optuna
-from optuna.samplers import BaseSampler, GridSampler, RandomSampler, TPESampler
+from optuna.samplers import RandomSampler
 from optuna.trial import FrozenTrial, TrialState
 
-from src.checkpoints.remove import remove_checkpoints
 from src.checkpoints.resume import describe_change, run_fingerprint
-from src.core.atomic import write_json
 from src.core.errors import PipelineError
 from src.core.secrets import redact
-from src.models.bert_data import with_batch_size
 from src.models.bert_hyperparameters import RECOMMENDED
 from src.scoring.metrics import higher_is_better
-from src.training.early_stopping import BestTracker
+from src.tuning.space import METHODS, NAMED, TUNABLE, make_pruner, make_sampler, named_configurations, space_size
 from src.tuning.storage import (
     GRACE_S,
     HEARTBEAT_S,
@@ -61,10 +59,10 @@ from src.tuning.storage import (
     repair_journal,
     upload_trial_dir,
 )
+from src.tuning.trial import TrialTrainer
 
 log = logging.getLogger(__name__)
 
-METHODS = ("grid", "random", "tpe")
 # trials that hold a configuration: done, running, or queued to run
 COUNTED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING, TrialState.WAITING)
 
@@ -74,22 +72,6 @@ class SkippedTrial(Exception):
 
 
 # ---- the search: what tune runs -----------------------------------------------------------------------
-TUNABLE = tuple(RECOMMENDED)  # what a search may set: train_model's hyperparameters and the batch size
-NAMED = "configuration"  # the one searched name when hyperparameters are named configurations
-
-
-def named_configurations(hyperparameters) -> dict[str, dict] | None:
-    """Named configurations as ``{name: {hyperparameter: value}}``: from a dict of dicts, or a list of
-    dicts (named config_1, config_2, ...); None for a grid (``{name: [values]}``)."""
-    if isinstance(hyperparameters, (list, tuple)):
-        if not hyperparameters or not all(isinstance(c, dict) for c in hyperparameters):
-            raise PipelineError("hyperparameters: a list must hold configurations ({name: value} dicts)")
-        return {f"config_{i}": dict(c) for i, c in enumerate(hyperparameters, 1)}
-    if hyperparameters and all(isinstance(v, dict) for v in hyperparameters.values()):
-        return {str(k): dict(v) for k, v in hyperparameters.items()}
-    return None
-
-
 def make_search(
     train_loader,
     val_loader,
@@ -173,69 +155,6 @@ def make_search(
     )
     trainer = TrialTrainer(train, train_loader, val_loader, Path(output_dir), base, seed, train_kwargs, named)
     return search, trainer, fingerprint
-
-
-# ---- samplers and pruner -----------------------------------------------------------------------------
-class TrialSeededSampler(BaseSampler):
-    """A fresh ``make(seed)`` sampler per trial, seeded from (seed, trial number).
-
-    A sampler's random state lives in its process, so N workers seeded alike would all draw the same
-    first configuration, and the draw a trial gets would depend on which worker asked. Seeding per
-    trial number makes trial n's draw the same with 1 or N workers (TPE still adapts to the trials
-    finished when it asks, which depends on timing when trials run at once).
-    """
-
-    def __init__(self, make: Callable[[int], BaseSampler], seed: int):
-        self._make, self._seed, self._samplers = make, seed, {}
-
-    def _for(self, trial: FrozenTrial) -> BaseSampler:
-        if trial.number not in self._samplers:
-            digest = hashlib.sha256(f"{self._seed}:{trial.number}".encode()).digest()
-            self._samplers[trial.number] = self._make(int.from_bytes(digest[:4], "little"))
-        return self._samplers[trial.number]
-
-    def infer_relative_search_space(self, study, trial):
-        return self._for(trial).infer_relative_search_space(study, trial)
-
-    def sample_relative(self, study, trial, search_space):
-        return self._for(trial).sample_relative(study, trial, search_space)
-
-    def sample_independent(self, study, trial, param_name, param_distribution):
-        return self._for(trial).sample_independent(study, trial, param_name, param_distribution)
-
-    def before_trial(self, study, trial):
-        self._for(trial).before_trial(study, trial)
-
-    def after_trial(self, study, trial, state, values):
-        self._for(trial).after_trial(study, trial, state, values)
-        self._samplers.pop(trial.number, None)
-
-
-def make_sampler(method: str, space: dict[str, list], seed: int) -> BaseSampler:
-    if method == "grid":
-        return GridSampler(space, seed=seed)
-    if method == "random":
-        return TrialSeededSampler(lambda s: RandomSampler(seed=s), seed)
-    if method == "tpe":
-        return TrialSeededSampler(lambda s: TPESampler(seed=s), seed)
-    raise PipelineError(f"tune.method = {method!r}: expected one of {', '.join(METHODS)}")
-
-
-def make_pruner(pruning: dict | None) -> optuna.pruners.BasePruner:
-    """MedianPruner: stop a trial whose value after an epoch is below the median of the finished
-    trials at that epoch, once ``startup_trials`` trials have finished."""
-    if not pruning or not pruning.get("enabled", True):
-        return optuna.pruners.NopPruner()
-    return optuna.pruners.MedianPruner(
-        n_startup_trials=pruning.get("startup_trials", 2), n_warmup_steps=pruning.get("warmup_epochs", 0)
-    )
-
-
-def space_size(space: dict[str, list]) -> int:
-    size = 1
-    for values in space.values():
-        size *= len(set(map(json.dumps, values)))
-    return size
 
 
 # ---- the study ---------------------------------------------------------------------------------------
@@ -362,91 +281,6 @@ def recover_interrupted(study: optuna.Study, search: Search) -> list[int]:
 
 
 # ---- one trial ------------------------------------------------------------------------------------------
-@dataclass
-class TrialTrainer:
-    """Trains one trial's configuration with ``train`` (``train_model``) into ``config_<trial number>/`` and
-    returns its best validation ``monitor`` value; reports that value after each epoch to the pruner.
-
-    Picklable, so that spawned workers receive it. Every trial is seeded with the same ``seed``
-    (model head, dropout, batch order): its result depends on its configuration only, not on the
-    worker or the trials before it.
-    """
-
-    train: Callable  # src.models.training.train_model, or a function with its signature
-    train_loader: Any
-    val_loader: Any
-    output_dir: Path
-    base: dict  # the untuned hyperparameters
-    seed: int
-    train_kwargs: dict  # train_model's keyword arguments, monitor included
-    named: dict[str, dict] | None = None  # named configurations: the search picks a name (NAMED), this holds its values
-
-    def __call__(self, trial: optuna.Trial, sampled: dict, device: str) -> float:
-        config = {**self.base, **(self.named[sampled[NAMED]] if self.named else sampled)}
-        directory = self.output_dir / f"config_{trial.number}"
-        shutil.rmtree(directory, ignore_errors=True)  # what a killed attempt left
-        loader = (
-            with_batch_size(self.train_loader, config["batch_size"], self.seed)
-            if hasattr(self.train_loader, "dataset")
-            else self.train_loader
-        )
-        monitor = self.train_kwargs["monitor"]
-        epochs: list[dict] = []  # each epoch's metrics, as the engine reports them
-
-        def report(epoch: int, metrics: dict) -> None:
-            epochs.append(metrics)
-            with warnings.catch_warnings():  # a retried trial reports its epochs again: the same values
-                warnings.simplefilter("ignore")
-                trial.report(metrics[monitor], epoch)
-            if epoch < config["num_epochs"] and trial.should_prune():  # after the last epoch: nothing to save
-                raise optuna.TrialPruned(
-                    f"{monitor} {metrics[monitor]:.4f} after epoch {epoch} is below the median of the finished trials"
-                )
-
-        started = time.perf_counter()
-        pruned = None
-        try:
-            _, history = self.train(
-                loader,
-                self.val_loader,
-                directory,
-                config["num_epochs"],
-                config["learning_rate"],
-                config["weight_decay"],
-                config["warmup_ratio"],
-                device,
-                dropout_prob=config["dropout_prob"],
-                seed=self.seed,
-                on_epoch_end=report,
-                **self.train_kwargs,
-            )
-            best_epoch = history["best_epoch"]
-        except optuna.TrialPruned as exc:
-            pruned = exc
-            remove_checkpoints(directory)  # a pruned trial keeps its record only
-            # no history comes back from a raise: the reported epochs decide, by the Trainer's own rule
-            tracker = BestTracker(monitor)
-            for epoch, metrics in enumerate(epochs, 1):
-                tracker.record(metrics[monitor], epoch)
-            best_epoch = tracker.best_epoch or 1
-        best = epochs[best_epoch - 1]
-        record = {
-            "params": sampled,
-            "hyperparameters": config,
-            "epochs_run": len(epochs),
-            "best_epoch": best_epoch,
-            **{key: best[key] for key in ("val_loss", "val_accuracy", "val_macro_recall", "val_macro_f1")},
-            "time_s": round(time.perf_counter() - started, 2),
-        }
-        write_json(
-            directory / "trial.json", {"trial": trial.number, "state": "pruned" if pruned else "complete", **record}
-        )
-        trial.set_user_attr("result", record)
-        if pruned is not None:
-            raise pruned
-        return float(best[monitor])
-
-
 # ---- the worker loop ----------------------------------------------------------------------------------
 def search_done(study: optuna.Study, search: Search) -> bool:
     trials = study.get_trials(deepcopy=False, states=COUNTED)
@@ -536,50 +370,3 @@ def run_worker(
 
     if not search_done(study, search):
         study.optimize(objective, catch=(SkippedTrial,), callbacks=[stop_when_done])
-
-
-# ---- results ----------------------------------------------------------------------------------------------
-def trained_trials(study: optuna.Study) -> list[FrozenTrial]:
-    """Every trial that trained (completed or pruned), by trial number."""
-    return sorted(
-        study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED)), key=lambda t: t.number
-    )
-
-
-def skipped_count(study: optuna.Study) -> int:
-    return sum("skipped" in t.user_attrs for t in study.get_trials(deepcopy=False, states=(TrialState.FAIL,)))
-
-
-def trial_record(trial: FrozenTrial) -> dict[str, Any]:
-    worker = {key: value for key, value in trial.user_attrs.get("worker", {}).items() if key != "pid"}
-    return {
-        "trial": trial.number,
-        "state": trial.state.name.lower(),
-        **trial.user_attrs.get("result", {}),
-        "worker": worker,
-    }
-
-
-def write_results(study: optuna.Study, search: Search, monitor: str) -> dict[str, Any]:
-    """Write ``tuning_results.json`` (every trained trial, the best) and ``best_hyperparameters.json``,
-    mark the study finished, and return the results."""
-    trials = trained_trials(study)
-    if not any(t.state == TrialState.COMPLETE for t in trials):
-        raise PipelineError(f"tune: no trial completed in {search.output_dir} (every one was pruned)")
-    best = study.best_trial
-    best_hyperparameters = best.user_attrs["result"]["hyperparameters"]
-    results = {
-        "monitor": monitor,
-        "method": search.method,
-        "search_space": search.space,
-        "n_trials": search.n_trials,
-        "trials": [trial_record(t) for t in trials],
-        "best_trial": best.number,
-        "best_hyperparameters": best_hyperparameters,
-        "pruned": sum(t.state == TrialState.PRUNED for t in trials),
-        "skipped": skipped_count(study),
-    }
-    write_json(search.output_dir / "tuning_results.json", results)
-    write_json(search.output_dir / "best_hyperparameters.json", best_hyperparameters)
-    study.set_user_attr("finished", True)  # a rerun starts a new search (as a finished training run does)
-    return results

@@ -25,7 +25,8 @@ from tqdm import tqdm
 from src.core.errors import PipelineError
 from src.core.secrets import configure_logging
 from src.training.distributed import signal_when_parent_dies
-from src.tuning.search import Search, make_search, run_worker, trained_trials
+from src.tuning.results import trained_trials
+from src.tuning.search import Search, make_search, run_worker
 from src.tuning.storage import check_artifact_store, fail_stale_trials, fetch_trial_dir
 
 log = logging.getLogger(__name__)
