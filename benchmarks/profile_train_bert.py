@@ -39,8 +39,8 @@ PHASES = {
     "DVCLive: a row per step": [("src/training/live.py", "log_step")],
     "DVCLive: epoch rows, summary, close": [("src/training/live.py", "log_epoch"), ("src/training/live.py", "close")],
     "validation": [("src/training/trainer.py", "evaluate_model")],
-    "checkpoint each epoch (model, optimizer, scheduler, RNG)": [("src/training/trainer.py", "save_checkpoint")],
-    "publish: best_model.pt, history, save_pretrained export": [("src/training/trainer.py", "_publish_best")],
+    "checkpoint each epoch (model, optimizer, scheduler, RNG)": [("src/training/run_state.py", "save_checkpoint")],
+    "publish: best_model.pt, history, save_pretrained export": [("src/training/run_state.py", "_publish_best")],
 }
 LAUNCHER_ROW = "src.launch: params and layout checks, starting the stage"
 TRAIN_STEPS_WITHOUT_LOG = ("training steps", "DVCLive: a row per step")
