@@ -22,6 +22,7 @@ from pathlib import Path
 from src.core.cli import positive_int_option, print_lines, run_command
 from src.core.errors import DataError
 from src.core.runtime import explain_out_of_memory, use_all_cpu_cores
+from src.data.normalization import without_lone_surrogates
 from src.data.preprocess import iter_lines, normalize_tweet
 from src.evaluation import device_option, predict_proba
 from src.models.loading import TrainedModel, load_model
@@ -80,7 +81,7 @@ def classify(
     for text, row in zip(texts, probabilities):
         label_id = int(row.argmax())
         yield {
-            "text": text,
+            "text": without_lone_surrogates(text, "\ufffd"),  # JSON lines are UTF-8: what a decoder shows
             "label": trained.label_names[label_id],
             "label_id": label_id,
             "probabilities": {name: round(float(p), 4) for name, p in zip(trained.label_names, row)},

@@ -925,9 +925,85 @@ COST = {
         seconds=10,
     ),
 }
+
+
+# class 5: values typed but not bounded for what later code assumes. A train_tfidf model is read from
+# its arrays' headers first (shape, dtype, declared size; src/models/tfidf.py check_array_headers),
+# then checked finite; the engine stops on a NaN or infinite loss (tests below, through the guide's API)
+def _tfidf_model(damage: Callable[[dict], dict] | None = None, bomb_bytes: int = 0):
+    """models/tfidf trained on the tiny splits, its model.npz rewritten by ``damage(arrays)`` or, with
+    ``bomb_bytes``, its coef replaced by that many zero bytes (deflated to ~1/1000)."""
+    import zipfile
+
+    import numpy as np
+
+    from src.models import tfidf
+
+    def setup(repo: Path, canary: Path) -> list[str]:
+        params = json.loads((repo / "params.yaml").read_text())["tfidf"]
+        rows = tiny_splits()["train"]
+        model = tfidf.fit([normalize_tweet(t) for t, _ in rows], [y for _, y in rows], params)
+        tfidf.save(model, repo / "models/tfidf", list(LABELS), params)
+        path = repo / "models/tfidf" / tfidf.MODEL_FILE
+        with np.load(path) as npz:
+            arrays = dict(npz)
+        if damage is not None:
+            np.savez_compressed(path, **damage(arrays))
+        if bomb_bytes:
+            del arrays["coef"]
+            np.savez_compressed(path, **arrays)
+            with zipfile.ZipFile(path, "a", compression=zipfile.ZIP_DEFLATED, compresslevel=1) as archive:
+                with archive.open("coef.npy", "w", force_zip64=True) as member:
+                    rows = bomb_bytes // (8 * 3)
+                    np.lib.format.write_array_header_1_0(
+                        member, {"descr": "<f8", "fortran_order": False, "shape": (3, rows)}
+                    )
+                    zeros = bytes(8 << 20)
+                    for _ in range(bomb_bytes // len(zeros)):
+                        member.write(zeros)
+        return module("stages.evaluate", "tfidf")
+
+    return setup
+
+
+def _with(name: str, value_of: Callable) -> Callable[[dict], dict]:
+    return lambda arrays: {**arrays, name: value_of(arrays[name])}
+
+
+BOUNDS = {
+    "predict_argument_not_utf8": Row(
+        lambda repo, canary: module("src.predict", "--model", "models/bert", "good \udcff day"),  # byte 0xff
+        ('"text": "good \ufffd day"',),
+        rc=0,
+        seconds=30,
+    ),
+    "tfidf_coef_nan": Row(
+        _tfidf_model(_with("coef", lambda a: a * float("nan"))),
+        ("models/tfidf/model.npz: not a train_tfidf model", "coef holds NaN or infinite values"),
+    ),
+    "tfidf_idf_infinite": Row(
+        _tfidf_model(_with("word_idf", lambda a: a * float("inf"))),
+        ("word_idf holds NaN or infinite values",),
+    ),
+    "tfidf_terms_numbers": Row(
+        _tfidf_model(_with("word_terms", lambda a: __import__("numpy").arange(len(a)))),
+        ("word_terms: int64 of shape", "expected a list of strings"),
+    ),
+    "tfidf_coef_wrong_shape": Row(
+        _tfidf_model(_with("coef", lambda a: a[:, :-1])),
+        ("coef: float32 of shape", "expected floats of shape"),
+    ),
+    "tfidf_coef_600mb_of_zeros": Row(
+        _tfidf_model(bomb_bytes=600 << 20),
+        ("its arrays declare", "more than 536,870,912"),
+        max_mb=1000,
+        seconds=30,  # the row writes 600 MB into the archive before; reading it is refused before any inflating
+    ),
+}
 CLASSES = {
     "cost": COST,
     "secrets": SECRETS,
+    "bounds": BOUNDS,
     "traceback": TRACEBACK,
     "containment": CONTAINMENT,
     "memory": MEMORY,
@@ -1138,3 +1214,113 @@ def test_predict_waiting_on_stdin_ends_on_a_signal_with_one_line(name, template,
     _, err = child.communicate(timeout=30)
     assert child.returncode == rc, err
     assert "Traceback" not in err and f"interrupted by {signame}" in err, err
+
+
+# class 5, through the engine's Python API (the LSTM training guide's Trainer): the batch formats a
+# PyTorch user brings, epoch counts, and a loss that diverges
+def _tuple_loaders(n: int = 64):
+    import torch
+    from torch.utils.data import DataLoader, TensorDataset
+
+    generator = torch.Generator().manual_seed(0)
+    x = torch.randn(n, 4, generator=generator)
+    y = (x[:, 0] > 0).long() + (x[:, 1] > 1).long()
+    loader = DataLoader(TensorDataset(x, y), batch_size=16)
+    return loader, DataLoader(TensorDataset(x, y), batch_size=16)
+
+
+class _TupleOut(__import__("torch").nn.Module):
+    """forward returns (logits, features), as many research models do."""
+
+    def __init__(self, scale: float = 1.0):
+        import torch
+
+        super().__init__()
+        self.linear, self.scale = torch.nn.Linear(4, 3), scale
+
+    def forward(self, x):
+        return self.linear(x) * self.scale, x
+
+
+@pytest.mark.parametrize("model_of", ["sequential", "tuple_output"])
+def test_trainer_trains_on_a_plain_loader_of_tuples(model_of, tmp_path):
+    import torch
+
+    from src.training import Trainer
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(4, 3)) if model_of == "sequential" else _TupleOut()
+    train, val = _tuple_loaders()
+    trainer = Trainer(
+        model, train, val, torch.optim.Adam(model.parameters(), lr=0.05), checkpoint_dir=tmp_path, progress=False
+    )
+    history = trainer.train(epochs=3)
+    assert len(history["val_losses"]) == 3 and history["val_losses"][-1] < history["val_losses"][0]
+    assert (tmp_path / "best_model.pt").is_file()
+
+
+@pytest.mark.parametrize(
+    "batches, expected",
+    [
+        ([{"x": 1}], "a batch is a dict with the keys ['x']: expected a dict with 'labels'"),
+        (["text"], "a batch is str: expected a dict with 'labels' and the model's keyword inputs"),
+    ],
+)
+def test_trainer_names_the_batch_formats_it_takes(batches, expected, tmp_path):
+    import torch
+
+    from src.core.errors import PipelineError
+    from src.training import Trainer
+
+    model = torch.nn.Linear(4, 3)
+    trainer = Trainer(model, batches, batches, torch.optim.SGD(model.parameters(), lr=0.1), checkpoint_dir=tmp_path)
+    with pytest.raises(PipelineError, match=expected.replace("[", r"\[").replace("]", r"\]")):
+        trainer.train(epochs=1)
+
+
+@pytest.mark.parametrize("value", [-3, 0, 1.5, True, "2"])
+def test_train_refuses_an_epoch_count_that_is_not_a_positive_whole_number(value, tmp_path):
+    import torch
+
+    from src.core.errors import PipelineError
+    from src.training import Trainer
+
+    model = torch.nn.Linear(4, 3)
+    train, val = _tuple_loaders()
+    trainer = Trainer(model, train, val, torch.optim.SGD(model.parameters(), lr=0.1), checkpoint_dir=tmp_path)
+    with pytest.raises(PipelineError, match=rf"epochs = {value!r}: expected a whole number of at least 1"):
+        trainer.train(epochs=value)
+    assert not list(tmp_path.iterdir()), "nothing is written"
+
+
+@pytest.mark.parametrize("scale", [float("nan"), float("inf")])
+def test_a_diverged_loss_stops_training_before_a_checkpoint(scale, tmp_path):
+    import torch
+
+    from src.core.errors import TrainingDiverged
+    from src.training import Trainer
+
+    torch.manual_seed(0)
+    model = _TupleOut(scale)
+    train, val = _tuple_loaders()
+    trainer = Trainer(
+        model, train, val, torch.optim.SGD(model.parameters(), lr=0.1), checkpoint_dir=tmp_path, progress=False
+    )
+    with pytest.raises(TrainingDiverged, match=r"the training loss is nan at epoch 1, step 1: training diverged"):
+        trainer.train(epochs=2)
+    assert not (tmp_path / "best_model.pt").exists() and not list(tmp_path.glob("checkpoint_epoch_*"))
+
+
+def test_lone_surrogates_are_dropped_before_the_tokenizer(template):
+    from src.models.loading import load_model
+    from src.predict import classify
+
+    assert normalize_tweet("good \ud83d day \udcff") == "good day"
+    cwd = os.getcwd()
+    os.chdir(template)  # the model's links are checked against the working directory
+    try:
+        rows = list(classify(load_model("models/bert", "cpu"), ["good \ud83d day", "\udcff"], 2, "cpu"))
+    finally:
+        os.chdir(cwd)
+    assert [r["text"] for r in rows] == ["good \ufffd day", "\ufffd"]
+    assert all(abs(sum(r["probabilities"].values()) - 1) < 1e-3 for r in rows)  # 4 decimals each

@@ -15,3 +15,7 @@ class DataError(PipelineError):
 
 class DownloadError(PipelineError):
     """A file could not be fetched, or did not match its pinned checksum."""
+
+
+class TrainingDiverged(PipelineError):
+    """A training or validation loss became NaN or infinite; nothing of that epoch was saved."""

@@ -10,7 +10,7 @@ import contextlib
 import functools
 import os
 import random
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import numpy as np
@@ -31,15 +31,65 @@ def resolve_device(device: str | torch.device = "auto", key: str = "device") -> 
     return device
 
 
-def move_batch(batch: dict[str, Any], device: torch.device) -> dict[str, Any]:
+# A batch of the project's loaders is a dict: ``labels`` and the model's keyword inputs. A plain PyTorch
+# loader (a TensorDataset, say) yields ``(inputs..., labels)``: its inputs travel under this key and
+# reach the model positionally.
+POSITIONAL_INPUTS = "positional_inputs"
+
+
+def as_batch(batch: Any) -> dict[str, Any]:
+    """``batch`` as a dict: a mapping (a collate function's dict, a tokenizer's BatchEncoding) as it is,
+    ``(inputs..., labels)`` with its inputs under POSITIONAL_INPUTS; anything else is a PipelineError
+    saying which formats the engine takes."""
+    if isinstance(batch, Mapping):
+        return dict(batch)
+    if isinstance(batch, (tuple, list)) and len(batch) >= 2:
+        return {POSITIONAL_INPUTS: tuple(batch[:-1]), "labels": batch[-1]}
+    raise PipelineError(f"a batch is {type(batch).__name__}: {_BATCH_FORMATS}")
+
+
+def batch_labels(batch: dict[str, Any]) -> torch.Tensor:
+    """The labels of a batch ``as_batch`` made; a PipelineError naming its keys when it has none."""
+    if "labels" not in batch:
+        raise PipelineError(f"a batch is a dict with the keys {sorted(map(str, batch))}: {_BATCH_FORMATS}")
+    return batch["labels"]
+
+
+_BATCH_FORMATS = "expected a dict with 'labels' and the model's keyword inputs, or an (inputs..., labels) tuple"
+
+
+def move_batch(batch: Any, device: torch.device) -> dict[str, Any]:
+    """The batch (see ``as_batch``) with its tensors on ``device``."""
     non_blocking = device.type == "cuda"  # overlaps host->GPU copies with compute (pinned memory)
-    return {k: v.to(device, non_blocking=non_blocking) if torch.is_tensor(v) else v for k, v in batch.items()}
+
+    def move(value: Any) -> Any:
+        if torch.is_tensor(value):
+            return value.to(device, non_blocking=non_blocking)
+        return tuple(move(v) for v in value) if isinstance(value, tuple) else value
+
+    return {k: move(v) for k, v in as_batch(batch).items()}
 
 
 def forward_logits(model: nn.Module, batch: dict[str, Any]) -> torch.Tensor:
-    """``model(**inputs)`` for every key but ``labels``; accepts a tensor or an output with ``.logits``."""
-    output = model(**{k: v for k, v in batch.items() if k != "labels"})
-    return output.logits if hasattr(output, "logits") else output
+    """The model's logits for a batch: ``model(*inputs)`` for an (inputs..., labels) batch, else
+    ``model(**inputs)`` for every key but ``labels``. The output may be a tensor, an object or dict
+    with ``logits`` (Hugging Face models) or a tuple whose first element is the logits."""
+    if POSITIONAL_INPUTS in batch:
+        output = model(*batch[POSITIONAL_INPUTS])
+    else:
+        output = model(**{k: v for k, v in batch.items() if k != "labels"})
+    if hasattr(output, "logits"):
+        output = output.logits
+    elif isinstance(output, dict) and "logits" in output:
+        output = output["logits"]
+    elif isinstance(output, (tuple, list)) and output:
+        output = output[0]
+    if not torch.is_tensor(output):
+        raise PipelineError(
+            f"the model returned {type(output).__name__}: expected a logits tensor, an output with "
+            "'logits', or a tuple whose first element is the logits"
+        )
+    return output
 
 
 @functools.cache

@@ -22,6 +22,7 @@ _EMOJI_SHAPING = {"\u200d", "\ufe0e", "\ufe0f"}
 # a tweet is at most 280 characters (its emoji as names, a few times that): past this nothing is a tweet,
 # and each text is cut here, before and after every transform that makes it longer or costs more per character
 MAX_TEXT_CHARS = 4096
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 def normalize_tweet(text: str) -> str:
@@ -35,6 +36,9 @@ def normalize_tweet(text: str) -> str:
     # the cost is bounded by what each transform makes: cut before NFC (quadratic in a run of combining
     # marks) and again after the emoji became names (each grows ~30x), on the expanded text
     text = html.unescape(text[: MAX_TEXT_CHARS * 8])[:MAX_TEXT_CHARS]
+    # a lone surrogate (JSON's "\ud83d", bytes a POSIX locale decoded with surrogateescape) is half of
+    # no character: no tokenizer or UTF-8 writer takes it, so it goes
+    text = without_lone_surrogates(text)
     text = symbols_as_words(unicodedata.normalize("NFC", text))[:MAX_TEXT_CHARS]
     tokens = []
     for token in _WHITESPACE.split(text):
@@ -42,6 +46,11 @@ def normalize_tweet(text: str) -> str:
             continue
         tokens.append("@user" if token.startswith("@") and len(token) > 1 else token)
     return " ".join(tokens)
+
+
+def without_lone_surrogates(text: str, replacement: str = "") -> str:
+    """``text`` with each lone surrogate (no character on its own) replaced by ``replacement``."""
+    return _LONE_SURROGATE.sub(replacement, text)
 
 
 def symbols_as_words(text: str) -> str:

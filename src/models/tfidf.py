@@ -15,6 +15,7 @@ its own JSON node: 212 MB and 20 s to load for TweetEval's 254,000 n-grams, agai
 from __future__ import annotations
 
 import os
+import zipfile
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -32,6 +33,11 @@ MODEL_FILE = "model.npz"
 PARAM_KEYS = ("word_ngrams", "char_ngrams", "min_df", "C", "class_weight", "max_iter")
 CONFIG_FILE = "tfidf_config.json"  # label names and the model file's name: what makes the directory a tfidf model
 TOKEN_PATTERN = r"(?u)\b\w+\b"  # one-letter words too ("i", "u"): scikit-learn's default drops them
+
+
+# TweetEval's model is ~60 MB of arrays; a pulled model.npz may declare more (a 1 MB file of zeros
+# inflates to GBs), so its arrays' sizes and shapes are read from their headers before any is inflated
+MAX_MODEL_ARRAY_BYTES = 512 << 20
 
 
 def check_params(cfg: dict) -> None:
@@ -121,6 +127,7 @@ def load(model_dir: str | os.PathLike) -> tuple[Pipeline, list[str]]:
     try:
         pipeline = build_pipeline(cfg)
         vectorizers, classifier = _parts(pipeline)
+        check_array_headers(model_path, [name for name, _ in vectorizers], len(label_names))
         with np.load(model_path, allow_pickle=False) as arrays:
             for name, vectorizer in vectorizers:
                 terms = arrays[f"{name}_terms"]
@@ -135,11 +142,61 @@ def load(model_dir: str | os.PathLike) -> tuple[Pipeline, list[str]]:
         ):
             raise ValueError(f"weights of shape {classifier.coef_.shape} for {n_features} features")
         classifier.n_features_in_ = n_features
+        for name, values in [("coef", classifier.coef_), ("intercept", classifier.intercept_)] + [
+            (f"{n}_idf", v.idf_) for n, v in vectorizers
+        ]:
+            if not np.isfinite(values).all():
+                raise ValueError(f"{name} holds NaN or infinite values")
     except FileNotFoundError:
         raise PipelineError(f"{model_path}: file not found; {again}") from None
-    except (ValueError, KeyError, TypeError, OSError, ParamsError) as exc:  # damaged, pickled or inconsistent
+    except (
+        ValueError,
+        KeyError,
+        TypeError,
+        OSError,
+        ParamsError,
+        zipfile.BadZipFile,
+    ) as exc:  # damaged, pickled, inconsistent
         detail = " ".join(str(exc).split())[:200]
         raise PipelineError(
             f"{model_path}: not a train_tfidf model ({exc.__class__.__name__}: {detail}); {again}"
         ) from None
     return pipeline, label_names
+
+
+def check_array_headers(model_path: Path, vectorizers: Sequence[str], n_labels: int) -> None:
+    """Every array ``load`` reads has the dtype and shape it needs, read from the .npy headers in the
+    archive (nothing inflated), and all together declare at most MAX_MODEL_ARRAY_BYTES; else a
+    ValueError saying which."""
+    with zipfile.ZipFile(model_path) as archive:
+        infos = {info.filename.removesuffix(".npy"): info for info in archive.infolist()}
+        declared = sum(info.file_size for info in infos.values())
+        if declared > MAX_MODEL_ARRAY_BYTES:
+            raise ValueError(f"its arrays declare {declared:,} bytes, more than {MAX_MODEL_ARRAY_BYTES:,}")
+        headers = {}
+        for name in ["coef", "intercept", *(f"{v}_{part}" for v in vectorizers for part in ("terms", "idf"))]:
+            if name not in infos:
+                raise KeyError(f"no array {name!r}")
+            with archive.open(infos[name]) as member:
+                version = np.lib.format.read_magic(member)
+                read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+                shape, _, dtype = read(member)
+            headers[name] = (shape, dtype)
+    n_features = 0
+    for vectorizer in vectorizers:
+        (terms_shape, terms_dtype), (idf_shape, idf_dtype) = (
+            headers[f"{vectorizer}_terms"],
+            headers[f"{vectorizer}_idf"],
+        )
+        if terms_dtype.kind != "U" or len(terms_shape) != 1:
+            raise ValueError(f"{vectorizer}_terms: {terms_dtype} of shape {terms_shape}, expected a list of strings")
+        if idf_dtype.kind != "f" or idf_shape != terms_shape:
+            raise ValueError(
+                f"{vectorizer}_idf: {idf_dtype} of shape {idf_shape}, expected floats of shape {terms_shape}"
+            )
+        n_features += terms_shape[0]
+    for name, shape in (("coef", (n_labels, n_features)), ("intercept", (n_labels,))):
+        if headers[name][1].kind != "f" or headers[name][0] != shape:
+            raise ValueError(
+                f"{name}: {headers[name][1]} of shape {headers[name][0]}, expected floats of shape {shape}"
+            )

@@ -11,7 +11,7 @@ from torch import nn
 from tqdm import tqdm
 
 from src.core.errors import PipelineError
-from src.core.runtime import autocast_context, forward_logits, move_batch
+from src.core.runtime import autocast_context, batch_labels, forward_logits, move_batch
 from src.data.batching import restore_order
 from src.scoring.metrics import classification_metrics
 from src.training import distributed
@@ -39,20 +39,21 @@ def evaluate(
     results = []  # (loss sum, predictions, labels) per batch
     for batch in tqdm(batches, desc="eval", leave=False, disable=not progress):
         batch = move_batch(batch, device)
+        labels = batch_labels(batch)
         with autocast_context(device, mixed_precision):
             logits = forward_logits(model, batch)
         logits = logits.float()
-        loss = criterion(logits, batch["labels"]).item() * len(batch["labels"]) if criterion is not None else 0.0
-        results.append((loss, predicted_classes(logits).cpu().tolist(), batch["labels"].cpu().tolist()))
+        loss = criterion(logits, labels).item() * len(labels) if criterion is not None else 0.0
+        results.append((loss, predicted_classes(logits).cpu().tolist(), labels.cpu().tolist()))
     if world > 1:  # back into loader order: batch i was scored by rank i % world, as its (i // world)-th
         gathered = distributed.gather_objects(results)
         results = [gathered[i % world][i // world] for i in range(sum(len(g) for g in gathered))]
     total_loss, n_seen, predictions, labels = 0.0, 0, [], []
-    for batch_loss, batch_predictions, batch_labels in results:
+    for batch_loss, batch_predictions, labels_of_batch in results:
         total_loss += batch_loss
-        n_seen += len(batch_labels)
+        n_seen += len(labels_of_batch)
         predictions += batch_predictions
-        labels += batch_labels
+        labels += labels_of_batch
     if n_seen == 0:
         raise PipelineError("evaluation data is empty")
     result = {

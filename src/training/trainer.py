@@ -1,8 +1,9 @@
 """The one training engine (LSTM and BERT): train / validate / checkpoint / early-stop / resume.
 
 Batches are dicts: ``labels`` plus the model's keyword inputs (``input_ids`` + ``lengths`` for the
-LSTM; ``input_ids`` + ``attention_mask`` for BERT). The model's output is a logits tensor or an
-object with ``.logits`` (Hugging Face models).
+LSTM; ``input_ids`` + ``attention_mask`` for BERT), or a plain loader's ``(inputs..., labels)``
+tuples. The model's output is a logits tensor, an object with ``.logits`` (Hugging Face models) or a
+tuple that starts with the logits (src.core.runtime.forward_logits).
 """
 
 from __future__ import annotations
@@ -21,9 +22,16 @@ from torch import nn
 from tqdm import tqdm
 
 from src.checkpoints.manager import DEFAULT_BEST_BY, CheckpointManager
-from src.core.errors import PipelineError
+from src.core.errors import PipelineError, TrainingDiverged
 from src.core.interrupts import Interrupted
-from src.core.runtime import autocast_context, autocast_dtype, forward_logits, move_batch, resolve_device
+from src.core.runtime import (
+    autocast_context,
+    autocast_dtype,
+    batch_labels,
+    forward_logits,
+    move_batch,
+    resolve_device,
+)
 from src.scoring.metrics import MONITORABLE
 from src.training import distributed
 from src.training.early_stopping import BestTracker, EarlyStopping
@@ -62,6 +70,12 @@ class TrainerConfig:
     on_publish: Callable[[dict], None] | None = None  # writes what goes beside the published best model
     on_epoch_end: Callable[[int, dict], None] | None = None  # (epoch, metrics) after each epoch; may raise
     training_log: Any = None  # e.g. src.training.live.DVCLiveLog: log_step and log_epoch on rank 0
+
+
+def _check_count(value: Any, name: str, least: int) -> None:
+    """``value`` is an int of at least ``least`` (not a bool), else a PipelineError naming ``name``."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < least:
+        raise PipelineError(f"{name} = {value!r}: expected a whole number of at least {least}")
 
 
 # ---- the trainer ------------------------------------------------------------------------------------
@@ -198,9 +212,12 @@ class Trainer(RunState):
         )
         for batch in bar:
             batch = move_batch(batch, self.device)
+            labels = batch_labels(batch)
             with autocast_context(self.device, self.mixed_precision):
                 logits = forward_logits(self.parallel_model, batch).float()
-            loss = self.criterion(logits, batch["labels"])
+            loss = self.criterion(logits, labels)
+            if self.world_size == 1:  # under DDP the epoch's all-reduced loss is checked, on every rank alike
+                self._check_finite(loss, "training loss", f"step {self.global_step + 1}")
 
             self.optimizer.zero_grad(set_to_none=True)
             # DDP averages the ranks' gradients; weighting each rank's mean loss by its share of the
@@ -227,7 +244,18 @@ class Trainer(RunState):
             ).tolist()
         if n_seen == 0:
             raise PipelineError("training data is empty")
+        self._check_finite(total_loss, "training loss", "over the epoch")
         return total_loss / n_seen
+
+    def _check_finite(self, value: torch.Tensor | float, what: str, where: str) -> None:
+        """A NaN or infinite loss is an error before it reaches a checkpoint: the weights it would
+        train are no model, and a NaN monitored value would be published as the best."""
+        value = float(value.detach() if torch.is_tensor(value) else value)
+        if value != value or value in (float("inf"), float("-inf")):
+            raise TrainingDiverged(
+                f"the {what} is {value} at epoch {self.epoch + 1}, {where}: training diverged (lower the learning "
+                "rate, keep gradient clipping on, or check the inputs); nothing of this epoch was saved"
+            )
 
     def _global_batch_share(self, labels: torch.Tensor) -> torch.Tensor | float:
         """world size x this rank's share of the global batch's loss weight: its examples' class weights
@@ -268,6 +296,11 @@ class Trainer(RunState):
         On return the checkpoint registry records that training finished. SIGINT / SIGTERM raise
         ``Interrupted`` naming the last checkpoint (a save in progress completes first).
         """
+        _check_count(epochs, "epochs", 1)
+        if early_stopping_patience is not None:
+            _check_count(early_stopping_patience, "early_stopping_patience", 1)
+        if save_every is not None:
+            _check_count(save_every, "save_every", 0)
         if early_stopping_patience is not None and (
             self.early_stopping is None or self.early_stopping.patience != early_stopping_patience
         ):
@@ -296,6 +329,7 @@ class Trainer(RunState):
         train_loss = self.train_epoch()
         learning_rate = self.optimizer.param_groups[0]["lr"]  # the rate this epoch ended with
         val = self.evaluate_model(self.val_loader)
+        self._check_finite(val["loss"] if val["loss"] is not None else 0.0, "validation loss", "after training")
         self.epoch += 1
         metrics = {
             "train_loss": train_loss,

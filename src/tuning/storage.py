@@ -25,6 +25,7 @@ import warnings
 from pathlib import Path
 
 import optuna
+from optuna.storages.journal._storage import JournalOperation
 from optuna.trial import FrozenTrial
 
 from src.core.errors import PipelineError
@@ -99,7 +100,14 @@ def open_storage(
 
         output_dir.mkdir(parents=True, exist_ok=True)
         # absolute: Optuna's lock is a symlink to this path, and a relative one would dangle
-        return optuna.storages.JournalStorage(JournalFileBackend(str((output_dir / JOURNAL_NAME).resolve())))
+        journal = (output_dir / JOURNAL_NAME).resolve()
+        try:
+            return optuna.storages.JournalStorage(JournalFileBackend(str(journal)))
+        except (AssertionError, KeyError, TypeError, ValueError, IndexError) as exc:  # Optuna replays every record
+            raise PipelineError(
+                f"{output_dir / JOURNAL_NAME}: not a journal Optuna {optuna.__version__} can replay "
+                f"({type(exc).__name__}: {' '.join(str(exc).split())[:200]}); {_START_OVER}"
+            ) from None
     from sqlalchemy.engine import make_url
     from sqlalchemy.exc import SQLAlchemyError
 
@@ -120,6 +128,10 @@ def open_storage(
             raise PipelineError(f"tune.storage: cannot open the database ({type(exc).__name__}: {detail})") from None
 
 
+_START_OVER = "it is the search's own resume state: delete it to start the search over"
+_JOURNAL_OPERATIONS = {operation.value for operation in JournalOperation}
+
+
 def repair_journal(path: Path) -> None:
     """Undo what a SIGKILL can leave in a journal that only this stage's workers write (call it
     while none runs): the lock file of a worker killed while appending, which every later append
@@ -138,7 +150,7 @@ def repair_journal(path: Path) -> None:
             try:
                 if not line.endswith(b"\n"):
                     raise ValueError("cut short")
-                json.loads(line)
+                record = json.loads(line)
             except ValueError:
                 log.warning(
                     "%s:%d: not a whole JSON record (cut short by a kill?): dropping it and every line "
@@ -147,6 +159,12 @@ def repair_journal(path: Path) -> None:
                     line_no,
                 )
                 break
+            # a whole line that is no record of this Optuna's would end the replay in an AssertionError
+            if not (isinstance(record, dict) and record.get("op_code") in _JOURNAL_OPERATIONS):
+                shown = record.get("op_code") if isinstance(record, dict) else type(record).__name__
+                raise PipelineError(
+                    f"{path}:{line_no}: not an Optuna journal record (op_code {shown!r}); {_START_OVER}"
+                )
             keep += len(line)
     if keep < path.stat().st_size:
         with open(path, "r+b") as handle:

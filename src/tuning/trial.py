@@ -14,6 +14,7 @@ import optuna
 
 from src.checkpoints.remove import remove_checkpoints
 from src.core.atomic import write_json
+from src.core.errors import TrainingDiverged
 from src.models.bert_data import with_batch_size
 from src.training.early_stopping import BestTracker
 from src.tuning.space import NAMED
@@ -61,7 +62,7 @@ class TrialTrainer:
                 )
 
         started = time.perf_counter()
-        pruned = None
+        pruned = diverged = None
         try:
             _, history = self.train(
                 loader,
@@ -78,27 +79,37 @@ class TrialTrainer:
                 **self.train_kwargs,
             )
             best_epoch = history["best_epoch"]
-        except optuna.TrialPruned as exc:
-            pruned = exc
+        except (optuna.TrialPruned, TrainingDiverged) as exc:
+            # a trial whose loss diverged is pruned, not the search's end: its record says why
+            pruned = exc if isinstance(exc, optuna.TrialPruned) else optuna.TrialPruned(str(exc))
+            diverged = exc if isinstance(exc, TrainingDiverged) else None
             remove_checkpoints(directory)  # a pruned trial keeps its record only
             # no history comes back from a raise: the reported epochs decide, by the Trainer's own rule
             tracker = BestTracker(monitor)
             for epoch, metrics in enumerate(epochs, 1):
                 tracker.record(metrics[monitor], epoch)
             best_epoch = tracker.best_epoch or 1
-        best = epochs[best_epoch - 1]
         record = {
             "params": sampled,
             "hyperparameters": config,
             "epochs_run": len(epochs),
-            "best_epoch": best_epoch,
-            **{key: best[key] for key in ("val_loss", "val_accuracy", "val_macro_recall", "val_macro_f1")},
+            "best_epoch": best_epoch if epochs else None,
+            **(
+                {
+                    key: epochs[best_epoch - 1][key]
+                    for key in ("val_loss", "val_accuracy", "val_macro_recall", "val_macro_f1")
+                }
+                if epochs
+                else {}
+            ),
             "time_s": round(time.perf_counter() - started, 2),
         }
+        if diverged is not None:
+            record["diverged"] = str(diverged)
         write_json(
             directory / "trial.json", {"trial": trial.number, "state": "pruned" if pruned else "complete", **record}
         )
         trial.set_user_attr("result", record)
         if pruned is not None:
             raise pruned
-        return float(best[monitor])
+        return float(epochs[best_epoch - 1][monitor])
