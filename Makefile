@@ -57,9 +57,11 @@ plots-template: setup  ## regenerate .dvc/plots_offline.html (vega inlined from 
 	$(PY) -m scripts.plots_template
 
 repro: setup  ## every stage on the full data with params.yaml (a second run does nothing)
+	$(PY) -m src.core.containment  # no declared path is a link out of the repository: dvc repro would delete through it
 	$(PY) -m dvc repro
 
 quick: setup  ## every stage on a 3,000-tweet subset: an experiment, params.yaml untouched
+	$(PY) -m src.core.containment
 	$(PY) -m dvc exp run -S num_epochs=1 -S data.max_train_samples=3000 -S lstm.epochs=3 \
 		-S tune.n_trials=1 -S tune.train_fraction=0.3
 

@@ -33,6 +33,7 @@ import tempfile
 import time
 
 from src.core.cli import pipeline_errors_exit
+from src.core.containment import check_declared_paths
 from src.core.errors import PipelineError
 from src.core.params import load_params
 
@@ -179,6 +180,9 @@ def launch(target: list[str], params_path: str = "params.yaml") -> int:
     """Validate, then run ``target`` (here, or under torchrun for several processes); the exit status of
     the first failed process (0 if none)."""
     params = load_params(params_path)
+    # before any process starts: no declared input or output of the stage is (under) a link out of the repository
+    module = target[0].removesuffix(".py").replace("/", ".") if target[0].endswith(".py") else target[0]
+    check_declared_paths(module, target[1:], params)
     device = params["bert"]["device"] if any("train_bert" in part for part in target) else "auto"
     check_layout(params["distributed"], device)
     check_port_free(params["distributed"])

@@ -16,6 +16,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from src.core.cli import answer_help, pipeline_errors_exit
+from src.core.containment import check_every_stage
 from src.core.errors import PipelineError
 
 NO_REMOTE = (
@@ -62,6 +63,7 @@ def main(argv: list[str] | None = None) -> None:
     answer_help(argv, f"usage: python -m src.pull [DVC PULL ARGUMENTS]\n\n{__doc__.strip()}")  # before any pull
     with pipeline_errors_exit():
         check_remote()
+        check_every_stage("check out or delete", inputs_too=False)  # no link out of the repository
     sys.exit(subprocess.call([sys.executable, "-m", "dvc", "pull", *argv]))
 
 

@@ -316,6 +316,46 @@ def _free_port() -> int:
         return probe.getsockname()[1]
 
 
+# ---- class 2, links: a committed symbolic link out of the repository, on the way to a declared path ----
+def _commit(repo: Path) -> None:
+    """The link is committed, as a clone would have it."""
+    for cmd in (["git", "add", "-A"], ["git", "commit", "-qm", "link"]):
+        subprocess.run(cmd, cwd=repo, env=run_env(), check=True, capture_output=True)
+
+
+def _link_to_canary(link: str, command: list[str], *files: str) -> Callable[[Path, Path], list[str]]:
+    """``link`` (repo-relative) a committed link to canary/<its name>, a directory holding ``files``
+    (what the stage would write or delete there), then ``command``."""
+
+    def setup(repo: Path, canary: Path) -> list[str]:
+        target = canary / Path(link).name
+        target.mkdir()
+        for name in files:
+            (target / name).parent.mkdir(parents=True, exist_ok=True)
+            (target / name).write_text("outside the repository\n")
+        path = repo / link
+        if path.is_dir() and not path.is_symlink():
+            shutil.copytree(path, target, dirs_exist_ok=True)
+            shutil.rmtree(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.symlink_to(target, target_is_directory=True)
+        _commit(repo)
+        return command
+
+    return setup
+
+
+def _with_local_remote(repo: Path) -> None:
+    """A default DVC remote in a directory of the repository (src.pull checks it exists)."""
+    (repo / "remote_store").mkdir()
+    command = [sys.executable, "-m", "dvc", "remote", "add", "-d", "storage", str(repo / "remote_store")]
+    subprocess.run(command, cwd=repo, env=run_env(), check=True, capture_output=True)
+
+
+def _link_error(link: str, action: str) -> tuple[str, ...]:
+    return (f"error: {link}: a symbolic link to ", ", outside ", f"; refusing to {action}")
+
+
 OUTSIDE = "is outside models/tune, the stage's output; refusing to read or write there"
 TRACEBACK = {
     "bad_param_train_bert": Row(
@@ -357,6 +397,55 @@ CONTAINMENT = {
     ),
     "bert_weights_linked_out": Row(
         _file_linked_out("model/model.safetensors"), ("models/bert/model/model.safetensors: a symbolic link to",)
+    ),
+    # class 2, links: checked by where they resolve (src/core/containment.py), before the stage does any work
+    "plots_dir_linked_out": Row(
+        _link_to_canary("plots", module("stages.evaluate", "bert"), "confusion/bert.csv", "reliability/bert.json"),
+        _link_error("plots", "write or delete evaluate's output there"),
+    ),
+    # `dvc repro` removes a stage's outputs before running it, through a linked directory too: `make repro`
+    # and `make quick` check every stage's paths first (the stage itself would refuse only after that)
+    "plots_dir_linked_out_before_dvc_repro": Row(
+        _link_to_canary("plots", module("src.core.containment"), "confusion/bert.csv"),
+        _link_error("plots", "write or delete evaluate@bert's output there"),
+    ),
+    "pull_into_a_metrics_dir_linked_out": Row(
+        lambda repo, canary: (
+            _with_local_remote(repo),
+            _link_to_canary("metrics", module("src.pull"), "data.json")(repo, canary),
+        )[1],
+        _link_error("metrics", "check out or delete preprocess's output there"),
+    ),
+    "metrics_dir_linked_out": Row(
+        _link_to_canary("metrics/tfidf", module("stages.train_tfidf"), "train.json"),
+        _link_error("metrics/tfidf", "write or delete train_tfidf's output there"),
+    ),
+    "model_dir_linked_out": Row(
+        _link_to_canary("models/tfidf", dvc_repro("train_tfidf"), "model.json"),
+        _link_error("models/tfidf", "write or delete train_tfidf's output there"),
+    ),
+    "models_dir_linked_out": Row(
+        _link_to_canary("models", module("stages.evaluate", "bert"), "bert/elsewhere.txt"),
+        _link_error("models", "read evaluate's input from there"),
+    ),
+    "data_input_linked_out": Row(
+        _link_to_canary("data/raw", dvc_repro("preprocess"), "train_text.txt"),
+        _link_error("data/raw", "read preprocess's input from there"),
+    ),
+    "data_input_param_through_a_link": Row(
+        lambda repo, canary: (
+            _link_to_canary("shared", [], "own.csv")(repo, canary),
+            _params_then(module("stages.preprocess"), data__input="shared/own.csv")(repo, canary),
+        )[1],
+        _link_error("shared", "read preprocess's input from there"),
+    ),
+    "artifact_store_root": Row(
+        _params_then(module("stages.tune"), tune__artifact_store="/"),
+        ("tune.artifact_store = '/': a file system root or top-level directory; refusing to write",),
+    ),
+    "artifact_store_system_dir": Row(
+        _params_then(module("stages.tune"), tune__artifact_store="/etc/tune"),
+        ("tune.artifact_store = '/etc/tune': inside /etc, a system directory",),
     ),
 }
 LOST_DATA = {
@@ -1324,3 +1413,30 @@ def test_lone_surrogates_are_dropped_before_the_tokenizer(template):
         os.chdir(cwd)
     assert [r["text"] for r in rows] == ["good \ufffd day", "\ufffd"]
     assert all(abs(sum(r["probabilities"].values()) - 1) < 1e-3 for r in rows)  # 4 decimals each
+
+
+def test_links_inside_the_repository_or_its_dvc_cache_still_work(template, tmp_path, monkeypatch):
+    """Class 2's rule refuses links by where they resolve: metrics/tfidf linked to a directory of the
+    repository, and a file linked into a DVC cache outside it (``cache.dir``, ``cache.type: symlink``),
+    pass; train_tfidf writes through the first as users run it."""
+    from src.core.containment import check_inside_repository
+    from src.core.errors import PipelineError
+
+    repo = tmp_path / "repo"
+    shutil.copytree(template, repo, symlinks=True)
+    (repo / "elsewhere_inside").mkdir()
+    (repo / "metrics").mkdir(exist_ok=True)
+    (repo / "metrics/tfidf").symlink_to(repo / "elsewhere_inside", target_is_directory=True)
+    result = subprocess.run(module("stages.train_tfidf"), cwd=repo, env=run_env(), capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert (repo / "elsewhere_inside/train.json").is_file()
+
+    cache = tmp_path / "shared_cache"
+    (cache / "files").mkdir(parents=True)
+    (cache / "files/ab").write_text("{}")
+    (repo / "metrics/data.json").symlink_to(cache / "files/ab")
+    monkeypatch.chdir(repo)
+    with pytest.raises(PipelineError, match=r"metrics/data.json: a symbolic link to .*, outside "):
+        check_inside_repository(["metrics/data.json"], "read it")
+    (repo / ".dvc/config").write_text(f"[cache]\n    dir = {cache}\n    type = symlink\n")
+    check_inside_repository(["metrics/data.json", "metrics/tfidf/train.json"], "read it")

@@ -33,6 +33,7 @@ PLUMBING = {
     "src/core/cli.py",
     "src/core/errors.py",
     "src/core/atomic.py",
+    "src/core/containment.py",  # declared inputs and outputs stay inside the repository, links resolved
     "src/core/interrupts.py",
     "src/core/lazy.py",
     "src/core/secrets.py",  # redacts what errors and logs print

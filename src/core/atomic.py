@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import IO, Any
 
+from src.core.containment import check_inside_repository
 from src.core.errors import PipelineError
 
 _UMASK = os.umask(0)
@@ -63,6 +64,7 @@ def full_disk_reported(path: Path, kept: str, cleanup: Callable[[], None] | None
 def atomic_open(path: str | os.PathLike, mode: str = "w", encoding: str | None = "utf-8") -> Iterator[IO]:
     """Open a temp file beside ``path``; on a clean exit it is fsynced and renamed onto ``path``."""
     path = Path(path)
+    check_inside_repository([path], "write there")
     path.parent.mkdir(parents=True, exist_ok=True)
     binary = "b" in mode
     kept = "the previous file is intact" if path.exists() else "nothing was written"
@@ -117,6 +119,7 @@ def publish_copy(source: str | os.PathLike, target: str | os.PathLike) -> None:
     a temp name and a rename, so ``target`` is the old file or the complete new one.
     """
     source, target = Path(source), Path(target)
+    check_inside_repository([target], "write there")
     tmp = target.with_name(f".{target.name}.{os.getpid()}.link.tmp")
     tmp.unlink(missing_ok=True)
     try:
@@ -155,6 +158,7 @@ def replace_together(targets: Sequence[str | os.PathLike]) -> Iterator[list[Path
     replaced, is a PipelineError naming the set and saying so.
     """
     targets = [Path(t) for t in targets]
+    check_inside_repository(targets, "replace it there")
     names = ", ".join(map(str, targets))
     tag = f"{os.getpid()}.{os.urandom(4).hex()}"  # unique per call
     # names ending in .tmp: an error about one names its directory (src.core.cli.path_error_message)

@@ -11,6 +11,7 @@ import sys
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 
+from src.core.containment import check_declared_paths, running_module
 from src.core.errors import PipelineError
 from src.core.interrupts import install_interrupt_handlers
 from src.core.params import load_params
@@ -168,4 +169,11 @@ def run_stage(
         parse_stage_argv(list(argv), flags)
     else:
         answer_help(sys.argv[1:], stage_usage())
-    run_command(lambda: main(load_params(params_path)))
+
+    def work() -> None:
+        params = load_params(params_path)
+        # before any work: no declared input or output is (under) a link out of the repository
+        check_declared_paths(running_module(), sys.argv[1:], params)
+        main(params)
+
+    run_command(work)

@@ -182,12 +182,35 @@ def fail_stale_trials(study: optuna.Study) -> None:
 
 
 # ---- the artifact store: trial directories between machines -------------------------------------------
+# the search writes only into this directory of the store, never beside what else the mount holds
+ARTIFACT_SUBDIR = "sentiment-tune-trials"
+# directories of the operating system: a store there (or in them) would write trial files among its own
+SYSTEM_DIRS = ("/etc", "/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/boot", "/proc", "/sys", "/dev", "/run")
+
+
+def artifact_dir(artifact_store: str) -> Path:
+    """The directory of ``tune.artifact_store`` the search owns (uploads and downloads go there only)."""
+    return Path(artifact_store) / ARTIFACT_SUBDIR
+
+
 def check_artifact_store(artifact_store: str | None) -> None:
     """A PipelineError naming ``tune.artifact_store`` unless it is null or a directory this machine can
-    create and write (a mount every machine reaches: it lives outside the repository by design)."""
+    create and write (a mount every machine reaches: it lives outside the repository by design), other
+    than a file system root, a top-level directory (``/``, ``/var``, ``/home``) or a system directory
+    (``/etc``, ``/usr``, ...), links resolved. The search writes only in its ``ARTIFACT_SUBDIR`` there."""
     if artifact_store is None:
         return
-    path = Path(artifact_store)
+    for named in (Path(artifact_store), artifact_dir(artifact_store)):  # the search's directory may be a link
+        resolved = Path(os.path.abspath(named)).resolve()
+        system = next((d for d in SYSTEM_DIRS if resolved.is_relative_to(d)), None)
+        if len(resolved.parts) < 3 or system is not None:
+            where = f"inside {system}, a system directory" if system else "a file system root or top-level directory"
+            link = f" ({named} resolves to {resolved})" if str(resolved) != os.path.abspath(named) else ""
+            raise PipelineError(
+                f"tune.artifact_store = {artifact_store!r}{link}: {where}; refusing to write trial directories "
+                "there: expected a directory of its own every machine reaches (e.g. /mnt/shared/tune-artifacts)"
+            )
+    path = artifact_dir(artifact_store)
     try:
         path.mkdir(parents=True, exist_ok=True)
         probe = tempfile.NamedTemporaryFile(dir=path, prefix=".write-check-")
@@ -208,7 +231,7 @@ def upload_trial_dir(artifact_store: str, trial: optuna.Trial, directory: Path) 
         with tarfile.open(archive, "w") as tar:
             tar.add(directory, arcname=".")
         artifact_id = upload_artifact(
-            artifact_store=FileSystemArtifactStore(artifact_store),
+            artifact_store=FileSystemArtifactStore(str(artifact_dir(artifact_store))),
             file_path=str(archive),
             study_or_trial=trial,
             mimetype="application/x-tar",
@@ -235,7 +258,7 @@ def fetch_trial_dir(artifact_store: str | None, trial: FrozenTrial, directory: P
     with tempfile.TemporaryDirectory(prefix=f".{directory.name}-", dir=directory.parent) as scratch:
         archive = Path(scratch) / "trial.tar"
         download_artifact(
-            artifact_store=FileSystemArtifactStore(artifact_store),
+            artifact_store=FileSystemArtifactStore(str(artifact_dir(artifact_store))),
             file_path=str(archive),
             artifact_id=trial.user_attrs[ARTIFACT_ATTR],
         )
