@@ -18,6 +18,7 @@ from urllib.parse import urlsplit
 from src.core.cli import answer_help, pipeline_errors_exit
 from src.core.containment import check_every_stage
 from src.core.errors import PipelineError
+from src.core.secrets import redact
 
 NO_REMOTE = (
     "no DVC remote to pull from{detail}: add the team's with `dvc remote add -d storage <url>` "
@@ -55,7 +56,38 @@ def check_remote() -> str:
             path = (Path(".dvc") / path).resolve()
         if not path.is_dir():
             raise PipelineError(NO_REMOTE.format(detail=f" (remote {name!r}: {path} does not exist on this machine)"))
+    elif scheme in ("http", "https"):
+        check_reachable(name, url)
     return name
+
+
+REACH_TIMEOUT_S = 10
+
+
+def check_reachable(name: str, url: str) -> None:
+    """An HTTP(S) remote answers at all (any status: DVC's own requests say what a 401 or 404 means);
+    else a PipelineError naming it, where `dvc pull` would list every file as missing from the cache."""
+    import urllib.error
+    import urllib.request
+
+    try:
+        parts = urlsplit(url)
+        host = f"[{parts.hostname}]" if ":" in (parts.hostname or "") else parts.hostname
+        if not host:
+            raise ValueError("no host")
+        # the credentials stay out of the request; DVC sends them itself
+        bare = parts._replace(netloc=host + (f":{parts.port}" if parts.port else "")).geturl()
+        urllib.request.urlopen(urllib.request.Request(bare, method="HEAD"), timeout=REACH_TIMEOUT_S).close()
+    except urllib.error.HTTPError:
+        return  # it answered
+    except (urllib.error.URLError, OSError, ValueError) as exc:
+        reason = getattr(exc, "reason", exc)
+        raise PipelineError(
+            redact(
+                f"remote {name!r} ({url}): cannot reach it ({reason}); check the URL, the server and the network, "
+                "then run again (nothing was pulled)"
+            )
+        ) from None
 
 
 def main(argv: list[str] | None = None) -> None:

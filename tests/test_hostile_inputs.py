@@ -1089,10 +1089,93 @@ BOUNDS = {
         seconds=30,  # the row writes 600 MB into the archive before; reading it is refused before any inflating
     ),
 }
+
+
+# class 4: what a parser or library raises, as one error line: a journal Optuna cannot replay, weights
+# torch refuses to unpickle, DVC's own exceptions (src.core.cli: "error: DVC: ...")
+def _journal_with(*records: dict) -> Callable[[Path, Path], list[str]]:
+    """The search's journal (where a killed search leaves it): one study, then ``records``."""
+
+    def setup(repo: Path, canary: Path) -> list[str]:
+        import optuna
+        from optuna.storages.journal import JournalFileBackend
+
+        journal = _tune_work_directory(repo) / "optuna_journal.log"
+        journal.parent.mkdir(parents=True)
+        optuna.create_study(
+            study_name="other", storage=optuna.storages.JournalStorage(JournalFileBackend(str(journal)))
+        )
+        with open(journal, "a") as handle:
+            handle.writelines(json.dumps(record) + "\n" for record in records)
+        return module("stages.tune")
+
+    return setup
+
+
+def _pickled_weights(repo: Path, canary: Path) -> list[str]:
+    """model_name: a local model whose pytorch_model.bin unpickles to code (it would touch the canary)."""
+    import torch
+
+    directory = write_tiny_bert(repo / "pickled-bert")
+    for weights in directory.glob("*.safetensors"):
+        weights.unlink()
+    torch.save({"weights": _RunsCode(str(canary / "ran"))}, directory / "pytorch_model.bin")
+    set_params(repo, model_name="pickled-bert")
+    return module("stages.train_bert")
+
+
+class _RunsCode:
+    def __init__(self, path: str):
+        self.path = path
+
+    def __reduce__(self):
+        return (os.mkdir, (self.path,))
+
+
+def _dvc_config_local(text: str) -> Callable[[Path, Path], list[str]]:
+    def setup(repo: Path, canary: Path) -> list[str]:
+        (repo / ".dvc/config.local").write_text(text)
+        return module("src.pull")
+
+    return setup
+
+
+def _http_remote(repo: Path, canary: Path) -> list[str]:
+    """The default remote: an HTTP server with a password, on a port nothing listens on."""
+    (repo / ".dvc/config").write_text(
+        f"[core]\n    remote = team\n['remote \"team\"']\n    url = http://u:{PASSWORD}@127.0.0.1:{_free_port()}/dvc\n"
+    )
+    return module("src.pull")
+
+
+PARSERS = {
+    "pull_from_an_unreachable_http_remote": Row(
+        _http_remote, ("remote 'team' (http://u:***@127.0.0.1:", "cannot reach it", "nothing was pulled")
+    ),
+    "journal_unknown_operation": Row(
+        _journal_with({"op_code": 99, "worker_id": "w"}),
+        ("optuna_journal.log:2: not an Optuna journal record (op_code 99)", "delete it to start the search over"),
+        seconds=60,
+    ),
+    "journal_record_without_its_fields": Row(
+        _journal_with({"op_code": 4, "worker_id": "w"}),
+        ("optuna_journal.log: not a journal Optuna", "can replay (KeyError"),
+        seconds=60,
+    ),
+    "model_name_weights_unpickle_to_code": Row(
+        _pickled_weights, ("model_name = 'pickled-bert': its weights hold more than tensors",), seconds=60
+    ),
+    "dvc_config_local_not_ini": Row(_dvc_config_local("[core\nremote = x\n"), ("error: DVC:",)),
+    "dvc_config_local_unknown_section": Row(_dvc_config_local("[bogus]\nx = 1\n"), ("error: DVC:",)),
+    "review_experiment_name_with_a_slash": Row(
+        lambda repo, canary: [*REVIEW, "--exp", "a/../b"], ("--exp a/../b",), seconds=60
+    ),
+}
 CLASSES = {
     "cost": COST,
     "secrets": SECRETS,
     "bounds": BOUNDS,
+    "parsers": PARSERS,
     "traceback": TRACEBACK,
     "containment": CONTAINMENT,
     "memory": MEMORY,

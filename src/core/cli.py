@@ -65,10 +65,24 @@ def pipeline_errors_exit() -> Iterator[None]:
         sys.exit(1)
     except OSError as exc:
         message = path_error_message(exc)
+        if message is None and exc.errno in (errno.ENOSPC, errno.EDQUOT):  # a write that names no file
+            message = f"{exc.strerror} while writing; free space and run again"
         if message is None:
             raise
         print(redact(f"error: {message}"), file=sys.stderr)
         sys.exit(1)
+    except Exception as exc:
+        if not _from_dvc(exc):
+            raise
+        # DVC's own (a .dvc/config it cannot read, an experiment name it refuses): its words, one line
+        detail = " ".join(str(exc).split())[:300] or type(exc).__name__
+        print(redact(f"error: DVC: {detail}"), file=sys.stderr)
+        sys.exit(1)
+
+
+def _from_dvc(exc: BaseException) -> bool:
+    """An exception of DVC or its git layer (dvc, dvc_data, scmrepo), which say what is wrong."""
+    return type(exc).__module__.split(".")[0] in ("dvc", "dvc_data", "dvc_objects", "scmrepo")
 
 
 def print_lines(lines: Iterable[str]) -> None:

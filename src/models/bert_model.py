@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import pickle
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -106,6 +107,12 @@ class BertSentimentClassifier(nn.Module):
             self.model = AutoModelForSequenceClassification.from_pretrained(
                 model_name, config=config, **({"attn_implementation": attention} if attention else {})
             )
+        except pickle.UnpicklingError as exc:  # torch.load(weights_only=True) refused a pickled object
+            reason = str(exc).splitlines()[0].rstrip(".")
+            raise PipelineError(
+                f"model_name = {model_name!r}: its weights hold more than tensors, which torch refuses to "
+                f"unpickle ({reason}); save them as safetensors (model.save_pretrained does)"
+            ) from None
         except (OSError, ValueError) as exc:
             raise _not_loadable(model_name, exc) from None
         self.first_token_only = compute_first_token_only_in_last_layer(self.model)
