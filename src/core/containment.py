@@ -22,6 +22,9 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
+from ruamel.yaml import YAML
+from ruamel.yaml.error import YAMLError
+
 from src.core.errors import PipelineError
 
 _VARIABLE = re.compile(r"\$\{\s*([\w.@-]+)\s*\}")
@@ -106,15 +109,17 @@ def _names(entries: Any) -> list[str]:
     return names
 
 
+def _safe_yaml() -> YAML:
+    return YAML(typ="safe")
+
+
 def stage_paths(params: dict, dvc_yaml: str = "dvc.yaml") -> list[tuple[str, str, list[str], list[str]]]:
     """(name, cmd, inputs, outputs) of every stage dvc.yaml declares (a ``foreach`` stage: one per item,
     ``name@key``), variables filled in from ``params``; [] when there is no dvc.yaml here."""
-    import yaml
-
     try:
         with open(dvc_yaml, encoding="utf-8") as handle:
-            stages = (yaml.load(handle, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader)) or {}).get("stages")
-    except (OSError, yaml.YAMLError, AttributeError):
+            stages = (_safe_yaml().load(handle) or {}).get("stages")
+    except (OSError, YAMLError, AttributeError):
         return []
     result = []
     for name, definition in (stages or {}).items() if isinstance(stages, dict) else ():
@@ -175,11 +180,9 @@ def check_every_stage(verb: str, inputs_too: bool = True) -> None:
     """Every stage's declared outputs (and inputs): no symbolic link out of the repository on the way. For
     what runs before any stage does: `dvc repro` removes a stage's outputs before running it, and `dvc pull`
     checks them out, through a link as readily as not."""
-    import yaml
-
     try:  # for ${data.input}: the raw text, as DVC reads it (a params error is the stages' to report)
-        params = yaml.safe_load(Path("params.yaml").read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError):
+        params = _safe_yaml().load(Path("params.yaml").read_text(encoding="utf-8"))
+    except (OSError, YAMLError):
         params = None
     for stage, _, inputs, outputs in stage_paths(params if isinstance(params, dict) else {}):
         check_inside_repository(outputs, f"{verb} {stage}'s output there")
