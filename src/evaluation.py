@@ -27,10 +27,10 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch.utils.data import DataLoader
-from tqdm import tqdm
 
 from src.core.cli import pipeline_errors_exit, positive_int_option, print_lines
 from src.core.errors import PipelineError
+from src.core.progress import progress
 from src.core.runtime import (
     autocast_context,
     explain_out_of_memory,
@@ -87,8 +87,8 @@ def predict_proba(
         dataset, batch_size=batch_size, sampler=sampler, collate_fn=trained.collate, pin_memory=device.type == "cuda"
     )
     chunks = []
-    # disable=None: a progress bar on a terminal only, so logs and `dvc repro` output stay readable
-    for batch in tqdm(loader, desc="scoring", unit="batch", leave=False, disable=None):
+    # a bar on a terminal, a line a minute in a log (src.core.progress)
+    for batch in progress(loader, f"scoring {len(dataset):,} texts"):
         batch = move_batch(batch, device)
         with autocast_context(device, trained.mixed_precision):
             logits = forward_logits(trained.model, batch)

@@ -8,9 +8,9 @@ from typing import Any
 
 import torch
 from torch import nn
-from tqdm import tqdm
 
 from src.core.errors import PipelineError
+from src.core.progress import progress as progress_of
 from src.core.runtime import autocast_context, batch_labels, forward_logits, move_batch
 from src.data.batching import restore_order
 from src.scoring.metrics import classification_metrics
@@ -37,7 +37,7 @@ def evaluate(
     world, rank = distributed.world_size(), distributed.rank()
     batches = data_loader if world == 1 else itertools.islice(data_loader, rank, None, world)
     results = []  # (loss sum, predictions, labels) per batch
-    for batch in tqdm(batches, desc="eval", leave=False, disable=not progress):
+    for batch in progress_of(batches, "eval", enabled=progress):
         batch = move_batch(batch, device)
         labels = batch_labels(batch)
         with autocast_context(device, mixed_precision):

@@ -19,11 +19,11 @@ from typing import Any
 
 import torch
 from torch import nn
-from tqdm import tqdm
 
 from src.checkpoints.manager import DEFAULT_BEST_BY, CheckpointManager
 from src.core.errors import PipelineError, TrainingDiverged
 from src.core.interrupts import Interrupted
+from src.core.progress import progress
 from src.core.runtime import (
     autocast_context,
     autocast_dtype,
@@ -65,7 +65,7 @@ class TrainerConfig:
     checkpoint_name: str = "checkpoint_epoch_{epoch}.pt"
     best_model_name: str = "best_model.pt"
     early_stopping_min_delta: float = 0.0
-    progress: bool = True  # a tqdm bar on a terminal (rank 0 only)
+    progress: bool = True  # a tqdm bar on a terminal, a line a minute in a log (rank 0 only)
     fingerprint: dict | None = None  # identifies the run in every checkpoint (src.checkpoints.resume)
     on_publish: Callable[[dict], None] | None = None  # writes what goes beside the published best model
     on_epoch_end: Callable[[int, dict], None] | None = None  # (epoch, metrics) after each epoch; may raise
@@ -206,10 +206,8 @@ class Trainer(RunState):
             # each rank its own dropout stream, a function of (seed, epoch, rank): resume stays exact
             torch.manual_seed(distributed.epoch_seed(self.base_seed, self.epoch))
         total_loss, n_seen = 0.0, 0
-        # disable=None: a bar on a terminal only, so logs and `dvc repro` output stay readable
-        bar = tqdm(
-            self.train_loader, desc=f"epoch {self.epoch + 1}", leave=False, disable=None if self.progress else True
-        )
+        # a bar on a terminal, a line a minute in a log (src.core.progress)
+        bar = progress(self.train_loader, f"epoch {self.epoch + 1}", enabled=self.progress)
         for batch in bar:
             batch = move_batch(batch, self.device)
             labels = batch_labels(batch)
