@@ -23,7 +23,7 @@ from src.core.secrets import redact
 NO_REMOTE = (
     "no DVC remote to pull from{detail}: add the team's with `dvc remote add -d storage <url>` "
     "(docs/review_walkthrough.md), or compute every output here with `make repro` "
-    "(21 min on an idle 2-core CPU, 49 at load 3-10)"
+    "(25 min on an idle 2-core AMD EPYC)"
 )
 
 
